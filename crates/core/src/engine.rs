@@ -1,0 +1,818 @@
+//! The subscription state machine: buckets, rating, boundaries, lifecycle.
+//!
+//! Time is always an argument. Callers bring a subscription up to an instant
+//! with [`Subscription::advance`] (which runs every boundary at or before it,
+//! in order) and then apply the event stamped at that instant. An instant on a
+//! boundary belongs to the new window: boundaries run before events stamped at
+//! the same instant.
+
+use crate::catalog::{Catalog, PlanIx};
+use crate::ledger::{Cause, Change, Entry, Lifecycle, Refusal, RejectReason, Source, ThrottleReason};
+use crate::names::{Country, Kind};
+use crate::plan::{Exhausted, OnPlanChange, Plan, Starts, Window};
+use crate::time::{Instant, Length, MICROS_PER_DAY};
+
+/// A bucket of data. Live buckets are kept sorted in consumption order, and a
+/// bucket leaves the list when it is used up, forfeited or carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub id: u32,
+    pub kind: Kind,
+    pub granted_bytes: u64,
+    pub used_bytes: u64,
+    /// Exclusive end of the bucket's window; `Instant::NEVER` for none.
+    pub expires: Instant,
+    /// Position of `kind` in the current plan's order (unlisted kinds last).
+    rank: u8,
+}
+
+impl Bucket {
+    pub fn remaining_bytes(&self) -> u64 {
+        self.granted_bytes - self.used_bytes
+    }
+
+    fn order_key(&self) -> (u8, Instant, u32) {
+        (self.rank, self.expires, self.id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Pending,
+    Active,
+    Throttled,
+    Depleted,
+    Suspended,
+    Expired,
+    Lapsed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Throttled => "throttled",
+            Status::Depleted => "depleted",
+            Status::Suspended => "suspended",
+            Status::Expired => "expired",
+            Status::Lapsed => "lapsed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Some(match text {
+            "pending" => Status::Pending,
+            "active" => Status::Active,
+            "throttled" => Status::Throttled,
+            "depleted" => Status::Depleted,
+            "suspended" => Status::Suspended,
+            "expired" => Status::Expired,
+            "lapsed" => Status::Lapsed,
+            "cancelled" => Status::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// When a granted bucket expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantExpiry {
+    At(Instant),
+    /// The end of the current period.
+    PeriodEnd,
+    Never,
+}
+
+/// What happens to a subscription. `Purchase` is not here: it creates the
+/// subscription ([`Subscription::purchase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Install,
+    FirstUse,
+    Usage { bytes: u64, country: Option<Country> },
+    Grant { kind: Kind, bytes: u64, expires: GrantExpiry },
+    ChangePlan(PlanIx),
+    Suspend,
+    Resume,
+    Cancel,
+}
+
+/// How one usage record was rated. `drawn + unmetered + throttled + rejected`
+/// equals the record's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rating {
+    /// Bytes paid from buckets (including extra blocks bought for it).
+    pub drawn_bytes: u64,
+    /// Bytes accepted without a bucket: under an unlimited plan's daily cap,
+    /// or pay-as-you-go.
+    pub unmetered_bytes: u64,
+    pub throttled_bytes: u64,
+    pub rejected_bytes: u64,
+    pub reject_reason: Option<RejectReason>,
+    pub charged_minor: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Rated(Rating),
+    Applied,
+    Refused(Refusal),
+}
+
+const STARTED: u8 = 1;
+const SUSPENDED: u8 = 2;
+const CANCELLED: u8 = 4;
+const LAPSED: u8 = 8;
+const EXPIRED: u8 = 16;
+const ENDED: u8 = CANCELLED | LAPSED | EXPIRED;
+
+/// One subscription's state. Kept small: a service holds millions in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    buckets: Vec<Bucket>,
+    plan: PlanIx,
+    pending_plan: Option<PlanIx>,
+    next_bucket_id: u32,
+    period_index: u32,
+    flags: u8,
+    purchased_at: Instant,
+    /// Start of period 1 of the current period sequence.
+    origin: Instant,
+    period_start: Instant,
+    period_end: Instant,
+    /// End of the current daily-cap window (`NEVER` without a daily cap).
+    window_end: Instant,
+    window_used_bytes: u64,
+    payg_period_bytes: u64,
+    throttled_bytes: u64,
+    rejected_bytes: u64,
+    charges_minor: i64,
+    fees_minor: i64,
+}
+
+impl Subscription {
+    /// Buys `plan` at `at`: the first period's fee is charged now, and the plan
+    /// starts now when it starts at purchase.
+    pub fn purchase(catalog: &Catalog, plan_ix: PlanIx, at: Instant, ledger: &mut Vec<Entry>) -> Subscription {
+        let plan = catalog.get(plan_ix);
+        let mut subscription = Subscription {
+            buckets: Vec::new(),
+            plan: plan_ix,
+            pending_plan: None,
+            next_bucket_id: 1,
+            period_index: 0,
+            flags: 0,
+            purchased_at: at,
+            origin: Instant::NEVER,
+            period_start: Instant::NEVER,
+            period_end: Instant::NEVER,
+            window_end: Instant::NEVER,
+            window_used_bytes: 0,
+            payg_period_bytes: 0,
+            throttled_bytes: 0,
+            rejected_bytes: 0,
+            charges_minor: 0,
+            fees_minor: 0,
+        };
+        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(Lifecycle::Purchased(plan_ix)) });
+        // With daily proration and a later start, the fee is prorated on the
+        // start day, so it is charged at the start together with the data.
+        let fee_at_start = plan.prorate_daily && plan.starts != Starts::Purchase;
+        if !fee_at_start {
+            let (_, fee) = if plan.starts == Starts::Purchase { plan.first_period_amounts(at) } else { (None, plan.price_minor) };
+            subscription.charge_fee(fee, 1, at, ledger);
+        }
+        if plan.starts == Starts::Purchase {
+            subscription.start(catalog, at, fee_at_start, ledger);
+        }
+        subscription
+    }
+
+    pub fn plan(&self) -> PlanIx {
+        self.plan
+    }
+
+    pub fn pending_plan(&self) -> Option<PlanIx> {
+        self.pending_plan
+    }
+
+    /// Live buckets in consumption order (only buckets with data left).
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    pub fn purchased_at(&self) -> Instant {
+        self.purchased_at
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.flags & STARTED != 0
+    }
+
+    pub fn fees_minor(&self) -> i64 {
+        self.fees_minor
+    }
+
+    pub fn charges_minor(&self) -> i64 {
+        self.charges_minor
+    }
+
+    pub fn throttled_bytes(&self) -> u64 {
+        self.throttled_bytes
+    }
+
+    pub fn rejected_bytes(&self) -> u64 {
+        self.rejected_bytes
+    }
+
+    /// Index and window of the current period, once started.
+    pub fn period(&self) -> Option<(u32, Instant, Instant)> {
+        self.is_started().then_some((self.period_index, self.period_start, self.period_end))
+    }
+
+    /// Sum of usable data left.
+    pub fn total_bytes(&self) -> u64 {
+        self.buckets.iter().map(Bucket::remaining_bytes).sum()
+    }
+
+    /// When the subscription itself ends: only `once` plans have an end.
+    pub fn expires(&self, catalog: &Catalog) -> Option<Instant> {
+        (self.is_started() && self.flags & (CANCELLED | LAPSED) == 0 && catalog.get(self.plan).is_once())
+            .then_some(self.period_end)
+    }
+
+    /// Full-speed data left in the day window containing `at`, for plans with
+    /// a daily cap. Call after [`Subscription::advance`] to `at`.
+    pub fn daily_remaining_bytes(&self, catalog: &Catalog, at: Instant) -> Option<u64> {
+        let cap = catalog.get(self.plan).daily_cap?;
+        if !self.is_started() {
+            return Some(cap.bytes);
+        }
+        if at >= self.window_end {
+            return Some(cap.bytes);
+        }
+        Some(cap.bytes.saturating_sub(self.window_used_bytes))
+    }
+
+    /// The status at `at`, after [`Subscription::advance`] to `at`.
+    pub fn status(&self, catalog: &Catalog, at: Instant) -> Status {
+        if self.flags & CANCELLED != 0 {
+            return Status::Cancelled;
+        }
+        if self.flags & LAPSED != 0 {
+            return Status::Lapsed;
+        }
+        if self.flags & EXPIRED != 0 {
+            return Status::Expired;
+        }
+        if self.flags & SUSPENDED != 0 {
+            return Status::Suspended;
+        }
+        if !self.is_started() {
+            return Status::Pending;
+        }
+        let plan = catalog.get(self.plan);
+        if !plan.is_unlimited() && self.total_bytes() == 0 {
+            match plan.exhausted {
+                Exhausted::Block => return Status::Depleted,
+                Exhausted::Throttle { .. } => return Status::Throttled,
+                Exhausted::ExtraBlocks { .. } | Exhausted::PayAsYouGo { .. } => {}
+            }
+        }
+        if self.daily_remaining_bytes(catalog, at) == Some(0) {
+            return Status::Throttled;
+        }
+        Status::Active
+    }
+
+    /// The next instant at which a boundary changes this subscription: a
+    /// period turn, a bucket expiry, a day window's end, or a lapse.
+    /// `Instant::NEVER` when nothing is scheduled.
+    pub fn next_boundary(&self, catalog: &Catalog) -> Instant {
+        if self.flags & ENDED != 0 {
+            return Instant::NEVER;
+        }
+        let mut next = Instant::NEVER;
+        for bucket in &self.buckets {
+            next = next.min(bucket.expires);
+        }
+        if self.is_started() {
+            next.min(self.period_end).min(self.window_end)
+        } else {
+            next.min(self.lapse_at(catalog))
+        }
+    }
+
+    fn lapse_at(&self, catalog: &Catalog) -> Instant {
+        let plan = catalog.get(self.plan);
+        match plan.activate_within {
+            Some(length) => length.end_from(self.purchased_at, &plan.zone),
+            None => Instant::NEVER,
+        }
+    }
+
+    /// Runs every boundary at or before `to`, in time order.
+    pub fn advance(&mut self, catalog: &Catalog, to: Instant, ledger: &mut Vec<Entry>) {
+        loop {
+            let boundary = self.next_boundary(catalog);
+            if boundary > to {
+                return;
+            }
+            self.run_boundary(catalog, boundary, ledger);
+            debug_assert!(self.next_boundary(catalog) > boundary, "a boundary must not repeat");
+        }
+    }
+
+    fn run_boundary(&mut self, catalog: &Catalog, at: Instant, ledger: &mut Vec<Entry>) {
+        if !self.is_started() {
+            if self.lapse_at(catalog) == at {
+                self.forfeit_all(at, Cause::Expired, ledger);
+                self.flags |= LAPSED;
+                self.pending_plan = None;
+                ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(Lifecycle::Lapsed) });
+                return;
+            }
+            self.expire_due(at, ledger);
+            return;
+        }
+        if self.period_end == at {
+            self.turn_period(catalog, at, ledger);
+        } else {
+            self.expire_due(at, ledger);
+        }
+        if self.window_end == at {
+            self.window_used_bytes = 0;
+            self.window_end = self.window_end_after(catalog, at);
+        }
+        self.check_invariants();
+    }
+
+    /// Forfeits buckets that expire at `at` between period boundaries.
+    fn expire_due(&mut self, at: Instant, ledger: &mut Vec<Entry>) {
+        let mut i = 0;
+        while i < self.buckets.len() {
+            if self.buckets[i].expires == at {
+                let bucket = self.buckets.remove(i);
+                push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::Expired);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn forfeit_all(&mut self, at: Instant, cause: Cause, ledger: &mut Vec<Entry>) {
+        for bucket in std::mem::take(&mut self.buckets) {
+            push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), cause);
+        }
+    }
+
+    /// A period boundary: expire, roll over, grant (section 1.3), with a
+    /// pending plan change taking effect here.
+    fn turn_period(&mut self, catalog: &Catalog, at: Instant, ledger: &mut Vec<Entry>) {
+        let old_plan = catalog.get(self.plan);
+        let change = self.pending_plan.take();
+        if old_plan.is_once() && change.is_none() {
+            self.forfeit_all(at, Cause::Expired, ledger);
+            self.flags |= EXPIRED;
+            ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(Lifecycle::Expired) });
+            return;
+        }
+
+        // Step 1: buckets ending here that may not roll expire.
+        let mut rolling: Vec<Bucket> = Vec::new();
+        let mut i = 0;
+        while i < self.buckets.len() {
+            if self.buckets[i].expires != at {
+                i += 1;
+                continue;
+            }
+            let bucket = self.buckets.remove(i);
+            if old_plan.rolls(bucket.kind) {
+                rolling.push(bucket);
+            } else {
+                push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::Expired);
+            }
+        }
+
+        // Step 2: roll over, or forfeit for a plan change.
+        let forfeit_for_change = change.is_some()
+            && old_plan.rollover.as_ref().is_none_or(|r| r.on_plan_change == OnPlanChange::Forfeit);
+        if forfeit_for_change {
+            for bucket in &rolling {
+                push_forfeit(ledger, at, bucket, bucket.remaining_bytes(), Cause::PlanChange);
+            }
+            let mut i = 0;
+            while i < self.buckets.len() {
+                if self.buckets[i].kind == Kind::CARRY {
+                    let bucket = self.buckets.remove(i);
+                    push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::PlanChange);
+                } else {
+                    i += 1;
+                }
+            }
+        } else if let Some(rollover) = &old_plan.rollover {
+            // `rolling` is in consumption order, since it was taken from the
+            // sorted live list; cuts take from its end.
+            let pooled: u64 = rolling.iter().map(Bucket::remaining_bytes).sum();
+            let after_max = rollover.max_per_period_bytes.map_or(pooled, |max| pooled.min(max));
+            let live_carry: u64 = self.buckets.iter().filter(|b| b.kind == Kind::CARRY).map(Bucket::remaining_bytes).sum();
+            let carried = rollover.cap_bytes.map_or(after_max, |cap| after_max.min(cap.saturating_sub(live_carry)));
+            let mut cut = pooled - carried;
+            let carry_id = self.next_bucket_id;
+            let mut carry_parts: Vec<(usize, u64)> = Vec::with_capacity(rolling.len());
+            for (index, bucket) in rolling.iter().enumerate().rev() {
+                let remaining = bucket.remaining_bytes();
+                let cut_here = cut.min(remaining);
+                cut -= cut_here;
+                push_forfeit(ledger, at, bucket, cut_here, Cause::Cap);
+                carry_parts.push((index, remaining - cut_here));
+            }
+            if carried > 0 {
+                carry_parts.reverse();
+                for (index, bytes) in carry_parts {
+                    if bytes > 0 {
+                        let bucket = &rolling[index];
+                        ledger.push(Entry {
+                            at,
+                            bucket: bucket.id,
+                            kind: Some(bucket.kind),
+                            change: Change::CarriedOut { bytes, into: carry_id },
+                        });
+                    }
+                }
+                let expires = match rollover.expires_after {
+                    Length::Periods(n) => old_plan.period_start(self.origin, self.period_index + 1 + n),
+                    other => other.end_from(at, &old_plan.zone),
+                };
+                self.add_bucket(catalog, Kind::CARRY, carried, expires, Source::Carry, at, ledger);
+            }
+        } else {
+            // No rollover: nothing can be in `rolling`.
+            debug_assert!(rolling.is_empty());
+        }
+
+        // Step 3: the new period (and the new plan, if one was chosen).
+        if let Some(new_ix) = change {
+            let new_plan = catalog.get(new_ix);
+            let continues = old_plan.same_periods(new_plan);
+            let from = self.plan;
+            self.plan = new_ix;
+            ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(Lifecycle::PlanChanged { from, to: new_ix }) });
+            self.rerank(catalog);
+            if !continues {
+                self.begin_sequence(catalog, at, true, ledger);
+                return;
+            }
+        }
+        self.period_index += 1;
+        self.period_start = at;
+        let plan = catalog.get(self.plan);
+        self.period_end = plan.period_end(self.origin, self.period_index);
+        self.payg_period_bytes = 0;
+        if let Some(bytes) = plan.allowance_bytes {
+            let expires = self.period_end;
+            self.add_bucket(catalog, Kind::ALLOWANCE, bytes, expires, Source::Period(self.period_index), at, ledger);
+        }
+        self.charge_fee(plan.price_minor, self.period_index, at, ledger);
+    }
+
+    /// Starts period 1 of the current plan at `at`.
+    fn start(&mut self, catalog: &Catalog, at: Instant, charge_fee: bool, ledger: &mut Vec<Entry>) {
+        self.flags |= STARTED;
+        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(Lifecycle::Started) });
+        self.begin_sequence(catalog, at, charge_fee, ledger);
+    }
+
+    /// Period 1 of a new period sequence at `at`: prorated allowance and,
+    /// when asked, the prorated fee; a fresh day window.
+    fn begin_sequence(&mut self, catalog: &Catalog, at: Instant, charge_fee: bool, ledger: &mut Vec<Entry>) {
+        let plan = catalog.get(self.plan);
+        self.origin = at;
+        self.period_index = 1;
+        self.period_start = at;
+        self.period_end = plan.period_end(at, 1);
+        self.payg_period_bytes = 0;
+        self.window_used_bytes = 0;
+        self.window_end = self.window_end_after(catalog, at);
+        let (allowance, fee) = plan.first_period_amounts(at);
+        if let Some(bytes) = allowance {
+            let expires = self.period_end;
+            self.add_bucket(catalog, Kind::ALLOWANCE, bytes, expires, Source::Period(1), at, ledger);
+        }
+        if charge_fee {
+            self.charge_fee(fee, 1, at, ledger);
+        }
+    }
+
+    /// End of the day window that contains `at`.
+    fn window_end_after(&self, catalog: &Catalog, at: Instant) -> Instant {
+        let plan = catalog.get(self.plan);
+        let Some(cap) = plan.daily_cap else { return Instant::NEVER };
+        let end = match cap.window {
+            Window::CalendarDay => plan.zone.next_midnight(at),
+            Window::Rolling24h => {
+                let elapsed = at.micros() - self.origin.micros();
+                self.origin.plus_micros((elapsed.div_euclid(MICROS_PER_DAY) + 1) * MICROS_PER_DAY)
+            }
+        };
+        if plan.is_once() { end.min(self.period_end) } else { end }
+    }
+
+    fn charge_fee(&mut self, minor: i64, period: u32, at: Instant, ledger: &mut Vec<Entry>) {
+        self.fees_minor += minor;
+        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Fee { minor, period } });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_bucket(
+        &mut self,
+        catalog: &Catalog,
+        kind: Kind,
+        bytes: u64,
+        expires: Instant,
+        source: Source,
+        at: Instant,
+        ledger: &mut Vec<Entry>,
+    ) -> u32 {
+        let id = self.next_bucket_id;
+        self.next_bucket_id += 1;
+        ledger.push(Entry { at, bucket: id, kind: Some(kind), change: Change::Granted { bytes, expires, source } });
+        if bytes == 0 {
+            return id;
+        }
+        let rank = catalog.get(self.plan).rank(kind);
+        let bucket = Bucket { id, kind, granted_bytes: bytes, used_bytes: 0, expires, rank };
+        let position = self.buckets.partition_point(|b| b.order_key() < bucket.order_key());
+        self.buckets.insert(position, bucket);
+        id
+    }
+
+    fn rerank(&mut self, catalog: &Catalog) {
+        let plan = catalog.get(self.plan);
+        for bucket in &mut self.buckets {
+            bucket.rank = plan.rank(bucket.kind);
+        }
+        self.buckets.sort_by_key(Bucket::order_key);
+    }
+
+    /// Draws up to `bytes` from live buckets in consumption order; returns
+    /// the bytes drawn.
+    fn draw(&mut self, bytes: u64, at: Instant, ledger: &mut Vec<Entry>) -> u64 {
+        let mut need = bytes;
+        let mut i = 0;
+        while need > 0 && i < self.buckets.len() {
+            let bucket = &mut self.buckets[i];
+            let take = need.min(bucket.remaining_bytes());
+            bucket.used_bytes += take;
+            need -= take;
+            ledger.push(Entry { at, bucket: bucket.id, kind: Some(bucket.kind), change: Change::Drawn { bytes: take } });
+            if bucket.remaining_bytes() == 0 {
+                self.buckets.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        bytes - need
+    }
+
+    /// Applies an event stamped `at`. Runs the boundaries up to `at` first.
+    pub fn apply(&mut self, catalog: &Catalog, event: Event, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+        self.advance(catalog, at, ledger);
+        let outcome = match event {
+            Event::Usage { bytes, country } => Outcome::Rated(self.rate(catalog, bytes, country, at, ledger)),
+            Event::Install => self.begin_by(catalog, Starts::Install, Lifecycle::Installed, at, ledger),
+            Event::FirstUse => self.begin_by(catalog, Starts::FirstUse, Lifecycle::FirstUse, at, ledger),
+            Event::Grant { kind, bytes, expires } => self.grant(catalog, kind, bytes, expires, at, ledger),
+            Event::ChangePlan(to) => self.change_plan(catalog, to, at, ledger),
+            Event::Suspend => {
+                if self.flags & ENDED != 0 {
+                    self.refuse(Refusal::Ended, at, ledger)
+                } else if self.flags & SUSPENDED != 0 {
+                    self.refuse(Refusal::AlreadySuspended, at, ledger)
+                } else {
+                    self.flags |= SUSPENDED;
+                    self.lifecycle(Lifecycle::Suspended, at, ledger)
+                }
+            }
+            Event::Resume => {
+                if self.flags & ENDED != 0 {
+                    self.refuse(Refusal::Ended, at, ledger)
+                } else if self.flags & SUSPENDED == 0 {
+                    self.refuse(Refusal::NotSuspended, at, ledger)
+                } else {
+                    self.flags &= !SUSPENDED;
+                    self.lifecycle(Lifecycle::Resumed, at, ledger)
+                }
+            }
+            Event::Cancel => {
+                if self.flags & ENDED != 0 {
+                    self.refuse(Refusal::Ended, at, ledger)
+                } else {
+                    self.forfeit_all(at, Cause::Cancelled, ledger);
+                    self.flags |= CANCELLED;
+                    self.pending_plan = None;
+                    self.lifecycle(Lifecycle::Cancelled, at, ledger)
+                }
+            }
+        };
+        self.check_invariants();
+        outcome
+    }
+
+    fn lifecycle(&mut self, event: Lifecycle, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(event) });
+        Outcome::Applied
+    }
+
+    fn refuse(&mut self, refusal: Refusal, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Lifecycle(Lifecycle::Refused(refusal)) });
+        Outcome::Refused(refusal)
+    }
+
+    fn begin_by(&mut self, catalog: &Catalog, by: Starts, event: Lifecycle, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+        if self.flags & ENDED != 0 {
+            return self.refuse(Refusal::Ended, at, ledger);
+        }
+        self.lifecycle(event, at, ledger);
+        let plan = catalog.get(self.plan);
+        if !self.is_started() && plan.starts == by {
+            self.start(catalog, at, plan.prorate_daily, ledger);
+        }
+        Outcome::Applied
+    }
+
+    fn grant(&mut self, catalog: &Catalog, kind: Kind, bytes: u64, expires: GrantExpiry, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+        if self.flags & ENDED != 0 {
+            return self.refuse(Refusal::Ended, at, ledger);
+        }
+        let expires = match expires {
+            GrantExpiry::At(instant) => instant,
+            GrantExpiry::Never => Instant::NEVER,
+            GrantExpiry::PeriodEnd if self.is_started() => self.period_end,
+            GrantExpiry::PeriodEnd => return self.refuse(Refusal::NoCurrentPeriod, at, ledger),
+        };
+        if expires <= at {
+            return self.refuse(Refusal::ExpiryNotAfterGrant, at, ledger);
+        }
+        self.add_bucket(catalog, kind, bytes, expires, Source::Grant, at, ledger);
+        Outcome::Applied
+    }
+
+    fn change_plan(&mut self, catalog: &Catalog, to: PlanIx, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+        if self.flags & ENDED != 0 {
+            return self.refuse(Refusal::Ended, at, ledger);
+        }
+        if to == self.plan {
+            // Asking for the current plan withdraws a scheduled change.
+            if self.pending_plan.take().is_some() {
+                return self.lifecycle(Lifecycle::PlanChangeScheduled(to), at, ledger);
+            }
+            return self.refuse(Refusal::SamePlan, at, ledger);
+        }
+        if !self.is_started() {
+            // Nothing has started, so there is no boundary to wait for: the
+            // new plan replaces the old one at once, with its own start rule.
+            let from = self.plan;
+            self.plan = to;
+            self.rerank(catalog);
+            self.lifecycle(Lifecycle::PlanChanged { from, to }, at, ledger);
+            if catalog.get(to).starts == Starts::Purchase {
+                self.start(catalog, at, false, ledger);
+            }
+            return Outcome::Applied;
+        }
+        self.pending_plan = Some(to);
+        self.lifecycle(Lifecycle::PlanChangeScheduled(to), at, ledger)
+    }
+
+    /// Rates one usage record (section 1.4).
+    fn rate(&mut self, catalog: &Catalog, bytes: u64, country: Option<Country>, at: Instant, ledger: &mut Vec<Entry>) -> Rating {
+        let reject = |this: &mut Subscription, reason: RejectReason, ledger: &mut Vec<Entry>| {
+            this.rejected_bytes += bytes;
+            ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes, reason } });
+            Rating { rejected_bytes: bytes, reject_reason: Some(reason), ..Rating::default() }
+        };
+        if self.flags & ENDED != 0 {
+            return reject(self, RejectReason::Ended, ledger);
+        }
+        if self.flags & SUSPENDED != 0 {
+            return reject(self, RejectReason::Suspended, ledger);
+        }
+        if !catalog.get(self.plan).covers(country) {
+            return reject(self, RejectReason::NotCovered, ledger);
+        }
+        if !self.is_started() {
+            let plan = catalog.get(self.plan);
+            if plan.starts != Starts::FirstUse {
+                return reject(self, RejectReason::NotStarted, ledger);
+            }
+            self.lifecycle(Lifecycle::FirstUse, at, ledger);
+            self.start(catalog, at, plan.prorate_daily, ledger);
+        }
+        let plan = catalog.get(self.plan);
+        let mut rating = Rating::default();
+        let room = match plan.daily_cap {
+            Some(cap) => cap.bytes.saturating_sub(self.window_used_bytes),
+            None => u64::MAX,
+        };
+        let under_cap = bytes.min(room);
+        let over_cap = bytes - under_cap;
+
+        if plan.is_unlimited() {
+            if under_cap > 0 {
+                ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: under_cap } });
+            }
+            rating.unmetered_bytes = under_cap;
+            // Past the day's cap, granted buckets pay at full speed first.
+            rating.drawn_bytes = self.draw(over_cap, at, ledger);
+            rating.throttled_bytes = over_cap - rating.drawn_bytes;
+            self.window_used_bytes += under_cap + rating.drawn_bytes;
+            self.throttle(rating.throttled_bytes, ThrottleReason::DailyCap, at, ledger);
+            return rating;
+        }
+
+        rating.drawn_bytes = self.draw(under_cap, at, ledger);
+        let unpaid = under_cap - rating.drawn_bytes;
+        if unpaid > 0 {
+            match plan.exhausted {
+                Exhausted::Block => {
+                    self.rejected_bytes += unpaid;
+                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes: unpaid, reason: RejectReason::Exhausted } });
+                    rating.rejected_bytes = unpaid;
+                    rating.reject_reason = Some(RejectReason::Exhausted);
+                }
+                Exhausted::Throttle { .. } => {
+                    self.throttle(unpaid, ThrottleReason::Exhausted, at, ledger);
+                    rating.throttled_bytes += unpaid;
+                }
+                Exhausted::ExtraBlocks { block_bytes, price_minor } => {
+                    let blocks = unpaid.div_ceil(block_bytes);
+                    for _ in 0..blocks {
+                        let expires = self.period_end;
+                        let id = self.add_bucket(catalog, Kind::EXTRA, block_bytes, expires, Source::ExtraBlock, at, ledger);
+                        self.charges_minor += price_minor;
+                        rating.charged_minor += price_minor;
+                        ledger.push(Entry { at, bucket: id, kind: Some(Kind::EXTRA), change: Change::Charged { minor: price_minor, bytes: block_bytes } });
+                    }
+                    let drawn = self.draw(unpaid, at, ledger);
+                    debug_assert_eq!(drawn, unpaid, "the blocks just bought pay for the rest");
+                    rating.drawn_bytes += drawn;
+                }
+                Exhausted::PayAsYouGo { unit_bytes, price_minor } => {
+                    let cost = |b: u64| (b.div_ceil(unit_bytes) as i64) * price_minor;
+                    let before = cost(self.payg_period_bytes);
+                    self.payg_period_bytes += unpaid;
+                    let charged = cost(self.payg_period_bytes) - before;
+                    self.charges_minor += charged;
+                    rating.charged_minor += charged;
+                    rating.unmetered_bytes += unpaid;
+                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: unpaid } });
+                    if charged > 0 {
+                        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Charged { minor: charged, bytes: unpaid } });
+                    }
+                }
+            }
+        }
+        self.window_used_bytes += rating.drawn_bytes + rating.unmetered_bytes;
+        self.throttle(over_cap, ThrottleReason::DailyCap, at, ledger);
+        rating.throttled_bytes += over_cap;
+        rating
+    }
+
+    fn throttle(&mut self, bytes: u64, reason: ThrottleReason, at: Instant, ledger: &mut Vec<Entry>) {
+        if bytes > 0 {
+            self.throttled_bytes += bytes;
+            ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Throttled { bytes, reason } });
+        }
+    }
+
+    /// Crashes rather than continue from a state that breaks a rule. Only in
+    /// debug builds: the checks walk the buckets.
+    fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            for pair in self.buckets.windows(2) {
+                assert!(pair[0].order_key() < pair[1].order_key(), "buckets out of consumption order");
+            }
+            for bucket in &self.buckets {
+                assert!(bucket.used_bytes < bucket.granted_bytes, "a live bucket has data left");
+            }
+            assert!(self.fees_minor >= 0 && self.charges_minor >= 0);
+        }
+    }
+}
+
+fn push_forfeit(ledger: &mut Vec<Entry>, at: Instant, bucket: &Bucket, bytes: u64, cause: Cause) {
+    if bytes > 0 {
+        ledger.push(Entry { at, bucket: bucket.id, kind: Some(bucket.kind), change: Change::Forfeited { bytes, cause } });
+    }
+}
+
+/// Used by tests and benchmarks that build states directly.
+impl Subscription {
+    pub fn plan_of<'a>(&self, catalog: &'a Catalog) -> &'a Plan {
+        catalog.get(self.plan)
+    }
+}

@@ -1,0 +1,1 @@
+//! Plain-language explanations of plans, in English and Chinese.

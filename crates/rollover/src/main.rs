@@ -1,1 +1,169 @@
-fn main(){}
+//! The `rollover` command line. Parses flags and wires the library crates
+//! together; rules live in `rollover-core`, file formats in `rollover-terms`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rollover_core::explain::{Lang, explain_plan};
+use rollover_terms::file::is_scenario;
+use rollover_terms::{parse_plans, parse_scenario, run};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "rollover", version, about = "Data plans whose rules are exact and visible")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a scenario file in virtual time and check its expects.
+    /// Exit 0: every expect holds; 1: some do not; 2: the file is invalid.
+    Simulate {
+        file: PathBuf,
+        /// Print the full state at every expect as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also print the ledger: every grant, draw, carry, forfeit, fee and charge.
+        #[arg(long, conflicts_with = "json")]
+        ledger: bool,
+    },
+    /// Plan files: check and explain.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// Measure the engine: rating and boundary speed, memory per subscription.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Validate a file of one or more plans (or a whole scenario file).
+    Check { file: PathBuf },
+    /// Explain plans in plain language, with a worked example.
+    Explain {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = LangArg::En)]
+        lang: LangArg,
+        /// Only the plan with this id.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LangArg {
+    En,
+    Zh,
+}
+
+fn read(path: &Path) -> Result<String, ExitCode> {
+    std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("{}: cannot read: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Simulate { file, json, ledger } => simulate(&file, json, ledger),
+        Command::Plan { command: PlanCommand::Check { file } } => plan_check(&file),
+        Command::Plan { command: PlanCommand::Explain { file, lang, plan } } => plan_explain(&file, lang, plan.as_deref()),
+        Command::Bench { command } => bench::run(command),
+    }
+}
+
+fn simulate(path: &Path, json: bool, show_ledger: bool) -> ExitCode {
+    let text = match read(path) {
+        Ok(text) => text,
+        Err(code) => return code,
+    };
+    let scenario = match parse_scenario(&path.display().to_string(), &text) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = run(&scenario);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        for line in report.mismatch_lines() {
+            println!("{line}");
+        }
+        if show_ledger {
+            for line in rollover_core::explain::ledger_lines(&scenario.catalog, &report.ledger) {
+                println!("{line}");
+            }
+        }
+        if report.ok {
+            let title = scenario.title.as_deref().unwrap_or("scenario");
+            eprintln!("ok: {} expects hold ({title})", report.expects.len());
+        }
+    }
+    if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn plan_check(path: &Path) -> ExitCode {
+    let text = match read(path) {
+        Ok(text) => text,
+        Err(code) => return code,
+    };
+    let name = path.display().to_string();
+    let result = if is_scenario(&text) {
+        parse_scenario(&name, &text).map(|s| s.catalog.plans().len())
+    } else {
+        parse_plans(&name, &text).map(|p| p.len())
+    };
+    match result {
+        Ok(count) => {
+            println!("{name}: {count} plan{} valid", if count == 1 { "" } else { "s" });
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn plan_explain(path: &Path, lang: LangArg, only: Option<&str>) -> ExitCode {
+    let text = match read(path) {
+        Ok(text) => text,
+        Err(code) => return code,
+    };
+    let name = path.display().to_string();
+    let plans = if is_scenario(&text) {
+        parse_scenario(&name, &text).map(|s| s.catalog.plans().to_vec())
+    } else {
+        parse_plans(&name, &text)
+    };
+    let plans = match plans {
+        Ok(plans) => plans,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let lang = match lang {
+        LangArg::En => Lang::En,
+        LangArg::Zh => Lang::Zh,
+    };
+    let chosen: Vec<_> = plans.iter().filter(|p| only.is_none_or(|id| p.id == id)).collect();
+    if chosen.is_empty() {
+        eprintln!("{name}: no plan with id \"{}\"", only.unwrap_or_default());
+        return ExitCode::from(2);
+    }
+    let texts: Vec<String> = chosen.iter().map(|plan| explain_plan(plan, lang)).collect();
+    print!("{}", texts.join("\n"));
+    ExitCode::SUCCESS
+}

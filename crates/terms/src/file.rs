@@ -1,0 +1,559 @@
+//! Reading plan files and scenario files: TOML to core types, with every
+//! error naming the file, the line and the field.
+
+use std::fmt;
+use std::ops::Range;
+
+use rollover_core::amount::parse_bytes_with_unit;
+use rollover_core::engine::{Event, GrantExpiry, Status};
+use rollover_core::ledger::Cause;
+use rollover_core::plan::{
+    AllowanceDraft, CoverageDraft, DailyCapDraft, ExhaustedDraft, OrderDraft, PeriodDraft, Plan, PlanDraft, RolloverDraft,
+};
+use rollover_core::{Catalog, Country, Instant, Kind, PlanIx};
+
+use crate::raw::{RawEvent, RawExpect, RawFile, RawPlan, S};
+
+/// What is wrong with a file, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub file: String,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// An amount as the file wrote it: bytes, and the unit used (to write
+/// results back in the same unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amount {
+    pub bytes: u64,
+    pub unit_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub minor: i64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedBucket {
+    pub kind: Option<Kind>,
+    pub remaining: Option<Amount>,
+    pub expires: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedForfeit {
+    pub kind: Option<Kind>,
+    pub data: Option<Amount>,
+    pub cause: Option<Cause>,
+}
+
+/// One `[[expect]]`: the checks it makes at its instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expect {
+    /// 1-based position in the file.
+    pub number: usize,
+    pub line: usize,
+    pub at: Instant,
+    pub at_text: String,
+    pub status: Option<Status>,
+    pub total: Option<Amount>,
+    pub buckets: Option<Vec<ExpectedBucket>>,
+    pub forfeited: Option<Vec<ExpectedForfeit>>,
+    pub charges: Option<Money>,
+    pub fees: Option<Money>,
+    pub throttled: Option<Amount>,
+    pub rejected: Option<Amount>,
+    pub daily_remaining: Option<Amount>,
+    pub expires: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedEvent {
+    pub at: Instant,
+    pub line: usize,
+    pub event: Event,
+}
+
+/// A parsed, checked scenario: one subscription's story.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub title: Option<String>,
+    pub catalog: Catalog,
+    pub purchase: PlanIx,
+    pub purchased_at: Instant,
+    /// Events after the purchase, in time order.
+    pub events: Vec<TimedEvent>,
+    /// Expects in file order.
+    pub expects: Vec<Expect>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text.as_bytes()[..offset].iter().filter(|b| **b == b'\n').count() + 1
+    }
+
+    fn error(&self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) -> FileError {
+        FileError { file: self.file.to_string(), line: self.line_of(span.start), field: field.into(), message: message.into() }
+    }
+
+    /// A TOML or shape error from the deserializer. Its span points at the
+    /// offending value (or key); the key name is read from the text before it.
+    fn from_toml(&self, error: &toml::de::Error) -> FileError {
+        let span = error.span().unwrap_or(0..0);
+        let message = error.message().trim().replace('\n', " ");
+        let field = self.key_before(span.start).unwrap_or_default();
+        FileError { file: self.file.to_string(), line: self.line_of(span.start), field, message }
+    }
+
+    /// The key written just before `offset` on its line (`price = 58.00`
+    /// gives `price` for the offset of `58.00`).
+    fn key_before(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let before = &self.text[line_start..offset];
+        let before = before.trim_end().strip_suffix('=')?;
+        let key: String = before
+            .trim_end()
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        (!key.is_empty()).then_some(key)
+    }
+}
+
+/// Records the span of each field read into a draft, so that a rule broken
+/// by a field can be reported on that field's line.
+struct Spans {
+    fields: Vec<(String, Range<usize>)>,
+}
+
+impl Spans {
+    fn take<T: Clone>(&mut self, field: &str, value: &Option<S<T>>) -> Option<T> {
+        value.as_ref().map(|v| {
+            self.fields.push((field.to_string(), v.span()));
+            v.get_ref().clone()
+        })
+    }
+
+    fn table<'v, T>(&mut self, field: &str, value: &'v Option<S<T>>) -> Option<&'v T> {
+        value.as_ref().map(|v| {
+            self.fields.push((field.to_string(), v.span()));
+            v.get_ref()
+        })
+    }
+
+    fn span_of(&self, field: &str) -> Option<Range<usize>> {
+        self.fields.iter().find(|(f, _)| f == field).map(|(_, s)| s.clone()).or_else(|| {
+            // A missing field is reported on its table.
+            let parent = field.rsplit_once('.')?.0;
+            self.fields.iter().find(|(f, _)| f == parent).map(|(_, s)| s.clone())
+        })
+    }
+}
+
+fn plan_draft(raw: &RawPlan) -> (PlanDraft, Spans) {
+    let mut s = Spans { fields: Vec::new() };
+    let mut draft = PlanDraft {
+        id: s.take("id", &raw.id),
+        name: s.take("name", &raw.name),
+        currency: s.take("currency", &raw.currency),
+        price: s.take("price", &raw.price),
+        timezone: s.take("timezone", &raw.timezone),
+        ..PlanDraft::default()
+    };
+    if let Some(p) = s.table("period", &raw.period) {
+        draft.period = Some(PeriodDraft {
+            kind: s.take("period.kind", &p.kind),
+            anchor: s.take("period.anchor", &p.anchor),
+            days: s.take("period.days", &p.days),
+            length: s.take("period.length", &p.length),
+            starts: s.take("period.starts", &p.starts),
+            activate_within: s.take("period.activate_within", &p.activate_within),
+            proration: s.take("period.proration", &p.proration),
+        });
+    }
+    if let Some(a) = s.table("allowance", &raw.allowance) {
+        draft.allowance = Some(AllowanceDraft { data: s.take("allowance.data", &a.data) });
+    }
+    if let Some(r) = s.table("rollover", &raw.rollover) {
+        draft.rollover = Some(RolloverDraft {
+            from: s.take("rollover.from", &r.from),
+            expires_after: s.take("rollover.expires_after", &r.expires_after),
+            cap: s.take("rollover.cap", &r.cap),
+            max_per_period: s.take("rollover.max_per_period", &r.max_per_period),
+            on_plan_change: s.take("rollover.on_plan_change", &r.on_plan_change),
+        });
+    }
+    if let Some(o) = s.table("order", &raw.order) {
+        draft.order = Some(OrderDraft { kinds: s.take("order.kinds", &o.kinds) });
+    }
+    if let Some(d) = s.table("daily_cap", &raw.daily_cap) {
+        draft.daily_cap = Some(DailyCapDraft {
+            data: s.take("daily_cap.data", &d.data),
+            window: s.take("daily_cap.window", &d.window),
+            throttle_kbps: s.take("daily_cap.throttle_kbps", &d.throttle_kbps),
+        });
+    }
+    if let Some(e) = s.table("exhausted", &raw.exhausted) {
+        draft.exhausted = Some(ExhaustedDraft {
+            action: s.take("exhausted.action", &e.action),
+            throttle_kbps: s.take("exhausted.throttle_kbps", &e.throttle_kbps),
+            block: s.take("exhausted.block", &e.block),
+            price: s.take("exhausted.price", &e.price),
+            unit: s.take("exhausted.unit", &e.unit),
+        });
+    }
+    if let Some(c) = s.table("coverage", &raw.coverage) {
+        draft.coverage = Some(CoverageDraft { countries: s.take("coverage.countries", &c.countries) });
+    }
+    (draft, s)
+}
+
+fn plans(ctx: &Ctx, raw_plans: &[S<RawPlan>]) -> Result<Vec<Plan>, FileError> {
+    let mut plans: Vec<Plan> = Vec::with_capacity(raw_plans.len());
+    for (index, raw) in raw_plans.iter().enumerate() {
+        let (draft, spans) = plan_draft(raw.get_ref());
+        let label = match &draft.id {
+            Some(id) => format!("plan \"{id}\""),
+            None => format!("plan #{}", index + 1),
+        };
+        let plan = Plan::from_draft(&draft).map_err(|e| {
+            let span = spans.span_of(&e.field).unwrap_or_else(|| raw.span());
+            ctx.error(&span, format!("{label} {}", e.field), e.message)
+        })?;
+        if plans.iter().any(|p| p.id == plan.id) {
+            let span = spans.span_of("id").unwrap_or_else(|| raw.span());
+            return Err(ctx.error(&span, format!("{label} id"), "another plan in this file has the same id"));
+        }
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+fn parse_raw(ctx: &Ctx) -> Result<RawFile, FileError> {
+    toml::from_str::<RawFile>(ctx.text).map_err(|e| ctx.from_toml(&e))
+}
+
+/// Reads a file of one or more `[[plan]]` tables.
+pub fn parse_plans(file: &str, text: &str) -> Result<Vec<Plan>, FileError> {
+    let ctx = Ctx { file, text };
+    let raw = parse_raw(&ctx)?;
+    if raw.plan.is_empty() {
+        return Err(ctx.error(&(0..0), "plan", "the file has no [[plan]] table"));
+    }
+    plans(&ctx, &raw.plan)
+}
+
+/// Whether a file is a scenario (it has events) rather than a plan file.
+pub fn is_scenario(text: &str) -> bool {
+    toml::from_str::<RawFile>(text).is_ok_and(|raw| !raw.event.is_empty() || !raw.expect.is_empty())
+}
+
+fn instant(ctx: &Ctx, value: &S<String>, field: &str) -> Result<Instant, FileError> {
+    Instant::parse_rfc3339(value.get_ref()).map_err(|e| ctx.error(&value.span(), field, e))
+}
+
+fn amount(ctx: &Ctx, value: &S<String>, field: &str) -> Result<Amount, FileError> {
+    let text = value.get_ref();
+    parse_bytes_with_unit(text)
+        .map(|(bytes, unit_bytes)| Amount { bytes, unit_bytes })
+        .map_err(|e| ctx.error(&value.span(), field, format!("\"{text}\": {e}")))
+}
+
+fn must_be_true(ctx: &Ctx, value: &S<bool>, field: &str) -> Result<(), FileError> {
+    if *value.get_ref() { Ok(()) } else { Err(ctx.error(&value.span(), field, "must be true (leave the event out instead)")) }
+}
+
+/// Reads and checks a scenario file (section 2 of the contract).
+pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
+    let ctx = Ctx { file, text };
+    let raw = parse_raw(&ctx)?;
+    if raw.plan.is_empty() {
+        return Err(ctx.error(&(0..0), "plan", "a scenario needs at least one [[plan]]"));
+    }
+    let plan_list = plans(&ctx, &raw.plan)?;
+    let mut catalog = Catalog::new();
+    for plan in plan_list {
+        catalog.add(plan);
+    }
+    let Some(first) = raw.event.first() else {
+        return Err(ctx.error(&(0..0), "event", "a scenario needs events, starting with a purchase"));
+    };
+
+    let mut purchase: Option<(PlanIx, Instant)> = None;
+    let mut current_plan: Option<PlanIx> = None;
+    let mut suspended = false;
+    let mut last_at: Option<Instant> = None;
+    let mut events = Vec::with_capacity(raw.event.len());
+    for (index, raw_event) in raw.event.iter().enumerate() {
+        let number = index + 1;
+        let label = format!("event #{number}");
+        let span = raw_event.span();
+        let e: &RawEvent = raw_event.get_ref();
+        let at_value = e.at.as_ref().ok_or_else(|| ctx.error(&span, format!("{label} at"), "is required"))?;
+        let at = instant(&ctx, at_value, &format!("{label} at"))?;
+        if let Some(last) = last_at
+            && at < last
+        {
+            return Err(ctx.error(&at_value.span(), format!("{label} at"), "is earlier than the event before it: events must be in time order"));
+        }
+        last_at = Some(at);
+        let line = ctx.line_of(span.start);
+
+        let actions: Vec<&str> = [
+            ("purchase", e.purchase.is_some()),
+            ("usage", e.usage.is_some()),
+            ("grant", e.grant.is_some()),
+            ("install", e.install.is_some()),
+            ("first_use", e.first_use.is_some()),
+            ("change_plan", e.change_plan.is_some()),
+            ("suspend", e.suspend.is_some()),
+            ("resume", e.resume.is_some()),
+            ("cancel", e.cancel.is_some()),
+        ]
+        .iter()
+        .filter(|(_, present)| *present)
+        .map(|(name, _)| *name)
+        .collect();
+        match actions.len() {
+            0 => {
+                return Err(ctx.error(
+                    &span,
+                    label,
+                    "has no action: give one of purchase, usage, grant, install, first_use, change_plan, suspend, resume, cancel",
+                ));
+            }
+            1 => {}
+            _ => return Err(ctx.error(&span, label, format!("has more than one action ({}): one per event", actions.join(", ")))),
+        }
+        if let Some(country) = &e.country
+            && e.usage.is_none()
+        {
+            return Err(ctx.error(&country.span(), format!("{label} country"), "is only for usage events"));
+        }
+        if index == 0 && e.purchase.is_none() {
+            return Err(ctx.error(&span, label, "the first event must be a purchase"));
+        }
+        if let Some(plan_id) = &e.purchase {
+            if index > 0 {
+                return Err(ctx.error(&plan_id.span(), format!("{label} purchase"), "a scenario has exactly one purchase, the first event"));
+            }
+            let ix = catalog.find(plan_id.get_ref()).ok_or_else(|| {
+                ctx.error(&plan_id.span(), format!("{label} purchase"), format!("unknown plan \"{}\"", plan_id.get_ref()))
+            })?;
+            purchase = Some((ix, at));
+            current_plan = Some(ix);
+            continue;
+        }
+        let event = if let Some(usage) = &e.usage {
+            let bytes = amount(&ctx, usage, &format!("{label} usage"))?.bytes;
+            let country = match &e.country {
+                Some(c) => Some(Country::parse(c.get_ref()).map_err(|m| ctx.error(&c.span(), format!("{label} country"), m))?),
+                None => None,
+            };
+            Event::Usage { bytes, country }
+        } else if let Some(grant) = &e.grant {
+            let field = format!("{label} grant");
+            let g = grant.get_ref();
+            let kind_value = g.kind.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.kind"), "is required"))?;
+            let kind = Kind::parse(kind_value.get_ref()).map_err(|m| ctx.error(&kind_value.span(), format!("{field}.kind"), m))?;
+            if kind.is_reserved() {
+                return Err(ctx.error(
+                    &kind_value.span(),
+                    format!("{field}.kind"),
+                    format!("\"{kind}\" is reserved for data the plan itself creates; use e.g. \"gift\", \"addon\" or \"topup\""),
+                ));
+            }
+            let data_value = g.data.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.data"), "is required"))?;
+            let bytes = amount(&ctx, data_value, &format!("{field}.data"))?.bytes;
+            if bytes == 0 {
+                return Err(ctx.error(&data_value.span(), format!("{field}.data"), "must be more than zero"));
+            }
+            let expires_value =
+                g.expires.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.expires"), "is required"))?;
+            let expires = match expires_value.get_ref().as_str() {
+                "period_end" => GrantExpiry::PeriodEnd,
+                "never" => GrantExpiry::Never,
+                _ => {
+                    let expires = Instant::parse_rfc3339(expires_value.get_ref()).map_err(|m| {
+                        ctx.error(&expires_value.span(), format!("{field}.expires"), format!("{m}, or \"period_end\" or \"never\""))
+                    })?;
+                    if expires <= at {
+                        return Err(ctx.error(&expires_value.span(), format!("{field}.expires"), "must be after the grant's own instant"));
+                    }
+                    GrantExpiry::At(expires)
+                }
+            };
+            Event::Grant { kind, bytes, expires }
+        } else if let Some(value) = &e.install {
+            must_be_true(&ctx, value, &format!("{label} install"))?;
+            Event::Install
+        } else if let Some(value) = &e.first_use {
+            must_be_true(&ctx, value, &format!("{label} first_use"))?;
+            Event::FirstUse
+        } else if let Some(plan_id) = &e.change_plan {
+            let ix = catalog.find(plan_id.get_ref()).ok_or_else(|| {
+                ctx.error(&plan_id.span(), format!("{label} change_plan"), format!("unknown plan \"{}\"", plan_id.get_ref()))
+            })?;
+            if Some(ix) == current_plan {
+                return Err(ctx.error(&plan_id.span(), format!("{label} change_plan"), format!("\"{}\" is already the current plan", plan_id.get_ref())));
+            }
+            current_plan = Some(ix);
+            Event::ChangePlan(ix)
+        } else if let Some(value) = &e.suspend {
+            must_be_true(&ctx, value, &format!("{label} suspend"))?;
+            if suspended {
+                return Err(ctx.error(&value.span(), format!("{label} suspend"), "the subscription is already suspended"));
+            }
+            suspended = true;
+            Event::Suspend
+        } else if let Some(value) = &e.resume {
+            must_be_true(&ctx, value, &format!("{label} resume"))?;
+            if !suspended {
+                return Err(ctx.error(&value.span(), format!("{label} resume"), "the subscription is not suspended"));
+            }
+            suspended = false;
+            Event::Resume
+        } else if let Some(value) = &e.cancel {
+            must_be_true(&ctx, value, &format!("{label} cancel"))?;
+            Event::Cancel
+        } else {
+            unreachable!("one action was found above")
+        };
+        events.push(TimedEvent { at, line, event });
+    }
+    let (purchase, purchased_at) = purchase.ok_or_else(|| ctx.error(&first.span(), "event #1", "the first event must be a purchase"))?;
+
+    let currency = catalog.get(purchase).currency;
+    let mut expects = Vec::with_capacity(raw.expect.len());
+    for (index, raw_expect) in raw.expect.iter().enumerate() {
+        let number = index + 1;
+        let label = format!("expect #{number}");
+        let span = raw_expect.span();
+        let x: &RawExpect = raw_expect.get_ref();
+        let at_value = x.at.as_ref().ok_or_else(|| ctx.error(&span, format!("{label} at"), "is required"))?;
+        let at = instant(&ctx, at_value, &format!("{label} at"))?;
+        if at < purchased_at {
+            return Err(ctx.error(&at_value.span(), format!("{label} at"), "is before the purchase: there is no subscription yet"));
+        }
+        let amount_field = |value: &Option<S<String>>, name: &str| -> Result<Option<Amount>, FileError> {
+            value.as_ref().map(|v| amount(&ctx, v, &format!("{label} {name}"))).transpose()
+        };
+        let money_field = |value: &Option<S<String>>, name: &str| -> Result<Option<Money>, FileError> {
+            value
+                .as_ref()
+                .map(|v| {
+                    currency
+                        .parse_amount(v.get_ref())
+                        .map(|minor| Money { minor, text: v.get_ref().clone() })
+                        .map_err(|m| ctx.error(&v.span(), format!("{label} {name}"), m.to_string()))
+                })
+                .transpose()
+        };
+        let status = match &x.status {
+            None => None,
+            Some(v) => Some(Status::parse(v.get_ref()).ok_or_else(|| {
+                ctx.error(
+                    &v.span(),
+                    format!("{label} status"),
+                    format!("\"{}\" is not a status: pending, active, throttled, depleted, suspended, expired, lapsed, cancelled", v.get_ref()),
+                )
+            })?),
+        };
+        let kind_of = |value: &Option<S<String>>, field: &str| -> Result<Option<Kind>, FileError> {
+            value.as_ref().map(|v| Kind::parse(v.get_ref()).map_err(|m| ctx.error(&v.span(), field, m))).transpose()
+        };
+        let buckets = match &x.buckets {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, b) in list.get_ref().iter().enumerate() {
+                    let field = format!("{label} buckets[{i}]");
+                    let b = b.get_ref();
+                    out.push(ExpectedBucket {
+                        kind: kind_of(&b.kind, &format!("{field}.kind"))?,
+                        remaining: b.remaining.as_ref().map(|v| amount(&ctx, v, &format!("{field}.remaining"))).transpose()?,
+                        expires: b.expires.as_ref().map(|v| instant(&ctx, v, &format!("{field}.expires"))).transpose()?,
+                    });
+                }
+                Some(out)
+            }
+        };
+        let forfeited = match &x.forfeited {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, f) in list.get_ref().iter().enumerate() {
+                    let field = format!("{label} forfeited[{i}]");
+                    let f = f.get_ref();
+                    let cause = match &f.cause {
+                        None => None,
+                        Some(v) => Some(Cause::parse(v.get_ref()).ok_or_else(|| {
+                            ctx.error(
+                                &v.span(),
+                                format!("{field}.cause"),
+                                format!("\"{}\" is not a cause: expired, cap, plan_change, cancelled", v.get_ref()),
+                            )
+                        })?),
+                    };
+                    out.push(ExpectedForfeit {
+                        kind: kind_of(&f.kind, &format!("{field}.kind"))?,
+                        data: f.data.as_ref().map(|v| amount(&ctx, v, &format!("{field}.data"))).transpose()?,
+                        cause,
+                    });
+                }
+                Some(out)
+            }
+        };
+        expects.push(Expect {
+            number,
+            line: ctx.line_of(span.start),
+            at,
+            at_text: at_value.get_ref().clone(),
+            status,
+            total: amount_field(&x.total, "total")?,
+            buckets,
+            forfeited,
+            charges: money_field(&x.charges, "charges")?,
+            fees: money_field(&x.fees, "fees")?,
+            throttled: amount_field(&x.throttled, "throttled")?,
+            rejected: amount_field(&x.rejected, "rejected")?,
+            daily_remaining: amount_field(&x.daily_remaining, "daily_remaining")?,
+            expires: x.expires.as_ref().map(|v| instant(&ctx, v, &format!("{label} expires"))).transpose()?,
+        });
+    }
+    Ok(Scenario {
+        title: raw.title.map(|t| t.into_inner()),
+        catalog,
+        purchase,
+        purchased_at,
+        events,
+        expects,
+    })
+}

@@ -62,10 +62,14 @@ fn month_name(date: Date, lang: Lang) -> String {
     }
 }
 
+/// A day as people write it; the year is added when it is not the example's.
 fn day_name(date: Date, lang: Lang) -> String {
-    match lang {
-        Lang::En => format!("{} {}", MONTHS[date.month() as usize - 1], date.day()),
-        Lang::Zh => format!("{}月{}日", date.month(), date.day()),
+    let other_year = date.year() != EXAMPLE_YEAR;
+    match (lang, other_year) {
+        (Lang::En, false) => format!("{} {}", MONTHS[date.month() as usize - 1], date.day()),
+        (Lang::En, true) => format!("{} {}, {}", MONTHS[date.month() as usize - 1], date.day(), date.year()),
+        (Lang::Zh, false) => format!("{}月{}日", date.month(), date.day()),
+        (Lang::Zh, true) => format!("{}年{}月{}日", date.year(), date.month(), date.day()),
     }
 }
 
@@ -435,7 +439,7 @@ fn explain_en(plan: &Plan, ex: &Example) -> String {
     if let Some(within) = plan.activate_within
         && plan.starts != Starts::Purchase
     {
-        let _ = write!(out, " If it hasn't started within {} of purchase, it lapses and can no longer be used.", length_en(within));
+        let _ = write!(out, " If it hasn't started within {within} of purchase, it lapses and can no longer be used.");
     }
     let shape = match plan.period {
         Period::Monthly(Anchor::Calendar) => format!(" Each month runs from 00:00 on the 1st to the end of the month's last day ({zone})."),
@@ -591,7 +595,7 @@ fn explain_zh(plan: &Plan, ex: &Example) -> String {
             let _ = writeln!(out, "一次性付费 {price}，{}内共 {} 流量（{unit_note}）。", length_zh(*length), data(plan, bytes));
         }
         (Period::Once(length), None) => {
-            let _ = writeln!(out, "一次性付费 {price}，有效期{}。", length_zh(*length));
+            let _ = writeln!(out, "一次性付费 {price}，有效期 {}。", length_zh(*length));
         }
         (_, Some(bytes)) => {
             let _ = writeln!(out, "{per} {price}，{per}含 {} 流量（{unit_note}）。", data(plan, bytes));
@@ -728,7 +732,7 @@ fn explain_zh(plan: &Plan, ex: &Example) -> String {
     if let Some(within) = plan.activate_within
         && plan.starts != Starts::Purchase
     {
-        let _ = write!(out, "如购买后{}内未生效，套餐将失效，无法再使用。", length_zh(within));
+        let _ = write!(out, "如购买后 {} 内未生效，套餐将失效，无法再使用。", plain_length_zh(within));
     }
     let shape = match plan.period {
         Period::Monthly(Anchor::Calendar) => format!("每个月从 1 日 00:00 起，至当月最后一天 24:00 止（{zone}）。"),
@@ -737,14 +741,15 @@ fn explain_zh(plan: &Plan, ex: &Example) -> String {
         }
         Period::Days(days) => format!("每个周期自生效时刻起，正好 {days} 天（{days}×24 小时）。"),
         Period::Once(Length::CalendarDays(n)) => format!("有效期 {n} 个自然日，生效当天算第 1 天，于最后一天 24:00（{zone}）结束。"),
-        Period::Once(length) => format!("自生效时刻起{}有效，精确到分钟。", length_zh(length)),
+        Period::Once(length) => format!("自生效时刻起 {} 有效，精确到分钟。", length_zh(length)),
     };
     let _ = write!(out, "{shape}");
     if plan.is_once() {
         let _ = writeln!(out);
     } else {
         let renew = match plan.period {
-            Period::Monthly(_) => "套餐按月自动续订，每月费用在月初扣取".to_string(),
+            Period::Monthly(Anchor::Calendar) => "套餐按月自动续订，每月费用在月初扣取".to_string(),
+            Period::Monthly(Anchor::Start) => "套餐按月自动续订，费用在每个计费月开始时扣取".to_string(),
             _ => format!("套餐每 {noun}自动续订，费用在周期开始时扣取"),
         };
         let _ = writeln!(out, "{renew}（{price}）。");
@@ -774,16 +779,25 @@ fn explain_zh(plan: &Plan, ex: &Example) -> String {
     out
 }
 
+/// A length in Chinese; exact days also say their hours, so that "7 天" is
+/// not read as 7 calendar days.
 fn length_zh(length: Length) -> String {
     match length {
         Length::Exact(micros) if micros % MICROS_PER_DAY == 0 => {
             let n = micros / MICROS_PER_DAY;
-            format!(" {n} 天（{} 小时）", n * 24)
+            format!("{n} 天（{} 小时）", n * 24)
         }
-        Length::Exact(micros) => format!(" {} 小时", micros / MICROS_PER_HOUR),
-        Length::CalendarDays(n) => format!(" {n} 个自然日"),
-        Length::Months(n) => format!(" {n} 个月"),
-        Length::Periods(n) => format!(" {n} 个周期"),
+        other => plain_length_zh(other),
+    }
+}
+
+fn plain_length_zh(length: Length) -> String {
+    match length {
+        Length::Exact(micros) if micros % MICROS_PER_DAY == 0 => format!("{} 天", micros / MICROS_PER_DAY),
+        Length::Exact(micros) => format!("{} 小时", micros / MICROS_PER_HOUR),
+        Length::CalendarDays(n) => format!("{n} 个自然日"),
+        Length::Months(n) => format!("{n} 个月"),
+        Length::Periods(n) => format!("{n} 个周期"),
         Length::Never => "长期".to_string(),
     }
 }

@@ -318,13 +318,15 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
         let e: &RawEvent = raw_event.get_ref();
         let at_value = e.at.as_ref().ok_or_else(|| ctx.error(&span, format!("{label} at"), "is required"))?;
         let at = instant(&ctx, at_value, &format!("{label} at"))?;
+        // Errors about the event as a whole are reported on its `at` line.
+        let span = at_value.span();
         if let Some(last) = last_at
             && at < last
         {
             return Err(ctx.error(&at_value.span(), format!("{label} at"), "is earlier than the event before it: events must be in time order"));
         }
         last_at = Some(at);
-        let line = ctx.line_of(span.start);
+        let line = ctx.line_of(raw_event.span().start);
 
         let actions: Vec<&str> = [
             ("purchase", e.purchase.is_some()),

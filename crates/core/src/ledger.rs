@@ -140,7 +140,9 @@ pub enum Change {
 pub struct Totals {
     /// Bytes granted from outside: periods, grants, extra blocks.
     pub granted_bytes: u64,
-    pub carried_bytes: u64,
+    /// Bytes granted to carry buckets; always equal to `carried_out_bytes`.
+    pub carried_in_bytes: u64,
+    pub carried_out_bytes: u64,
     pub drawn_bytes: u64,
     pub forfeited_bytes: u64,
     pub unmetered_bytes: u64,
@@ -155,10 +157,10 @@ impl Totals {
         let mut totals = Totals::default();
         for entry in entries {
             match entry.change {
-                Change::Granted { bytes, source: Source::Carry, .. } => totals.carried_bytes += bytes,
+                Change::Granted { bytes, source: Source::Carry, .. } => totals.carried_in_bytes += bytes,
                 Change::Granted { bytes, .. } => totals.granted_bytes += bytes,
                 Change::Drawn { bytes } => totals.drawn_bytes += bytes,
-                Change::CarriedOut { bytes, .. } => totals.carried_bytes -= bytes,
+                Change::CarriedOut { bytes, .. } => totals.carried_out_bytes += bytes,
                 Change::Forfeited { bytes, .. } => totals.forfeited_bytes += bytes,
                 Change::Fee { minor, .. } => totals.fees_minor += minor,
                 Change::Charged { minor, .. } => totals.charges_minor += minor,

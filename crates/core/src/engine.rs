@@ -141,7 +141,6 @@ pub struct Subscription {
     purchased_at: Instant,
     /// Start of period 1 of the current period sequence.
     origin: Instant,
-    period_start: Instant,
     period_end: Instant,
     /// End of the current daily-cap window (`NEVER` without a daily cap).
     window_end: Instant,
@@ -167,7 +166,6 @@ impl Subscription {
             flags: 0,
             purchased_at: at,
             origin: Instant::NEVER,
-            period_start: Instant::NEVER,
             period_end: Instant::NEVER,
             window_end: Instant::NEVER,
             window_used_bytes: 0,
@@ -229,8 +227,9 @@ impl Subscription {
     }
 
     /// Index and window of the current period, once started.
-    pub fn period(&self) -> Option<(u32, Instant, Instant)> {
-        self.is_started().then_some((self.period_index, self.period_start, self.period_end))
+    pub fn period(&self, catalog: &Catalog) -> Option<(u32, Instant, Instant)> {
+        let start = catalog.get(self.plan).period_start(self.origin, self.period_index);
+        self.is_started().then_some((self.period_index, start, self.period_end))
     }
 
     /// Sum of usable data left.
@@ -468,7 +467,6 @@ impl Subscription {
             }
         }
         self.period_index += 1;
-        self.period_start = at;
         let plan = catalog.get(self.plan);
         self.period_end = plan.period_end(self.origin, self.period_index);
         self.payg_period_bytes = 0;
@@ -492,7 +490,6 @@ impl Subscription {
         let plan = catalog.get(self.plan);
         self.origin = at;
         self.period_index = 1;
-        self.period_start = at;
         self.period_end = plan.period_end(at, 1);
         self.payg_period_bytes = 0;
         self.window_used_bytes = 0;
@@ -545,6 +542,11 @@ impl Subscription {
         }
         let rank = catalog.get(self.plan).rank(kind);
         let bucket = Bucket { id, kind, granted_bytes: bytes, used_bytes: 0, expires, rank };
+        // Grow one bucket at a time: millions of subscriptions stay in memory,
+        // and doubling would leave most of them with unused room.
+        if self.buckets.len() == self.buckets.capacity() {
+            self.buckets.reserve_exact(1);
+        }
         let position = self.buckets.partition_point(|b| b.order_key() < bucket.order_key());
         self.buckets.insert(position, bucket);
         id

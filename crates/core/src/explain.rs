@@ -233,7 +233,7 @@ fn compute_example(plan: &Plan) -> Example {
         subscription
     };
     let mut subscription = fresh(&mut ledger);
-    let (_, _, first_end) = subscription.period().expect("the example plan has started");
+    let (_, _, first_end) = subscription.period(&catalog).expect("the example plan has started");
     let allowance = subscription.buckets().iter().find(|b| b.kind == Kind::ALLOWANCE).map(|b| b.granted_bytes);
     let used_bytes = allowance.map_or(0, |a| a - a * 2 / 5);
     if used_bytes > 0 {

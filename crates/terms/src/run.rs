@@ -184,7 +184,7 @@ pub fn state_at(catalog: &Catalog, subscription: &Subscription, recent: &[Entry]
         rejected: subscription.rejected_bytes(),
         daily_remaining: subscription.daily_remaining_bytes(catalog, at),
         expires: subscription.expires(catalog).and_then(show),
-        period: subscription.period().map(|(index, start, end)| PeriodState { index, start: start.to_rfc3339(zone), end: show(end) }),
+        period: subscription.period(catalog).map(|(index, start, end)| PeriodState { index, start: start.to_rfc3339(zone), end: show(end) }),
     }
 }
 

@@ -120,7 +120,7 @@ pub fn parse_bytes_with_unit(text: &str) -> Result<(u64, u64), AmountError> {
 pub fn format_in_unit(bytes: u64, unit_bytes: u64) -> String {
     let name = UNITS.iter().find(|(_, size)| *size == unit_bytes).map(|(n, _)| *n);
     match name {
-        Some(name) if bytes % unit_bytes == 0 => format!("{}{}", bytes / unit_bytes, name),
+        Some(name) if bytes.is_multiple_of(unit_bytes) => format!("{}{}", bytes / unit_bytes, name),
         _ => format!("{bytes}B"),
     }
 }
@@ -129,7 +129,7 @@ pub fn format_in_unit(bytes: u64, unit_bytes: u64) -> String {
 /// `"1572865B"`).
 pub fn format_exact(bytes: u64) -> String {
     for (name, size) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes != 0 && bytes % size == 0 {
+        if bytes != 0 && bytes.is_multiple_of(size) {
             return format!("{}{}", bytes / size, name);
         }
     }
@@ -147,7 +147,7 @@ pub enum UnitBase {
 impl UnitBase {
     /// The base of the unit an amount was written in (`B` counts as binary).
     pub fn of_unit(unit_bytes: u64) -> UnitBase {
-        if unit_bytes > 1 && unit_bytes % 1000 == 0 { UnitBase::Decimal } else { UnitBase::Binary }
+        if unit_bytes > 1 && unit_bytes.is_multiple_of(1000) { UnitBase::Decimal } else { UnitBase::Binary }
     }
 }
 
@@ -163,14 +163,14 @@ pub fn format_human(bytes: u64, base: UnitBase) -> String {
     let bytes = bytes as u128;
     if bytes < gb {
         let hundredths = (bytes * 100 + mb / 2) / mb;
-        if hundredths % 100 == 0 {
+        if hundredths.is_multiple_of(100) {
             format!("{} MB", hundredths / 100)
         } else {
             format!("{}.{:02} MB", hundredths / 100, hundredths % 100)
         }
     } else {
         let hundredths = (bytes * 100 + gb / 2) / gb;
-        if hundredths % 100 == 0 {
+        if hundredths.is_multiple_of(100) {
             format!("{} GB", hundredths / 100)
         } else {
             format!("{}.{:02} GB", hundredths / 100, hundredths % 100)

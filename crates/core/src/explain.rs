@@ -870,33 +870,65 @@ fn example_zh(plan: &Plan, ex: &Example, zone: &str) -> String {
 }
 
 /// One line per ledger entry, for support staff: when, which bucket, what.
+/// Instants are shown in the first plan's zone and money in its currency.
 pub fn ledger_lines(catalog: &Catalog, ledger: &[Entry]) -> Vec<String> {
-    let zone = catalog.plans().first().map(|p| p.zone.clone()).unwrap_or_else(Zone::utc);
+    use crate::ledger::{Refusal, Source, ThrottleReason};
+    let Some(first) = catalog.plans().first() else { return Vec::new() };
+    let zone = &first.zone;
+    let money = |minor: i64| format!("{} {}", first.currency.format(minor), first.currency.code());
     let plan_id = |ix: crate::catalog::PlanIx| catalog.get(ix).id.clone();
     ledger
         .iter()
         .map(|entry| {
-            let at = entry.at.to_rfc3339(&zone);
+            let at = entry.at.to_rfc3339(zone);
             let bucket = match entry.kind {
                 Some(kind) => format!("bucket {} ({kind})", entry.bucket),
                 None => "subscription".to_string(),
             };
             let what = match entry.change {
                 Change::Granted { bytes, expires, source } => {
-                    format!("granted {} until {} ({source:?})", format_exact(bytes), expires.to_rfc3339(&zone))
+                    let source = match source {
+                        Source::Period(n) => format!("period {n} allowance"),
+                        Source::Grant => "grant".to_string(),
+                        Source::ExtraBlock => "extra block".to_string(),
+                        Source::Carry => "carry".to_string(),
+                    };
+                    let until = if expires.is_never() { "no expiry".to_string() } else { format!("until {}", expires.to_rfc3339(zone)) };
+                    format!("granted {} ({source}), {until}", format_exact(bytes))
                 }
                 Change::Drawn { bytes } => format!("drew {}", format_exact(bytes)),
                 Change::CarriedOut { bytes, into } => format!("carried {} into bucket {into}", format_exact(bytes)),
                 Change::Forfeited { bytes, cause } => format!("forfeited {} ({})", format_exact(bytes), cause.name()),
-                Change::Fee { minor, period } => format!("fee {} for period {period}", minor),
-                Change::Charged { minor, bytes } => format!("charged {minor} for {}", format_exact(bytes)),
-                Change::Unmetered { bytes } => format!("accepted {} without a bucket", format_exact(bytes)),
-                Change::Throttled { bytes, reason } => format!("throttled {} ({reason:?})", format_exact(bytes)),
+                Change::Fee { minor, period } => format!("fee {} for period {period}", money(minor)),
+                Change::Charged { minor, bytes } => format!("charged {} for {}", money(minor), format_exact(bytes)),
+                Change::Unmetered { bytes } => format!("accepted {} without drawing from a bucket", format_exact(bytes)),
+                Change::Throttled { bytes, reason: ThrottleReason::DailyCap } => format!("throttled {} (daily cap)", format_exact(bytes)),
+                Change::Throttled { bytes, reason: ThrottleReason::Exhausted } => format!("throttled {} (no data left)", format_exact(bytes)),
                 Change::Rejected { bytes, reason } => format!("rejected {} ({})", format_exact(bytes), reason.name()),
-                Change::Lifecycle(Lifecycle::Purchased(ix)) => format!("purchased {}", plan_id(ix)),
-                Change::Lifecycle(Lifecycle::PlanChangeScheduled(ix)) => format!("plan change to {} scheduled", plan_id(ix)),
-                Change::Lifecycle(Lifecycle::PlanChanged { from, to }) => format!("plan changed from {} to {}", plan_id(from), plan_id(to)),
-                Change::Lifecycle(other) => format!("{other:?}").to_lowercase(),
+                Change::Lifecycle(event) => match event {
+                    Lifecycle::Purchased(ix) => format!("purchased {}", plan_id(ix)),
+                    Lifecycle::Installed => "installed".to_string(),
+                    Lifecycle::FirstUse => "first use".to_string(),
+                    Lifecycle::Started => "started".to_string(),
+                    Lifecycle::Lapsed => "lapsed: not started in time".to_string(),
+                    Lifecycle::Expired => "expired".to_string(),
+                    Lifecycle::Suspended => "suspended".to_string(),
+                    Lifecycle::Resumed => "resumed".to_string(),
+                    Lifecycle::Cancelled => "cancelled".to_string(),
+                    Lifecycle::PlanChangeScheduled(ix) => format!("plan change to {} scheduled for the next boundary", plan_id(ix)),
+                    Lifecycle::PlanChanged { from, to } => format!("plan changed from {} to {}", plan_id(from), plan_id(to)),
+                    Lifecycle::Refused(refusal) => {
+                        let why = match refusal {
+                            Refusal::Ended => "the subscription has ended",
+                            Refusal::NoCurrentPeriod => "a period_end expiry needs a started plan",
+                            Refusal::ExpiryNotAfterGrant => "the expiry is not after the grant",
+                            Refusal::NotSuspended => "not suspended",
+                            Refusal::AlreadySuspended => "already suspended",
+                            Refusal::SamePlan => "already on that plan",
+                        };
+                        format!("event refused: {why}")
+                    }
+                },
             };
             format!("{at}  {bucket}: {what}")
         })

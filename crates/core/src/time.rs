@@ -78,7 +78,7 @@ impl Instant {
         } else {
             let sign = if offset_seconds < 0 { '-' } else { '+' };
             let abs = offset_seconds.unsigned_abs();
-            if abs % 60 == 0 {
+            if abs.is_multiple_of(60) {
                 format!("{sign}{:02}:{:02}", abs / 3600, abs / 60 % 60)
             } else {
                 format!("{sign}{:02}:{:02}:{:02}", abs / 3600, abs / 60 % 60, abs % 60)

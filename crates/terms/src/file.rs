@@ -120,7 +120,7 @@ impl Ctx<'_> {
 
     /// A TOML or shape error from the deserializer. Its span points at the
     /// offending value (or key); the key name is read from the text before it.
-    fn from_toml(&self, error: &toml::de::Error) -> FileError {
+    fn toml_error(&self, error: &toml::de::Error) -> FileError {
         let span = error.span().unwrap_or(0..0);
         let message = error.message().trim().replace('\n', " ");
         let field = self.key_before(span.start).unwrap_or_default();
@@ -257,7 +257,7 @@ fn plans(ctx: &Ctx, raw_plans: &[S<RawPlan>]) -> Result<Vec<Plan>, FileError> {
 }
 
 fn parse_raw(ctx: &Ctx) -> Result<RawFile, FileError> {
-    toml::from_str::<RawFile>(ctx.text).map_err(|e| ctx.from_toml(&e))
+    toml::from_str::<RawFile>(ctx.text).map_err(|e| ctx.toml_error(&e))
 }
 
 /// Reads a file of one or more `[[plan]]` tables.

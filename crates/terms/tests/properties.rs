@@ -153,7 +153,7 @@ fn random_scenario(seed: u64) -> Scenario {
                 },
             },
             10 | 11 => Event::Grant {
-                kind: Kind::parse(rng.pick(&["gift", "addon"])).unwrap(),
+                kind: Kind::parse(rng.pick::<&str>(&["gift", "addon"])).unwrap(),
                 bytes: 1 + rng.below(4 << 30),
                 expires: match rng.below(3) {
                     0 => GrantExpiry::At(at.plus_micros((1 + rng.below(40 * 86_400)) as i64 * 1_000_000)),

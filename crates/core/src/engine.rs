@@ -305,6 +305,36 @@ impl Subscription {
         }
     }
 
+    /// For a live bucket: whether its leftover will roll over when it expires
+    /// (if it expires at a period boundary under a plan that rolls its kind),
+    /// and until when the resulting carry would last. Cuts by `cap` or
+    /// `max_per_period` may still reduce what carries.
+    pub fn carry_outlook(&self, catalog: &Catalog, bucket: &Bucket) -> Option<Instant> {
+        let plan = catalog.get(self.plan);
+        let rollover = plan.rollover.as_ref()?;
+        if !self.is_started() || self.flags & ENDED != 0 || plan.is_once() || !plan.rolls(bucket.kind) {
+            return None;
+        }
+        if self.pending_plan.is_some() && rollover.on_plan_change == OnPlanChange::Forfeit {
+            return None;
+        }
+        // Only buckets that end on a period boundary roll; count the periods
+        // from the current one to find which boundary that is.
+        let mut index = self.period_index;
+        let mut end = self.period_end;
+        while end < bucket.expires && index < self.period_index + 1200 {
+            index += 1;
+            end = plan.period_end(self.origin, index);
+        }
+        if end != bucket.expires {
+            return None;
+        }
+        Some(match rollover.expires_after {
+            Length::Periods(n) => plan.period_start(self.origin, index + 1 + n),
+            other => other.end_from(end, &plan.zone),
+        })
+    }
+
     fn lapse_at(&self, catalog: &Catalog) -> Instant {
         let plan = catalog.get(self.plan);
         match plan.activate_within {

@@ -205,8 +205,8 @@ pub enum Exhausted {
 }
 
 /// A validated plan. Fields are public for reading; the only way to make one
-/// is [`Plan::from_draft`].
-#[derive(Debug, Clone)]
+/// is [`Plan::from_draft`]. Two plans are equal when their terms are.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub id: String,
     pub name: String,

@@ -10,6 +10,9 @@ use rollover_terms::file::is_scenario;
 use rollover_terms::{parse_plans, parse_scenario, run};
 
 mod bench;
+mod config;
+mod demo;
+mod serve;
 
 #[derive(Parser)]
 #[command(name = "rollover", version, about = "Data plans whose rules are exact and visible")]
@@ -20,6 +23,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the live service: REST API on the embedded store (demo data on a new store).
+    Serve {
+        /// A TOML config file; ROLLOVER_<SECTION>_<KEY> variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// "wall" (default) or "simulated" (adds POST /v1/clock).
+        #[arg(long)]
+        clock: Option<String>,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Replay a scenario file in virtual time and check its expects.
     /// Exit 0: every expect holds; 1: some do not; 2: the file is invalid.
     Simulate {
@@ -59,6 +74,12 @@ enum PlanCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LangArg {
     En,
     Zh,
@@ -74,6 +95,7 @@ fn read(path: &Path) -> Result<String, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config, clock, log_format } => serve::run(config, clock, matches!(log_format, LogFormat::Json)),
         Command::Simulate { file, json, ledger } => simulate(&file, json, ledger),
         Command::Plan { command: PlanCommand::Check { file } } => plan_check(&file),
         Command::Plan { command: PlanCommand::Explain { file, lang, plan } } => plan_explain(&file, lang, plan.as_deref()),

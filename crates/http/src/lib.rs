@@ -1,0 +1,10 @@
+//! The REST API under `/v1`: JSON in and out, errors as RFC 9457 problem
+//! details naming the offending field. This crate converts between the wire
+//! and the service's types; it holds no rating rule.
+
+mod json;
+mod problem;
+mod routes;
+
+pub use problem::Problem;
+pub use routes::router;

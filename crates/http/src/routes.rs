@@ -1,0 +1,397 @@
+//! The `/v1` routes.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rollover_core::explain::{Lang, explain_plan};
+use rollover_core::ledger::{Change, Lifecycle, Source, ThrottleReason};
+use rollover_core::{GrantExpiry, Instant};
+use rollover_service::{EventOutcome, LifecycleEvent, NewSubscription, Service, SubscriptionIdentifiers, UsageRecord, UsageResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::json;
+use crate::problem::Problem;
+
+/// Most records in one `POST /v1/usage`.
+pub const MAX_RECORDS: usize = 10_000;
+/// Largest request body.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+pub fn router(service: Service) -> Router {
+    Router::new()
+        .route("/v1/plans", post(post_plans).get(get_plans))
+        .route("/v1/plans/{id}", get(get_plan))
+        .route("/v1/subscriptions", post(post_subscription))
+        .route("/v1/subscriptions/{id}/events", post(post_event))
+        .route("/v1/subscriptions/{id}/balance", get(get_balance))
+        .route("/v1/subscriptions/{id}/ledger", get(get_ledger))
+        .route("/v1/usage", post(post_usage))
+        .route("/v1/clock", post(post_clock).get(get_clock))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(service)
+}
+
+type ApiResult = Result<Response, Problem>;
+
+fn created(value: Value) -> Response {
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+/// JSON plan bodies have the plan file's structure (`{"plan": [...]}`); they
+/// are written out as TOML so that one reader checks both.
+fn plan_document(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let text = std::str::from_utf8(body).map_err(|_| Problem::bad_request("", "the body is not UTF-8"))?;
+    if content_type.starts_with("application/json") {
+        let value: Value = serde_json::from_str(text).map_err(|e| Problem::bad_request("", format!("the body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(Problem::bad_request("", "the body must be an object with a \"plan\" array"));
+        }
+        toml::to_string(&value).map_err(|e| Problem::bad_request("", format!("the body cannot be read as plans: {e}")))
+    } else if content_type.is_empty() || content_type.starts_with("application/toml") || content_type.starts_with("text/") {
+        Ok(text.to_string())
+    } else {
+        Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send plans as application/toml or application/json", None))
+    }
+}
+
+async fn post_plans(State(service): State<Service>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let document = plan_document(&headers, &body)?;
+    let versions = service.add_plans(&document).await.map_err(|e| match e {
+        rollover_service::ServiceError::Invalid { field, message } => {
+            // `message` is "body:LINE: FIELD: text"; the line only helps TOML.
+            Problem::bad_request(field, message.strip_prefix("body:").map(|m| format!("line {m}")).unwrap_or(message))
+        }
+        other => other.into(),
+    })?;
+    let plans: Vec<Value> = versions.into_iter().map(|(id, version)| json!({"id": id, "version": version})).collect();
+    Ok(created(json!({ "plans": plans })))
+}
+
+async fn get_plans(State(service): State<Service>) -> ApiResult {
+    let plans = service.plans();
+    let list: Vec<Value> = plans
+        .all_latest()
+        .into_iter()
+        .map(|p| {
+            let plan = plans.catalog.get(p.ix);
+            json!({"id": p.id, "version": p.version, "name": plan.name, "currency": plan.currency.code(), "price": plan.currency.format(plan.price_minor)})
+        })
+        .collect();
+    Ok(ok(json!({ "plans": list })))
+}
+
+async fn get_plan(State(service): State<Service>, Path(id): Path<String>) -> ApiResult {
+    let (version, plan) = {
+        let plans = service.plans();
+        let latest = plans.latest(&id).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("unknown plan \"{id}\""), Some("id".into())))?;
+        (latest.version, plans.catalog.get(latest.ix).clone())
+    };
+    let document = service.plan_document(&id, version);
+    Ok(ok(json!({
+        "id": plan.id,
+        "version": version,
+        "name": plan.name,
+        "currency": plan.currency.code(),
+        "price": plan.currency.format(plan.price_minor),
+        "timezone": plan.zone.name(),
+        "document": document,
+        "explanation": { "en": explain_plan(&plan, Lang::En), "zh": explain_plan(&plan, Lang::Zh) },
+    })))
+}
+
+async fn post_subscription(State(service): State<Service>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["id", "plan", "at", "identifiers"])?;
+    let id = match json::id(&fields, "", "id")? {
+        Some(id) => id,
+        None => generated_id(),
+    };
+    let plan = json::required_string(&fields, "", "plan")?.to_string();
+    let at = json::instant(&fields, "", "at")?;
+    let mut identifiers = SubscriptionIdentifiers::default();
+    match fields.get("identifiers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(ids)) => {
+            json::only(ids, "identifiers", &["iccid", "imsi", "msisdn", "external_id"])?;
+            let digits = |key: &str, lengths: std::ops::RangeInclusive<usize>| -> Result<Option<String>, Problem> {
+                match json::string(ids, "identifiers", key)? {
+                    None => Ok(None),
+                    Some(s) if lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(s.to_string())),
+                    Some(_) => Err(Problem::bad_request(
+                        format!("identifiers.{key}"),
+                        format!("must be {} to {} digits", lengths.start(), lengths.end()),
+                    )),
+                }
+            };
+            identifiers.iccid = digits("iccid", 18..=22)?;
+            identifiers.imsi = digits("imsi", 6..=15)?;
+            identifiers.msisdn = digits("msisdn", 5..=15)?;
+            identifiers.external_id = json::id(ids, "identifiers", "external_id")?;
+        }
+        Some(_) => return Err(Problem::bad_request("identifiers", "must be an object")),
+    }
+    let id = service.create_subscription(NewSubscription { id, plan, at, identifiers }).await?;
+    Ok(created(json!({ "id": id })))
+}
+
+fn generated_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("sub-{:x}-{n:x}", rollover_service::wall_micros())
+}
+
+async fn post_event(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    let actions = ["install", "first_use", "grant", "change_plan", "suspend", "resume", "cancel"];
+    let mut allowed = actions.to_vec();
+    allowed.push("at");
+    json::only(&fields, "", &allowed)?;
+    let present: Vec<&str> = actions.iter().copied().filter(|a| fields.contains_key(*a)).collect();
+    let action = match present.as_slice() {
+        [one] => *one,
+        [] => return Err(Problem::bad_request("", format!("give one of {}", actions.join(", ")))),
+        many => return Err(Problem::bad_request("", format!("one event per request; got {}", many.join(", ")))),
+    };
+    let at = json::instant(&fields, "", "at")?;
+    let event = match action {
+        "install" => json::must_be_true(&fields, "install").map(|_| LifecycleEvent::Install)?,
+        "first_use" => json::must_be_true(&fields, "first_use").map(|_| LifecycleEvent::FirstUse)?,
+        "suspend" => json::must_be_true(&fields, "suspend").map(|_| LifecycleEvent::Suspend)?,
+        "resume" => json::must_be_true(&fields, "resume").map(|_| LifecycleEvent::Resume)?,
+        "cancel" => json::must_be_true(&fields, "cancel").map(|_| LifecycleEvent::Cancel)?,
+        "change_plan" => LifecycleEvent::ChangePlan(json::required_string(&fields, "", "change_plan")?.to_string()),
+        _ => {
+            let Some(Value::Object(grant)) = fields.get("grant") else {
+                return Err(Problem::bad_request("grant", "must be an object with kind, data and expires"));
+            };
+            json::only(grant, "grant", &["kind", "data", "expires"])?;
+            let kind = json::kind(grant, "grant", "kind")?;
+            let bytes = json::bytes(grant, "grant", "data")?;
+            if bytes == 0 {
+                return Err(Problem::bad_request("grant.data", "must be more than zero"));
+            }
+            let expires = match json::required_string(grant, "grant", "expires")? {
+                "period_end" => GrantExpiry::PeriodEnd,
+                "never" => GrantExpiry::Never,
+                text => GrantExpiry::At(Instant::parse_rfc3339(text).map_err(|e| Problem::bad_request("grant.expires", format!("{e}, or \"period_end\" or \"never\"")))?),
+            };
+            LifecycleEvent::Grant { kind, bytes, expires }
+        }
+    };
+    let outcome = service.apply_event(&id, event, at).await?;
+    Ok(ok(match outcome {
+        EventOutcome::Applied => json!({"outcome": "applied"}),
+        EventOutcome::Refused(reason) => json!({"outcome": "refused", "reason": reason}),
+    }))
+}
+
+async fn post_usage(State(service): State<Service>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["records"])?;
+    let Some(Value::Array(list)) = fields.get("records") else {
+        return Err(Problem::bad_request("records", "is required: an array of usage records"));
+    };
+    if list.is_empty() {
+        return Err(Problem::bad_request("records", "is empty"));
+    }
+    if list.len() > MAX_RECORDS {
+        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("records: {} records; at most {MAX_RECORDS} per request", list.len()), Some("records".into())));
+    }
+    // Every record is checked before any is applied: a bad batch applies nothing.
+    let mut records = Vec::with_capacity(list.len());
+    for (index, value) in list.iter().enumerate() {
+        let path = format!("records[{index}]");
+        let Value::Object(record) = value else {
+            return Err(Problem::bad_request(path, "must be an object"));
+        };
+        json::only(record, &path, &["id", "subscription", "at", "bytes", "country"])?;
+        let id = json::id(record, &path, "id")?.ok_or_else(|| Problem::bad_request(format!("{path}.id"), "is required"))?;
+        let subscription = json::required_string(record, &path, "subscription")?.to_string();
+        let at = json::instant(record, &path, "at")?.ok_or_else(|| Problem::bad_request(format!("{path}.at"), "is required"))?;
+        let bytes = json::bytes(record, &path, "bytes")?;
+        let country = json::country(record, &path, "country")?;
+        records.push(UsageRecord { id, subscription, at, bytes, country });
+    }
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    let results = service.record_usage(records).await?;
+    let results: Vec<Value> = ids
+        .into_iter()
+        .zip(results)
+        .map(|(id, result)| match result {
+            UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late } => {
+                let mut v = json!({"id": id, "status": "accepted", "drawn_bytes": drawn_bytes, "throttled_bytes": throttled_bytes, "rejected_bytes": rejected_bytes});
+                if late {
+                    v["late"] = json!(true);
+                }
+                v
+            }
+            UsageResult::Duplicate => json!({"id": id, "status": "duplicate"}),
+            UsageResult::Rejected(reason) => json!({"id": id, "status": "rejected", "reason": reason}),
+        })
+        .collect();
+    Ok(ok(json!({ "results": results })))
+}
+
+#[derive(Serialize)]
+struct BucketOut {
+    kind: String,
+    remaining_bytes: u64,
+    expires_at: Option<String>,
+    rolls_over: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    carry_expires_at: Option<String>,
+}
+
+async fn get_balance(State(service): State<Service>, Path(id): Path<String>) -> ApiResult {
+    let balance = service.balance(&id).await?;
+    let plans = service.plans();
+    let plan = plans.catalog.get(balance.plan.ix);
+    let zone = &plan.zone;
+    let buckets: Vec<BucketOut> = balance
+        .buckets
+        .iter()
+        .map(|b| BucketOut {
+            kind: b.kind.clone(),
+            remaining_bytes: b.remaining_bytes,
+            expires_at: b.expires_at.and_then(|e| json::show(e, zone)),
+            rolls_over: b.rolls_over,
+            carry_expires_at: b.carry_expires_at.and_then(|e| json::show(e, zone)),
+        })
+        .collect();
+    let mut out = json!({
+        "id": balance.id,
+        "plan": {"id": balance.plan.id, "version": balance.plan.version},
+        "as_of": balance.at.to_rfc3339(zone),
+        "status": balance.status.name(),
+        "total_bytes": balance.total_bytes,
+        "buckets": buckets,
+        "currency": plan.currency.code(),
+        "charges": plan.currency.format(balance.charges_minor),
+        "fees": plan.currency.format(balance.fees_minor),
+        "throttled_bytes": balance.throttled_bytes,
+        "rejected_bytes": balance.rejected_bytes,
+    });
+    if let Some(daily) = balance.daily_remaining_bytes {
+        out["daily_remaining_bytes"] = json!(daily);
+    }
+    if let Some(expires) = balance.expires_at {
+        out["expires_at"] = json!(expires.to_rfc3339(zone));
+    }
+    Ok(ok(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerQuery {
+    cause: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    entry_type: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+const LEDGER_PAGE_MAX: usize = 1000;
+
+async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let Query(query) = query.map_err(|e| Problem::bad_request("", format!("bad query: {e}")))?;
+    let cause = query
+        .cause
+        .as_deref()
+        .map(|c| rollover_core::Cause::parse(c).ok_or_else(|| Problem::bad_request("cause", format!("\"{c}\" is not a cause: expired, cap, plan_change, cancelled"))))
+        .transpose()?;
+    let from = query.from.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::bad_request("from", e))).transpose()?;
+    let to = query.to.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::bad_request("to", e))).transpose()?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > LEDGER_PAGE_MAX {
+        return Err(Problem::bad_request("limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let (entries, plan_ix) = service.ledger(&id).await?;
+    let plans = service.plans();
+    let plan = plans.catalog.get(plan_ix);
+    let zone = &plan.zone;
+    let money = |minor: i64| plan.currency.format(minor);
+    let selected: Vec<Value> = entries
+        .iter()
+        .filter(|e| from.is_none_or(|f| e.at >= f) && to.is_none_or(|t| e.at < t))
+        .filter(|e| cause.is_none_or(|c| matches!(e.change, Change::Forfeited { cause, .. } if cause == c)))
+        .map(|e| {
+            let mut v = match e.change {
+                Change::Granted { bytes, expires, source } => json!({
+                    "type": "granted", "bytes": bytes, "expires_at": json::show(expires, zone),
+                    "source": match source { Source::Period(_) => "period", Source::Grant => "grant", Source::ExtraBlock => "extra_block", Source::Carry => "carry" },
+                }),
+                Change::Drawn { bytes } => json!({"type": "drawn", "bytes": bytes}),
+                Change::CarriedOut { bytes, into } => json!({"type": "carried_out", "bytes": bytes, "into_bucket": into}),
+                Change::Forfeited { bytes, cause } => json!({"type": "forfeited", "bytes": bytes, "cause": cause.name()}),
+                Change::Fee { minor, period } => json!({"type": "fee", "amount": money(minor), "period": period}),
+                Change::Charged { minor, bytes } => json!({"type": "charged", "amount": money(minor), "bytes": bytes}),
+                Change::Unmetered { bytes } => json!({"type": "accepted_unmetered", "bytes": bytes}),
+                Change::Throttled { bytes, reason } => json!({"type": "throttled", "bytes": bytes, "reason": match reason { ThrottleReason::DailyCap => "daily_cap", ThrottleReason::Exhausted => "exhausted" }}),
+                Change::Rejected { bytes, reason } => json!({"type": "rejected", "bytes": bytes, "reason": reason.name()}),
+                Change::Lifecycle(event) => json!({"type": "lifecycle", "event": lifecycle_name(event)}),
+            };
+            v["at"] = json!(e.at.to_rfc3339(zone));
+            if let Some(kind) = e.kind {
+                v["bucket"] = json!(e.bucket);
+                v["kind"] = json!(kind.name());
+            }
+            v
+        })
+        .filter(|v| query.entry_type.as_deref().is_none_or(|t| v["type"] == t))
+        .collect();
+    let total = selected.len();
+    let page: Vec<Value> = selected.into_iter().skip(offset).take(limit).collect();
+    let mut out = json!({"entries": page, "total": total});
+    if offset + limit < total {
+        out["next_offset"] = json!(offset + limit);
+    }
+    Ok(ok(out))
+}
+
+fn lifecycle_name(event: Lifecycle) -> &'static str {
+    match event {
+        Lifecycle::Purchased(_) => "purchased",
+        Lifecycle::Installed => "installed",
+        Lifecycle::FirstUse => "first_use",
+        Lifecycle::Started => "started",
+        Lifecycle::Lapsed => "lapsed",
+        Lifecycle::Expired => "expired",
+        Lifecycle::Suspended => "suspended",
+        Lifecycle::Resumed => "resumed",
+        Lifecycle::Cancelled => "cancelled",
+        Lifecycle::PlanChangeScheduled(_) => "plan_change_scheduled",
+        Lifecycle::PlanChanged { .. } => "plan_changed",
+        Lifecycle::Refused(_) => "refused",
+    }
+}
+
+async fn post_clock(State(service): State<Service>, body: Bytes) -> ApiResult {
+    if !service.clock_is_simulated() {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "the clock can be moved only when serving with --clock simulated", None));
+    }
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["now"])?;
+    let now = json::instant(&fields, "", "now")?.ok_or_else(|| Problem::bad_request("now", "is required"))?;
+    let now = service.set_clock(now).await?;
+    Ok(ok(json!({ "now": now.to_rfc3339(&rollover_core::Zone::utc()) })))
+}
+
+async fn get_clock(State(service): State<Service>) -> ApiResult {
+    Ok(ok(json!({ "now": service.now().to_rfc3339(&rollover_core::Zone::utc()), "simulated": service.clock_is_simulated() })))
+}

@@ -1,0 +1,202 @@
+//! `rollover serve` configuration: a TOML file, then environment variables
+//! `ROLLOVER_<SECTION>_<KEY>` over it, then flags over both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub store: StoreSection,
+    pub service: ServiceSection,
+    pub clock: ClockSection,
+    pub demo: Demo,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (created on first start).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSection {
+    pub workers: usize,
+    pub max_age_seconds: i64,
+    pub future_skew_seconds: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockSection {
+    /// "wall" (the default) or "simulated".
+    pub mode: String,
+    /// Where a simulated clock starts on a new store (RFC 3339); the wall
+    /// time when absent.
+    pub start: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Demo {
+    /// Load the demo catalog and demo subscriptions into a new store.
+    pub enabled: bool,
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> StoreSection {
+        StoreSection { url: "sqlite://rollover-data/rollover.db".into() }
+    }
+}
+
+impl Default for ServiceSection {
+    fn default() -> ServiceSection {
+        ServiceSection { workers: 2, max_age_seconds: 7 * 86_400, future_skew_seconds: 300 }
+    }
+}
+
+impl Default for ClockSection {
+    fn default() -> ClockSection {
+        ClockSection { mode: "wall".into(), start: None }
+    }
+}
+
+impl Default for Demo {
+    fn default() -> Demo {
+        Demo { enabled: true }
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
+    value.parse().map_err(|_| format!("{name}={value:?} is not valid"))
+}
+
+fn boolean(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("{name}={value:?}: use true or false")),
+    }
+}
+
+impl Config {
+    /// Reads `file` (if given) and applies `ROLLOVER_*` variables from `env`.
+    pub fn load(file: Option<&PathBuf>, env: impl Iterator<Item = (String, String)>) -> Result<Config, String> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+                toml::from_str::<Config>(&text).map_err(|e| {
+                    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+                    format!("{}:{line}: {}", path.display(), e.message())
+                })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            match name.as_str() {
+                "ROLLOVER_SERVER_LISTEN" => config.server.listen = value,
+                "ROLLOVER_STORE_URL" => config.store.url = value,
+                "ROLLOVER_SERVICE_WORKERS" => config.service.workers = parse_env(&name, &value)?,
+                "ROLLOVER_SERVICE_MAX_AGE_SECONDS" => config.service.max_age_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_SERVICE_FUTURE_SKEW_SECONDS" => config.service.future_skew_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_CLOCK" | "ROLLOVER_CLOCK_MODE" => config.clock.mode = value,
+                "ROLLOVER_CLOCK_START" => config.clock.start = Some(value),
+                "ROLLOVER_DEMO" | "ROLLOVER_DEMO_ENABLED" => config.demo.enabled = boolean(&name, &value)?,
+                "ROLLOVER_API_KEY" => {
+                    // Refuse rather than run unprotected while the operator thinks otherwise.
+                    return Err("ROLLOVER_API_KEY: API keys are not available yet in this build; do not expose this server beyond loopback".into());
+                }
+                _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
+                    return Err(format!("{name}: unknown setting"));
+                }
+                _ => {}
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.listen()?;
+        self.sqlite_path()?;
+        if !matches!(self.clock.mode.as_str(), "wall" | "simulated") {
+            return Err(format!("clock.mode = {:?}: use \"wall\" or \"simulated\"", self.clock.mode));
+        }
+        if !(1..=64).contains(&self.service.workers) {
+            return Err(format!("service.workers = {}: use 1 to 64", self.service.workers));
+        }
+        if self.service.max_age_seconds <= 0 || self.service.future_skew_seconds < 0 {
+            return Err("service.max_age_seconds must be positive and future_skew_seconds not negative".into());
+        }
+        if let Some(start) = &self.clock.start {
+            rollover_core::Instant::parse_rfc3339(start).map_err(|e| format!("clock.start: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn listen(&self) -> Result<SocketAddr, String> {
+        self.server.listen.parse().map_err(|_| format!("server.listen = {:?}: use HOST:PORT, e.g. 127.0.0.1:8080", self.server.listen))
+    }
+
+    pub fn sqlite_path(&self) -> Result<PathBuf, String> {
+        match self.store.url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ if self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://") => {
+                Err("store.url: PostgreSQL is not available yet in this build; use sqlite://PATH".into())
+            }
+            _ => Err(format!("store.url = {:?}: use sqlite://PATH", self.store.url)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = Config::load(
+            None,
+            env(&[("ROLLOVER_SERVER_LISTEN", "127.0.0.1:0"), ("ROLLOVER_STORE_URL", "sqlite:///tmp/x.db"), ("ROLLOVER_CLOCK", "simulated"), ("ROLLOVER_DEMO", "false")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen().unwrap().port(), 0);
+        assert_eq!(config.sqlite_path().unwrap(), PathBuf::from("/tmp/x.db"));
+        assert_eq!(config.clock.mode, "simulated");
+        assert!(!config.demo.enabled);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = Config::load(None, env(&[("ROLLOVER_SERVER_LISTEN", "localhost")])).unwrap_err();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = Config::load(None, env(&[("ROLLOVER_DEMO", "maybe")])).unwrap_err();
+        assert!(err.contains("ROLLOVER_DEMO"), "{err}");
+        let err = Config::load(None, env(&[("ROLLOVER_STORE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.contains("store.url"), "{err}");
+        let err = Config::load(None, env(&[("ROLLOVER_SERVR_LISTEN", "x")])).unwrap_err();
+        assert!(err.contains("unknown setting"), "{err}");
+    }
+}

@@ -1,0 +1,102 @@
+//! `rollover serve`: the live service on the embedded store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rollover_core::Instant;
+use rollover_service::{Clock, Config as ServiceConfig, Service};
+
+use crate::config::Config;
+use crate::demo;
+
+pub fn run(config_file: Option<PathBuf>, clock_flag: Option<String>, log_json: bool) -> ExitCode {
+    let mut config = match Config::load(config_file.as_ref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("rollover serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(mode) = clock_flag {
+        config.clock.mode = mode;
+    }
+    init_logs(log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rollover serve: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rollover serve: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLOVER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let listen = config.listen()?;
+    let path = config.sqlite_path()?;
+    let fresh = !path.exists();
+    let clock = if config.clock.mode == "simulated" {
+        let start = match &config.clock.start {
+            Some(text) => Instant::parse_rfc3339(text)?,
+            None => Instant::from_micros(rollover_service::wall_micros()),
+        };
+        Clock::simulated(start)
+    } else {
+        Clock::Wall
+    };
+    let service_config = ServiceConfig {
+        workers: config.service.workers,
+        max_age_micros: config.service.max_age_seconds * 1_000_000,
+        future_skew_micros: config.service.future_skew_seconds * 1_000_000,
+        ..ServiceConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let service = tokio::task::spawn_blocking(move || Service::start_sqlite(&path, clock, service_config))
+        .await
+        .map_err(|e| format!("start-up failed: {e}"))??;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "state rebuilt from the store");
+    if fresh && config.demo.enabled {
+        demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    // Scripts and tests read this line to find the port.
+    println!("rollover listening on http://{bound} (store {}, clock {})", config.store.url, config.clock.mode);
+    let app = rollover_http::router(service);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,263 @@
+//! Black-box tests of `rollover serve`: the real binary on port 0 with a
+//! fresh SQLite store per test, over HTTP.
+
+mod common;
+mod server;
+
+use rollover_core::engine::Event;
+use rollover_core::{GrantExpiry, Instant, Zone};
+use rollover_terms::parse_scenario;
+use serde_json::{Value, json};
+use server::Server;
+
+const UTC: fn() -> Zone = Zone::utc;
+
+fn rfc3339(instant: Instant) -> String {
+    instant.to_rfc3339(&UTC())
+}
+
+/// Replays a scenario through the API with the simulated clock and checks
+/// that the balance at every expect is what `simulate` computes.
+fn replay_through_api(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scenario = parse_scenario(&path.display().to_string(), &text).unwrap();
+    let report = rollover_terms::run(&scenario);
+    let server = Server::start();
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+
+    let reply = server.post_raw("/v1/plans", "application/toml", &text);
+    assert_eq!(reply.status, 201, "{name}: {}", reply.body);
+    server.set_clock(&rfc3339(scenario.purchased_at));
+    let plan_id = &scenario.catalog.get(scenario.purchase).id;
+    let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": plan_id, "at": rfc3339(scenario.purchased_at)}));
+    assert_eq!(reply.status, 201, "{name}: {}", reply.body);
+
+    // Events, then the expects at or after them, in time order.
+    let mut expects: Vec<_> = report.expects.iter().zip(scenario.expects.iter().map(|e| e.at)).collect();
+    expects.sort_by_key(|(result, at)| (*at, result.number));
+    let mut next_event = 0;
+    let mut record = 0;
+    let mut clock = scenario.purchased_at;
+    let mut move_clock = |server: &Server, to: Instant| {
+        if to > clock {
+            server.set_clock(&rfc3339(to));
+            clock = to;
+        }
+    };
+    for (result, at) in expects {
+        while let Some(event) = scenario.events.get(next_event).filter(|e| e.at <= at) {
+            move_clock(&server, event.at);
+            let when = rfc3339(event.at);
+            let reply = match event.event {
+                Event::Usage { bytes, country } => {
+                    record += 1;
+                    let mut r = json!({"id": format!("r{record}"), "subscription": "s1", "at": when, "bytes": bytes});
+                    if let Some(country) = country {
+                        r["country"] = json!(country.as_str());
+                    }
+                    let reply = server.post("/v1/usage", &json!({"records": [r]}));
+                    assert_eq!(reply.body["results"][0]["status"], "accepted", "{name}: {}", reply.body);
+                    reply
+                }
+                other => {
+                    let body = match other {
+                        Event::Install => json!({"install": true}),
+                        Event::FirstUse => json!({"first_use": true}),
+                        Event::Suspend => json!({"suspend": true}),
+                        Event::Resume => json!({"resume": true}),
+                        Event::Cancel => json!({"cancel": true}),
+                        Event::ChangePlan(ix) => json!({"change_plan": scenario.catalog.get(ix).id}),
+                        Event::Grant { kind, bytes, expires } => {
+                            let expires = match expires {
+                                GrantExpiry::At(at) => json!(rfc3339(at)),
+                                GrantExpiry::PeriodEnd => json!("period_end"),
+                                GrantExpiry::Never => json!("never"),
+                            };
+                            json!({"grant": {"kind": kind.name(), "data": bytes, "expires": expires}})
+                        }
+                        Event::Usage { .. } => unreachable!(),
+                    };
+                    let mut body = body;
+                    body["at"] = json!(when);
+                    server.post("/v1/subscriptions/s1/events", &body)
+                }
+            };
+            assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+            next_event += 1;
+        }
+        move_clock(&server, at);
+        let balance = server.get("/v1/subscriptions/s1/balance");
+        assert_eq!(balance.status, 200, "{name}: {}", balance.body);
+        let b = &balance.body;
+        let state = &result.state;
+        let context = format!("{name} expect #{} at {}", result.number, result.at);
+        assert_eq!(b["status"], state.status, "{context}: status");
+        assert_eq!(b["total_bytes"], state.total, "{context}: total");
+        assert_eq!(b["charges"], state.charges, "{context}: charges");
+        assert_eq!(b["fees"], state.fees, "{context}: fees");
+        assert_eq!(b["throttled_bytes"], state.throttled, "{context}: throttled");
+        assert_eq!(b["rejected_bytes"], state.rejected, "{context}: rejected");
+        assert_eq!(b["daily_remaining_bytes"].as_u64(), state.daily_remaining, "{context}: daily_remaining");
+        assert_eq!(b["expires_at"].as_str(), state.expires.as_deref(), "{context}: expires");
+        let mut api: Vec<(String, u64, Option<String>)> = b["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["kind"].as_str().unwrap().to_string(), x["remaining_bytes"].as_u64().unwrap(), x["expires_at"].as_str().map(String::from)))
+            .collect();
+        let mut simulated: Vec<(String, u64, Option<String>)> = state.buckets.iter().map(|x| (x.kind.clone(), x.remaining, x.expires.clone())).collect();
+        api.sort();
+        simulated.sort();
+        assert_eq!(api, simulated, "{context}: buckets");
+    }
+}
+
+#[test]
+fn shared_scenarios_through_the_api_match_simulate() {
+    for file in common::toml_files(&common::shared_scenarios()) {
+        replay_through_api(&file);
+    }
+}
+
+#[test]
+fn own_scenarios_through_the_api_match_simulate() {
+    for file in common::toml_files(&common::repo_root().join("scenarios")) {
+        replay_through_api(&file);
+    }
+}
+
+fn server_with_subscription() -> Server {
+    let server = Server::start();
+    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    server.set_clock("2026-03-01T00:00:00+08:00");
+    let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": "cn-30g", "identifiers": {"imsi": "460001234567890"}}));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    server.set_clock("2026-03-10T00:00:00+08:00");
+    server
+}
+
+fn record(id: &str, bytes: u64) -> Value {
+    json!({"id": id, "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": bytes})
+}
+
+#[test]
+fn a_replayed_batch_changes_nothing_and_answers_duplicate() {
+    let server = server_with_subscription();
+    let batch = json!({"records": [record("a", 1 << 30), record("b", 2 << 30), record("a", 5 << 30)]});
+    let first = server.post("/v1/usage", &batch);
+    assert_eq!(first.status, 200);
+    let statuses: Vec<&str> = first.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["accepted", "accepted", "duplicate"], "a repeated id inside one batch is a duplicate too");
+    let balance = server.get("/v1/subscriptions/s1/balance").body;
+    assert_eq!(balance["total_bytes"], (30u64 << 30) - (3 << 30));
+    let again = server.post("/v1/usage", &batch);
+    let statuses: Vec<&str> = again.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["duplicate", "duplicate", "duplicate"]);
+    assert_eq!(server.get("/v1/subscriptions/s1/balance").body, balance);
+}
+
+#[test]
+fn acknowledged_usage_survives_a_crash_and_stays_deduplicated() {
+    let server = server_with_subscription();
+    let reply = server.post("/v1/usage", &json!({"records": [record("a", 1 << 30), record("b", 1 << 29)]}));
+    assert_eq!(reply.status, 200);
+    let before = server.get("/v1/subscriptions/s1/balance").body;
+    let store = server.kill();
+    let server = Server::start_on(&store, &[]);
+    let after = server.get("/v1/subscriptions/s1/balance").body;
+    assert_eq!(after, before, "the balance is rebuilt exactly from the store");
+    let again = server.post("/v1/usage", &json!({"records": [record("a", 1 << 30)]}));
+    assert_eq!(again.body["results"][0]["status"], "duplicate");
+    let ledger = server.get("/v1/subscriptions/s1/ledger?type=drawn").body;
+    assert_eq!(ledger["total"], 2, "{ledger}");
+}
+
+#[test]
+fn bad_input_gets_a_problem_naming_the_field_and_applies_nothing() {
+    let server = server_with_subscription();
+    let before = server.get("/v1/subscriptions/s1/balance").body;
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": -5}]}), 400, "records[1].bytes"),
+        (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": 1u64 << 50}]}), 400, "records[1].bytes"),
+        (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "yesterday", "bytes": 1}]}), 400, "records[1].at"),
+        (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "2026-03-09T12:00:00", "bytes": 1}]}), 400, "records[1].at"),
+        (json!({"records": [record("ok", 1), {"subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": 1}]}), 400, "records[1].id"),
+        (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": 1, "country": "China"}]}), 400, "records[1].country"),
+        (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": 1, "volume": 1}]}), 400, "records[1].volume"),
+        (json!({"records": []}), 400, "records"),
+        (json!({"record": []}), 400, "record"),
+        (json!({"records": (0..10_001).map(|i| record(&format!("r{i}"), 1)).collect::<Vec<_>>()}), 413, "records"),
+    ];
+    for (body, status, field) in cases {
+        let reply = server.post("/v1/usage", &body);
+        assert_eq!(reply.status, status, "{field}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json");
+        assert_eq!(reply.body["field"], field, "{}", reply.body);
+        assert!(reply.body["detail"].as_str().unwrap().contains(field), "{}", reply.body);
+    }
+    let malformed = server.post_raw("/v1/usage", "application/json", "{\"records\": [");
+    assert_eq!(malformed.status, 400);
+    assert!(malformed.body["detail"].as_str().unwrap().contains("not valid JSON"), "{}", malformed.body);
+    assert_eq!(server.get("/v1/subscriptions/s1/balance").body, before, "nothing was applied");
+
+    // Per-record problems that do not concern the batch's shape are answered per record.
+    let reply = server.post(
+        "/v1/usage",
+        &json!({"records": [
+            {"id": "u", "subscription": "nobody", "at": "2026-03-09T12:00:00+08:00", "bytes": 1},
+            {"id": "old", "subscription": "s1", "at": "2026-02-01T12:00:00+08:00", "bytes": 1},
+            {"id": "future", "subscription": "s1", "at": "2026-03-11T12:00:00+08:00", "bytes": 1},
+        ]}),
+    );
+    assert_eq!(reply.status, 200);
+    let results = reply.body["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["status"] == "rejected"), "{}", reply.body);
+    assert!(results[0]["reason"].as_str().unwrap().contains("unknown subscription"));
+    assert!(results[1]["reason"].as_str().unwrap().contains("too old"));
+    assert!(results[2]["reason"].as_str().unwrap().contains("future"));
+    assert_eq!(server.get("/v1/subscriptions/s1/balance").body, before);
+}
+
+#[test]
+fn subscriptions_plans_and_events_name_what_is_wrong() {
+    let server = server_with_subscription();
+    let reply = server.post("/v1/subscriptions", &json!({"plan": "no-such-plan"}));
+    assert_eq!((reply.status, reply.body["field"].as_str()), (404, Some("plan")), "{}", reply.body);
+    let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": "cn-30g"}));
+    assert_eq!((reply.status, reply.body["field"].as_str()), (409, Some("id")), "{}", reply.body);
+    let reply = server.post("/v1/subscriptions", &json!({"id": "s2", "plan": "cn-30g", "identifiers": {"imsi": "460001234567890"}}));
+    assert_eq!((reply.status, reply.body["field"].as_str()), (409, Some("identifiers.imsi")), "{}", reply.body);
+    let reply = server.post("/v1/subscriptions", &json!({"id": "s3", "plan": "cn-30g", "identifiers": {"iccid": "12ab"}}));
+    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("identifiers.iccid")), "{}", reply.body);
+    let reply = server.get("/v1/subscriptions/nobody/balance");
+    assert_eq!(reply.status, 404);
+    let reply = server.post("/v1/subscriptions/s1/events", &json!({"grant": {"kind": "carry", "data": "1GiB", "expires": "never"}}));
+    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("grant.kind")), "{}", reply.body);
+    let reply = server.post("/v1/subscriptions/s1/events", &json!({"resume": true}));
+    assert_eq!(reply.body, json!({"outcome": "refused", "reason": "the subscription is not suspended"}));
+    let reply = server.post_raw("/v1/plans", "application/toml", "[[plan]]\nid = \"x\"\nname = \"x\"\ncurrency = \"CNY\"\nprice = \"1.001\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\n");
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["field"], "plan \"x\" price");
+    assert!(reply.body["detail"].as_str().unwrap().contains("line 5"), "{}", reply.body);
+    let reply = server.post_raw("/v1/plans", "application/json", r#"{"plan": [{"id": "j", "name": "J", "currency": "EUR", "price": "5.00", "timezone": "UTC", "period": {"kind": "days", "days": 0}}]}"#);
+    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("plan \"j\" period.days")), "{}", reply.body);
+}
+
+#[test]
+fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs() {
+    let server = server_with_subscription();
+    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    let reply = server.post_raw("/v1/plans", "application/toml", &plans);
+    assert!(reply.body["plans"].as_array().unwrap().iter().all(|p| p["version"] == 1), "unchanged plans keep version 1: {}", reply.body);
+    let cheaper = plans.replacen("price = \"58.00\"", "price = \"48.00\"", 1);
+    let reply = server.post_raw("/v1/plans", "application/toml", &cheaper);
+    assert_eq!(reply.body["plans"][0], json!({"id": "cn-30g", "version": 2}));
+    assert_eq!(server.get("/v1/plans/cn-30g").body["price"], "48.00");
+    let explanation = &server.get("/v1/plans/cn-30g").body["explanation"];
+    assert!(explanation["zh"].as_str().unwrap().contains("流量可以结转到下个月吗？"));
+    server.set_clock("2026-04-01T00:00:00+08:00");
+    let balance = server.get("/v1/subscriptions/s1/balance").body;
+    assert_eq!(balance["plan"], json!({"id": "cn-30g", "version": 1}));
+    assert_eq!(balance["fees"], "116.00", "the subscriber keeps paying the version it bought");
+}

@@ -1,0 +1,524 @@
+//! The live engine: the same `rollover-core` state machine that `simulate`
+//! runs, driven by a clock, owned by single-threaded shard workers, and made
+//! durable by group commit to a [`rollover_store::Store`].
+//!
+//! Flow of a write: the caller sends a command to the worker that owns the
+//! subscription (FNV-1a of its id, mod 256 shards, shards spread over the
+//! workers); the worker applies it in memory and hands the rows to the
+//! writer thread; the writer commits many workers' rows in one transaction
+//! and only then releases the caller's acknowledgment. A failed commit stops
+//! the process: memory would no longer match the store, and a restart
+//! rebuilds memory from the store.
+
+mod clock;
+mod plans;
+mod replay;
+mod worker;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rollover_core::engine::{Event, Status};
+use rollover_core::ledger::Entry;
+use rollover_core::{Country, Instant, PlanIx};
+use rollover_store::{Batch, EventBody, Identifiers, PlanRow, SqliteStore, Store, SubscriptionRow};
+use tokio::sync::oneshot;
+
+pub use clock::{Clock, wall_micros};
+pub use plans::{PlanVersion, Plans};
+pub use replay::replay_subscription;
+pub use rollover_store::Identifiers as SubscriptionIdentifiers;
+
+use worker::{Command, Worker};
+use writer::{Write, Writer};
+
+/// Number of logical shards; a subscription's shard never changes.
+pub const SHARDS: u32 = 256;
+
+/// FNV-1a, 32 bits: the shard function (the one NATS subject mapping's
+/// `partition()` uses), so shards never move when nodes are added.
+pub fn shard_of(id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workers: usize,
+    /// Usage records stamped further back than this are rejected.
+    pub max_age_micros: i64,
+    /// Usage records stamped further ahead than this are rejected.
+    pub future_skew_micros: i64,
+    /// Bound of each worker's command queue; a full queue answers "busy".
+    pub queue_bound: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { workers: 2, max_age_micros: 7 * 86_400 * 1_000_000, future_skew_micros: 5 * 60 * 1_000_000, queue_bound: 4096 }
+    }
+}
+
+/// What the service refuses, and which input field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceError {
+    NotFound { field: &'static str, message: String },
+    Conflict { field: &'static str, message: String },
+    Invalid { field: String, message: String },
+    /// The worker's queue is full: retry later.
+    Busy,
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceError::NotFound { field, message } | ServiceError::Conflict { field, message } => write!(f, "{field}: {message}"),
+            ServiceError::Invalid { field, message } => write!(f, "{field}: {message}"),
+            ServiceError::Busy => write!(f, "the service is busy; retry"),
+            ServiceError::Unavailable(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub id: String,
+    pub subscription: String,
+    pub at: Instant,
+    pub bytes: u64,
+    pub country: Option<Country>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageResult {
+    Accepted { drawn_bytes: u64, throttled_bytes: u64, rejected_bytes: u64, late: bool },
+    Duplicate,
+    Rejected(String),
+}
+
+/// A lifecycle event for `POST /v1/subscriptions/{id}/events`.
+#[derive(Debug, Clone)]
+pub enum LifecycleEvent {
+    Install,
+    FirstUse,
+    Grant { kind: rollover_core::Kind, bytes: u64, expires: rollover_core::GrantExpiry },
+    ChangePlan(String),
+    Suspend,
+    Resume,
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    Refused(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct BalanceBucket {
+    pub id: u32,
+    pub kind: String,
+    pub remaining_bytes: u64,
+    pub expires_at: Option<Instant>,
+    pub rolls_over: bool,
+    pub carry_expires_at: Option<Instant>,
+}
+
+/// A subscription's balance at the service clock's "now": the same numbers
+/// `simulate` prints.
+#[derive(Debug, Clone)]
+pub struct Balance {
+    pub id: String,
+    pub plan: PlanVersion,
+    pub at: Instant,
+    pub status: Status,
+    pub total_bytes: u64,
+    pub daily_remaining_bytes: Option<u64>,
+    pub expires_at: Option<Instant>,
+    pub buckets: Vec<BalanceBucket>,
+    pub charges_minor: i64,
+    pub fees_minor: i64,
+    pub throttled_bytes: u64,
+    pub rejected_bytes: u64,
+}
+
+pub struct NewSubscription {
+    pub id: String,
+    pub plan: String,
+    pub at: Option<Instant>,
+    pub identifiers: Identifiers,
+}
+
+/// A handle on the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    clock: Arc<Clock>,
+    plans: Arc<RwLock<Plans>>,
+    plan_rows: RwLock<Vec<PlanRow>>,
+    workers: Vec<SyncSender<Command>>,
+    writer: SyncSender<Write>,
+    reader: Mutex<Box<dyn Store>>,
+    identifiers: Mutex<HashMap<String, String>>,
+}
+
+fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
+    let mut keys = Vec::new();
+    for (name, value) in [
+        ("identifiers.iccid", &identifiers.iccid),
+        ("identifiers.imsi", &identifiers.imsi),
+        ("identifiers.msisdn", &identifiers.msisdn),
+        ("identifiers.external_id", &identifiers.external_id),
+    ] {
+        if let Some(value) = value {
+            keys.push((name, format!("{name}={value}")));
+        }
+    }
+    keys
+}
+
+impl Service {
+    /// Opens the SQLite store at `path`, rebuilds every subscription from it,
+    /// and starts the workers and the writer.
+    pub fn start_sqlite(path: &Path, clock: Clock, config: Config) -> Result<Service, String> {
+        let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
+        let reader = SqliteStore::open_reader(path).map_err(|e| e.to_string())?;
+        Service::start(Box::new(store), Box::new(reader), clock, config)
+    }
+
+    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, clock: Clock, config: Config) -> Result<Service, String> {
+        let clock = Arc::new(match (clock, store.clock().map_err(|e| e.to_string())?) {
+            // A simulated clock resumes where it stopped.
+            (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
+            (clock, _) => clock,
+        });
+        let mut plans = Plans::default();
+        let plan_rows = store.load_plans().map_err(|e| e.to_string())?;
+        for row in &plan_rows {
+            let parsed = rollover_terms::parse_plans(&format!("plan {} version {}", row.id, row.version), &row.document)
+                .map_err(|e| format!("stored plan no longer reads: {e}"))?;
+            let plan = parsed.into_iter().nth(row.position as usize).ok_or_else(|| format!("stored plan {} is missing from its document", row.id))?;
+            plans.insert(row.version, plan);
+        }
+        let plans = Arc::new(RwLock::new(plans));
+
+        let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
+        let mut identifiers = HashMap::new();
+        for row in store.load_subscriptions().map_err(|e| e.to_string())? {
+            for (_, key) in identifier_keys(&row.identifiers) {
+                identifiers.insert(key, row.id.clone());
+            }
+        }
+        let mut workers = Vec::with_capacity(config.workers);
+        let mut handles = Vec::with_capacity(config.workers);
+        for n in 0..config.workers.max(1) {
+            let (tx, rx) = sync_channel::<Command>(config.queue_bound);
+            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone());
+            handles.push(std::thread::Builder::new().name(format!("shard-worker-{n}")).spawn(move || worker.run(rx)).map_err(|e| e.to_string())?);
+            workers.push(tx);
+        }
+        // Rebuild: every event, in commit order, to the worker that owns it.
+        let mut failure = None;
+        store
+            .load_events(&mut |row| {
+                let worker = &workers[shard_of(&row.subscription) as usize % workers.len()];
+                if worker.send(Command::Replay(row)).is_err() {
+                    failure = Some("a worker stopped during start-up".to_string());
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        let mut waits = Vec::new();
+        for worker in &workers {
+            let (tx, rx) = oneshot::channel();
+            worker.send(Command::Tick { reply: Some(tx) }).map_err(|_| "a worker stopped during start-up")?;
+            waits.push(rx);
+        }
+        for wait in waits {
+            wait.blocking_recv().map_err(|_| "a worker stopped during start-up")?;
+        }
+        std::thread::Builder::new().name("store-writer".into()).spawn(move || Writer::new(store).run(writer_rx)).map_err(|e| e.to_string())?;
+        Ok(Service {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                plans,
+                plan_rows: RwLock::new(plan_rows),
+                workers,
+                writer: writer_tx,
+                reader: Mutex::new(reader),
+                identifiers: Mutex::new(identifiers),
+            }),
+        })
+    }
+
+    pub fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    pub fn clock_is_simulated(&self) -> bool {
+        self.inner.clock.is_simulated()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn plans(&self) -> std::sync::RwLockReadGuard<'_, Plans> {
+        self.inner.plans.read().expect("the plan lock is never poisoned")
+    }
+
+    pub fn plan_document(&self, id: &str, version: u32) -> Option<String> {
+        let rows = self.inner.plan_rows.read().expect("plan rows lock");
+        rows.iter().find(|r| r.id == id && r.version == version).map(|r| r.document.clone())
+    }
+
+    fn worker_for(&self, subscription: &str) -> &SyncSender<Command> {
+        &self.inner.workers[shard_of(subscription) as usize % self.inner.workers.len()]
+    }
+
+    fn send(&self, subscription: &str, command: Command) -> Result<(), ServiceError> {
+        match self.worker_for(subscription).try_send(command) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ServiceError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(ServiceError::Unavailable("a shard worker has stopped".into())),
+        }
+    }
+
+    async fn write(&self, write: Write) -> Result<(), ServiceError> {
+        let writer = self.inner.writer.clone();
+        match writer.try_send(write) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ServiceError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(ServiceError::Unavailable("the store writer has stopped".into())),
+        }
+    }
+
+    /// Adds plans from a plan document (TOML). An unchanged plan keeps its
+    /// version; a changed one gets the next. Returns `(id, version)` per plan.
+    pub async fn add_plans(&self, document: &str) -> Result<Vec<(String, u32)>, ServiceError> {
+        let parsed = rollover_terms::parse_plans("body", document).map_err(|e| ServiceError::Invalid { field: e.field.clone(), message: e.to_string() })?;
+        let now = self.now();
+        let mut rows = Vec::new();
+        let mut result = Vec::new();
+        let mut fresh = Vec::new();
+        {
+            let plans = self.plans();
+            for (position, plan) in parsed.into_iter().enumerate() {
+                match plans.latest(&plan.id) {
+                    Some(latest) if plans.catalog.get(latest.ix) == &plan => result.push((plan.id.clone(), latest.version)),
+                    latest => {
+                        let version = latest.map_or(1, |l| l.version + 1);
+                        rows.push(PlanRow {
+                            id: plan.id.clone(),
+                            version,
+                            document: document.to_string(),
+                            position: position as u32,
+                            created_at_micros: now.micros(),
+                        });
+                        result.push((plan.id.clone(), version));
+                        fresh.push((version, plan));
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(result);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Plans { rows: rows.clone(), done: tx }).await?;
+        rx.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+        let mut plans = self.inner.plans.write().expect("the plan lock is never poisoned");
+        for (version, plan) in fresh {
+            plans.insert(version, plan);
+        }
+        self.inner.plan_rows.write().expect("plan rows lock").extend(rows);
+        Ok(result)
+    }
+
+    /// The purchase: creates a subscription on the newest version of `plan`.
+    pub async fn create_subscription(&self, new: NewSubscription) -> Result<String, ServiceError> {
+        let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::NotFound { field: "plan", message: format!("unknown plan \"{}\"", new.plan) })?;
+        let keys = identifier_keys(&new.identifiers);
+        {
+            let mut taken = self.inner.identifiers.lock().expect("identifier lock");
+            for (field, key) in &keys {
+                if let Some(owner) = taken.get(key) {
+                    return Err(ServiceError::Conflict { field, message: format!("already belongs to subscription \"{owner}\"") });
+                }
+            }
+            for (_, key) in &keys {
+                taken.insert(key.clone(), new.id.clone());
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let command = Command::Create {
+            row: SubscriptionRow { id: new.id.clone(), identifiers: new.identifiers.clone(), created_at_micros: self.now().micros() },
+            plan,
+            at: new.at,
+            reply: tx,
+        };
+        let release = |service: &Service| {
+            let mut taken = service.inner.identifiers.lock().expect("identifier lock");
+            for (_, key) in &keys {
+                taken.remove(key);
+            }
+        };
+        if let Err(e) = self.send(&new.id, command) {
+            release(self);
+            return Err(e);
+        }
+        match rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))? {
+            Ok(committed) => {
+                committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+                Ok(new.id)
+            }
+            Err(e) => {
+                release(self);
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn apply_event(&self, subscription: &str, event: LifecycleEvent, at: Option<Instant>) -> Result<EventOutcome, ServiceError> {
+        let (event, body) = match event {
+            LifecycleEvent::Install => (Event::Install, EventBody::Install),
+            LifecycleEvent::FirstUse => (Event::FirstUse, EventBody::FirstUse),
+            LifecycleEvent::Suspend => (Event::Suspend, EventBody::Suspend),
+            LifecycleEvent::Resume => (Event::Resume, EventBody::Resume),
+            LifecycleEvent::Cancel => (Event::Cancel, EventBody::Cancel),
+            LifecycleEvent::Grant { kind, bytes, expires } => {
+                let expires_micros = match expires {
+                    rollover_core::GrantExpiry::At(at) => at.micros(),
+                    rollover_core::GrantExpiry::PeriodEnd => rollover_store::EXPIRES_PERIOD_END,
+                    rollover_core::GrantExpiry::Never => rollover_store::EXPIRES_NEVER,
+                };
+                (Event::Grant { kind, bytes, expires }, EventBody::Grant { kind: kind.name(), bytes, expires_micros })
+            }
+            LifecycleEvent::ChangePlan(id) => {
+                let plan = self.plans().latest(&id).ok_or_else(|| ServiceError::NotFound { field: "change_plan", message: format!("unknown plan \"{id}\"") })?;
+                (Event::ChangePlan(plan.ix), EventBody::ChangePlan { plan_id: plan.id, plan_version: plan.version })
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.send(subscription, Command::Event { id: subscription.to_string(), event, body, at, reply: tx })?;
+        let (outcome, committed) = rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))??;
+        if let Some(committed) = committed {
+            committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Rates a batch of usage records; answers after every accepted record is
+    /// committed. Results are in the order of `records`.
+    pub async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<Vec<UsageResult>, ServiceError> {
+        let count = records.len();
+        let mut per_worker: Vec<Vec<(usize, UsageRecord)>> = vec![Vec::new(); self.inner.workers.len()];
+        for (index, record) in records.into_iter().enumerate() {
+            per_worker[shard_of(&record.subscription) as usize % self.inner.workers.len()].push((index, record));
+        }
+        let mut replies = Vec::new();
+        for (n, records) in per_worker.into_iter().enumerate() {
+            if records.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            match self.inner.workers[n].try_send(Command::Usage { records, reply: tx }) {
+                Ok(()) => replies.push(rx),
+                Err(TrySendError::Full(_)) if replies.is_empty() => return Err(ServiceError::Busy),
+                Err(TrySendError::Full(Command::Usage { records, reply })) => {
+                    // Part of the batch is already on its way: wait for room
+                    // rather than answer for only part of it.
+                    let worker = self.inner.workers[n].clone();
+                    tokio::task::spawn_blocking(move || worker.send(Command::Usage { records, reply }).map_err(|_| ()))
+                        .await
+                        .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
+                        .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
+                    replies.push(rx);
+                }
+                Err(_) => return Err(ServiceError::Unavailable("a shard worker has stopped".into())),
+            }
+        }
+        let mut results = vec![UsageResult::Rejected("not rated".into()); count];
+        for reply in replies {
+            let (rated, committed) = reply.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
+            if let Some(committed) = committed {
+                committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+            }
+            for (index, result) in rated {
+                results[index] = result;
+            }
+        }
+        Ok(results)
+    }
+
+    pub async fn balance(&self, subscription: &str) -> Result<Balance, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(subscription, Command::Balance { id: subscription.to_string(), reply: tx })?;
+        rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
+    }
+
+    /// The subscription's ledger, recomputed from its stored events (the same
+    /// engine, the same order), brought up to the clock's now.
+    pub async fn ledger(&self, subscription: &str) -> Result<(Vec<Entry>, PlanIx), ServiceError> {
+        let service = self.clone();
+        let id = subscription.to_string();
+        tokio::task::spawn_blocking(move || {
+            let events = service.inner.reader.lock().expect("reader lock").events_of(&id).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            if events.is_empty() {
+                return Err(ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") });
+            }
+            let plans = service.plans();
+            let (mut subscription, mut ledger) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
+            subscription.advance(&plans.catalog, service.now(), &mut ledger);
+            Ok((ledger, subscription.plan()))
+        })
+        .await
+        .map_err(|_| ServiceError::Unavailable("the ledger reader stopped".into()))?
+    }
+
+    /// Moves the simulated clock to `to`, running every boundary on the way
+    /// in every worker before returning.
+    pub async fn set_clock(&self, to: Instant) -> Result<Instant, ServiceError> {
+        if !self.inner.clock.is_simulated() {
+            return Err(ServiceError::Invalid { field: "now".into(), message: "the clock is the wall clock; start with --clock simulated to move it".into() });
+        }
+        if !self.inner.clock.set(to) {
+            return Err(ServiceError::Invalid {
+                field: "now".into(),
+                message: format!("the clock cannot move backwards (it is at {} µs)", self.now().micros()),
+            });
+        }
+        let mut waits = Vec::new();
+        for worker in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            let worker = worker.clone();
+            tokio::task::spawn_blocking(move || worker.send(Command::Tick { reply: Some(tx) }).map_err(|_| ()))
+                .await
+                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
+                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
+            waits.push(rx);
+        }
+        for wait in waits {
+            wait.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Batch { batch: Batch { clock_micros: Some(to.micros()), ..Batch::default() }, done: tx }).await?;
+        rx.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+        Ok(self.now())
+    }
+}

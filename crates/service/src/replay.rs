@@ -1,0 +1,70 @@
+//! Rebuilding state from the stored log: the only way state is ever rebuilt,
+//! at start-up and for ledger reads.
+
+use rollover_core::engine::{Event, GrantExpiry};
+use rollover_core::ledger::Entry;
+use rollover_core::{Country, Instant, Kind, Subscription};
+use rollover_store::{EXPIRES_NEVER, EXPIRES_PERIOD_END, EventBody, EventRow};
+
+use crate::plans::Plans;
+
+/// The core event a stored row stands for. A row that cannot be read back is
+/// a corrupt store: the caller stops.
+pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Event, String> {
+    Ok(match body {
+        EventBody::Usage { bytes, country } => Event::Usage {
+            bytes: *bytes,
+            country: country.as_deref().map(Country::parse).transpose().map_err(|e| format!("stored usage: {e}"))?,
+        },
+        EventBody::Grant { kind, bytes, expires_micros } => Event::Grant {
+            kind: Kind::parse(kind).map_err(|e| format!("stored grant: {e}"))?,
+            bytes: *bytes,
+            expires: match *expires_micros {
+                EXPIRES_NEVER => GrantExpiry::Never,
+                EXPIRES_PERIOD_END => GrantExpiry::PeriodEnd,
+                micros => GrantExpiry::At(Instant::from_micros(micros)),
+            },
+        },
+        EventBody::ChangePlan { plan_id, plan_version } => {
+            Event::ChangePlan(plans.get(plan_id, *plan_version).ok_or_else(|| format!("stored plan change to unknown plan {plan_id} v{plan_version}"))?)
+        }
+        EventBody::Install => Event::Install,
+        EventBody::FirstUse => Event::FirstUse,
+        EventBody::Suspend => Event::Suspend,
+        EventBody::Resume => Event::Resume,
+        EventBody::Cancel => Event::Cancel,
+        EventBody::Purchase { .. } => return Err("a second purchase in one subscription's log".into()),
+    })
+}
+
+/// Creates a subscription from its purchase row.
+pub(crate) fn purchase(plans: &Plans, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<Subscription, String> {
+    let EventBody::Purchase { plan_id, plan_version } = &row.body else {
+        return Err(format!("the first stored event of {} is not a purchase", row.subscription));
+    };
+    let ix = plans.get(plan_id, *plan_version).ok_or_else(|| format!("stored purchase of unknown plan {plan_id} v{plan_version}"))?;
+    let mut subscription = Subscription::purchase(&plans.catalog, ix, Instant::from_micros(row.at_micros), ledger);
+    subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), ledger);
+    Ok(subscription)
+}
+
+/// Applies one stored row exactly as it was applied live: bring the
+/// subscription up to the clock of that moment, then apply the event at its
+/// own instant.
+pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<(), String> {
+    let event = to_event(plans, &row.body)?;
+    subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), ledger);
+    subscription.apply(&plans.catalog, event, Instant::from_micros(row.at_micros), ledger);
+    Ok(())
+}
+
+/// Rebuilds one subscription and its whole ledger from its rows.
+pub fn replay_subscription(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>), String> {
+    let (first, rest) = rows.split_first().ok_or("no stored events")?;
+    let mut ledger = Vec::new();
+    let mut subscription = purchase(plans, first, &mut ledger)?;
+    for row in rest {
+        apply_row(plans, &mut subscription, row, &mut ledger)?;
+    }
+    Ok((subscription, ledger))
+}

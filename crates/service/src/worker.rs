@@ -1,0 +1,392 @@
+//! A shard worker: one thread that alone owns its subscriptions. It applies
+//! commands in arrival order, keeps each subscription's recent idempotency
+//! keys, runs boundaries from an index of next-boundary instants (never by
+//! scanning), and hands rows to the writer.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rollover_core::engine::{Event, Outcome};
+use rollover_core::ledger::{Entry, Refusal};
+use rollover_core::{Instant, Subscription};
+use rollover_store::{Batch, EventBody, EventRow, SubscriptionRow};
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::plans::{PlanVersion, Plans};
+use crate::replay;
+use crate::writer::Write;
+use crate::{Balance, BalanceBucket, Config, EventOutcome, ServiceError, UsageRecord, UsageResult};
+
+pub(crate) type Committed = oneshot::Receiver<()>;
+pub(crate) type UsageReply = oneshot::Sender<(Vec<(usize, UsageResult)>, Option<Committed>)>;
+
+pub(crate) enum Command {
+    Create {
+        row: SubscriptionRow,
+        plan: PlanVersion,
+        at: Option<Instant>,
+        reply: oneshot::Sender<Result<Committed, ServiceError>>,
+    },
+    Event {
+        id: String,
+        event: Event,
+        body: EventBody,
+        at: Option<Instant>,
+        reply: oneshot::Sender<Result<(EventOutcome, Option<Committed>), ServiceError>>,
+    },
+    Usage {
+        records: Vec<(usize, UsageRecord)>,
+        reply: UsageReply,
+    },
+    Balance {
+        id: String,
+        reply: oneshot::Sender<Result<Balance, ServiceError>>,
+    },
+    /// Run every boundary due by the clock's now.
+    Tick { reply: Option<oneshot::Sender<()>> },
+    /// Start-up: one stored row, in commit order.
+    Replay(EventRow),
+}
+
+struct Live {
+    id: String,
+    subscription: Subscription,
+    /// Idempotency keys of accepted usage records.
+    keys: HashSet<String>,
+    /// The instant this subscription is filed under in the timer index.
+    timer: Instant,
+    /// How far the subscription has been brought (its own clock).
+    advanced_to: Instant,
+}
+
+pub(crate) struct Worker {
+    number: usize,
+    plans: Arc<RwLock<Plans>>,
+    clock: Arc<Clock>,
+    writer: SyncSender<Write>,
+    config: Config,
+    subscriptions: Vec<Live>,
+    index: HashMap<String, usize>,
+    timers: BTreeSet<(Instant, usize)>,
+    /// Ledger entries of the current command; the store keeps events, and the
+    /// ledger is recomputed from them, so these are scratch.
+    scratch: Vec<Entry>,
+}
+
+impl Worker {
+    pub(crate) fn new(number: usize, plans: Arc<RwLock<Plans>>, clock: Arc<Clock>, writer: SyncSender<Write>, config: Config) -> Worker {
+        Worker {
+            number,
+            plans,
+            clock,
+            writer,
+            config,
+            subscriptions: Vec::new(),
+            index: HashMap::new(),
+            timers: BTreeSet::new(),
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let wait = match (&*self.clock, self.timers.first()) {
+                (Clock::Wall, Some((next, _))) => {
+                    let micros = (next.micros() - self.clock.now().micros()).clamp(0, 1_000_000);
+                    Duration::from_micros(micros as u64)
+                }
+                _ => Duration::from_secs(1),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(command) => self.handle(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if !self.clock.is_simulated() {
+                self.run_timers(self.clock.now());
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Create { row, plan, at, reply } => {
+                let _ = reply.send(self.create(row, plan, at));
+            }
+            Command::Event { id, event, body, at, reply } => {
+                let _ = reply.send(self.event(&id, event, body, at));
+            }
+            Command::Usage { records, reply } => {
+                let _ = reply.send(self.usage(records));
+            }
+            Command::Balance { id, reply } => {
+                let _ = reply.send(self.balance(&id));
+            }
+            Command::Tick { reply } => {
+                self.run_timers(self.clock.now());
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            Command::Replay(row) => {
+                if let Err(e) = self.replay(&row) {
+                    eprintln!("rollover: worker {}: cannot rebuild from the store: {e}", self.number);
+                    std::process::abort();
+                }
+            }
+        }
+    }
+
+    fn replay(&mut self, row: &EventRow) -> Result<(), String> {
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        self.scratch.clear();
+        match self.index.get(&row.subscription) {
+            None => {
+                let subscription = replay::purchase(&plans, row, &mut self.scratch)?;
+                let advanced_to = Instant::from_micros(row.applied_at_micros.max(row.at_micros));
+                let slot = self.subscriptions.len();
+                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to });
+                self.index.insert(row.subscription.clone(), slot);
+                drop(plans);
+                self.refile(slot);
+            }
+            Some(&slot) => {
+                let live = &mut self.subscriptions[slot];
+                replay::apply_row(&plans, &mut live.subscription, row, &mut self.scratch)?;
+                live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
+                if let Some(key) = &row.key {
+                    live.keys.insert(key.clone());
+                }
+                drop(plans);
+                self.refile(slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Files the subscription under its next boundary in the timer index.
+    fn refile(&mut self, slot: usize) {
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let live = &mut self.subscriptions[slot];
+        let next = live.subscription.next_boundary(&plans.catalog);
+        if next != live.timer {
+            self.timers.remove(&(live.timer, slot));
+            if !next.is_never() {
+                self.timers.insert((next, slot));
+            }
+            live.timer = next;
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some(&(at, slot)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.bring_up(slot, now);
+        }
+    }
+
+    /// Brings one subscription up to `now` and refiles it.
+    fn bring_up(&mut self, slot: usize, now: Instant) {
+        {
+            let plans = self.plans.read().expect("the plan lock is never poisoned");
+            let live = &mut self.subscriptions[slot];
+            self.scratch.clear();
+            live.subscription.advance(&plans.catalog, now, &mut self.scratch);
+            live.advanced_to = live.advanced_to.max(now);
+        }
+        self.refile(slot);
+    }
+
+    fn submit(&self, batch: Batch) -> Committed {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Write::Batch { batch, done: tx }).is_err() {
+            eprintln!("rollover: the store writer has stopped; stopping");
+            std::process::abort();
+        }
+        rx
+    }
+
+    fn create(&mut self, row: SubscriptionRow, plan: PlanVersion, at: Option<Instant>) -> Result<Committed, ServiceError> {
+        if self.index.contains_key(&row.id) {
+            return Err(ServiceError::Conflict { field: "id", message: format!("subscription \"{}\" already exists", row.id) });
+        }
+        let now = self.clock.now();
+        let at = at.unwrap_or(now);
+        if at.micros() > now.micros() + self.config.future_skew_micros {
+            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
+        }
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        self.scratch.clear();
+        let mut subscription = Subscription::purchase(&plans.catalog, plan.ix, at, &mut self.scratch);
+        let applied_at = now.max(at);
+        subscription.advance(&plans.catalog, applied_at, &mut self.scratch);
+        drop(plans);
+        let event = EventRow {
+            seq: 0,
+            subscription: row.id.clone(),
+            applied_at_micros: applied_at.micros(),
+            at_micros: at.micros(),
+            key: None,
+            body: EventBody::Purchase { plan_id: plan.id.clone(), plan_version: plan.version },
+        };
+        let slot = self.subscriptions.len();
+        self.index.insert(row.id.clone(), slot);
+        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to: applied_at });
+        self.refile(slot);
+        Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], clock_micros: None }))
+    }
+
+    fn slot(&self, id: &str) -> Result<usize, ServiceError> {
+        self.index.get(id).copied().ok_or_else(|| ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") })
+    }
+
+    fn event(&mut self, id: &str, event: Event, body: EventBody, at: Option<Instant>) -> Result<(EventOutcome, Option<Committed>), ServiceError> {
+        let slot = self.slot(id)?;
+        let now = self.clock.now();
+        let at = at.unwrap_or(now);
+        if at.micros() > now.micros() + self.config.future_skew_micros {
+            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
+        }
+        self.bring_up(slot, now);
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let live = &mut self.subscriptions[slot];
+        self.scratch.clear();
+        let outcome = live.subscription.apply(&plans.catalog, event, at, &mut self.scratch);
+        drop(plans);
+        live.advanced_to = live.advanced_to.max(at);
+        let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body };
+        self.refile(slot);
+        let committed = self.submit(Batch { events: vec![row], ..Batch::default() });
+        let outcome = match outcome {
+            Outcome::Refused(refusal) => EventOutcome::Refused(refusal_text(refusal).to_string()),
+            _ => EventOutcome::Applied,
+        };
+        Ok((outcome, Some(committed)))
+    }
+
+    fn usage(&mut self, records: Vec<(usize, UsageRecord)>) -> (Vec<(usize, UsageResult)>, Option<Committed>) {
+        let now = self.clock.now();
+        let oldest = now.micros() - self.config.max_age_micros;
+        let newest = now.micros() + self.config.future_skew_micros;
+        let mut results = Vec::with_capacity(records.len());
+        let mut rows = Vec::new();
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let mut touched = Vec::new();
+        for (index, record) in records {
+            let Some(&slot) = self.index.get(&record.subscription) else {
+                results.push((index, UsageResult::Rejected(format!("unknown subscription \"{}\"", record.subscription))));
+                continue;
+            };
+            let live = &mut self.subscriptions[slot];
+            if live.keys.contains(&record.id) {
+                results.push((index, UsageResult::Duplicate));
+                continue;
+            }
+            if record.at.micros() < oldest {
+                results.push((index, UsageResult::Rejected("too old: stamped before the maximum age".into())));
+                continue;
+            }
+            if record.at.micros() > newest {
+                results.push((index, UsageResult::Rejected("in the future beyond the allowed clock skew".into())));
+                continue;
+            }
+            self.scratch.clear();
+            live.subscription.advance(&plans.catalog, now, &mut self.scratch);
+            let late = record.at < live.advanced_to.min(now) && boundary_between(&live.subscription, &plans, record.at, now);
+            let outcome = live.subscription.apply(&plans.catalog, Event::Usage { bytes: record.bytes, country: record.country }, record.at, &mut self.scratch);
+            live.advanced_to = live.advanced_to.max(now).max(record.at);
+            let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
+            live.keys.insert(record.id.clone());
+            rows.push(EventRow {
+                seq: 0,
+                subscription: record.subscription,
+                applied_at_micros: now.micros(),
+                at_micros: record.at.micros(),
+                key: Some(record.id),
+                body: EventBody::Usage { bytes: record.bytes, country: record.country.map(|c| c.as_str().to_string()) },
+            });
+            touched.push(slot);
+            results.push((
+                index,
+                UsageResult::Accepted {
+                    drawn_bytes: rating.drawn_bytes + rating.unmetered_bytes,
+                    throttled_bytes: rating.throttled_bytes,
+                    rejected_bytes: rating.rejected_bytes,
+                    late,
+                },
+            ));
+        }
+        drop(plans);
+        for slot in touched {
+            self.refile(slot);
+        }
+        let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
+        (results, committed)
+    }
+
+    fn balance(&mut self, id: &str) -> Result<Balance, ServiceError> {
+        let slot = self.slot(id)?;
+        let now = self.clock.now();
+        self.bring_up(slot, now);
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let live = &self.subscriptions[slot];
+        let s = &live.subscription;
+        let catalog = &plans.catalog;
+        let ix = s.plan();
+        let plan = catalog.get(ix);
+        let buckets = s
+            .buckets()
+            .iter()
+            .map(|b| {
+                let carry = s.carry_outlook(catalog, b);
+                BalanceBucket {
+                    id: b.id,
+                    kind: b.kind.name(),
+                    remaining_bytes: b.remaining_bytes(),
+                    expires_at: (!b.expires.is_never()).then_some(b.expires),
+                    rolls_over: carry.is_some(),
+                    carry_expires_at: carry.filter(|c| !c.is_never()),
+                }
+            })
+            .collect();
+        Ok(Balance {
+            id: live.id.clone(),
+            plan: PlanVersion { id: plan.id.clone(), version: plans.version_of(ix), ix },
+            at: now,
+            status: s.status(catalog, now),
+            total_bytes: s.total_bytes(),
+            daily_remaining_bytes: s.daily_remaining_bytes(catalog, now),
+            expires_at: s.expires(catalog),
+            buckets,
+            charges_minor: s.charges_minor(),
+            fees_minor: s.fees_minor(),
+            throttled_bytes: s.throttled_bytes(),
+            rejected_bytes: s.rejected_bytes(),
+        })
+    }
+}
+
+/// Whether a period boundary of `subscription` lies in `(at, now]`: a record
+/// stamped before it is rated in the current period and marked late.
+fn boundary_between(subscription: &Subscription, plans: &Plans, at: Instant, now: Instant) -> bool {
+    match subscription.period(&plans.catalog) {
+        Some((_, start, _)) => at < start && start <= now,
+        None => false,
+    }
+}
+
+fn refusal_text(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Ended => "the subscription has ended",
+        Refusal::NoCurrentPeriod => "\"period_end\" needs a started plan",
+        Refusal::ExpiryNotAfterGrant => "the expiry is not after the grant",
+        Refusal::NotSuspended => "the subscription is not suspended",
+        Refusal::AlreadySuspended => "the subscription is already suspended",
+        Refusal::SamePlan => "the subscription is already on that plan",
+    }
+}

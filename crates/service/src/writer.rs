@@ -1,0 +1,75 @@
+//! The single store writer: group commit. It takes whatever rows are
+//! waiting, up to a limit, commits them in one transaction (fsync), and only
+//! then releases every waiting acknowledgment.
+
+use std::sync::mpsc::Receiver;
+
+use rollover_store::{Batch, PlanRow, Store};
+use tokio::sync::oneshot;
+
+/// Most events in one transaction.
+const MAX_EVENTS_PER_COMMIT: usize = 20_000;
+
+pub(crate) enum Write {
+    Batch { batch: Batch, done: oneshot::Sender<()> },
+    Plans { rows: Vec<PlanRow>, done: oneshot::Sender<()> },
+}
+
+pub(crate) struct Writer {
+    store: Box<dyn Store>,
+}
+
+impl Writer {
+    pub(crate) fn new(store: Box<dyn Store>) -> Writer {
+        Writer { store }
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Write>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = Batch::default();
+            let mut done = Vec::new();
+            let mut next = Some(first);
+            while let Some(write) = next.take() {
+                match write {
+                    Write::Plans { rows, done: plan_done } => {
+                        // Plans are rare: commit what is gathered, then them.
+                        self.commit(&mut batch, &mut done);
+                        if let Err(e) = self.store.insert_plans(&rows) {
+                            fail(&e.to_string());
+                        }
+                        let _ = plan_done.send(());
+                    }
+                    Write::Batch { batch: more, done: waiter } => {
+                        batch.append(more);
+                        done.push(waiter);
+                    }
+                }
+                if batch.events.len() < MAX_EVENTS_PER_COMMIT {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(&mut batch, &mut done);
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Batch, done: &mut Vec<oneshot::Sender<()>>) {
+        if !batch.is_empty() {
+            if let Err(e) = self.store.commit(batch) {
+                fail(&e.to_string());
+            }
+            tracing::debug!(events = batch.events.len(), "group commit");
+        }
+        *batch = Batch::default();
+        for waiter in done.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+}
+
+/// A commit that fails leaves memory ahead of the store; continuing could
+/// acknowledge what is not durable. Stop, and let the restart rebuild.
+fn fail(error: &str) -> ! {
+    tracing::error!(%error, "group commit failed; stopping so that a restart rebuilds state from the store");
+    eprintln!("rollover: group commit failed: {error}; stopping");
+    std::process::abort();
+}

@@ -1,0 +1,314 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`,
+//! so that a committed transaction survives a crash or power loss.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Batch, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE plans (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    iccid TEXT UNIQUE,
+    imsi TEXT UNIQUE,
+    msisdn TEXT UNIQUE,
+    external_id TEXT UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    subscription TEXT NOT NULL,
+    applied_at INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    key TEXT,
+    kind TEXT NOT NULL,
+    plan_id TEXT,
+    plan_version INTEGER,
+    bytes INTEGER,
+    country TEXT,
+    grant_kind TEXT,
+    expires INTEGER
+);
+CREATE INDEX events_by_subscription ON events (subscription, seq);
+CREATE UNIQUE INDEX events_by_key ON events (subscription, key) WHERE key IS NOT NULL;
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#];
+
+fn db(error: rusqlite::Error) -> StoreError {
+    StoreError(error.to_string())
+}
+
+pub struct SqliteStore {
+    connection: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up
+    /// to date.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path).map_err(db)?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(db)?;
+        let mut store = SqliteStore { connection };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A second connection to the same file for reads that must not wait for
+    /// the writer (WAL readers see the last committed state).
+    pub fn open_reader(path: &Path) -> Result<SqliteStore> {
+        let connection = Connection::open(path).map_err(db)?;
+        connection.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        Ok(SqliteStore { connection })
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self.connection.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(db)?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.connection.transaction().map_err(db)?;
+            tx.execute_batch(migration).map_err(db)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1)).map_err(db)?;
+            tx.commit().map_err(db)?;
+        }
+        Ok(())
+    }
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let kind: String = row.get(5)?;
+    let plan = || -> rusqlite::Result<(String, u32)> { Ok((row.get(6)?, row.get(7)?)) };
+    let body = match kind.as_str() {
+        "purchase" => {
+            let (plan_id, plan_version) = plan()?;
+            EventBody::Purchase { plan_id, plan_version }
+        }
+        "change_plan" => {
+            let (plan_id, plan_version) = plan()?;
+            EventBody::ChangePlan { plan_id, plan_version }
+        }
+        "usage" => EventBody::Usage { bytes: row.get::<_, i64>(8)? as u64, country: row.get(9)? },
+        "grant" => EventBody::Grant { kind: row.get(10)?, bytes: row.get::<_, i64>(8)? as u64, expires_micros: row.get(11)? },
+        "install" => EventBody::Install,
+        "first_use" => EventBody::FirstUse,
+        "suspend" => EventBody::Suspend,
+        "resume" => EventBody::Resume,
+        "cancel" => EventBody::Cancel,
+        other => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("unknown event kind {other:?}").into(),
+            ));
+        }
+    };
+    Ok(EventRow { seq: row.get(0)?, subscription: row.get(1)?, applied_at_micros: row.get(2)?, at_micros: row.get(3)?, key: row.get(4)?, body })
+}
+
+/// The optional columns of an event row.
+#[derive(Default)]
+struct Columns<'a> {
+    plan_id: Option<&'a str>,
+    plan_version: Option<u32>,
+    bytes: Option<i64>,
+    country: Option<&'a str>,
+    grant_kind: Option<&'a str>,
+    expires: Option<i64>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(body: &'a EventBody) -> Columns<'a> {
+        match body {
+            EventBody::Purchase { plan_id, plan_version } | EventBody::ChangePlan { plan_id, plan_version } => {
+                Columns { plan_id: Some(plan_id), plan_version: Some(*plan_version), ..Columns::default() }
+            }
+            EventBody::Usage { bytes, country } => Columns { bytes: Some(*bytes as i64), country: country.as_deref(), ..Columns::default() },
+            EventBody::Grant { kind, bytes, expires_micros } => {
+                Columns { bytes: Some(*bytes as i64), grant_kind: Some(kind), expires: Some(*expires_micros), ..Columns::default() }
+            }
+            _ => Columns::default(),
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires";
+
+impl Store for SqliteStore {
+    fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, version, document, position, created_at FROM plans ORDER BY created_at, id, version")
+            .map_err(db)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(PlanRow { id: row.get(0)?, version: row.get(1)?, document: row.get(2)?, position: row.get(3)?, created_at_micros: row.get(4)? })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()> {
+        let tx = self.connection.transaction().map_err(db)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO plans (id, version, document, position, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(db)?;
+            for row in rows {
+                insert.execute(params![row.id, row.version, row.document, row.position, row.created_at_micros]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions ORDER BY rowid")
+            .map_err(db)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(SubscriptionRow {
+                    id: row.get(0)?,
+                    identifiers: Identifiers { iccid: row.get(1)?, imsi: row.get(2)?, msisdn: row.get(3)?, external_id: row.get(4)? },
+                    created_at_micros: row.get(5)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        let mut statement = self.connection.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")).map_err(db)?;
+        let mut rows = statement.query([]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            visit(event_from_row(row).map_err(db)?);
+        }
+        Ok(())
+    }
+
+    fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
+        let mut statement = self
+            .connection
+            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = ?1 ORDER BY seq"))
+            .map_err(db)?;
+        let rows = statement.query_map([subscription], event_from_row).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<()> {
+        let tx = self.connection.transaction().map_err(db)?;
+        {
+            let mut insert_subscription = tx
+                .prepare_cached("INSERT INTO subscriptions (id, iccid, imsi, msisdn, external_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .map_err(db)?;
+            for s in &batch.subscriptions {
+                let i = &s.identifiers;
+                insert_subscription.execute(params![s.id, i.iccid, i.imsi, i.msisdn, i.external_id, s.created_at_micros]).map_err(db)?;
+            }
+            let mut insert_event = tx
+                .prepare_cached(
+                    "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(db)?;
+            for e in &batch.events {
+                let c = Columns::of(&e.body);
+                let (plan_id, plan_version, bytes, country, grant_kind, expires) = (c.plan_id, c.plan_version, c.bytes, c.country, c.grant_kind, c.expires);
+                insert_event
+                    .execute(params![
+                        e.subscription,
+                        e.applied_at_micros,
+                        e.at_micros,
+                        e.key,
+                        e.body.name(),
+                        plan_id,
+                        plan_version,
+                        bytes,
+                        country,
+                        grant_kind,
+                        expires
+                    ])
+                    .map_err(db)?;
+            }
+            if let Some(clock) = batch.clock_micros {
+                tx.execute("INSERT INTO meta (name, value) VALUES ('clock', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", [clock])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn clock(&mut self) -> Result<Option<i64>> {
+        self.connection.query_row("SELECT value FROM meta WHERE name = 'clock'", [], |row| row.get(0)).optional().map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rollover-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("rollover.db")
+    }
+
+    #[test]
+    fn commits_survive_reopening_and_keys_are_unique_per_subscription() {
+        let path = temp_path("reopen");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let usage = |key: &str, subscription: &str| EventRow {
+            seq: 0,
+            subscription: subscription.into(),
+            applied_at_micros: 10,
+            at_micros: 5,
+            key: Some(key.into()),
+            body: EventBody::Usage { bytes: 1 << 40, country: Some("CN".into()) },
+        };
+        let batch = Batch {
+            subscriptions: vec![SubscriptionRow { id: "s1".into(), identifiers: Identifiers::default(), created_at_micros: 1 }],
+            events: vec![
+                EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 1, at_micros: 1, key: None, body: EventBody::Purchase { plan_id: "p".into(), plan_version: 2 } },
+                usage("r1", "s1"),
+                usage("r1", "s2"),
+                EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 11, at_micros: 11, key: None, body: EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: crate::EXPIRES_PERIOD_END } },
+            ],
+            clock_micros: Some(99),
+        };
+        store.commit(&batch).unwrap();
+        // The same key on the same subscription is refused, and the whole batch with it.
+        let duplicate = Batch { events: vec![usage("r2", "s1"), usage("r1", "s1")], ..Batch::default() };
+        assert!(store.commit(&duplicate).is_err());
+        drop(store);
+
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.clock().unwrap(), Some(99));
+        assert_eq!(store.load_subscriptions().unwrap().len(), 1);
+        let events = store.events_of("s1").unwrap();
+        assert_eq!(events.len(), 3, "the failed batch left nothing behind");
+        assert_eq!(events[0].body, EventBody::Purchase { plan_id: "p".into(), plan_version: 2 });
+        assert_eq!(events[1].body, EventBody::Usage { bytes: 1 << 40, country: Some("CN".into()) });
+        assert_eq!(events[2].body, EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: crate::EXPIRES_PERIOD_END });
+        let mut all = Vec::new();
+        store.load_events(&mut |e| all.push(e.seq)).unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+    }
+}

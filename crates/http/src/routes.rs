@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use rollover_core::explain::{Lang, explain_plan};
 use rollover_core::ledger::{Change, Lifecycle, Source, ThrottleReason};
 use rollover_core::{GrantExpiry, Instant};
-use rollover_service::{EventOutcome, LifecycleEvent, NewSubscription, Service, SubscriptionIdentifiers, UsageRecord, UsageResult};
+use rollover_service::{
+    EventOutcome, FinalAction, LifecycleEvent, NewSubscription, Service, SessionAnswer, SessionOp, SubscriptionIdentifiers, UsageRecord, UsageResult,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -30,6 +32,9 @@ pub fn router(service: Service) -> Router {
         .route("/v1/subscriptions/{id}/balance", get(get_balance))
         .route("/v1/subscriptions/{id}/ledger", get(get_ledger))
         .route("/v1/usage", post(post_usage))
+        .route("/v1/sessions", post(post_session))
+        .route("/v1/sessions/{id}/update", post(update_session))
+        .route("/v1/sessions/{id}", axum::routing::delete(end_session))
         .route("/v1/clock", post(post_clock).get(get_clock))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
@@ -227,22 +232,93 @@ async fn post_usage(State(service): State<Service>, body: Bytes) -> ApiResult {
     }
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let results = service.record_usage(records).await?;
-    let results: Vec<Value> = ids
-        .into_iter()
-        .zip(results)
-        .map(|(id, result)| match result {
-            UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late } => {
-                let mut v = json!({"id": id, "status": "accepted", "drawn_bytes": drawn_bytes, "throttled_bytes": throttled_bytes, "rejected_bytes": rejected_bytes});
-                if late {
-                    v["late"] = json!(true);
-                }
-                v
-            }
-            UsageResult::Duplicate => json!({"id": id, "status": "duplicate"}),
-            UsageResult::Rejected(reason) => json!({"id": id, "status": "rejected", "reason": reason}),
-        })
-        .collect();
+    let results: Vec<Value> = ids.iter().zip(&results).map(|(id, result)| usage_json(id, result)).collect();
     Ok(ok(json!({ "results": results })))
+}
+
+fn usage_json(id: &str, result: &UsageResult) -> Value {
+    match result {
+        UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late } => {
+            let mut v = json!({"id": id, "status": "accepted", "drawn_bytes": drawn_bytes, "throttled_bytes": throttled_bytes, "rejected_bytes": rejected_bytes});
+            if *late {
+                v["late"] = json!(true);
+            }
+            v
+        }
+        UsageResult::Duplicate => json!({"id": id, "status": "duplicate"}),
+        UsageResult::Rejected(reason) => json!({"id": id, "status": "rejected", "reason": reason}),
+    }
+}
+
+fn session_json(answer: &SessionAnswer) -> Value {
+    let mut v = json!({
+        "id": answer.session,
+        "subscription": answer.subscription,
+        "result": if answer.credit_limit_reached { "credit_limit_reached" } else { "ok" },
+        "granted_bytes": answer.granted_bytes,
+        "validity_seconds": answer.validity_seconds,
+        "status": answer.status.name(),
+    });
+    if let Some(action) = answer.final_unit {
+        v["final_unit"] = match action {
+            FinalAction::Terminate => json!({"action": "terminate"}),
+            FinalAction::Throttle { throttle_kbps } => json!({"action": "throttle", "throttle_kbps": throttle_kbps}),
+        };
+    }
+    if let Some(used) = &answer.used {
+        let mut used = usage_json(&answer.session, used);
+        if let Some(map) = used.as_object_mut() {
+            map.remove("id");
+        }
+        v["used"] = used;
+    }
+    v
+}
+
+fn optional_bytes(fields: &json::Fields, key: &str) -> Result<Option<u64>, Problem> {
+    if fields.get(key).is_none_or(Value::is_null) { Ok(None) } else { json::bytes(fields, "", key).map(Some) }
+}
+
+fn request_number(fields: &json::Fields) -> Result<u32, Problem> {
+    match fields.get("request_number") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n.as_u64().filter(|n| *n <= u32::MAX as u64).map(|n| n as u32).ok_or_else(|| Problem::bad_request("request_number", "must be 0 to 4294967295")),
+        Some(_) => Err(Problem::bad_request("request_number", "must be a number")),
+    }
+}
+
+/// Opens an online charging session: reserves
+/// `min(requested, available, max_grant)` for the validity time.
+async fn post_session(State(service): State<Service>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["id", "subscription", "requested_bytes", "at"])?;
+    let id = json::id(&fields, "", "id")?.unwrap_or_else(generated_id);
+    let subscription = json::required_string(&fields, "", "subscription")?.to_string();
+    let requested_bytes = optional_bytes(&fields, "requested_bytes")?;
+    let at = json::instant(&fields, "", "at")?;
+    let answer = service.session(&id, Some(&subscription), SessionOp::Start { requested_bytes }, at).await?;
+    Ok(created(session_json(&answer)))
+}
+
+async fn update_session(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["used_bytes", "requested_bytes", "request_number", "at"])?;
+    let used_bytes = json::bytes(&fields, "", "used_bytes")?;
+    let requested_bytes = optional_bytes(&fields, "requested_bytes")?;
+    let request_number = request_number(&fields)?;
+    let at = json::instant(&fields, "", "at")?;
+    let answer = service.session(&id, None, SessionOp::Update { used_bytes, requested_bytes, request_number }, at).await?;
+    Ok(ok(session_json(&answer)))
+}
+
+async fn end_session(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let fields = if body.is_empty() { json::Fields::new() } else { json::parse_object(&body)? };
+    json::only(&fields, "", &["used_bytes", "request_number", "at"])?;
+    let used_bytes = optional_bytes(&fields, "used_bytes")?.unwrap_or(0);
+    let request_number = request_number(&fields)?;
+    let at = json::instant(&fields, "", "at")?;
+    let answer = service.session(&id, None, SessionOp::End { used_bytes, request_number }, at).await?;
+    Ok(ok(session_json(&answer)))
 }
 
 #[derive(Serialize)]

@@ -58,11 +58,22 @@ pub struct Config {
     pub future_skew_micros: i64,
     /// Bound of each worker's command queue; a full queue answers "busy".
     pub queue_bound: usize,
+    /// Most bytes one session reservation grants at a time.
+    pub session_max_grant_bytes: u64,
+    /// How long a reservation holds before the gateway must report again.
+    pub session_validity_seconds: u64,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { workers: 2, max_age_micros: 7 * 86_400 * 1_000_000, future_skew_micros: 5 * 60 * 1_000_000, queue_bound: 4096 }
+        Config {
+            workers: 2,
+            max_age_micros: 7 * 86_400 * 1_000_000,
+            future_skew_micros: 5 * 60 * 1_000_000,
+            queue_bound: 4096,
+            session_max_grant_bytes: 100 << 20,
+            session_validity_seconds: 900,
+        }
     }
 }
 
@@ -150,6 +161,40 @@ pub struct Balance {
     pub rejected_bytes: u64,
 }
 
+/// One step of an online charging session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOp {
+    Start { requested_bytes: Option<u64> },
+    /// Report bytes used since the last report and ask for more.
+    Update { used_bytes: u64, requested_bytes: Option<u64>, request_number: u32 },
+    /// Report the last bytes used and release the rest.
+    End { used_bytes: u64, request_number: u32 },
+}
+
+/// What the gateway must do when the grant is the last one (or nothing is
+/// granted): the plan's exhaustion action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalAction {
+    Terminate,
+    Throttle { throttle_kbps: Option<u32> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAnswer {
+    pub session: String,
+    pub subscription: String,
+    pub granted_bytes: u64,
+    pub validity_seconds: u64,
+    /// Nothing could be granted: the data is used up, or the subscription
+    /// cannot use data now.
+    pub credit_limit_reached: bool,
+    /// Set on the last grant: what happens when it is used up.
+    pub final_unit: Option<FinalAction>,
+    /// How the reported usage was rated, for updates and ends.
+    pub used: Option<UsageResult>,
+    pub status: Status,
+}
+
 pub struct NewSubscription {
     pub id: String,
     pub plan: String,
@@ -172,6 +217,8 @@ struct Inner {
     writer: SyncSender<Write>,
     reader: Mutex<Box<dyn Store>>,
     identifiers: Mutex<HashMap<String, String>>,
+    /// Open sessions: session id to subscription id.
+    sessions: Mutex<HashMap<String, String>>,
 }
 
 fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
@@ -262,6 +309,7 @@ impl Service {
                 writer: writer_tx,
                 reader: Mutex::new(reader),
                 identifiers: Mutex::new(identifiers),
+                sessions: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -489,6 +537,51 @@ impl Service {
         })
         .await
         .map_err(|_| ServiceError::Unavailable("the ledger reader stopped".into()))?
+    }
+
+    /// Opens, updates or ends an online charging session. A session's
+    /// reservation is held in memory by the subscription's worker: bytes it
+    /// holds are not available to other sessions of the subscription. Usage
+    /// reported by a session is rated and committed like any usage record
+    /// (idempotency key `session:{id}:{request_number}`).
+    pub async fn session(&self, session: &str, subscription: Option<&str>, op: SessionOp, at: Option<Instant>) -> Result<SessionAnswer, ServiceError> {
+        let owner = {
+            let mut sessions = self.inner.sessions.lock().expect("session lock");
+            match (op, subscription) {
+                (SessionOp::Start { .. }, Some(subscription)) => {
+                    if sessions.contains_key(session) {
+                        return Err(ServiceError::Conflict { field: "id", message: format!("session \"{session}\" is already open") });
+                    }
+                    sessions.insert(session.to_string(), subscription.to_string());
+                    subscription.to_string()
+                }
+                (SessionOp::Start { .. }, None) => return Err(ServiceError::Invalid { field: "subscription".into(), message: "is required".into() }),
+                _ => sessions
+                    .get(session)
+                    .cloned()
+                    .ok_or_else(|| ServiceError::NotFound { field: "id", message: format!("no open session \"{session}\"") })?,
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(&owner, Command::Session { subscription: owner.clone(), session: session.to_string(), op, at, reply: tx });
+        let answer = match sent {
+            Ok(()) => rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?,
+            Err(e) => Err(e),
+        };
+        let forget = match (&answer, op) {
+            (Err(_), SessionOp::Start { .. }) => true,
+            (Ok(_), SessionOp::End { .. }) => true,
+            (Err(ServiceError::NotFound { .. }), _) => true,
+            _ => false,
+        };
+        if forget {
+            self.inner.sessions.lock().expect("session lock").remove(session);
+        }
+        let (answer, committed) = answer?;
+        if let Some(committed) = committed {
+            committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+        }
+        Ok(answer)
     }
 
     /// Moves the simulated clock to `to`, running every boundary on the way

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::plans::{PlanVersion, Plans};
 use crate::replay;
 use crate::writer::Write;
-use crate::{Balance, BalanceBucket, Config, EventOutcome, ServiceError, UsageRecord, UsageResult};
+use crate::{Balance, BalanceBucket, Config, EventOutcome, FinalAction, ServiceError, SessionAnswer, SessionOp, UsageRecord, UsageResult};
 
 pub(crate) type Committed = oneshot::Receiver<()>;
 pub(crate) type UsageReply = oneshot::Sender<(Vec<(usize, UsageResult)>, Option<Committed>)>;
@@ -45,6 +45,13 @@ pub(crate) enum Command {
         id: String,
         reply: oneshot::Sender<Result<Balance, ServiceError>>,
     },
+    Session {
+        subscription: String,
+        session: String,
+        op: SessionOp,
+        at: Option<Instant>,
+        reply: oneshot::Sender<Result<(SessionAnswer, Option<Committed>), ServiceError>>,
+    },
     /// Run every boundary due by the clock's now.
     Tick { reply: Option<oneshot::Sender<()>> },
     /// Start-up: one stored row, in commit order.
@@ -60,6 +67,16 @@ struct Live {
     timer: Instant,
     /// How far the subscription has been brought (its own clock).
     advanced_to: Instant,
+    /// Open online charging sessions (rare: boxed to keep `Live` small).
+    sessions: Option<Box<HashMap<String, Reservation>>>,
+}
+
+struct Reservation {
+    reserved_bytes: u64,
+    expires_at: Instant,
+    /// The last request and its answer: a repeated request number gets the
+    /// same answer, not a second rating.
+    last: Option<(u32, SessionAnswer)>,
 }
 
 pub(crate) struct Worker {
@@ -125,6 +142,9 @@ impl Worker {
             Command::Balance { id, reply } => {
                 let _ = reply.send(self.balance(&id));
             }
+            Command::Session { subscription, session, op, at, reply } => {
+                let _ = reply.send(self.session(&subscription, &session, op, at));
+            }
             Command::Tick { reply } => {
                 self.run_timers(self.clock.now());
                 if let Some(reply) = reply {
@@ -148,7 +168,7 @@ impl Worker {
                 let subscription = replay::purchase(&plans, row, &mut self.scratch)?;
                 let advanced_to = Instant::from_micros(row.applied_at_micros.max(row.at_micros));
                 let slot = self.subscriptions.len();
-                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to });
+                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to, sessions: None });
                 self.index.insert(row.subscription.clone(), slot);
                 drop(plans);
                 self.refile(slot);
@@ -236,7 +256,7 @@ impl Worker {
         };
         let slot = self.subscriptions.len();
         self.index.insert(row.id.clone(), slot);
-        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to: applied_at });
+        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to: applied_at, sessions: None });
         self.refile(slot);
         Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], clock_micros: None }))
     }
@@ -368,6 +388,141 @@ impl Worker {
             throttled_bytes: s.throttled_bytes(),
             rejected_bytes: s.rejected_bytes(),
         })
+    }
+}
+
+impl Worker {
+    fn session(&mut self, id: &str, session: &str, op: SessionOp, at: Option<Instant>) -> Result<(SessionAnswer, Option<Committed>), ServiceError> {
+        let slot = self.slot(id)?;
+        let now = self.clock.now();
+        let at = at.unwrap_or(now);
+        if at.micros() > now.micros() + self.config.future_skew_micros {
+            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
+        }
+        self.bring_up(slot, now);
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let catalog = &plans.catalog;
+        let live = &mut self.subscriptions[slot];
+        let sessions = live.sessions.get_or_insert_with(Default::default);
+        sessions.retain(|_, r| r.expires_at > now);
+        let mut rows = Vec::new();
+        let (requested, report) = match op {
+            SessionOp::Start { requested_bytes } => {
+                if sessions.contains_key(session) {
+                    return Err(ServiceError::Conflict { field: "id", message: format!("session \"{session}\" is already open") });
+                }
+                (requested_bytes, None)
+            }
+            SessionOp::Update { used_bytes, requested_bytes, request_number } => (requested_bytes, Some((used_bytes, request_number))),
+            SessionOp::End { used_bytes, request_number } => (Some(0), Some((used_bytes, request_number))),
+        };
+        if let Some((_, number)) = report {
+            let Some(reservation) = sessions.get(session) else {
+                return Err(ServiceError::NotFound { field: "id", message: format!("no open session \"{session}\" (or its reservation expired)") });
+            };
+            if let Some((last, answer)) = &reservation.last
+                && *last == number
+            {
+                return Ok((answer.clone(), None));
+            }
+        }
+        self.scratch.clear();
+        // An attach starts a plan that starts at first use.
+        if matches!(op, SessionOp::Start { .. }) && !live.subscription.is_started() {
+            let plan = catalog.get(live.subscription.plan());
+            if plan.starts == rollover_core::plan::Starts::FirstUse && live.subscription.status(catalog, now) == rollover_core::Status::Pending {
+                live.subscription.apply(catalog, Event::FirstUse, at, &mut self.scratch);
+                rows.push(EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body: EventBody::FirstUse });
+            }
+        }
+        let mut used = None;
+        if let Some((used_bytes, number)) = report {
+            let key = format!("session:{session}:{number}");
+            if live.keys.contains(&key) {
+                used = Some(UsageResult::Duplicate);
+            } else {
+                let outcome = live.subscription.apply(catalog, Event::Usage { bytes: used_bytes, country: None }, at, &mut self.scratch);
+                let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
+                live.keys.insert(key.clone());
+                rows.push(EventRow {
+                    seq: 0,
+                    subscription: id.to_string(),
+                    applied_at_micros: now.micros(),
+                    at_micros: at.micros(),
+                    key: Some(key),
+                    body: EventBody::Usage { bytes: used_bytes, country: None },
+                });
+                used = Some(UsageResult::Accepted {
+                    drawn_bytes: rating.drawn_bytes + rating.unmetered_bytes,
+                    throttled_bytes: rating.throttled_bytes,
+                    rejected_bytes: rating.rejected_bytes,
+                    late: false,
+                });
+            }
+        }
+        live.advanced_to = live.advanced_to.max(now).max(at);
+        let held_by_others: u64 = sessions.iter().filter(|(name, _)| name.as_str() != session).map(|(_, r)| r.reserved_bytes).sum();
+        let (available, unbounded, action) = availability(&live.subscription, catalog, now);
+        let available = available.saturating_sub(held_by_others);
+        let max_grant = self.config.session_max_grant_bytes;
+        let wanted = requested.unwrap_or(max_grant).min(max_grant);
+        let granted = if unbounded { wanted } else { wanted.min(available) };
+        let ending = matches!(op, SessionOp::End { .. });
+        let credit_limit_reached = !ending && granted == 0 && wanted > 0;
+        let final_unit = (!ending && !unbounded && granted >= available).then_some(action);
+        let answer = SessionAnswer {
+            session: session.to_string(),
+            subscription: id.to_string(),
+            granted_bytes: granted,
+            validity_seconds: self.config.session_validity_seconds,
+            credit_limit_reached,
+            final_unit,
+            used,
+            status: live.subscription.status(catalog, now),
+        };
+        if ending {
+            sessions.remove(session);
+        } else {
+            let expires_at = now.plus_micros(self.config.session_validity_seconds as i64 * 1_000_000);
+            let last = report.map(|(_, number)| (number, answer.clone()));
+            sessions.insert(session.to_string(), Reservation { reserved_bytes: granted, expires_at, last });
+        }
+        if sessions.is_empty() {
+            live.sessions = None;
+        }
+        drop(plans);
+        self.refile(slot);
+        let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
+        Ok((answer, committed))
+    }
+}
+
+/// Full-speed data a session may reserve now, whether the plan can always
+/// buy more (extra blocks, pay as you go), and what happens at the end.
+fn availability(subscription: &Subscription, catalog: &rollover_core::Catalog, now: Instant) -> (u64, bool, FinalAction) {
+    use rollover_core::Status;
+    use rollover_core::plan::Exhausted;
+    let plan = catalog.get(subscription.plan());
+    let exhausted_action = match plan.exhausted {
+        Exhausted::Throttle { throttle_kbps } => FinalAction::Throttle { throttle_kbps: Some(throttle_kbps) },
+        _ => FinalAction::Terminate,
+    };
+    match subscription.status(catalog, now) {
+        Status::Cancelled | Status::Lapsed | Status::Expired | Status::Suspended | Status::Pending => return (0, false, FinalAction::Terminate),
+        _ => {}
+    }
+    let total = subscription.total_bytes();
+    let room = subscription.daily_remaining_bytes(catalog, now);
+    let cap_action = FinalAction::Throttle { throttle_kbps: plan.daily_cap.and_then(|c| c.throttle_kbps) };
+    if plan.is_unlimited() {
+        return (room.unwrap_or(0).saturating_add(total), false, cap_action);
+    }
+    let buys_more = matches!(plan.exhausted, Exhausted::ExtraBlocks { .. } | Exhausted::PayAsYouGo { .. });
+    match room {
+        Some(room) if buys_more => (room, false, cap_action),
+        Some(room) if room < total => (room, false, cap_action),
+        Some(_) => (total, false, exhausted_action),
+        None => (total, buys_more, exhausted_action),
     }
 }
 

@@ -85,6 +85,16 @@ impl Server {
         Server::reply(self.agent.post(format!("{}{path}", self.base)).header("content-type", content_type).send(body))
     }
 
+    pub fn delete_json(&self, path: &str, body: &Value) -> Reply {
+        Server::reply(
+            self.agent
+                .delete(format!("{}{path}", self.base))
+                .force_send_body()
+                .header("content-type", "application/json")
+                .send(body.to_string()),
+        )
+    }
+
     pub fn set_clock(&self, now: &str) {
         let reply = self.post("/v1/clock", &serde_json::json!({ "now": now }));
         assert_eq!(reply.status, 200, "moving the clock to {now}: {}", reply.body);

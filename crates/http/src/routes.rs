@@ -36,6 +36,7 @@ pub fn router(service: Service) -> Router {
         .route("/v1/sessions/{id}/update", post(update_session))
         .route("/v1/sessions/{id}", axum::routing::delete(end_session))
         .route("/v1/clock", post(post_clock).get(get_clock))
+        .route("/metrics", get(get_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
@@ -466,6 +467,11 @@ async fn post_clock(State(service): State<Service>, body: Bytes) -> ApiResult {
     let now = json::instant(&fields, "", "now")?.ok_or_else(|| Problem::bad_request("now", "is required"))?;
     let now = service.set_clock(now).await?;
     Ok(ok(json!({ "now": now.to_rfc3339(&rollover_core::Zone::utc()) })))
+}
+
+async fn get_metrics(State(service): State<Service>) -> ApiResult {
+    let text = service.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn get_clock(State(service): State<Service>) -> ApiResult {

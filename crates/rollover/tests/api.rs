@@ -261,3 +261,25 @@ fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs() {
     assert_eq!(balance["plan"], json!({"id": "cn-30g", "version": 1}));
     assert_eq!(balance["fees"], "116.00", "the subscriber keeps paying the version it bought");
 }
+
+#[test]
+fn metrics_count_outcomes_and_subscriptions_by_status() {
+    let server = server_with_subscription();
+    server.post("/v1/usage", &json!({"records": [record("a", 1), record("a", 1), {"id": "z", "subscription": "nobody", "at": "2026-03-09T12:00:00+08:00", "bytes": 1}]}));
+    let reply = server.get("/metrics");
+    assert_eq!(reply.status, 200);
+    assert!(reply.content_type.starts_with("text/plain"), "{}", reply.content_type);
+    let text = reply.body.as_str().unwrap();
+    for line in [
+        "rollover_usage_records_total{outcome=\"accepted\"} 1",
+        "rollover_usage_records_total{outcome=\"duplicate\"} 1",
+        "rollover_usage_records_total{outcome=\"rejected\",reason=\"unknown_subscription\"} 1",
+        "rollover_subscriptions{status=\"active\"} 1",
+        "rollover_rating_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("rollover_commit_seconds_bucket"), "{text}");
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.get("/readyz").status, 200);
+}

@@ -11,6 +11,7 @@
 //! rebuilds memory from the store.
 
 mod clock;
+pub mod metrics;
 mod plans;
 mod replay;
 mod worker;
@@ -219,6 +220,7 @@ struct Inner {
     identifiers: Mutex<HashMap<String, String>>,
     /// Open sessions: session id to subscription id.
     sessions: Mutex<HashMap<String, String>>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
@@ -268,11 +270,12 @@ impl Service {
                 identifiers.insert(key, row.id.clone());
             }
         }
+        let metrics = Arc::new(metrics::Metrics::default());
         let mut workers = Vec::with_capacity(config.workers);
         let mut handles = Vec::with_capacity(config.workers);
         for n in 0..config.workers.max(1) {
             let (tx, rx) = sync_channel::<Command>(config.queue_bound);
-            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone());
+            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone(), metrics.clone());
             handles.push(std::thread::Builder::new().name(format!("shard-worker-{n}")).spawn(move || worker.run(rx)).map_err(|e| e.to_string())?);
             workers.push(tx);
         }
@@ -298,7 +301,11 @@ impl Service {
         for wait in waits {
             wait.blocking_recv().map_err(|_| "a worker stopped during start-up")?;
         }
-        std::thread::Builder::new().name("store-writer".into()).spawn(move || Writer::new(store).run(writer_rx)).map_err(|e| e.to_string())?;
+        let writer_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || Writer::new(store, writer_metrics).run(writer_rx))
+            .map_err(|e| e.to_string())?;
         Ok(Service {
             inner: Arc::new(Inner {
                 config,
@@ -310,6 +317,7 @@ impl Service {
                 reader: Mutex::new(reader),
                 identifiers: Mutex::new(identifiers),
                 sessions: Mutex::new(HashMap::new()),
+                metrics,
             }),
         })
     }
@@ -582,6 +590,24 @@ impl Service {
             committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
         }
         Ok(answer)
+    }
+
+    /// The Prometheus exposition text: counters, latencies and subscriptions
+    /// by status (counted by each worker over its own subscriptions).
+    pub async fn metrics_text(&self) -> Result<String, ServiceError> {
+        let mut totals: Vec<(&'static str, u64)> = Vec::new();
+        for worker in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            worker.try_send(Command::Statuses { reply: tx }).map_err(|_| ServiceError::Busy)?;
+            for (status, count) in rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))? {
+                match totals.iter_mut().find(|(s, _)| *s == status) {
+                    Some((_, total)) => *total += count,
+                    None => totals.push((status, count)),
+                }
+            }
+        }
+        totals.sort();
+        Ok(self.inner.metrics.render(&totals))
     }
 
     /// Moves the simulated clock to `to`, running every boundary on the way

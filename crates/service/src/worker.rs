@@ -15,6 +15,7 @@ use rollover_store::{Batch, EventBody, EventRow, SubscriptionRow};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans};
 use crate::replay;
 use crate::writer::Write;
@@ -56,6 +57,8 @@ pub(crate) enum Command {
     Tick { reply: Option<oneshot::Sender<()>> },
     /// Start-up: one stored row, in commit order.
     Replay(EventRow),
+    /// Subscriptions by status, for `/metrics`.
+    Statuses { reply: oneshot::Sender<Vec<(&'static str, u64)>> },
 }
 
 struct Live {
@@ -85,6 +88,7 @@ pub(crate) struct Worker {
     clock: Arc<Clock>,
     writer: SyncSender<Write>,
     config: Config,
+    metrics: Arc<Metrics>,
     subscriptions: Vec<Live>,
     index: HashMap<String, usize>,
     timers: BTreeSet<(Instant, usize)>,
@@ -94,13 +98,14 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(number: usize, plans: Arc<RwLock<Plans>>, clock: Arc<Clock>, writer: SyncSender<Write>, config: Config) -> Worker {
+    pub(crate) fn new(number: usize, plans: Arc<RwLock<Plans>>, clock: Arc<Clock>, writer: SyncSender<Write>, config: Config, metrics: Arc<Metrics>) -> Worker {
         Worker {
             number,
             plans,
             clock,
             writer,
             config,
+            metrics,
             subscriptions: Vec::new(),
             index: HashMap::new(),
             timers: BTreeSet::new(),
@@ -150,6 +155,19 @@ impl Worker {
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
+            }
+            Command::Statuses { reply } => {
+                let now = self.clock.now();
+                let plans = self.plans.read().expect("the plan lock is never poisoned");
+                let mut counts: Vec<(&'static str, u64)> = Vec::new();
+                for live in &self.subscriptions {
+                    let status = live.subscription.status(&plans.catalog, now.max(live.advanced_to)).name();
+                    match counts.iter_mut().find(|(s, _)| *s == status) {
+                        Some((_, n)) => *n += 1,
+                        None => counts.push((status, 1)),
+                    }
+                }
+                let _ = reply.send(counts);
             }
             Command::Replay(row) => {
                 if let Err(e) = self.replay(&row) {
@@ -299,28 +317,35 @@ impl Worker {
         let mut touched = Vec::new();
         for (index, record) in records {
             let Some(&slot) = self.index.get(&record.subscription) else {
+                self.metrics.reject(RejectReason::UnknownSubscription);
                 results.push((index, UsageResult::Rejected(format!("unknown subscription \"{}\"", record.subscription))));
                 continue;
             };
             let live = &mut self.subscriptions[slot];
             if live.keys.contains(&record.id) {
+                self.metrics.duplicate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 results.push((index, UsageResult::Duplicate));
                 continue;
             }
             if record.at.micros() < oldest {
+                self.metrics.reject(RejectReason::TooOld);
                 results.push((index, UsageResult::Rejected("too old: stamped before the maximum age".into())));
                 continue;
             }
             if record.at.micros() > newest {
+                self.metrics.reject(RejectReason::Future);
                 results.push((index, UsageResult::Rejected("in the future beyond the allowed clock skew".into())));
                 continue;
             }
+            let rating_started = std::time::Instant::now();
             self.scratch.clear();
             live.subscription.advance(&plans.catalog, now, &mut self.scratch);
             let late = record.at < live.advanced_to.min(now) && boundary_between(&live.subscription, &plans, record.at, now);
             let outcome = live.subscription.apply(&plans.catalog, Event::Usage { bytes: record.bytes, country: record.country }, record.at, &mut self.scratch);
             live.advanced_to = live.advanced_to.max(now).max(record.at);
             let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
+            self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
+            self.metrics.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             live.keys.insert(record.id.clone());
             rows.push(EventRow {
                 seq: 0,

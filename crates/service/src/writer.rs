@@ -17,11 +17,12 @@ pub(crate) enum Write {
 
 pub(crate) struct Writer {
     store: Box<dyn Store>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Writer {
-    pub(crate) fn new(store: Box<dyn Store>) -> Writer {
-        Writer { store }
+    pub(crate) fn new(store: Box<dyn Store>, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Writer {
+        Writer { store, metrics }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Write>) {
@@ -54,9 +55,12 @@ impl Writer {
 
     fn commit(&mut self, batch: &mut Batch, done: &mut Vec<oneshot::Sender<()>>) {
         if !batch.is_empty() {
+            let started = std::time::Instant::now();
             if let Err(e) = self.store.commit(batch) {
                 fail(&e.to_string());
             }
+            self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics.commit_events.observe(batch.events.len() as f64);
             tracing::debug!(events = batch.events.len(), "group commit");
         }
         *batch = Batch::default();

@@ -1,0 +1,99 @@
+//! Counters and histograms for `/metrics`, in the Prometheus text format.
+//! Atomics only: recording never blocks a worker.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A histogram with fixed upper bounds (seconds or counts).
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micro: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_micro: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if value <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micro.fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+        }
+        let total = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+const LATENCY_SECONDS: &[f64] = &[1e-7, 2.5e-7, 5e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0];
+const COMMIT_SECONDS: &[f64] = &[1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5, 1.0];
+const BATCH_EVENTS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0];
+
+/// Why a usage record was rejected before rating.
+#[derive(Clone, Copy)]
+pub enum RejectReason {
+    UnknownSubscription,
+    TooOld,
+    Future,
+}
+
+pub struct Metrics {
+    pub accepted: AtomicU64,
+    pub duplicate: AtomicU64,
+    rejected: [AtomicU64; 3],
+    pub rating_seconds: Histogram,
+    pub commit_seconds: Histogram,
+    pub commit_events: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            accepted: AtomicU64::new(0),
+            duplicate: AtomicU64::new(0),
+            rejected: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            rating_seconds: Histogram::new(LATENCY_SECONDS),
+            commit_seconds: Histogram::new(COMMIT_SECONDS),
+            commit_events: Histogram::new(BATCH_EVENTS),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reject(&self, reason: RejectReason) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `statuses` are subscription counts by status.
+    pub fn render(&self, statuses: &[(&'static str, u64)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP rollover_usage_records_total Usage records by outcome.\n# TYPE rollover_usage_records_total counter");
+        let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"accepted\"}} {}", self.accepted.load(Ordering::Relaxed));
+        let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"duplicate\"}} {}", self.duplicate.load(Ordering::Relaxed));
+        for (reason, count) in ["unknown_subscription", "too_old", "future"].iter().zip(&self.rejected) {
+            let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"rejected\",reason=\"{reason}\"}} {}", count.load(Ordering::Relaxed));
+        }
+        self.rating_seconds.render(&mut out, "rollover_rating_seconds", "Time to rate one usage record in memory.");
+        self.commit_seconds.render(&mut out, "rollover_commit_seconds", "Time of one group commit, fsync included.");
+        self.commit_events.render(&mut out, "rollover_commit_events", "Events written by one group commit.");
+        let _ = writeln!(out, "# HELP rollover_subscriptions Subscriptions by status.\n# TYPE rollover_subscriptions gauge");
+        for (status, count) in statuses {
+            let _ = writeln!(out, "rollover_subscriptions{{status=\"{status}\"}} {count}");
+        }
+        out
+    }
+}

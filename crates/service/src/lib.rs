@@ -576,12 +576,10 @@ impl Service {
             Ok(()) => rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?,
             Err(e) => Err(e),
         };
-        let forget = match (&answer, op) {
-            (Err(_), SessionOp::Start { .. }) => true,
-            (Ok(_), SessionOp::End { .. }) => true,
-            (Err(ServiceError::NotFound { .. }), _) => true,
-            _ => false,
-        };
+        let forget = matches!(
+            (&answer, op),
+            (Err(_), SessionOp::Start { .. }) | (Ok(_), SessionOp::End { .. }) | (Err(ServiceError::NotFound { .. }), _)
+        );
         if forget {
             self.inner.sessions.lock().expect("session lock").remove(session);
         }

@@ -70,7 +70,9 @@ struct Live {
     timer: Instant,
     /// How far the subscription has been brought (its own clock).
     advanced_to: Instant,
-    /// Open online charging sessions (rare: boxed to keep `Live` small).
+    /// Open online charging sessions. Boxed: most subscriptions have none,
+    /// and a box costs 8 bytes where an empty map costs 48.
+    #[allow(clippy::box_collection)]
     sessions: Option<Box<HashMap<String, Reservation>>>,
 }
 

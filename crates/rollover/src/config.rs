@@ -136,7 +136,7 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         self.listen()?;
-        self.sqlite_path()?;
+        self.check_store_url()?;
         if !matches!(self.clock.mode.as_str(), "wall" | "simulated") {
             return Err(format!("clock.mode = {:?}: use \"wall\" or \"simulated\"", self.clock.mode));
         }
@@ -156,14 +156,25 @@ impl Config {
         self.server.listen.parse().map_err(|_| format!("server.listen = {:?}: use HOST:PORT, e.g. 127.0.0.1:8080", self.server.listen))
     }
 
-    pub fn sqlite_path(&self) -> Result<PathBuf, String> {
-        match self.store.url.strip_prefix("sqlite://") {
-            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-            _ if self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://") => {
-                Err("store.url: PostgreSQL is not available yet in this build; use sqlite://PATH".into())
-            }
-            _ => Err(format!("store.url = {:?}: use sqlite://PATH", self.store.url)),
+    pub fn check_store_url(&self) -> Result<(), String> {
+        let url = &self.store.url;
+        match url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(()),
+            _ if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(()),
+            _ => Err(format!("store.url = {url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")),
         }
+    }
+
+    /// The store URL for logs, without a password.
+    pub fn store_label(&self) -> String {
+        let url = &self.store.url;
+        if let Some((scheme, rest)) = url.split_once("://")
+            && let Some((credentials, host)) = rest.rsplit_once('@')
+        {
+            let user = credentials.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}@{host}");
+        }
+        url.clone()
     }
 }
 
@@ -183,7 +194,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen().unwrap().port(), 0);
-        assert_eq!(config.sqlite_path().unwrap(), PathBuf::from("/tmp/x.db"));
+        assert_eq!(config.store.url, "sqlite:///tmp/x.db");
         assert_eq!(config.clock.mode, "simulated");
         assert!(!config.demo.enabled);
     }
@@ -194,6 +205,8 @@ mod tests {
         assert!(err.contains("server.listen"), "{err}");
         let err = Config::load(None, env(&[("ROLLOVER_DEMO", "maybe")])).unwrap_err();
         assert!(err.contains("ROLLOVER_DEMO"), "{err}");
+        let config = Config::load(None, env(&[("ROLLOVER_STORE_URL", "postgres://app:secret@db:5432/rollover")])).unwrap();
+        assert_eq!(config.store_label(), "postgres://app@db:5432/rollover", "no password in logs");
         let err = Config::load(None, env(&[("ROLLOVER_STORE_URL", "mysql://x")])).unwrap_err();
         assert!(err.contains("store.url"), "{err}");
         let err = Config::load(None, env(&[("ROLLOVER_SERVR_LISTEN", "x")])).unwrap_err();

@@ -49,8 +49,7 @@ fn init_logs(json: bool) {
 
 async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen()?;
-    let path = config.sqlite_path()?;
-    let fresh = !path.exists();
+    let url = config.store.url.clone();
     let clock = if config.clock.mode == "simulated" {
         let start = match &config.clock.start {
             Some(text) => Instant::parse_rfc3339(text)?,
@@ -67,17 +66,17 @@ async fn serve(config: Config) -> Result<(), String> {
         ..ServiceConfig::default()
     };
     let started = std::time::Instant::now();
-    let service = tokio::task::spawn_blocking(move || Service::start_sqlite(&path, clock, service_config))
+    let service = tokio::task::spawn_blocking(move || Service::start_url(&url, clock, service_config))
         .await
         .map_err(|e| format!("start-up failed: {e}"))??;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "state rebuilt from the store");
-    if fresh && config.demo.enabled {
+    if config.demo.enabled && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     // Scripts and tests read this line to find the port.
-    println!("rollover listening on http://{bound} (store {}, clock {})", config.store.url, config.clock.mode);
+    println!("rollover listening on http://{bound} (store {}, clock {})", config.store_label(), config.clock.mode);
     let app = rollover_http::router(service);
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
 }

@@ -2,13 +2,14 @@
 //! fresh SQLite store per test, over HTTP.
 
 mod common;
+#[macro_use]
 mod server;
 
 use rollover_core::engine::Event;
 use rollover_core::{GrantExpiry, Instant, Zone};
 use rollover_terms::parse_scenario;
 use serde_json::{Value, json};
-use server::Server;
+use server::{Backend, Server};
 
 const UTC: fn() -> Zone = Zone::utc;
 
@@ -18,11 +19,11 @@ fn rfc3339(instant: Instant) -> String {
 
 /// Replays a scenario through the API with the simulated clock and checks
 /// that the balance at every expect is what `simulate` computes.
-fn replay_through_api(path: &std::path::Path) {
+fn replay_through_api(path: &std::path::Path, backend: Backend) {
     let text = std::fs::read_to_string(path).unwrap();
     let scenario = parse_scenario(&path.display().to_string(), &text).unwrap();
     let report = rollover_terms::run(&scenario);
-    let server = Server::start();
+    let server = Server::start(backend);
     let name = path.file_name().unwrap().to_string_lossy().to_string();
 
     let reply = server.post_raw("/v1/plans", "application/toml", &text);
@@ -112,22 +113,20 @@ fn replay_through_api(path: &std::path::Path) {
     }
 }
 
-#[test]
-fn shared_scenarios_through_the_api_match_simulate() {
+fn shared_scenarios_through_the_api_match_simulate(backend: Backend) {
     for file in common::toml_files(&common::shared_scenarios()) {
-        replay_through_api(&file);
+        replay_through_api(&file, backend);
     }
 }
 
-#[test]
-fn own_scenarios_through_the_api_match_simulate() {
+fn own_scenarios_through_the_api_match_simulate(backend: Backend) {
     for file in common::toml_files(&common::repo_root().join("scenarios")) {
-        replay_through_api(&file);
+        replay_through_api(&file, backend);
     }
 }
 
-fn server_with_subscription() -> Server {
-    let server = Server::start();
+fn server_with_subscription(backend: Backend) -> Server {
+    let server = Server::start(backend);
     let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
     assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
     server.set_clock("2026-03-01T00:00:00+08:00");
@@ -141,9 +140,8 @@ fn record(id: &str, bytes: u64) -> Value {
     json!({"id": id, "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": bytes})
 }
 
-#[test]
-fn a_replayed_batch_changes_nothing_and_answers_duplicate() {
-    let server = server_with_subscription();
+fn a_replayed_batch_changes_nothing_and_answers_duplicate(backend: Backend) {
+    let server = server_with_subscription(backend);
     let batch = json!({"records": [record("a", 1 << 30), record("b", 2 << 30), record("a", 5 << 30)]});
     let first = server.post("/v1/usage", &batch);
     assert_eq!(first.status, 200);
@@ -157,13 +155,12 @@ fn a_replayed_batch_changes_nothing_and_answers_duplicate() {
     assert_eq!(server.get("/v1/subscriptions/s1/balance").body, balance);
 }
 
-#[test]
-fn acknowledged_usage_survives_a_crash_and_stays_deduplicated() {
-    let server = server_with_subscription();
+fn acknowledged_usage_survives_a_crash_and_stays_deduplicated(backend: Backend) {
+    let server = server_with_subscription(backend);
     let reply = server.post("/v1/usage", &json!({"records": [record("a", 1 << 30), record("b", 1 << 29)]}));
     assert_eq!(reply.status, 200);
     let before = server.get("/v1/subscriptions/s1/balance").body;
-    let store = server.kill();
+    let store = server.kill().expect("the server owned its store");
     let server = Server::start_on(&store, &[]);
     let after = server.get("/v1/subscriptions/s1/balance").body;
     assert_eq!(after, before, "the balance is rebuilt exactly from the store");
@@ -173,9 +170,8 @@ fn acknowledged_usage_survives_a_crash_and_stays_deduplicated() {
     assert_eq!(ledger["total"], 2, "{ledger}");
 }
 
-#[test]
-fn bad_input_gets_a_problem_naming_the_field_and_applies_nothing() {
-    let server = server_with_subscription();
+fn bad_input_gets_a_problem_naming_the_field_and_applies_nothing(backend: Backend) {
+    let server = server_with_subscription(backend);
     let before = server.get("/v1/subscriptions/s1/balance").body;
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"records": [record("ok", 1), {"id": "x", "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": -5}]}), 400, "records[1].bytes"),
@@ -219,9 +215,8 @@ fn bad_input_gets_a_problem_naming_the_field_and_applies_nothing() {
     assert_eq!(server.get("/v1/subscriptions/s1/balance").body, before);
 }
 
-#[test]
-fn subscriptions_plans_and_events_name_what_is_wrong() {
-    let server = server_with_subscription();
+fn subscriptions_plans_and_events_name_what_is_wrong(backend: Backend) {
+    let server = server_with_subscription(backend);
     let reply = server.post("/v1/subscriptions", &json!({"plan": "no-such-plan"}));
     assert_eq!((reply.status, reply.body["field"].as_str()), (404, Some("plan")), "{}", reply.body);
     let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": "cn-30g"}));
@@ -244,9 +239,8 @@ fn subscriptions_plans_and_events_name_what_is_wrong() {
     assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("plan \"j\" period.days")), "{}", reply.body);
 }
 
-#[test]
-fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs() {
-    let server = server_with_subscription();
+fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs(backend: Backend) {
+    let server = server_with_subscription(backend);
     let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
     let reply = server.post_raw("/v1/plans", "application/toml", &plans);
     assert!(reply.body["plans"].as_array().unwrap().iter().all(|p| p["version"] == 1), "unchanged plans keep version 1: {}", reply.body);
@@ -262,9 +256,8 @@ fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs() {
     assert_eq!(balance["fees"], "116.00", "the subscriber keeps paying the version it bought");
 }
 
-#[test]
-fn metrics_count_outcomes_and_subscriptions_by_status() {
-    let server = server_with_subscription();
+fn metrics_count_outcomes_and_subscriptions_by_status(backend: Backend) {
+    let server = server_with_subscription(backend);
     server.post("/v1/usage", &json!({"records": [record("a", 1), record("a", 1), {"id": "z", "subscription": "nobody", "at": "2026-03-09T12:00:00+08:00", "bytes": 1}]}));
     let reply = server.get("/metrics");
     assert_eq!(reply.status, 200);
@@ -283,3 +276,5 @@ fn metrics_count_outcomes_and_subscriptions_by_status() {
     assert_eq!(server.get("/healthz").status, 200);
     assert_eq!(server.get("/readyz").status, 200);
 }
+
+on_both_stores!(shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);

@@ -3,6 +3,7 @@
 //! was applied exactly once and nothing was applied twice.
 
 mod common;
+#[macro_use]
 mod server;
 
 use std::collections::HashSet;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use server::Server;
+use server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 const PLAN: &str = r#"
@@ -29,9 +30,8 @@ fn record(id: u64) -> Value {
     json!({"id": format!("r{id}"), "subscription": "s", "at": "2026-05-01T12:00:00Z", "bytes": MIB})
 }
 
-#[test]
-fn twenty_crashes_under_load_lose_nothing_and_count_nothing_twice() {
-    let store = server::fresh_store();
+fn twenty_crashes_under_load_lose_nothing_and_count_nothing_twice(backend: Backend) {
+    let store = server::TestStore::new(backend);
     {
         let server = Server::start_on(&store, &[]);
         assert_eq!(server.post_raw("/v1/plans", "application/toml", PLAN).status, 201);
@@ -121,3 +121,5 @@ fn twenty_crashes_under_load_lose_nothing_and_count_nothing_twice() {
     assert_eq!(used, sent.len() as u64 * MIB, "{} ids sent, {newly_applied} applied only now", sent.len());
     eprintln!("{} ids sent, {} acknowledged before a crash, {newly_applied} never committed before a crash", sent.len(), acknowledged.len());
 }
+
+on_both_stores!(twenty_crashes_under_load_lose_nothing_and_count_nothing_twice);

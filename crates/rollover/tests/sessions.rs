@@ -1,10 +1,11 @@
 //! Online charging sessions and concurrency, against the real server.
 
 mod common;
+#[macro_use]
 mod server;
 
 use serde_json::{Value, json};
-use server::Server;
+use server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
@@ -38,8 +39,8 @@ period = { kind = "monthly" }
 allowance = { data = "1000MiB" }
 "#;
 
-fn server_with(subscriptions: &[(&str, &str)]) -> Server {
-    let server = Server::start();
+fn server_with(backend: Backend, subscriptions: &[(&str, &str)]) -> Server {
+    let server = Server::start(backend);
     assert_eq!(server.post_raw("/v1/plans", "application/toml", PLANS).status, 201);
     server.set_clock("2026-05-01T00:00:00Z");
     for (id, plan) in subscriptions {
@@ -50,9 +51,8 @@ fn server_with(subscriptions: &[(&str, &str)]) -> Server {
     server
 }
 
-#[test]
-fn reservations_are_exclusive_and_the_last_grant_says_what_happens_next() {
-    let server = server_with(&[("s", "small-block"), ("t", "small-throttle")]);
+fn reservations_are_exclusive_and_the_last_grant_says_what_happens_next(backend: Backend) {
+    let server = server_with(backend, &[("s", "small-block"), ("t", "small-throttle")]);
     let open = |id: &str, sub: &str, requested: u64| server.post("/v1/sessions", &json!({"id": id, "subscription": sub, "requested_bytes": requested}));
     let a = open("a", "s", 100 * MIB);
     assert_eq!(a.status, 201, "{}", a.body);
@@ -104,9 +104,8 @@ fn reservations_are_exclusive_and_the_last_grant_says_what_happens_next() {
     assert_eq!((negative.status, negative.body["field"].as_str()), (400, Some("used_bytes")), "{}", negative.body);
 }
 
-#[test]
-fn sixteen_concurrent_sessions_never_use_more_than_the_balance() {
-    let server = server_with(&[("s", "big")]);
+fn sixteen_concurrent_sessions_never_use_more_than_the_balance(backend: Backend) {
+    let server = server_with(backend, &[("s", "big")]);
     let base = server.base.clone();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let threads: Vec<_> = (0..16)
@@ -141,9 +140,8 @@ fn sixteen_concurrent_sessions_never_use_more_than_the_balance() {
     assert_eq!(balance["status"], "depleted");
 }
 
-#[test]
-fn sixty_four_clients_with_overlapping_batches_apply_every_id_once() {
-    let server = server_with(&[("s", "big")]);
+fn sixty_four_clients_with_overlapping_batches_apply_every_id_once(backend: Backend) {
+    let server = server_with(backend, &[("s", "big")]);
     let base = server.base.clone();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let threads: Vec<_> = (0..64u64)
@@ -177,3 +175,5 @@ fn sixty_four_clients_with_overlapping_batches_apply_every_id_once() {
     let ledger = server.get("/v1/subscriptions/s/ledger?type=drawn&limit=1000").body;
     assert_eq!(ledger["total"], covered.len(), "one draw per id");
 }
+
+on_both_stores!(reservations_are_exclusive_and_the_last_grant_says_what_happens_next, sixteen_concurrent_sessions_never_use_more_than_the_balance, sixty_four_clients_with_overlapping_batches_apply_every_id_once);

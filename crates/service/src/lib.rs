@@ -18,14 +18,13 @@ mod worker;
 mod writer;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rollover_core::engine::{Event, Status};
 use rollover_core::ledger::Entry;
 use rollover_core::{Country, Instant, PlanIx};
-use rollover_store::{Batch, EventBody, Identifiers, PlanRow, SqliteStore, Store, SubscriptionRow};
+use rollover_store::{Batch, EventBody, Identifiers, PlanRow, Store, SubscriptionRow};
 use tokio::sync::oneshot;
 
 pub use clock::{Clock, wall_micros};
@@ -221,6 +220,8 @@ struct Inner {
     /// Open sessions: session id to subscription id.
     sessions: Mutex<HashMap<String, String>>,
     metrics: Arc<metrics::Metrics>,
+    /// Subscriptions in the store when the service started.
+    subscription_count: std::sync::atomic::AtomicUsize,
 }
 
 fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
@@ -239,12 +240,21 @@ fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
 }
 
 impl Service {
-    /// Opens the SQLite store at `path`, rebuilds every subscription from it,
-    /// and starts the workers and the writer.
-    pub fn start_sqlite(path: &Path, clock: Clock, config: Config) -> Result<Service, String> {
-        let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
-        let reader = SqliteStore::open_reader(path).map_err(|e| e.to_string())?;
-        Service::start(Box::new(store), Box::new(reader), clock, config)
+    /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`),
+    /// rebuilds every subscription from it, and starts the workers and the
+    /// writer.
+    pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, String> {
+        let (store, reader) = rollover_store::open(url).map_err(|e| e.to_string())?;
+        Service::start(store, reader, clock, config)
+    }
+
+    /// Whether the store holds nothing yet (no plan, no subscription).
+    pub fn is_empty(&self) -> bool {
+        self.plans().catalog.plans().is_empty() && self.inner.identifiers.lock().expect("identifier lock").is_empty() && self.subscription_count() == 0
+    }
+
+    fn subscription_count(&self) -> usize {
+        self.inner.subscription_count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, clock: Clock, config: Config) -> Result<Service, String> {
@@ -265,7 +275,9 @@ impl Service {
 
         let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
         let mut identifiers = HashMap::new();
-        for row in store.load_subscriptions().map_err(|e| e.to_string())? {
+        let subscription_rows = store.load_subscriptions().map_err(|e| e.to_string())?;
+        let subscription_count = subscription_rows.len();
+        for row in subscription_rows {
             for (_, key) in identifier_keys(&row.identifiers) {
                 identifiers.insert(key, row.id.clone());
             }
@@ -318,6 +330,7 @@ impl Service {
                 identifiers: Mutex::new(identifiers),
                 sessions: Mutex::new(HashMap::new()),
                 metrics,
+                subscription_count: std::sync::atomic::AtomicUsize::new(subscription_count),
             }),
         })
     }

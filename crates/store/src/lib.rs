@@ -7,10 +7,12 @@
 //! are a deterministic function of that log, recomputed by `rollover-core`.
 //! No business rule lives here.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,4 +137,111 @@ pub trait Store: Send {
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>>;
     fn commit(&mut self, batch: &Batch) -> Result<()>;
     fn clock(&mut self) -> Result<Option<i64>>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH` or `postgres://...` (with an
+/// optional `schema=NAME` parameter, `rollover` by default). Returns the
+/// writer's store and a second connection for reads.
+pub fn open(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = std::path::Path::new(path);
+        let writer = SqliteStore::open(path)?;
+        let reader = SqliteStore::open_reader(path)?;
+        Ok((Box::new(writer), Box::new(reader)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let writer = PostgresStore::open(url)?;
+        let reader = PostgresStore::open_reader(url)?;
+        Ok((Box::new(writer), Box::new(reader)))
+    } else {
+        Err(StoreError(format!("{url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(key: &str, subscription: &str) -> EventRow {
+        EventRow {
+            seq: 0,
+            subscription: subscription.into(),
+            applied_at_micros: 10,
+            at_micros: 5,
+            key: Some(key.into()),
+            body: EventBody::Usage { bytes: 1 << 40, country: Some("CN".into()) },
+        }
+    }
+
+    /// The contract every store keeps, checked on each implementation.
+    fn check_store(open: &dyn Fn() -> Box<dyn Store>) {
+        let mut store = open();
+        store
+            .insert_plans(&[PlanRow { id: "p".into(), version: 2, document: "doc".into(), position: 1, created_at_micros: 3 }])
+            .unwrap();
+        let batch = Batch {
+            subscriptions: vec![SubscriptionRow {
+                id: "s1".into(),
+                identifiers: Identifiers { imsi: Some("460001234567890".into()), ..Identifiers::default() },
+                created_at_micros: 1,
+            }],
+            events: vec![
+                EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 1, at_micros: 1, key: None, body: EventBody::Purchase { plan_id: "p".into(), plan_version: 2 } },
+                usage("r1", "s1"),
+                usage("r1", "s2"),
+                EventRow {
+                    seq: 0,
+                    subscription: "s1".into(),
+                    applied_at_micros: 11,
+                    at_micros: 11,
+                    key: None,
+                    body: EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: EXPIRES_PERIOD_END },
+                },
+                EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 12, at_micros: 12, key: None, body: EventBody::Suspend },
+            ],
+            clock_micros: Some(99),
+        };
+        store.commit(&batch).unwrap();
+        // The same key on the same subscription is refused, and the whole batch with it.
+        let duplicate = Batch { events: vec![usage("r2", "s1"), usage("r1", "s1")], ..Batch::default() };
+        assert!(store.commit(&duplicate).is_err());
+        drop(store);
+
+        let mut store = open();
+        assert_eq!(store.clock().unwrap(), Some(99));
+        assert_eq!(store.load_plans().unwrap()[0].version, 2);
+        let subscriptions = store.load_subscriptions().unwrap();
+        assert_eq!(subscriptions.len(), 1);
+        assert_eq!(subscriptions[0].identifiers.imsi.as_deref(), Some("460001234567890"));
+        let events = store.events_of("s1").unwrap();
+        assert_eq!(events.len(), 4, "the failed batch left nothing behind");
+        assert_eq!(events[0].body, EventBody::Purchase { plan_id: "p".into(), plan_version: 2 });
+        assert_eq!(events[1].body, EventBody::Usage { bytes: 1 << 40, country: Some("CN".into()) });
+        assert_eq!(events[1].key.as_deref(), Some("r1"));
+        assert_eq!((events[1].applied_at_micros, events[1].at_micros), (10, 5));
+        assert_eq!(events[2].body, EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: EXPIRES_PERIOD_END });
+        assert_eq!(events[3].body, EventBody::Suspend);
+        let mut all = Vec::new();
+        store.load_events(&mut |e| all.push(e.seq)).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "events come back in commit order");
+    }
+
+    #[test]
+    fn sqlite_keeps_the_store_contract() {
+        let dir = std::env::temp_dir().join(format!("rollover-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("rollover.db");
+        check_store(&|| Box::new(SqliteStore::open(&path).unwrap()));
+    }
+
+    #[test]
+    fn postgres_keeps_the_store_contract() {
+        let schema = format!("store_test_{}", std::process::id());
+        let base = std::env::var("ROLLOVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).expect("the local PostgreSQL is running (127.0.0.1:5432, database test)");
+        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
+        let url = format!("{base}?schema={schema}");
+        check_store(&|| Box::new(PostgresStore::open(&url).unwrap()));
+        admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+    }
 }

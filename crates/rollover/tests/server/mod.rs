@@ -3,17 +3,84 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
+/// Which store a test's server runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test (a `fn(Backend)`) once on SQLite and once on the
+/// local PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::server::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::server::Backend::Postgres) } )*
+        }
+    };
+}
+
+/// A fresh, empty store: a new SQLite file, or a new PostgreSQL schema.
+/// Dropping it removes the data.
+pub struct TestStore {
+    pub url: String,
+    dir: Option<PathBuf>,
+    schema: Option<String>,
+}
+
+fn postgres_base() -> String {
+    std::env::var("ROLLOVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+impl TestStore {
+    pub fn new(backend: Backend) -> TestStore {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("api_{}_{n}", std::process::id());
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("rollover-{name}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                TestStore { url: format!("sqlite://{}", dir.join("rollover.db").display()), dir: Some(dir), schema: None }
+            }
+            Backend::Postgres => {
+                let mut client = postgres::Client::connect(&postgres_base(), postgres::NoTls)
+                    .expect("the local PostgreSQL is running (127.0.0.1:5432, database test)");
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).unwrap();
+                TestStore { url: format!("{}?schema={name}", postgres_base()), dir: None, schema: Some(name) }
+            }
+        }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(schema) = &self.schema
+            && let Ok(mut client) = postgres::Client::connect(&postgres_base(), postgres::NoTls)
+        {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
 pub struct Server {
     pub base: String,
-    pub store: PathBuf,
     child: Child,
     agent: ureq::Agent,
+    owned: Option<TestStore>,
 }
 
 pub struct Reply {
@@ -22,26 +89,21 @@ pub struct Reply {
     pub body: Value,
 }
 
-pub fn fresh_store() -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("rollover-api-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir.join("rollover.db")
-}
-
 impl Server {
-    /// A server with the simulated clock starting in 2000, no demo data.
-    pub fn start() -> Server {
-        Server::start_on(&fresh_store(), &[])
+    /// A server on a fresh store, the simulated clock starting in 2000, no demo data.
+    pub fn start(backend: Backend) -> Server {
+        let store = TestStore::new(backend);
+        let mut server = Server::start_on(&store, &[]);
+        server.owned = Some(store);
+        server
     }
 
-    pub fn start_on(store: &Path, extra_env: &[(&str, &str)]) -> Server {
+    pub fn start_on(store: &TestStore, extra_env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollover"));
         command
             .arg("serve")
             .env("ROLLOVER_SERVER_LISTEN", "127.0.0.1:0")
-            .env("ROLLOVER_STORE_URL", format!("sqlite://{}", store.display()))
+            .env("ROLLOVER_STORE_URL", &store.url)
             .env("ROLLOVER_CLOCK", "simulated")
             .env("ROLLOVER_CLOCK_START", "2000-01-01T00:00:00Z")
             .env("ROLLOVER_DEMO", "false")
@@ -61,7 +123,7 @@ impl Server {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { base: format!("http://{address}"), store: store.to_path_buf(), child, agent }
+        Server { base: format!("http://{address}"), child, agent, owned: None }
     }
 
     fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
@@ -100,11 +162,12 @@ impl Server {
         assert_eq!(reply.status, 200, "moving the clock to {now}: {}", reply.body);
     }
 
-    /// Stops the server the hard way, as a crash would.
-    pub fn kill(mut self) -> PathBuf {
+    /// Stops the server the hard way, as a crash would; hands back its store
+    /// if it owned one.
+    pub fn kill(mut self) -> Option<TestStore> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.store.clone()
+        self.owned.take()
     }
 }
 

@@ -1,0 +1,274 @@
+//! The scale-out store: PostgreSQL, with its own migrations. Commits are
+//! durable when they return (`synchronous_commit` as the server has it, on by
+//! default). Each batch's events go in with one `INSERT ... SELECT FROM
+//! UNNEST(...)`, not one statement per row.
+
+use postgres::{Client, NoTls};
+
+use crate::{Batch, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE plans (
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    document TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    iccid TEXT UNIQUE,
+    imsi TEXT UNIQUE,
+    msisdn TEXT UNIQUE,
+    external_id TEXT UNIQUE,
+    created_at BIGINT NOT NULL,
+    ordinal BIGSERIAL
+);
+CREATE TABLE events (
+    seq BIGSERIAL PRIMARY KEY,
+    subscription TEXT NOT NULL,
+    applied_at BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    key TEXT,
+    kind TEXT NOT NULL,
+    plan_id TEXT,
+    plan_version BIGINT,
+    bytes BIGINT,
+    country TEXT,
+    grant_kind TEXT,
+    expires BIGINT
+);
+CREATE INDEX events_by_subscription ON events (subscription, seq);
+CREATE UNIQUE INDEX events_by_key ON events (subscription, key) WHERE key IS NOT NULL;
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+"#];
+
+fn db(error: postgres::Error) -> StoreError {
+    // The driver's text can hold connection details; keep it to the store's log.
+    StoreError(format!("postgres: {error}"))
+}
+
+pub struct PostgresStore {
+    client: Client,
+}
+
+/// Splits our own `schema=NAME` parameter off a `postgres://` URL (the
+/// driver does not know it). The default schema is `rollover`.
+fn split_schema(url: &str) -> Result<(String, String)> {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, query),
+        None => (url, ""),
+    };
+    let mut schema = "rollover".to_string();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = name.to_string(),
+            None => rest.push(pair),
+        }
+    }
+    if schema.is_empty() || schema.len() > 63 || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(StoreError(format!("schema {schema:?}: use 1 to 63 characters of a-z, 0-9 and _")));
+    }
+    let url = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
+    Ok((url, schema))
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema if needed and brings it up to date.
+    pub fn open(url: &str) -> Result<PostgresStore> {
+        let (url, schema) = split_schema(url)?;
+        let mut client = Client::connect(&url, NoTls).map_err(db)?;
+        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema};")).map_err(db)?;
+        let mut store = PostgresStore { client };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A second connection for reads beside the writer.
+    pub fn open_reader(url: &str) -> Result<PostgresStore> {
+        let (url, schema) = split_schema(url)?;
+        let mut client = Client::connect(&url, NoTls).map_err(db)?;
+        client.batch_execute(&format!("SET search_path TO {schema};")).map_err(db)?;
+        Ok(PostgresStore { client })
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY); LOCK TABLE schema_migrations;").map_err(db)?;
+        let applied: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).map_err(db)?.get(0);
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            tx.batch_execute(migration).map_err(db)?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(index as i64 + 1)]).map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+}
+
+fn event_from_row(row: &postgres::Row) -> Result<EventRow> {
+    let kind: String = row.get(5);
+    let plan = || -> (String, u32) { (row.get(6), row.get::<_, i64>(7) as u32) };
+    let body = match kind.as_str() {
+        "purchase" => {
+            let (plan_id, plan_version) = plan();
+            EventBody::Purchase { plan_id, plan_version }
+        }
+        "change_plan" => {
+            let (plan_id, plan_version) = plan();
+            EventBody::ChangePlan { plan_id, plan_version }
+        }
+        "usage" => EventBody::Usage { bytes: row.get::<_, i64>(8) as u64, country: row.get(9) },
+        "grant" => EventBody::Grant { kind: row.get(10), bytes: row.get::<_, i64>(8) as u64, expires_micros: row.get(11) },
+        "install" => EventBody::Install,
+        "first_use" => EventBody::FirstUse,
+        "suspend" => EventBody::Suspend,
+        "resume" => EventBody::Resume,
+        "cancel" => EventBody::Cancel,
+        other => return Err(StoreError(format!("unknown event kind {other:?} in the store"))),
+    };
+    Ok(EventRow { seq: row.get(0), subscription: row.get(1), applied_at_micros: row.get(2), at_micros: row.get(3), key: row.get(4), body })
+}
+
+const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires";
+
+impl Store for PostgresStore {
+    fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
+        let rows = self.client.query("SELECT id, version, document, position, created_at FROM plans ORDER BY created_at, id, version", &[]).map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| PlanRow {
+                id: row.get(0),
+                version: row.get::<_, i64>(1) as u32,
+                document: row.get(2),
+                position: row.get::<_, i64>(3) as u32,
+                created_at_micros: row.get(4),
+            })
+            .collect())
+    }
+
+    fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        for row in rows {
+            tx.execute(
+                "INSERT INTO plans (id, version, document, position, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&row.id, &(row.version as i64), &row.document, &(row.position as i64), &row.created_at_micros],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>> {
+        let rows = self.client.query("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions ORDER BY ordinal", &[]).map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| SubscriptionRow {
+                id: row.get(0),
+                identifiers: Identifiers { iccid: row.get(1), imsi: row.get(2), msisdn: row.get(3), external_id: row.get(4) },
+                created_at_micros: row.get(5),
+            })
+            .collect())
+    }
+
+    fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let portal = tx.bind(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"), &[]).map_err(db)?;
+        loop {
+            let rows = tx.query_portal(&portal, 10_000).map_err(db)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                visit(event_from_row(row)?);
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
+        let rows = self
+            .client
+            .query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = $1 ORDER BY seq"), &[&subscription])
+            .map_err(db)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        for s in &batch.subscriptions {
+            let i = &s.identifiers;
+            tx.execute(
+                "INSERT INTO subscriptions (id, iccid, imsi, msisdn, external_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&s.id, &i.iccid, &i.imsi, &i.msisdn, &i.external_id, &s.created_at_micros],
+            )
+            .map_err(db)?;
+        }
+        if !batch.events.is_empty() {
+            let n = batch.events.len();
+            let mut subscription = Vec::with_capacity(n);
+            let mut applied_at = Vec::with_capacity(n);
+            let mut at = Vec::with_capacity(n);
+            let mut key = Vec::with_capacity(n);
+            let mut kind = Vec::with_capacity(n);
+            let mut plan_id: Vec<Option<&str>> = Vec::with_capacity(n);
+            let mut plan_version: Vec<Option<i64>> = Vec::with_capacity(n);
+            let mut bytes: Vec<Option<i64>> = Vec::with_capacity(n);
+            let mut country: Vec<Option<&str>> = Vec::with_capacity(n);
+            let mut grant_kind: Vec<Option<&str>> = Vec::with_capacity(n);
+            let mut expires: Vec<Option<i64>> = Vec::with_capacity(n);
+            for e in &batch.events {
+                subscription.push(e.subscription.as_str());
+                applied_at.push(e.applied_at_micros);
+                at.push(e.at_micros);
+                key.push(e.key.as_deref());
+                kind.push(e.body.name());
+                let (p, v, b, c, g, x) = match &e.body {
+                    EventBody::Purchase { plan_id, plan_version } | EventBody::ChangePlan { plan_id, plan_version } => {
+                        (Some(plan_id.as_str()), Some(*plan_version as i64), None, None, None, None)
+                    }
+                    EventBody::Usage { bytes, country } => (None, None, Some(*bytes as i64), country.as_deref(), None, None),
+                    EventBody::Grant { kind, bytes, expires_micros } => (None, None, Some(*bytes as i64), None, Some(kind.as_str()), Some(*expires_micros)),
+                    _ => (None, None, None, None, None, None),
+                };
+                plan_id.push(p);
+                plan_version.push(v);
+                bytes.push(b);
+                country.push(c);
+                grant_kind.push(g);
+                expires.push(x);
+            }
+            tx.execute(
+                "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires) \
+                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[])",
+                &[&subscription, &applied_at, &at, &key, &kind, &plan_id, &plan_version, &bytes, &country, &grant_kind, &expires],
+            )
+            .map_err(db)?;
+        }
+        if let Some(clock) = batch.clock_micros {
+            tx.execute("INSERT INTO meta (name, value) VALUES ('clock', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[&clock])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn clock(&mut self) -> Result<Option<i64>> {
+        let rows = self.client.query("SELECT value FROM meta WHERE name = 'clock'", &[]).map_err(db)?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_parameter_is_ours() {
+        assert_eq!(split_schema("postgres://u@h/db").unwrap(), ("postgres://u@h/db".into(), "rollover".into()));
+        assert_eq!(split_schema("postgres://u@h/db?schema=t1&sslmode=disable").unwrap(), ("postgres://u@h/db?sslmode=disable".into(), "t1".into()));
+        assert!(split_schema("postgres://u@h/db?schema=x;drop").is_err());
+    }
+}

@@ -2,9 +2,11 @@
 //! details naming the offending field. This crate converts between the wire
 //! and the service's types; it holds no rating rule.
 
+mod docs;
 mod json;
 mod problem;
 mod routes;
 
+pub use docs::OPENAPI;
 pub use problem::Problem;
 pub use routes::router;

@@ -37,6 +37,8 @@ pub fn router(service: Service) -> Router {
         .route("/v1/sessions/{id}", axum::routing::delete(end_session))
         .route("/v1/clock", post(post_clock).get(get_clock))
         .route("/metrics", get(get_metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::docs::OPENAPI) }))
+        .route("/docs", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::docs::page()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })

@@ -277,4 +277,72 @@ fn metrics_count_outcomes_and_subscriptions_by_status(backend: Backend) {
     assert_eq!(server.get("/readyz").status, 200);
 }
 
-on_both_stores!(shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);
+
+/// Checks that `value` has every required field of the schema and no field
+/// the schema does not declare, following `$ref`s and array items.
+fn conforms(doc: &Value, schema: &Value, value: &Value, path: &str) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => &doc["components"]["schemas"][reference.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    if let (Some(properties), Some(object)) = (schema["properties"].as_object(), value.as_object()) {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            assert!(object.contains_key(required.as_str().unwrap()), "{path}: missing required {required} in {value}");
+        }
+        for (key, field) in object {
+            let declared = properties.get(key).unwrap_or_else(|| panic!("{path}: {key} is not in the schema"));
+            conforms(doc, declared, field, &format!("{path}.{key}"));
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            conforms(doc, items, item, &format!("{path}[{i}]"));
+        }
+    }
+}
+
+fn openapi_matches_the_server(backend: Backend) {
+    let server = server_with_subscription(backend);
+    let doc = server.get("/openapi.json").body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every documented operation is served.
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "s1");
+        for method in operations.as_object().unwrap().keys() {
+            let reply = match method.as_str() {
+                "get" => server.get(&concrete),
+                "post" => server.post(&concrete, &json!({})),
+                "delete" => server.delete_json(&concrete, &json!({})),
+                other => panic!("undocumented method {other}"),
+            };
+            assert_ne!(reply.status, 405, "{method} {path}");
+            assert_ne!(reply.body["detail"], "no such endpoint", "{method} {path} is documented but not served");
+        }
+    }
+    assert_eq!(server.get("/v1/nothing").body["detail"], "no such endpoint");
+    // Every response has the documented shape.
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let check = |name: &str, value: &Value| conforms(&doc, &schema(name), value, name);
+    check("PlanList", &server.get("/v1/plans").body);
+    check("Plan", &server.get("/v1/plans/cn-30g").body);
+    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    check("PlanVersions", &server.post_raw("/v1/plans", "application/toml", &plans).body);
+    check("Created", &server.post("/v1/subscriptions", &json!({"plan": "au-5g"})).body);
+    check("EventOutcome", &server.post("/v1/subscriptions/s1/events", &json!({"grant": {"kind": "gift", "data": "1GiB", "expires": "period_end"}})).body);
+    check("EventOutcome", &server.post("/v1/subscriptions/s1/events", &json!({"resume": true})).body);
+    check("UsageResults", &server.post("/v1/usage", &json!({"records": [record("a", 1 << 20), record("a", 1), {"id": "z", "subscription": "x", "at": "2026-03-09T12:00:00+08:00", "bytes": 1}]})).body);
+    check("Balance", &server.get("/v1/subscriptions/s1/balance").body);
+    check("Ledger", &server.get("/v1/subscriptions/s1/ledger?limit=2").body);
+    check("Ledger", &server.get("/v1/subscriptions/s1/ledger").body);
+    let opened = server.post("/v1/sessions", &json!({"id": "g1", "subscription": "s1", "requested_bytes": 1000}));
+    check("SessionAnswer", &opened.body);
+    check("SessionAnswer", &server.post("/v1/sessions/g1/update", &json!({"used_bytes": 10, "request_number": 1})).body);
+    check("SessionAnswer", &server.delete_json("/v1/sessions/g1", &json!({"used_bytes": 10, "request_number": 2})).body);
+    check("Clock", &server.get("/v1/clock").body);
+    check("Problem", &server.get("/v1/subscriptions/nobody/balance").body);
+    let page = server.get("/docs");
+    assert_eq!(page.status, 200);
+    assert!(page.body.as_str().unwrap().contains("/v1/subscriptions/{id}/balance"));
+}
+
+on_both_stores!(openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);

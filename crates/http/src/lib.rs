@@ -2,6 +2,7 @@
 //! details naming the offending field. This crate converts between the wire
 //! and the service's types; it holds no rating rule.
 
+pub mod auth;
 mod docs;
 mod json;
 mod problem;

@@ -23,7 +23,8 @@ pub const MAX_RECORDS: usize = 10_000;
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
-pub fn router(service: Service) -> Router {
+pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>) -> Router {
+    let auth_state = (security.clone(), service.clone());
     Router::new()
         .route("/v1/plans", post(post_plans).get(get_plans))
         .route("/v1/plans/{id}", get(get_plan))
@@ -31,6 +32,7 @@ pub fn router(service: Service) -> Router {
         .route("/v1/subscriptions/{id}/events", post(post_event))
         .route("/v1/subscriptions/{id}/balance", get(get_balance))
         .route("/v1/subscriptions/{id}/ledger", get(get_ledger))
+        .route("/v1/subscriptions/{id}/tokens", post(post_token))
         .route("/v1/usage", post(post_usage))
         .route("/v1/sessions", post(post_session))
         .route("/v1/sessions/{id}/update", post(update_session))
@@ -42,6 +44,8 @@ pub fn router(service: Service) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
+        .layer(axum::middleware::from_fn_with_state(auth_state, crate::auth::authorize))
+        .layer(axum::Extension(security))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
 }
@@ -474,6 +478,33 @@ async fn post_clock(State(service): State<Service>, body: Bytes) -> ApiResult {
 async fn get_metrics(State(service): State<Service>) -> ApiResult {
     let text = service.metrics_text().await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// Longest a customer token may live.
+const MAX_TOKEN_SECONDS: u64 = 366 * 86_400;
+
+/// Mints a customer token: read access to this subscription's balance and
+/// ledger only, until it expires.
+async fn post_token(
+    State(service): State<Service>,
+    axum::Extension(security): axum::Extension<std::sync::Arc<crate::auth::Security>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let fields = if body.is_empty() { json::Fields::new() } else { json::parse_object(&body)? };
+    json::only(&fields, "", &["expires_in_seconds"])?;
+    let seconds = match fields.get("expires_in_seconds") {
+        None | Some(Value::Null) => 30 * 86_400,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .filter(|s| (1..=MAX_TOKEN_SECONDS).contains(s))
+            .ok_or_else(|| Problem::bad_request("expires_in_seconds", format!("must be 1 to {MAX_TOKEN_SECONDS}")))?,
+        Some(_) => return Err(Problem::bad_request("expires_in_seconds", "must be a number")),
+    };
+    service.balance(&id).await?;
+    let expires = service.now().plus_micros(seconds as i64 * 1_000_000);
+    let token = security.customer_token(&id, expires);
+    Ok(created(json!({"token": token, "subscription": id, "expires_at": expires.to_rfc3339(&rollover_core::Zone::utc())})))
 }
 
 async fn get_clock(State(service): State<Service>) -> ApiResult {

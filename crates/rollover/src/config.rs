@@ -14,6 +14,43 @@ pub struct Config {
     pub service: ServiceSection,
     pub clock: ClockSection,
     pub demo: Demo,
+    pub security: SecuritySection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySection {
+    /// Signs customer tokens. When absent a random one is made at start, and
+    /// tokens do not survive a restart.
+    pub token_secret: Option<String>,
+    pub api_keys: Vec<ApiKeySection>,
+    /// The rate limit of the key from `ROLLOVER_API_KEY`.
+    pub env_key_requests_per_second: u32,
+    /// Set from `ROLLOVER_API_KEY` (never from the file: keys are stored hashed).
+    #[serde(skip)]
+    pub env_key: Option<String>,
+}
+
+impl Default for SecuritySection {
+    fn default() -> SecuritySection {
+        SecuritySection { token_secret: None, api_keys: Vec::new(), env_key_requests_per_second: 2_000, env_key: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    pub id: String,
+    /// SHA-256 of the key, in hex (`rollover key new` prints it).
+    pub sha256: String,
+    /// "read" or "read-write".
+    pub scope: String,
+    #[serde(default = "default_rate")]
+    pub requests_per_second: u32,
+}
+
+fn default_rate() -> u32 {
+    1_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,9 +158,12 @@ impl Config {
                 "ROLLOVER_CLOCK_START" => config.clock.start = Some(value),
                 "ROLLOVER_DEMO" | "ROLLOVER_DEMO_ENABLED" => config.demo.enabled = boolean(&name, &value)?,
                 "ROLLOVER_API_KEY" => {
-                    // Refuse rather than run unprotected while the operator thinks otherwise.
-                    return Err("ROLLOVER_API_KEY: API keys are not available yet in this build; do not expose this server beyond loopback".into());
+                    if value.len() < 16 {
+                        return Err("ROLLOVER_API_KEY: use a key of at least 16 characters (rollover key new makes one)".into());
+                    }
+                    config.security.env_key = Some(value);
                 }
+                "ROLLOVER_SECURITY_TOKEN_SECRET" => config.security.token_secret = Some(value),
                 _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
                     return Err(format!("{name}: unknown setting"));
                 }
@@ -146,6 +186,24 @@ impl Config {
         if self.service.max_age_seconds <= 0 || self.service.future_skew_seconds < 0 {
             return Err("service.max_age_seconds must be positive and future_skew_seconds not negative".into());
         }
+        for (index, key) in self.security.api_keys.iter().enumerate() {
+            if rollover_http::auth::Scope::parse(&key.scope).is_none() {
+                return Err(format!("security.api_keys[{index}].scope = {:?}: use \"read\" or \"read-write\"", key.scope));
+            }
+            if rollover_http::auth::from_hex(&key.sha256).is_none_or(|h| h.len() != 32) {
+                return Err(format!("security.api_keys[{index}].sha256: 64 hex digits, the SHA-256 of the key"));
+            }
+            if key.requests_per_second == 0 {
+                return Err(format!("security.api_keys[{index}].requests_per_second: must be at least 1"));
+            }
+        }
+        let has_keys = !self.security.api_keys.is_empty() || self.security.env_key.is_some();
+        if !has_keys && !self.listen()?.ip().is_loopback() {
+            return Err(format!(
+                "server.listen = {:?} is not a loopback address and no API key is configured: set ROLLOVER_API_KEY or security.api_keys",
+                self.server.listen
+            ));
+        }
         if let Some(start) = &self.clock.start {
             rollover_core::Instant::parse_rfc3339(start).map_err(|e| format!("clock.start: {e}"))?;
         }
@@ -163,6 +221,26 @@ impl Config {
             _ if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(()),
             _ => Err(format!("store.url = {url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")),
         }
+    }
+
+    /// The configured keys, hashed; the environment's key with full access.
+    pub fn api_keys(&self) -> Vec<rollover_http::auth::ApiKey> {
+        use rollover_http::auth::{ApiKey, Scope, from_hex, sha256};
+        let mut keys: Vec<ApiKey> = self
+            .security
+            .api_keys
+            .iter()
+            .map(|k| ApiKey {
+                id: k.id.clone(),
+                sha256: from_hex(&k.sha256).and_then(|h| h.try_into().ok()).expect("checked when loaded"),
+                scope: Scope::parse(&k.scope).expect("checked when loaded"),
+                requests_per_second: k.requests_per_second,
+            })
+            .collect();
+        if let Some(key) = &self.security.env_key {
+            keys.push(ApiKey { id: "ROLLOVER_API_KEY".into(), sha256: sha256(key), scope: Scope::ReadWrite, requests_per_second: self.security.env_key_requests_per_second });
+        }
+        keys
     }
 
     /// The store URL for logs, without a password.
@@ -209,6 +287,12 @@ mod tests {
         assert_eq!(config.store_label(), "postgres://app@db:5432/rollover", "no password in logs");
         let err = Config::load(None, env(&[("ROLLOVER_STORE_URL", "mysql://x")])).unwrap_err();
         assert!(err.contains("store.url"), "{err}");
+        let err = Config::load(None, env(&[("ROLLOVER_SERVER_LISTEN", "0.0.0.0:8080")])).unwrap_err();
+        assert!(err.contains("no API key"), "{err}");
+        let config = Config::load(None, env(&[("ROLLOVER_SERVER_LISTEN", "0.0.0.0:8080"), ("ROLLOVER_API_KEY", "0123456789abcdef0123")])).unwrap();
+        assert_eq!(config.api_keys().len(), 1);
+        let err = Config::load(None, env(&[("ROLLOVER_API_KEY", "short")])).unwrap_err();
+        assert!(err.contains("16 characters"), "{err}");
         let err = Config::load(None, env(&[("ROLLOVER_SERVR_LISTEN", "x")])).unwrap_err();
         assert!(err.contains("unknown setting"), "{err}");
     }

@@ -12,6 +12,7 @@ use rollover_terms::{parse_plans, parse_scenario, run};
 mod bench;
 mod config;
 mod demo;
+mod keys;
 mod serve;
 
 #[derive(Parser)]
@@ -46,6 +47,11 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         ledger: bool,
     },
+    /// API keys: make a new one.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Plan files: check and explain.
     Plan {
         #[command(subcommand)]
@@ -55,6 +61,19 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print a new random API key and the config lines that admit it (the
+    /// config holds only the key's SHA-256).
+    New {
+        #[arg(long, default_value = "shop")]
+        id: String,
+        /// "read" or "read-write".
+        #[arg(long, default_value = "read-write")]
+        scope: String,
     },
 }
 
@@ -100,6 +119,7 @@ fn main() -> ExitCode {
         Command::Plan { command: PlanCommand::Check { file } } => plan_check(&file),
         Command::Plan { command: PlanCommand::Explain { file, lang, plan } } => plan_explain(&file, lang, plan.as_deref()),
         Command::Bench { command } => bench::run(command),
+        Command::Key { command: KeyCommand::New { id, scope } } => keys::new_key(&id, &scope),
     }
 }
 

@@ -77,7 +77,18 @@ async fn serve(config: Config) -> Result<(), String> {
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     // Scripts and tests read this line to find the port.
     println!("rollover listening on http://{bound} (store {}, clock {})", config.store_label(), config.clock.mode);
-    let app = rollover_http::router(service);
+    let token_secret = match &config.security.token_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            tracing::warn!("no security.token_secret: customer tokens will not survive a restart");
+            crate::keys::random_bytes(32).map_err(|e| format!("cannot make a token secret: {e}"))?
+        }
+    };
+    let security = std::sync::Arc::new(rollover_http::auth::Security::new(config.api_keys(), token_secret));
+    if security.is_open() {
+        tracing::warn!("no API key configured: the API is open to anyone who can reach {bound}");
+    }
+    let app = rollover_http::router(service, security);
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
 }
 

@@ -99,9 +99,26 @@ impl Server {
     }
 
     pub fn start_on(store: &TestStore, extra_env: &[(&str, &str)]) -> Server {
+        Server::start_with(store, None, extra_env)
+    }
+
+    /// A server on a fresh store with a config file and extra variables.
+    pub fn start_configured(backend: Backend, config: &str, extra_env: &[(&str, &str)]) -> Server {
+        let store = TestStore::new(backend);
+        let path = std::env::temp_dir().join(format!("rollover-config-{}-{}.toml", std::process::id(), store.url.len() + config.len()));
+        std::fs::write(&path, config).expect("config file");
+        let mut server = Server::start_with(&store, Some(&path), extra_env);
+        server.owned = Some(store);
+        server
+    }
+
+    fn start_with(store: &TestStore, config: Option<&std::path::Path>, extra_env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollover"));
+        command.arg("serve");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         command
-            .arg("serve")
             .env("ROLLOVER_SERVER_LISTEN", "127.0.0.1:0")
             .env("ROLLOVER_STORE_URL", &store.url)
             .env("ROLLOVER_CLOCK", "simulated")
@@ -133,6 +150,28 @@ impl Server {
         let text = response.body_mut().read_to_string().expect("a readable body");
         let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Reply { status, content_type, body }
+    }
+
+    /// Any request, with an optional `Authorization: Bearer` credential.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>, bearer: Option<&str>) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        macro_rules! with_auth {
+            ($request:expr) => {{
+                let request = $request;
+                match &auth {
+                    Some(value) => request.header("authorization", value),
+                    None => request,
+                }
+            }};
+        }
+        let response = match method {
+            "GET" => with_auth!(self.agent.get(&url)).call(),
+            "POST" => with_auth!(self.agent.post(&url)).header("content-type", "application/json").send(body.map(Value::to_string).unwrap_or_default()),
+            "DELETE" => with_auth!(self.agent.delete(&url)).force_send_body().header("content-type", "application/json").send(body.map(Value::to_string).unwrap_or_default()),
+            other => panic!("method {other}"),
+        };
+        Server::reply(response)
     }
 
     pub fn get(&self, path: &str) -> Reply {

@@ -15,6 +15,34 @@ pub struct Config {
     pub clock: ClockSection,
     pub demo: Demo,
     pub security: SecuritySection,
+    pub notifications: NotificationsSection,
+    pub webhooks: Vec<WebhookSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsSection {
+    /// Warn this many days before carried data or a pass expires.
+    pub notice_days: u32,
+    /// First retry delay of a failed delivery; doubles each time, up to an hour.
+    pub retry_base_ms: u64,
+    pub max_attempts: u32,
+}
+
+impl Default for NotificationsSection {
+    fn default() -> NotificationsSection {
+        NotificationsSection { notice_days: 3, retry_base_ms: 1_000, max_attempts: 15 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub id: String,
+    /// `http://HOST:PORT/PATH` (put a TLS proxy in front for https).
+    pub url: String,
+    /// Signs every delivery (HMAC-SHA256).
+    pub secret: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +192,17 @@ impl Config {
                     config.security.env_key = Some(value);
                 }
                 "ROLLOVER_SECURITY_TOKEN_SECRET" => config.security.token_secret = Some(value),
+                "ROLLOVER_WEBHOOK_URL" => match config.webhooks.iter_mut().find(|w| w.id == "env") {
+                    Some(hook) => hook.url = value,
+                    None => config.webhooks.push(WebhookSection { id: "env".into(), url: value, secret: String::new() }),
+                },
+                "ROLLOVER_WEBHOOK_SECRET" => match config.webhooks.iter_mut().find(|w| w.id == "env") {
+                    Some(hook) => hook.secret = value,
+                    None => config.webhooks.push(WebhookSection { id: "env".into(), url: String::new(), secret: value }),
+                },
+                "ROLLOVER_NOTIFICATIONS_NOTICE_DAYS" => config.notifications.notice_days = parse_env(&name, &value)?,
+                "ROLLOVER_NOTIFICATIONS_RETRY_BASE_MS" => config.notifications.retry_base_ms = parse_env(&name, &value)?,
+                "ROLLOVER_NOTIFICATIONS_MAX_ATTEMPTS" => config.notifications.max_attempts = parse_env(&name, &value)?,
                 _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
                     return Err(format!("{name}: unknown setting"));
                 }
@@ -196,6 +235,21 @@ impl Config {
             if key.requests_per_second == 0 {
                 return Err(format!("security.api_keys[{index}].requests_per_second: must be at least 1"));
             }
+        }
+        for (index, hook) in self.webhooks.iter().enumerate() {
+            if !hook.url.starts_with("http://") || hook.url.len() <= "http://".len() {
+                let why = if hook.url.starts_with("https://") { "https is not built in yet: send to an http:// address behind a TLS proxy" } else { "use http://HOST:PORT/PATH" };
+                return Err(format!("webhooks[{index}].url = {:?}: {why}", hook.url));
+            }
+            if hook.secret.len() < 16 {
+                return Err(format!("webhooks[{index}].secret: use at least 16 characters (ROLLOVER_WEBHOOK_SECRET for the environment's hook)"));
+            }
+            if self.webhooks.iter().filter(|h| h.id == hook.id).count() > 1 {
+                return Err(format!("webhooks[{index}].id = {:?} is used twice", hook.id));
+            }
+        }
+        if self.notifications.max_attempts == 0 || self.notifications.retry_base_ms == 0 {
+            return Err("notifications.max_attempts and retry_base_ms must be at least 1".into());
         }
         let has_keys = !self.security.api_keys.is_empty() || self.security.env_key.is_some();
         if !has_keys && !self.listen()?.ip().is_loopback() {
@@ -241,6 +295,16 @@ impl Config {
             keys.push(ApiKey { id: "ROLLOVER_API_KEY".into(), sha256: sha256(key), scope: Scope::ReadWrite, requests_per_second: self.security.env_key_requests_per_second });
         }
         keys
+    }
+
+    pub fn notify(&self) -> rollover_service::notify::NotifyConfig {
+        use rollover_service::notify::{Endpoint, NotifyConfig};
+        NotifyConfig {
+            endpoints: self.webhooks.iter().map(|h| Endpoint { id: h.id.clone(), url: h.url.clone(), secret: h.secret.as_bytes().to_vec() }).collect(),
+            notice_micros: self.notifications.notice_days as i64 * 86_400 * 1_000_000,
+            retry_base_micros: self.notifications.retry_base_ms as i64 * 1_000,
+            max_attempts: self.notifications.max_attempts,
+        }
     }
 
     /// The store URL for logs, without a password.

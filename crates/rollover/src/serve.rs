@@ -63,6 +63,7 @@ async fn serve(config: Config) -> Result<(), String> {
         workers: config.service.workers,
         max_age_micros: config.service.max_age_seconds * 1_000_000,
         future_skew_micros: config.service.future_skew_seconds * 1_000_000,
+        notify: config.notify(),
         ..ServiceConfig::default()
     };
     let started = std::time::Instant::now();

@@ -11,6 +11,8 @@
 //! rebuilds memory from the store.
 
 mod clock;
+pub mod notify;
+mod sender;
 pub mod metrics;
 mod plans;
 mod replay;
@@ -62,6 +64,8 @@ pub struct Config {
     pub session_max_grant_bytes: u64,
     /// How long a reservation holds before the gateway must report again.
     pub session_validity_seconds: u64,
+    /// Webhook endpoints and notice times; no endpoints, no notifications.
+    pub notify: notify::NotifyConfig,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             queue_bound: 4096,
             session_max_grant_bytes: 100 << 20,
             session_validity_seconds: 900,
+            notify: notify::NotifyConfig::default(),
         }
     }
 }
@@ -245,7 +250,8 @@ impl Service {
     /// writer.
     pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, String> {
         let (store, reader) = rollover_store::open(url).map_err(|e| e.to_string())?;
-        Service::start(store, reader, clock, config)
+        let sender = if config.notify.endpoints.is_empty() { None } else { Some(rollover_store::open(url).map_err(|e| e.to_string())?.0) };
+        Service::start(store, reader, sender, clock, config)
     }
 
     /// Whether the store holds nothing yet (no plan, no subscription).
@@ -257,7 +263,7 @@ impl Service {
         self.inner.subscription_count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, clock: Clock, config: Config) -> Result<Service, String> {
+    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, sender: Option<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, String> {
         let clock = Arc::new(match (clock, store.clock().map_err(|e| e.to_string())?) {
             // A simulated clock resumes where it stopped.
             (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
@@ -283,11 +289,12 @@ impl Service {
             }
         }
         let metrics = Arc::new(metrics::Metrics::default());
+        let notify = (!config.notify.endpoints.is_empty()).then(|| Arc::new(config.notify.clone()));
         let mut workers = Vec::with_capacity(config.workers);
         let mut handles = Vec::with_capacity(config.workers);
         for n in 0..config.workers.max(1) {
             let (tx, rx) = sync_channel::<Command>(config.queue_bound);
-            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone(), metrics.clone());
+            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone(), metrics.clone(), notify.clone());
             handles.push(std::thread::Builder::new().name(format!("shard-worker-{n}")).spawn(move || worker.run(rx)).map_err(|e| e.to_string())?);
             workers.push(tx);
         }
@@ -312,6 +319,13 @@ impl Service {
         }
         for wait in waits {
             wait.blocking_recv().map_err(|_| "a worker stopped during start-up")?;
+        }
+        if let (Some(sender), Some(notify)) = (sender, notify) {
+            let sender_metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("webhook-sender".into())
+                .spawn(move || sender::run(sender, notify, sender_metrics))
+                .map_err(|e| e.to_string())?;
         }
         let writer_metrics = metrics.clone();
         std::thread::Builder::new()

@@ -15,6 +15,8 @@ use rollover_store::{Batch, EventBody, EventRow, SubscriptionRow};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::notify::{self, NotifyConfig, Snapshot};
+use rollover_store::NotificationRow;
 use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans};
 use crate::replay;
@@ -91,6 +93,10 @@ pub(crate) struct Worker {
     writer: SyncSender<Write>,
     config: Config,
     metrics: Arc<Metrics>,
+    /// Set when webhooks are configured.
+    notify: Option<Arc<NotifyConfig>>,
+    /// Notifications found by the current command, committed with its rows.
+    outbox: Vec<NotificationRow>,
     subscriptions: Vec<Live>,
     index: HashMap<String, usize>,
     timers: BTreeSet<(Instant, usize)>,
@@ -100,7 +106,15 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(number: usize, plans: Arc<RwLock<Plans>>, clock: Arc<Clock>, writer: SyncSender<Write>, config: Config, metrics: Arc<Metrics>) -> Worker {
+    pub(crate) fn new(
+        number: usize,
+        plans: Arc<RwLock<Plans>>,
+        clock: Arc<Clock>,
+        writer: SyncSender<Write>,
+        config: Config,
+        metrics: Arc<Metrics>,
+        notify: Option<Arc<NotifyConfig>>,
+    ) -> Worker {
         Worker {
             number,
             plans,
@@ -108,6 +122,8 @@ impl Worker {
             writer,
             config,
             metrics,
+            notify,
+            outbox: Vec::new(),
             subscriptions: Vec::new(),
             index: HashMap::new(),
             timers: BTreeSet::new(),
@@ -211,7 +227,10 @@ impl Worker {
     fn refile(&mut self, slot: usize) {
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         let live = &mut self.subscriptions[slot];
-        let next = live.subscription.next_boundary(&plans.catalog);
+        let mut next = live.subscription.next_boundary(&plans.catalog);
+        if let Some(notify) = &self.notify {
+            next = next.min(notify::next_notice(&live.subscription, &plans.catalog, live.advanced_to, notify.notice_micros));
+        }
         if next != live.timer {
             self.timers.remove(&(live.timer, slot));
             if !next.is_never() {
@@ -228,21 +247,56 @@ impl Worker {
             }
             self.bring_up(slot, now);
         }
+        self.flush_outbox();
     }
 
-    /// Brings one subscription up to `now` and refiles it.
+    /// Commits notifications found outside any command (boundaries, reads);
+    /// nobody waits for these.
+    fn flush_outbox(&mut self) {
+        if !self.outbox.is_empty() {
+            let notifications = std::mem::take(&mut self.outbox);
+            drop(self.submit(Batch { notifications, ..Batch::default() }));
+        }
+    }
+
+    fn before(&self, slot: usize, at: Instant) -> Option<Snapshot> {
+        self.notify.as_ref()?;
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let live = &self.subscriptions[slot];
+        Some(notify::snapshot(&live.subscription, &plans.catalog, at, live.advanced_to))
+    }
+
+    /// Compares with `before` and queues what changed; the ledger of the
+    /// change is in `self.scratch`.
+    fn after(&mut self, slot: usize, before: Option<Snapshot>, now: Instant, key_instant: Instant) {
+        let (Some(before), Some(notify)) = (before, &self.notify) else { return };
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let live = &self.subscriptions[slot];
+        let found = notify::changes(&live.id, before, &live.subscription, &plans.catalog, now, key_instant, &self.scratch, notify.notice_micros);
+        if !found.is_empty() {
+            self.outbox.extend(notify::rows(notify, &live.id, found, now));
+        }
+    }
+
+    /// Brings one subscription up to `now` and refiles it. What boundaries
+    /// change is named by the first boundary crossed.
     fn bring_up(&mut self, slot: usize, now: Instant) {
+        let before = self.before(slot, self.subscriptions[slot].advanced_to);
+        let key_instant;
         {
             let plans = self.plans.read().expect("the plan lock is never poisoned");
             let live = &mut self.subscriptions[slot];
+            key_instant = live.subscription.next_boundary(&plans.catalog).min(live.timer);
             self.scratch.clear();
             live.subscription.advance(&plans.catalog, now, &mut self.scratch);
             live.advanced_to = live.advanced_to.max(now);
         }
+        self.after(slot, before, now, key_instant);
         self.refile(slot);
     }
 
-    fn submit(&self, batch: Batch) -> Committed {
+    fn submit(&mut self, mut batch: Batch) -> Committed {
+        batch.notifications.append(&mut self.outbox);
         let (tx, rx) = oneshot::channel();
         if self.writer.send(Write::Batch { batch, done: tx }).is_err() {
             eprintln!("rollover: the store writer has stopped; stopping");
@@ -278,7 +332,7 @@ impl Worker {
         self.index.insert(row.id.clone(), slot);
         self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to: applied_at, sessions: None });
         self.refile(slot);
-        Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], clock_micros: None }))
+        Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], ..Batch::default() }))
     }
 
     fn slot(&self, id: &str) -> Result<usize, ServiceError> {
@@ -293,6 +347,7 @@ impl Worker {
             return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
         }
         self.bring_up(slot, now);
+        let before = self.before(slot, now.max(at));
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         let live = &mut self.subscriptions[slot];
         self.scratch.clear();
@@ -300,6 +355,7 @@ impl Worker {
         drop(plans);
         live.advanced_to = live.advanced_to.max(at);
         let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body };
+        self.after(slot, before, now.max(at), at);
         self.refile(slot);
         let committed = self.submit(Batch { events: vec![row], ..Batch::default() });
         let outcome = match outcome {
@@ -315,7 +371,18 @@ impl Worker {
         let newest = now.micros() + self.config.future_skew_micros;
         let mut results = Vec::with_capacity(records.len());
         let mut rows = Vec::new();
+        // Boundaries first, so that what they change is named by them.
+        let mut seen = HashSet::new();
+        for (_, record) in &records {
+            if let Some(&slot) = self.index.get(&record.subscription)
+                && seen.insert(slot)
+            {
+                self.bring_up(slot, now);
+            }
+        }
         let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let notice_micros = self.notify.as_ref().map(|n| n.notice_micros);
+        let mut found = Vec::new();
         let mut touched = Vec::new();
         for (index, record) in records {
             let Some(&slot) = self.index.get(&record.subscription) else {
@@ -341,10 +408,16 @@ impl Worker {
             }
             let rating_started = std::time::Instant::now();
             self.scratch.clear();
-            live.subscription.advance(&plans.catalog, now, &mut self.scratch);
+            let before = notice_micros.map(|_| notify::snapshot(&live.subscription, &plans.catalog, now.max(record.at), live.advanced_to));
             let late = record.at < live.advanced_to.min(now) && boundary_between(&live.subscription, &plans, record.at, now);
             let outcome = live.subscription.apply(&plans.catalog, Event::Usage { bytes: record.bytes, country: record.country }, record.at, &mut self.scratch);
             live.advanced_to = live.advanced_to.max(now).max(record.at);
+            if let (Some(before), Some(notice_micros)) = (before, notice_micros) {
+                let changes = notify::changes(&live.id, before, &live.subscription, &plans.catalog, now.max(record.at), record.at, &self.scratch, notice_micros);
+                if !changes.is_empty() {
+                    found.push((slot, changes));
+                }
+            }
             let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
             self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
             self.metrics.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -369,10 +442,16 @@ impl Worker {
             ));
         }
         drop(plans);
+        if let Some(notify) = &self.notify {
+            for (slot, changes) in found {
+                self.outbox.extend(notify::rows(notify, &self.subscriptions[slot].id, changes, now));
+            }
+        }
         for slot in touched {
             self.refile(slot);
         }
         let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
+        self.flush_outbox();
         (results, committed)
     }
 
@@ -380,6 +459,7 @@ impl Worker {
         let slot = self.slot(id)?;
         let now = self.clock.now();
         self.bring_up(slot, now);
+        self.flush_outbox();
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         let live = &self.subscriptions[slot];
         let s = &live.subscription;
@@ -427,6 +507,7 @@ impl Worker {
             return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
         }
         self.bring_up(slot, now);
+        let before = self.before(slot, now.max(at));
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         let catalog = &plans.catalog;
         let live = &mut self.subscriptions[slot];
@@ -518,8 +599,10 @@ impl Worker {
             live.sessions = None;
         }
         drop(plans);
+        self.after(slot, before, now.max(at), at);
         self.refile(slot);
         let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
+        self.flush_outbox();
         Ok((answer, committed))
     }
 }

@@ -102,23 +102,46 @@ pub struct EventRow {
     pub body: EventBody,
 }
 
+/// A webhook delivery waiting in the outbox: one notification for one
+/// endpoint. `key` is deterministic, so a notification made twice (after a
+/// restart) is stored once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    pub key: String,
+    pub endpoint: String,
+    pub payload: String,
+    pub created_at_micros: i64,
+}
+
+/// A delivery due for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub key: String,
+    pub endpoint: String,
+    pub payload: String,
+    pub attempts: u32,
+}
+
 /// What one group commit writes, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub subscriptions: Vec<SubscriptionRow>,
     pub events: Vec<EventRow>,
+    pub notifications: Vec<NotificationRow>,
     /// The simulated clock, when it moved.
     pub clock_micros: Option<i64>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.subscriptions.is_empty() && self.events.is_empty() && self.clock_micros.is_none()
+        self.subscriptions.is_empty() && self.events.is_empty() && self.notifications.is_empty() && self.clock_micros.is_none()
     }
 
     pub fn append(&mut self, other: Batch) {
         self.subscriptions.extend(other.subscriptions);
         self.events.extend(other.events);
+        self.notifications.extend(other.notifications);
         if other.clock_micros.is_some() {
             self.clock_micros = other.clock_micros;
         }
@@ -137,6 +160,13 @@ pub trait Store: Send {
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>>;
     fn commit(&mut self, batch: &Batch) -> Result<()>;
     fn clock(&mut self) -> Result<Option<i64>>;
+    /// Deliveries not yet done whose next attempt is due at `now`.
+    fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>>;
+    /// Records an attempt: delivered, or to retry at `next_attempt_micros`
+    /// (`None`: given up).
+    fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()>;
+    /// Deliveries neither done nor given up.
+    fn backlog(&mut self) -> Result<u64>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://...` (with an
@@ -198,6 +228,7 @@ mod tests {
                 },
                 EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 12, at_micros: 12, key: None, body: EventBody::Suspend },
             ],
+            notifications: Vec::new(),
             clock_micros: Some(99),
         };
         store.commit(&batch).unwrap();
@@ -224,6 +255,21 @@ mod tests {
         store.load_events(&mut |e| all.push(e.seq)).unwrap();
         assert_eq!(all.len(), 5);
         assert!(all.windows(2).all(|w| w[0] < w[1]), "events come back in commit order");
+
+        // The outbox: a notification made twice is stored once.
+        let note = |key: &str| NotificationRow { key: key.into(), endpoint: "hook".into(), payload: "{}".into(), created_at_micros: 1 };
+        store.commit(&Batch { notifications: vec![note("n1"), note("n2")], ..Batch::default() }).unwrap();
+        store.commit(&Batch { notifications: vec![note("n1")], ..Batch::default() }).unwrap();
+        assert_eq!(store.backlog().unwrap(), 2);
+        let due = store.due_deliveries(100, 10).unwrap();
+        assert_eq!(due.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+        store.record_attempt(due[0].id, true, None, "200").unwrap();
+        store.record_attempt(due[1].id, false, Some(500), "503").unwrap();
+        assert_eq!(store.due_deliveries(100, 10).unwrap().len(), 0, "n1 is done, n2 waits until 500");
+        let retry = store.due_deliveries(500, 10).unwrap();
+        assert_eq!((retry.len(), retry[0].attempts), (1, 1));
+        store.record_attempt(retry[0].id, false, None, "gave up").unwrap();
+        assert_eq!(store.backlog().unwrap(), 0);
     }
 
     #[test]

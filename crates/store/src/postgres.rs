@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use crate::{Batch, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -45,6 +45,19 @@ CREATE TABLE meta (
     name TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
+"#, r#"
+CREATE TABLE outbox (
+    id BIGSERIAL PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    endpoint TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_outcome TEXT
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 "#];
 
 fn db(error: postgres::Error) -> StoreError {
@@ -248,6 +261,13 @@ impl Store for PostgresStore {
             )
             .map_err(db)?;
         }
+        for n in &batch.notifications {
+            tx.execute(
+                "INSERT INTO outbox (key, endpoint, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, 0) ON CONFLICT (key) DO NOTHING",
+                &[&n.key, &n.endpoint, &n.payload, &n.created_at_micros],
+            )
+            .map_err(db)?;
+        }
         if let Some(clock) = batch.clock_micros {
             tx.execute("INSERT INTO meta (name, value) VALUES ('clock', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[&clock])
                 .map_err(db)?;
@@ -258,6 +278,36 @@ impl Store for PostgresStore {
     fn clock(&mut self) -> Result<Option<i64>> {
         let rows = self.client.query("SELECT value FROM meta WHERE name = 'clock'", &[]).map_err(db)?;
         Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+                &[&now_micros, &(limit as i64)],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| Delivery { id: row.get(0), key: row.get(1), endpoint: row.get(2), payload: row.get(3), attempts: row.get::<_, i32>(4) as u32 })
+            .collect())
+    }
+
+    fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()> {
+        let state = if delivered { "delivered" } else if next_attempt_micros.is_some() { "pending" } else { "failed" };
+        self.client
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, state = $2, next_attempt_at = $3, last_outcome = $4 WHERE id = $1",
+                &[&id, &state, &next_attempt_micros.unwrap_or(i64::MAX), &outcome],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn backlog(&mut self) -> Result<u64> {
+        let row = self.client.query_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[]).map_err(db)?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 }
 

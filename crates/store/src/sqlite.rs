@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -44,6 +44,19 @@ CREATE TABLE meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+"#, r#"
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    endpoint TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_outcome TEXT
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 "#];
 
 fn db(error: rusqlite::Error) -> StoreError {
@@ -247,6 +260,12 @@ impl Store for SqliteStore {
                     ])
                     .map_err(db)?;
             }
+            let mut insert_notification = tx
+                .prepare_cached("INSERT INTO outbox (key, endpoint, payload, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT (key) DO NOTHING")
+                .map_err(db)?;
+            for n in &batch.notifications {
+                insert_notification.execute(params![n.key, n.endpoint, n.payload, n.created_at_micros]).map_err(db)?;
+            }
             if let Some(clock) = batch.clock_micros {
                 tx.execute("INSERT INTO meta (name, value) VALUES ('clock', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", [clock])
                     .map_err(db)?;
@@ -257,5 +276,33 @@ impl Store for SqliteStore {
 
     fn clock(&mut self) -> Result<Option<i64>> {
         self.connection.query_row("SELECT value FROM meta WHERE name = 'clock'", [], |row| row.get(0)).optional().map_err(db)
+    }
+
+    fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2")
+            .map_err(db)?;
+        let rows = statement
+            .query_map(params![now_micros, limit as i64], |row| {
+                Ok(Delivery { id: row.get(0)?, key: row.get(1)?, endpoint: row.get(2)?, payload: row.get(3)?, attempts: row.get(4)? })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()> {
+        let state = if delivered { "delivered" } else if next_attempt_micros.is_some() { "pending" } else { "failed" };
+        self.connection
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3, last_outcome = ?4 WHERE id = ?1",
+                params![id, state, next_attempt_micros.unwrap_or(i64::MAX), outcome],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn backlog(&mut self) -> Result<u64> {
+        self.connection.query_row("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", [], |row| row.get::<_, i64>(0)).map(|n| n as u64).map_err(db)
     }
 }

@@ -1,0 +1,202 @@
+//! Notifications: what changed for a subscription that someone should hear
+//! about, found by comparing before and after each change, and delivered as
+//! HMAC-signed webhooks from a persistent outbox.
+//!
+//! Every notification has a deterministic key (subscription, kind, and the
+//! instant or bucket it is about), so one made twice (say, when a boundary is
+//! crossed again after a restart) is stored once.
+
+use rollover_core::engine::Subscription;
+use rollover_core::ledger::{Change, Entry, Lifecycle};
+use rollover_core::{Catalog, Instant, Kind, Status, Zone};
+use rollover_store::NotificationRow;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub secret: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub endpoints: Vec<Endpoint>,
+    /// How long before carried data or a pass expires to warn.
+    pub notice_micros: i64,
+    /// First retry delay; each further retry doubles it, up to an hour.
+    pub retry_base_micros: i64,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> NotifyConfig {
+        NotifyConfig { endpoints: Vec::new(), notice_micros: 3 * 86_400 * 1_000_000, retry_base_micros: 1_000_000, max_attempts: 15 }
+    }
+}
+
+/// What is compared before and after a change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot {
+    status: Status,
+    /// 0, 50, 80 or 100: how much of the period's allowance is used.
+    level: u8,
+    period_start: Option<Instant>,
+    advanced_to: Instant,
+}
+
+fn allowance_level(subscription: &Subscription, catalog: &Catalog) -> (u8, Option<Instant>, u64, u64) {
+    let Some((_, start, end)) = subscription.period(catalog) else { return (0, None, 0, 0) };
+    if catalog.get(subscription.plan()).allowance_bytes.is_none() {
+        return (0, Some(start), 0, 0);
+    }
+    let granted_used = subscription.buckets().iter().find(|b| b.kind == Kind::ALLOWANCE && b.expires == end).map(|b| (b.granted_bytes, b.used_bytes));
+    let (granted, used) = granted_used.unwrap_or((1, 1));
+    let percent = used as u128 * 100 / granted.max(1) as u128;
+    let level = match percent {
+        100.. => 100,
+        80.. => 80,
+        50.. => 50,
+        _ => 0,
+    };
+    (level, Some(start), granted, used)
+}
+
+pub(crate) fn snapshot(subscription: &Subscription, catalog: &Catalog, at: Instant, advanced_to: Instant) -> Snapshot {
+    let (level, period_start, _, _) = allowance_level(subscription, catalog);
+    Snapshot { status: subscription.status(catalog, at), level, period_start, advanced_to }
+}
+
+/// The next instant a notice (carried data or a pass about to expire) falls
+/// due after `after`.
+pub(crate) fn next_notice(subscription: &Subscription, catalog: &Catalog, after: Instant, notice_micros: i64) -> Instant {
+    let mut next = Instant::NEVER;
+    for (notice, _) in notices(subscription, catalog, notice_micros) {
+        if notice > after {
+            next = next.min(notice);
+        }
+    }
+    next
+}
+
+/// (notice instant, what) for each live carry bucket with data and for a
+/// pass's end.
+fn notices(subscription: &Subscription, catalog: &Catalog, notice_micros: i64) -> Vec<(Instant, Notice)> {
+    let mut out = Vec::new();
+    for bucket in subscription.buckets() {
+        if bucket.kind == Kind::CARRY && !bucket.expires.is_never() {
+            out.push((bucket.expires.plus_micros(-notice_micros), Notice::Carry { bucket: bucket.id, remaining: bucket.remaining_bytes(), expires: bucket.expires }));
+        }
+    }
+    if let Some(end) = subscription.expires(catalog) {
+        out.push((end.plus_micros(-notice_micros), Notice::Plan { expires: end }));
+    }
+    out
+}
+
+enum Notice {
+    Carry { bucket: u32, remaining: u64, expires: Instant },
+    Plan { expires: Instant },
+}
+
+pub(crate) struct Found {
+    key: String,
+    kind: &'static str,
+    at: Instant,
+    data: Value,
+}
+
+/// What changed between `before` and now. `key_instant` names event-driven
+/// changes (the event's instant) or boundary-driven ones (the first boundary
+/// crossed), so that the same change always gets the same key.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn changes(
+    subscription_id: &str,
+    before: Snapshot,
+    subscription: &Subscription,
+    catalog: &Catalog,
+    now: Instant,
+    key_instant: Instant,
+    ledger: &[Entry],
+    notice_micros: i64,
+) -> Vec<Found> {
+    let utc = Zone::utc();
+    let mut found = Vec::new();
+    let mut push = |kind: &'static str, discriminator: String, at: Instant, data: Value| {
+        found.push(Found { key: format!("{subscription_id}/{kind}/{discriminator}"), kind, at, data });
+    };
+    let status = subscription.status(catalog, now);
+    let ended = matches!(status, Status::Cancelled | Status::Lapsed | Status::Expired);
+    let (level, period_start, granted, used) = allowance_level(subscription, catalog);
+    if let Some(start) = period_start
+        && !ended
+        && level >= 50
+        && level > before.level
+        && period_start == before.period_start
+    {
+        let kind = match level {
+            100 => "usage_100",
+            80 => "usage_80",
+            _ => "usage_50",
+        };
+        push(kind, start.micros().to_string(), key_instant, json!({"percent": level, "allowance_bytes": granted, "used_bytes": used, "period_start": start.to_rfc3339(&utc)}));
+    }
+    if status != before.status {
+        let kind = match (before.status, status) {
+            (_, Status::Throttled) => Some("throttled"),
+            (_, Status::Depleted) => Some("depleted"),
+            (Status::Throttled | Status::Depleted, Status::Active) => Some("restored"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            push(kind, key_instant.micros().to_string(), key_instant, json!({"status": status.name(), "previous_status": before.status.name()}));
+        }
+    }
+    for entry in ledger {
+        match entry.change {
+            Change::Lifecycle(Lifecycle::Lapsed) => push("lapsed", entry.at.micros().to_string(), entry.at, json!({})),
+            Change::Lifecycle(Lifecycle::Expired) => push("expired", entry.at.micros().to_string(), entry.at, json!({})),
+            Change::Lifecycle(Lifecycle::PlanChanged { from, to }) => push(
+                "plan_changed",
+                entry.at.micros().to_string(),
+                entry.at,
+                json!({"from": catalog.get(from).id, "to": catalog.get(to).id}),
+            ),
+            _ => {}
+        }
+    }
+    if !ended {
+        for (notice, what) in notices(subscription, catalog, notice_micros) {
+            if notice <= before.advanced_to || notice > now {
+                continue;
+            }
+            match what {
+                Notice::Carry { bucket, remaining, expires } if remaining > 0 && now < expires => push(
+                    "carry_expiring",
+                    format!("bucket-{bucket}"),
+                    notice,
+                    json!({"bucket": bucket, "remaining_bytes": remaining, "expires_at": expires.to_rfc3339(&utc)}),
+                ),
+                Notice::Plan { expires } if now < expires => {
+                    push("plan_expiring", expires.micros().to_string(), notice, json!({"expires_at": expires.to_rfc3339(&utc)}))
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// One outbox row per endpoint for each change.
+pub(crate) fn rows(config: &NotifyConfig, subscription_id: &str, found: Vec<Found>, now: Instant) -> Vec<NotificationRow> {
+    let utc = Zone::utc();
+    let mut rows = Vec::new();
+    for f in found {
+        let payload = json!({"id": f.key, "type": f.kind, "subscription": subscription_id, "at": f.at.to_rfc3339(&utc), "data": f.data}).to_string();
+        for endpoint in &config.endpoints {
+            rows.push(NotificationRow { key: format!("{}@{}", f.key, endpoint.id), endpoint: endpoint.id.clone(), payload: payload.clone(), created_at_micros: now.micros() });
+        }
+    }
+    rows
+}

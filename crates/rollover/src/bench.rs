@@ -20,12 +20,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000_000)]
         records: u64,
     },
+    /// Starts `rollover serve` as a second process on a fresh store, loads
+    /// subscriptions, drives durable ingestion and balance reads over HTTP,
+    /// and prints the figures.
+    Http(crate::loadgen::HttpBench),
+    /// Start-up with many subscriptions, and all of them crossing the same
+    /// local midnight while ingestion goes on.
+    Scale(crate::loadgen::ScaleBench),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
     match command {
         BenchCommand::Memory { subscriptions } => memory(subscriptions),
         BenchCommand::Engine { records } => engine(records),
+        BenchCommand::Http(options) => crate::loadgen::http(options),
+        BenchCommand::Scale(options) => crate::loadgen::scale(options),
     }
 }
 

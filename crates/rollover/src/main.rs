@@ -13,6 +13,7 @@ mod bench;
 mod config;
 mod demo;
 mod keys;
+mod loadgen;
 mod serve;
 
 #[derive(Parser)]

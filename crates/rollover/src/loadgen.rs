@@ -1,0 +1,405 @@
+//! `rollover bench http` and `rollover bench scale`: the service measured as
+//! an operator would run it: a separate server process on a fresh store, a
+//! load generator in this process, figures printed at the end.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant as WallClock};
+
+use rollover_core::{Instant, Zone};
+
+#[derive(clap::Args)]
+pub struct HttpBench {
+    /// "sqlite" or "postgres" (the local server, a fresh schema).
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    #[arg(long, default_value_t = 100_000)]
+    subscriptions: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    #[arg(long, default_value_t = 2_000)]
+    reads_per_second: u32,
+    #[arg(long, default_value_t = 10)]
+    read_seconds: u32,
+}
+
+#[derive(clap::Args)]
+pub struct ScaleBench {
+    /// "sqlite" or "postgres".
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    subscriptions: usize,
+}
+
+const PLANS: &str = r#"
+[[plan]]
+id = "bench"
+name = "bench: 100 GB monthly with rollover"
+currency = "EUR"
+price = "10.00"
+timezone = "UTC"
+period = { kind = "monthly" }
+allowance = { data = "100GiB" }
+rollover = { from = ["allowance"] }
+order = { kinds = ["carry", "allowance"] }
+
+[[plan]]
+id = "daily"
+name = "bench: unlimited, 1 GB a day at full speed (Shanghai midnight)"
+currency = "CNY"
+price = "30.00"
+timezone = "Asia/Shanghai"
+period = { kind = "monthly" }
+daily_cap = { data = "1GiB", window = "calendar_day", throttle_kbps = 128 }
+"#;
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+    cleanup: Option<String>,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(schema) = &self.cleanup {
+            let _ = Command::new("psql").args(["-h", "127.0.0.1", "-U", "root", "-d", "test", "-qc", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")]).status();
+        }
+    }
+}
+
+fn store_url(store: &str, name: &str) -> Result<(String, Option<String>), String> {
+    match store {
+        "sqlite" => {
+            let dir = std::env::temp_dir().join(format!("rollover-bench-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok((format!("sqlite://{}", dir.join("rollover.db").display()), None))
+        }
+        "postgres" => {
+            let schema = format!("bench_{name}_{}", std::process::id());
+            Ok((format!("postgres://root@127.0.0.1:5432/test?schema={schema}"), Some(schema)))
+        }
+        other => Err(format!("--store {other:?}: use sqlite or postgres")),
+    }
+}
+
+fn start_server(url: &str, clock: &str, cleanup: Option<String>) -> Result<ServerProcess, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .env("ROLLOVER_SERVER_LISTEN", "127.0.0.1:0")
+        .env("ROLLOVER_STORE_URL", url)
+        .env("ROLLOVER_DEMO", "false")
+        .env("ROLLOVER_CLOCK", clock)
+        .env("ROLLOVER_CLOCK_START", "2026-06-01T00:00:00Z")
+        .env("ROLLOVER_LOG", "warn")
+        .env_remove("ROLLOVER_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(|e| e.to_string())?;
+    let address = line.split_whitespace().find_map(|w| w.strip_prefix("http://")).ok_or_else(|| format!("the server said {line:?}"))?;
+    Ok(ServerProcess { base: format!("http://{address}"), child, cleanup })
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: String) -> Result<String, String> {
+    let mut response = agent.post(url).header("content-type", content_type).send(body).map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    if status >= 300 {
+        return Err(format!("{url}: HTTP {status}: {text}"));
+    }
+    Ok(text)
+}
+
+fn resident_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Creates subscriptions `prefix0..prefixN` on `plan` over the API, from
+/// eight threads.
+fn create_subscriptions(base: &str, plan: &str, prefix: &str, count: usize) -> Result<Duration, String> {
+    let started = WallClock::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, plan, prefix, next) = (base.to_string(), plan.to_string(), prefix.to_string(), next.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                let agent = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= count {
+                        return Ok(());
+                    }
+                    post(&agent, &format!("{base}/v1/subscriptions"), "application/json", format!(r#"{{"id":"{prefix}{i}","plan":"{plan}","at":"2026-06-01T00:00:00Z"}}"#))?;
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().map_err(|_| "a loader thread panicked")??;
+    }
+    Ok(started.elapsed())
+}
+
+struct Ingestion {
+    records: u64,
+    accepted: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+/// Posts `records` usage records in batches from `clients` threads, each
+/// record for a random subscription, stamped `at`.
+fn ingest(base: &str, subscriptions: usize, records: usize, batch: usize, clients: usize, at: &str, seed: u64) -> Result<Ingestion, String> {
+    let per_client = records / clients;
+    let started = WallClock::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|client| {
+            let (base, at) = (base.to_string(), at.to_string());
+            std::thread::spawn(move || -> Result<(u64, Vec<Duration>), String> {
+                let agent = agent();
+                let mut state = seed ^ (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut random = move || {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state
+                };
+                let mut accepted = 0;
+                let mut latencies = Vec::new();
+                let mut sent = 0;
+                while sent < per_client {
+                    let n = batch.min(per_client - sent);
+                    let mut body = String::with_capacity(n * 96 + 16);
+                    body.push_str(r#"{"records":["#);
+                    for k in 0..n {
+                        if k > 0 {
+                            body.push(',');
+                        }
+                        let subscription = random() % subscriptions as u64;
+                        let bytes = random() % 100_000;
+                        body.push_str(&format!(r#"{{"id":"r{seed}-{client}-{}","subscription":"s{subscription}","at":"{at}","bytes":{bytes}}}"#, sent + k));
+                    }
+                    body.push_str("]}");
+                    let t = WallClock::now();
+                    let reply = post(&agent, &format!("{base}/v1/usage"), "application/json", body)?;
+                    latencies.push(t.elapsed());
+                    accepted += reply.matches(r#""accepted""#).count() as u64;
+                    sent += n;
+                }
+                Ok((accepted, latencies))
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut latencies = Vec::new();
+    for thread in threads {
+        let (a, l) = thread.join().map_err(|_| "a client thread panicked")??;
+        accepted += a;
+        latencies.extend(l);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort();
+    Ok(Ingestion { records: (per_client * clients) as u64, accepted, seconds, latencies })
+}
+
+/// Open-loop balance reads at `rate` per second for `seconds`: latency is
+/// measured from each request's scheduled time, so a slow server cannot hide
+/// its queueing.
+fn reads(base: &str, subscriptions: usize, rate: u32, seconds: u32) -> Vec<Duration> {
+    let threads = 8u32;
+    let per_thread = rate / threads;
+    let started = WallClock::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let base = base.to_string();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut latencies = Vec::new();
+                let interval = Duration::from_secs_f64(1.0 / per_thread as f64);
+                let offset = interval.mul_f64(t as f64 / threads as f64);
+                for i in 0..(per_thread * seconds) {
+                    let scheduled = started + offset + interval * i;
+                    let now = WallClock::now();
+                    if scheduled > now {
+                        std::thread::sleep(scheduled - now);
+                    }
+                    let id = (i as usize * 7919 + t as usize * 104_729) % subscriptions;
+                    if let Ok(mut r) = agent.get(format!("{base}/v1/subscriptions/s{id}/balance")).call() {
+                        let _ = r.body_mut().read_to_string();
+                    }
+                    latencies.push(scheduled.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+    all.sort();
+    all
+}
+
+pub fn http(options: HttpBench) -> ExitCode {
+    match run_http(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollover bench http: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_http(o: HttpBench) -> Result<(), String> {
+    let (url, cleanup) = store_url(&o.store, "http")?;
+    let server = start_server(&url, "wall", cleanup)?;
+    let agent = agent();
+    post(&agent, &format!("{}/v1/plans", server.base), "application/toml", PLANS.to_string())?;
+    println!("rollover bench http: store {}, {} cores, server pid {}", o.store, std::thread::available_parallelism().map_or(0, |n| n.get()), server.child.id());
+    let created = create_subscriptions(&server.base, "bench", "s", o.subscriptions)?;
+    println!("  {} subscriptions created over the API in {:.1} s ({:.0}/s)", o.subscriptions, created.as_secs_f64(), o.subscriptions as f64 / created.as_secs_f64());
+    let at = Instant::from_micros(rollover_service::wall_micros()).to_rfc3339(&Zone::utc());
+    // A short warm-up, then the measured run.
+    ingest(&server.base, o.subscriptions, (o.batch * o.clients * 4).min(o.records), o.batch, o.clients, &at, 1)?;
+    let run = ingest(&server.base, o.subscriptions, o.records, o.batch, o.clients, &at, 2)?;
+    println!(
+        "  durable ingestion: {} records in batches of {} from {} clients: {:.0} records/s ({:.2} s); batch latency p50 {:.1} ms, p99 {:.1} ms; accepted {}",
+        run.records,
+        o.batch,
+        o.clients,
+        run.records as f64 / run.seconds,
+        run.seconds,
+        percentile(&run.latencies, 0.50),
+        percentile(&run.latencies, 0.99),
+        run.accepted
+    );
+    if run.accepted != run.records {
+        return Err(format!("only {} of {} records were accepted", run.accepted, run.records));
+    }
+    let latencies = reads(&server.base, o.subscriptions, o.reads_per_second, o.read_seconds);
+    println!(
+        "  balance reads at {}/s for {} s: {} reads, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        o.reads_per_second,
+        o.read_seconds,
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+    println!("  server resident memory: {:.0} MiB", resident_mib(server.child.id()));
+    Ok(())
+}
+
+pub fn scale(options: ScaleBench) -> ExitCode {
+    match run_scale(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollover bench scale: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Seeds the store directly (a purchase event per subscription, committed in
+/// large batches, as a migration would), then starts the server on it.
+fn run_scale(o: ScaleBench) -> Result<(), String> {
+    use rollover_store::{Batch, EventBody, EventRow, PlanRow, SubscriptionRow};
+    let (url, cleanup) = store_url(&o.store, "scale")?;
+    let started = WallClock::now();
+    {
+        let (mut store, _) = rollover_store::open(&url).map_err(|e| e.to_string())?;
+        let rows = [("bench", 0u32), ("daily", 1u32)]
+            .iter()
+            .map(|(id, position)| PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
+            .collect::<Vec<_>>();
+        store.insert_plans(&rows).map_err(|e| e.to_string())?;
+        // 2026-06-01T00:00:00Z; Shanghai midnight is 16:00 UTC.
+        let purchase = 1_780_272_000_000_000i64;
+        for chunk in (0..o.subscriptions).collect::<Vec<_>>().chunks(50_000) {
+            let mut batch = Batch::default();
+            for &i in chunk {
+                let id = format!("m{i}");
+                batch.subscriptions.push(SubscriptionRow { id: id.clone(), identifiers: Default::default(), created_at_micros: purchase });
+                batch.events.push(EventRow {
+                    seq: 0,
+                    subscription: id,
+                    applied_at_micros: purchase,
+                    at_micros: purchase,
+                    key: None,
+                    body: EventBody::Purchase { plan_id: "daily".into(), plan_version: 1 },
+                });
+            }
+            store.commit(&batch).map_err(|e| e.to_string())?;
+        }
+    }
+    println!("rollover bench scale: store {}, {} subscriptions on a daily-cap plan (Asia/Shanghai) seeded in {:.1} s", o.store, o.subscriptions, started.elapsed().as_secs_f64());
+    let t = WallClock::now();
+    let server = start_server(&url, "simulated", cleanup)?;
+    println!("  start-up (rebuild from the store, listening): {:.2} s; resident memory {:.0} MiB", t.elapsed().as_secs_f64(), resident_mib(server.child.id()));
+    let client = agent();
+    post(&client, &format!("{}/v1/clock", server.base), "application/json", r#"{"now":"2026-06-01T15:59:00Z"}"#.into())?;
+    // Usage for a few subscriptions, then every subscription crosses 00:00
+    // Beijing time while a client keeps posting usage.
+    let base = server.base.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_loader = stop.clone();
+    let subscriptions = o.subscriptions;
+    let loader = std::thread::spawn(move || {
+        let agent = agent();
+        let mut latencies = Vec::new();
+        let mut n = 0u64;
+        while !stop_loader.load(Ordering::Relaxed) {
+            let body = format!(r#"{{"records":[{{"id":"x{n}","subscription":"m{}","at":"2026-06-01T15:59:00Z","bytes":1000}}]}}"#, (n as usize * 7919) % subscriptions);
+            let t = WallClock::now();
+            if post(&agent, &format!("{base}/v1/usage"), "application/json", body).is_ok() {
+                latencies.push(t.elapsed());
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        latencies
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = WallClock::now();
+    post(&client, &format!("{}/v1/clock", server.base), "application/json", r#"{"now":"2026-06-01T16:00:01Z"}"#.into())?;
+    let midnight = t.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = loader.join().map_err(|_| "the loader panicked")?;
+    latencies.sort();
+    println!(
+        "  {} subscriptions crossed the same local midnight in {:.2} s; meanwhile {} single-record usage posts answered, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        o.subscriptions,
+        midnight.as_secs_f64(),
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+    println!("  resident memory after midnight: {:.0} MiB", resident_mib(server.child.id()));
+    Ok(())
+}

@@ -58,6 +58,10 @@ CREATE TABLE outbox (
     last_outcome TEXT
 );
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+"#, r#"
+DROP INDEX events_by_key;
+DROP INDEX events_by_subscription;
+CREATE UNIQUE INDEX events_by_subscription_key ON events (subscription, key);
 "#];
 
 fn db(error: postgres::Error) -> StoreError {

@@ -57,6 +57,10 @@ CREATE TABLE outbox (
     last_outcome TEXT
 );
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+"#, r#"
+DROP INDEX events_by_key;
+DROP INDEX events_by_subscription;
+CREATE UNIQUE INDEX events_by_subscription_key ON events (subscription, key);
 "#];
 
 fn db(error: rusqlite::Error) -> StoreError {
@@ -78,7 +82,10 @@ impl SqliteStore {
         }
         let connection = Connection::open(path).map_err(db)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                 PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 16384; PRAGMA temp_store = MEMORY;",
+            )
             .map_err(db)?;
         let mut store = SqliteStore { connection };
         store.migrate()?;

@@ -384,9 +384,19 @@ fn run_scale(o: ScaleBench) -> Result<(), String> {
         latencies
     });
     std::thread::sleep(Duration::from_millis(500));
+    let daily = |client: &ureq::Agent| -> Result<u64, String> {
+        let mut r = client.get(format!("{}/v1/subscriptions/m0/balance", server.base)).call().map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        v["daily_remaining_bytes"].as_u64().ok_or_else(|| format!("no daily_remaining_bytes in {v}"))
+    };
+    let before = daily(&client)?;
     let t = WallClock::now();
     post(&client, &format!("{}/v1/clock", server.base), "application/json", r#"{"now":"2026-06-01T16:00:01Z"}"#.into())?;
     let midnight = t.elapsed();
+    let after = daily(&client)?;
+    if before >= after || after != 1 << 30 {
+        return Err(format!("the day window did not turn: {before} bytes left before midnight, {after} after"));
+    }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let mut latencies = loader.join().map_err(|_| "the loader panicked")?;

@@ -26,12 +26,14 @@ pub struct NotificationsSection {
     pub notice_days: u32,
     /// First retry delay of a failed delivery; doubles each time, up to an hour.
     pub retry_base_ms: u64,
+    /// The longest wait between two attempts.
+    pub max_backoff_ms: u64,
     pub max_attempts: u32,
 }
 
 impl Default for NotificationsSection {
     fn default() -> NotificationsSection {
-        NotificationsSection { notice_days: 3, retry_base_ms: 1_000, max_attempts: 15 }
+        NotificationsSection { notice_days: 3, retry_base_ms: 1_000, max_backoff_ms: 3_600_000, max_attempts: 15 }
     }
 }
 
@@ -203,6 +205,7 @@ impl Config {
                 "ROLLOVER_NOTIFICATIONS_NOTICE_DAYS" => config.notifications.notice_days = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_RETRY_BASE_MS" => config.notifications.retry_base_ms = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_MAX_ATTEMPTS" => config.notifications.max_attempts = parse_env(&name, &value)?,
+                "ROLLOVER_NOTIFICATIONS_MAX_BACKOFF_MS" => config.notifications.max_backoff_ms = parse_env(&name, &value)?,
                 _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
                     return Err(format!("{name}: unknown setting"));
                 }
@@ -248,8 +251,8 @@ impl Config {
                 return Err(format!("webhooks[{index}].id = {:?} is used twice", hook.id));
             }
         }
-        if self.notifications.max_attempts == 0 || self.notifications.retry_base_ms == 0 {
-            return Err("notifications.max_attempts and retry_base_ms must be at least 1".into());
+        if self.notifications.max_attempts == 0 || self.notifications.retry_base_ms == 0 || self.notifications.max_backoff_ms == 0 {
+            return Err("notifications.max_attempts, retry_base_ms and max_backoff_ms must be at least 1".into());
         }
         let has_keys = !self.security.api_keys.is_empty() || self.security.env_key.is_some();
         if !has_keys && !self.listen()?.ip().is_loopback() {
@@ -303,6 +306,7 @@ impl Config {
             endpoints: self.webhooks.iter().map(|h| Endpoint { id: h.id.clone(), url: h.url.clone(), secret: h.secret.as_bytes().to_vec() }).collect(),
             notice_micros: self.notifications.notice_days as i64 * 86_400 * 1_000_000,
             retry_base_micros: self.notifications.retry_base_ms as i64 * 1_000,
+            max_backoff_micros: self.notifications.max_backoff_ms as i64 * 1_000,
             max_attempts: self.notifications.max_attempts,
         }
     }

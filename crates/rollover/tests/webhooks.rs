@@ -133,6 +133,7 @@ fn env(receiver: &Receiver) -> Vec<(&'static str, String)> {
         ("ROLLOVER_WEBHOOK_URL", receiver.url.clone()),
         ("ROLLOVER_WEBHOOK_SECRET", SECRET.to_string()),
         ("ROLLOVER_NOTIFICATIONS_RETRY_BASE_MS", "50".to_string()),
+        ("ROLLOVER_NOTIFICATIONS_MAX_BACKOFF_MS", "200".to_string()),
         ("ROLLOVER_NOTIFICATIONS_NOTICE_DAYS", "3".to_string()),
     ]
 }

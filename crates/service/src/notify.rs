@@ -24,15 +24,16 @@ pub struct NotifyConfig {
     pub endpoints: Vec<Endpoint>,
     /// How long before carried data or a pass expires to warn.
     pub notice_micros: i64,
-    /// First retry delay; each further retry doubles it, up to an hour.
+    /// First retry delay; each further retry doubles it, up to `max_backoff_micros`.
     pub retry_base_micros: i64,
+    pub max_backoff_micros: i64,
     /// Attempts before a delivery is given up.
     pub max_attempts: u32,
 }
 
 impl Default for NotifyConfig {
     fn default() -> NotifyConfig {
-        NotifyConfig { endpoints: Vec::new(), notice_micros: 3 * 86_400 * 1_000_000, retry_base_micros: 1_000_000, max_attempts: 15 }
+        NotifyConfig { endpoints: Vec::new(), notice_micros: 3 * 86_400 * 1_000_000, retry_base_micros: 1_000_000, max_backoff_micros: 3_600 * 1_000_000, max_attempts: 15 }
     }
 }
 

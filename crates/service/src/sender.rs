@@ -18,7 +18,6 @@ use crate::metrics::Metrics;
 use crate::notify::NotifyConfig;
 
 const POLL: Duration = Duration::from_millis(100);
-const MAX_BACKOFF_MICROS: i64 = 3_600 * 1_000_000;
 
 pub(crate) fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
@@ -59,7 +58,7 @@ pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, metrics:
             let next = if delivered || delivery.attempts + 1 >= config.max_attempts {
                 None
             } else {
-                let backoff = config.retry_base_micros.saturating_mul(1 << delivery.attempts.min(30)).min(MAX_BACKOFF_MICROS);
+                let backoff = config.retry_base_micros.saturating_mul(1 << delivery.attempts.min(30)).min(config.max_backoff_micros);
                 Some(wall_micros() + backoff)
             };
             if !delivered {

@@ -61,7 +61,22 @@ CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 DROP INDEX events_by_key;
 DROP INDEX events_by_subscription;
 CREATE UNIQUE INDEX events_by_subscription_key ON events (subscription, key);
+"#, r#"
+DROP INDEX events_by_subscription_key;
+CREATE TABLE event_index (
+    subscription TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (subscription, seq)
+) WITHOUT ROWID;
+INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events;
+INSERT OR REPLACE INTO meta (name, value) SELECT 'indexed_upto', COALESCE(MAX(seq), 0) FROM events;
 "#];
+
+/// The subscription index of the event log is built behind the log, in
+/// large batches: a random-order index maintained row by row in the commit
+/// path costs most of the commit (every commit rewrites hundreds of index
+/// pages). Reads look at the index and at the short unindexed tail.
+const INDEX_BATCH: i64 = 100_000;
 
 fn db(error: rusqlite::Error) -> StoreError {
     StoreError(error.to_string())
@@ -226,7 +241,12 @@ impl Store for SqliteStore {
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
         let mut statement = self
             .connection
-            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = ?1 ORDER BY seq"))
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = ?1) \
+                 UNION ALL \
+                 SELECT {EVENT_COLUMNS} FROM events WHERE seq > (SELECT value FROM meta WHERE name = 'indexed_upto') AND subscription = ?1 \
+                 ORDER BY seq"
+            ))
             .map_err(db)?;
         let rows = statement.query_map([subscription], event_from_row).map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
@@ -283,6 +303,21 @@ impl Store for SqliteStore {
 
     fn clock(&mut self) -> Result<Option<i64>> {
         self.connection.query_row("SELECT value FROM meta WHERE name = 'clock'", [], |row| row.get(0)).optional().map_err(db)
+    }
+
+    fn maintain(&mut self) -> Result<bool> {
+        let tx = self.connection.transaction().map_err(db)?;
+        let upto: i64 = tx.query_row("SELECT value FROM meta WHERE name = 'indexed_upto'", [], |row| row.get(0)).map_err(db)?;
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(db)?;
+        if last <= upto {
+            return Ok(false);
+        }
+        let until = last.min(upto + INDEX_BATCH);
+        tx.execute("INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events WHERE seq > ?1 AND seq <= ?2", params![upto, until])
+            .map_err(db)?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'indexed_upto'", [until]).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(until < last)
     }
 
     fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {

@@ -10,4 +10,4 @@ mod routes;
 
 pub use docs::OPENAPI;
 pub use problem::Problem;
-pub use routes::router;
+pub use routes::{Limits, router};

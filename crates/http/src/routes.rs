@@ -18,12 +18,25 @@ use serde_json::{Value, json};
 use crate::json;
 use crate::problem::Problem;
 
-/// Most records in one `POST /v1/usage`.
+/// Most records in one `POST /v1/usage`, and the default.
 pub const MAX_RECORDS: usize = 10_000;
-/// Largest request body.
-pub const MAX_BODY_BYTES: usize = 4 << 20;
 
-pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>) -> Router {
+/// Request limits an operator may lower.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most records in one `POST /v1/usage` (at most 10,000).
+    pub max_records: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_records: MAX_RECORDS, max_body_bytes: 4 << 20 }
+    }
+}
+
+pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>, limits: Limits) -> Router {
     let auth_state = (security.clone(), service.clone());
     Router::new()
         .route("/v1/plans", post(post_plans).get(get_plans))
@@ -46,7 +59,8 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>)
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
         .layer(axum::middleware::from_fn_with_state(auth_state, crate::auth::authorize))
         .layer(axum::Extension(security))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::Extension(limits))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(service)
 }
 
@@ -210,7 +224,7 @@ async fn post_event(State(service): State<Service>, Path(id): Path<String>, body
     }))
 }
 
-async fn post_usage(State(service): State<Service>, body: Bytes) -> ApiResult {
+async fn post_usage(State(service): State<Service>, axum::Extension(limits): axum::Extension<Limits>, body: Bytes) -> ApiResult {
     let fields = json::parse_object(&body)?;
     json::only(&fields, "", &["records"])?;
     let Some(Value::Array(list)) = fields.get("records") else {
@@ -219,8 +233,12 @@ async fn post_usage(State(service): State<Service>, body: Bytes) -> ApiResult {
     if list.is_empty() {
         return Err(Problem::bad_request("records", "is empty"));
     }
-    if list.len() > MAX_RECORDS {
-        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("records: {} records; at most {MAX_RECORDS} per request", list.len()), Some("records".into())));
+    if list.len() > limits.max_records {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("records: {} records; at most {} per request", list.len(), limits.max_records),
+            Some("records".into()),
+        ));
     }
     // Every record is checked before any is applied: a bad batch applies nothing.
     let mut records = Vec::with_capacity(list.len());
@@ -404,16 +422,17 @@ async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, quer
         return Err(Problem::bad_request("limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
     }
     let offset = query.offset.unwrap_or(0);
-    let (entries, plan_ix) = service.ledger(&id).await?;
+    let (entries, late, plan_ix) = service.ledger(&id).await?;
     let plans = service.plans();
     let plan = plans.catalog.get(plan_ix);
     let zone = &plan.zone;
     let money = |minor: i64| plan.currency.format(minor);
     let selected: Vec<Value> = entries
         .iter()
-        .filter(|e| from.is_none_or(|f| e.at >= f) && to.is_none_or(|t| e.at < t))
-        .filter(|e| cause.is_none_or(|c| matches!(e.change, Change::Forfeited { cause, .. } if cause == c)))
-        .map(|e| {
+        .zip(late)
+        .filter(|(e, _)| from.is_none_or(|f| e.at >= f) && to.is_none_or(|t| e.at < t))
+        .filter(|(e, _)| cause.is_none_or(|c| matches!(e.change, Change::Forfeited { cause, .. } if cause == c)))
+        .map(|(e, late)| {
             let mut v = match e.change {
                 Change::Granted { bytes, expires, source } => json!({
                     "type": "granted", "bytes": bytes, "expires_at": json::show(expires, zone),
@@ -430,6 +449,9 @@ async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, quer
                 Change::Lifecycle(event) => json!({"type": "lifecycle", "event": lifecycle_name(event)}),
             };
             v["at"] = json!(e.at.to_rfc3339(zone));
+            if late {
+                v["late"] = json!(true);
+            }
             if let Some(kind) = e.kind {
                 v["bucket"] = json!(e.bucket);
                 v["kind"] = json!(kind.name());

@@ -17,6 +17,22 @@ pub struct Config {
     pub security: SecuritySection,
     pub notifications: NotificationsSection,
     pub webhooks: Vec<WebhookSection>,
+    pub limits: LimitsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Most usage records in one request (at most 10,000).
+    pub max_records_per_request: usize,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> LimitsSection {
+        LimitsSection { max_records_per_request: 10_000, max_body_bytes: 4 << 20 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +218,8 @@ impl Config {
                     Some(hook) => hook.secret = value,
                     None => config.webhooks.push(WebhookSection { id: "env".into(), url: String::new(), secret: value }),
                 },
+                "ROLLOVER_LIMITS_MAX_RECORDS_PER_REQUEST" => config.limits.max_records_per_request = parse_env(&name, &value)?,
+                "ROLLOVER_LIMITS_MAX_BODY_BYTES" => config.limits.max_body_bytes = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_NOTICE_DAYS" => config.notifications.notice_days = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_RETRY_BASE_MS" => config.notifications.retry_base_ms = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_MAX_ATTEMPTS" => config.notifications.max_attempts = parse_env(&name, &value)?,
@@ -253,6 +271,12 @@ impl Config {
         }
         if self.notifications.max_attempts == 0 || self.notifications.retry_base_ms == 0 || self.notifications.max_backoff_ms == 0 {
             return Err("notifications.max_attempts, retry_base_ms and max_backoff_ms must be at least 1".into());
+        }
+        if !(1..=10_000).contains(&self.limits.max_records_per_request) {
+            return Err(format!("limits.max_records_per_request = {}: use 1 to 10000", self.limits.max_records_per_request));
+        }
+        if !(1024..=64 << 20).contains(&self.limits.max_body_bytes) {
+            return Err(format!("limits.max_body_bytes = {}: use 1024 to 67108864", self.limits.max_body_bytes));
         }
         let has_keys = !self.security.api_keys.is_empty() || self.security.env_key.is_some();
         if !has_keys && !self.listen()?.ip().is_loopback() {
@@ -309,6 +333,10 @@ impl Config {
             max_backoff_micros: self.notifications.max_backoff_ms as i64 * 1_000,
             max_attempts: self.notifications.max_attempts,
         }
+    }
+
+    pub fn limits(&self) -> rollover_http::Limits {
+        rollover_http::Limits { max_records: self.limits.max_records_per_request, max_body_bytes: self.limits.max_body_bytes }
     }
 
     /// The store URL for logs, without a password.

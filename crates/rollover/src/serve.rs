@@ -89,7 +89,7 @@ async fn serve(config: Config) -> Result<(), String> {
     if security.is_open() {
         tracing::warn!("no API key configured: the API is open to anyone who can reach {bound}");
     }
-    let app = rollover_http::router(service, security);
+    let app = rollover_http::router(service, security, config.limits());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
 }
 

@@ -345,4 +345,25 @@ fn openapi_matches_the_server(backend: Backend) {
     assert!(page.body.as_str().unwrap().contains("/v1/subscriptions/{id}/balance"));
 }
 
-on_both_stores!(openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);
+
+fn a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late(backend: Backend) {
+    let server = server_with_subscription(backend);
+    server.post("/v1/usage", &json!({"records": [record("early", 1 << 30)]}));
+    // March ends; a record stamped in March arrives after the turn.
+    server.set_clock("2026-04-01T00:10:00+08:00");
+    let reply = server.post("/v1/usage", &json!({"records": [{"id": "late", "subscription": "s1", "at": "2026-03-31T23:59:00+08:00", "bytes": 1 << 30}]}));
+    assert_eq!(reply.body["results"][0]["status"], "accepted");
+    assert_eq!(reply.body["results"][0]["late"], true, "{}", reply.body);
+    let balance = server.get("/v1/subscriptions/s1/balance").body;
+    // March's 29 GiB carried over; the late gigabyte was drawn from it (carry first).
+    let carry = balance["buckets"].as_array().unwrap().iter().find(|b| b["kind"] == "carry").unwrap();
+    assert_eq!(carry["remaining_bytes"], 28u64 << 30, "{balance}");
+    let ledger = server.get("/v1/subscriptions/s1/ledger?type=drawn").body;
+    let draws = ledger["entries"].as_array().unwrap();
+    assert_eq!(draws.len(), 2, "{ledger}");
+    assert!(draws[0].get("late").is_none(), "the record on time is not late: {ledger}");
+    assert_eq!(draws[1]["late"], true, "{ledger}");
+    assert_eq!(draws[1]["kind"], "carry");
+}
+
+on_both_stores!(a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);

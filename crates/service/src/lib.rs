@@ -557,7 +557,7 @@ impl Service {
 
     /// The subscription's ledger, recomputed from its stored events (the same
     /// engine, the same order), brought up to the clock's now.
-    pub async fn ledger(&self, subscription: &str) -> Result<(Vec<Entry>, PlanIx), ServiceError> {
+    pub async fn ledger(&self, subscription: &str) -> Result<(Vec<Entry>, Vec<bool>, PlanIx), ServiceError> {
         let service = self.clone();
         let id = subscription.to_string();
         tokio::task::spawn_blocking(move || {
@@ -566,9 +566,10 @@ impl Service {
                 return Err(ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") });
             }
             let plans = service.plans();
-            let (mut subscription, mut ledger) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
+            let (mut subscription, mut ledger, mut late) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
             subscription.advance(&plans.catalog, service.now(), &mut ledger);
-            Ok((ledger, subscription.plan()))
+            late.resize(ledger.len(), false);
+            Ok((ledger, late, subscription.plan()))
         })
         .await
         .map_err(|_| ServiceError::Unavailable("the ledger reader stopped".into()))?

@@ -58,13 +58,22 @@ pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &Ev
     Ok(())
 }
 
-/// Rebuilds one subscription and its whole ledger from its rows.
-pub fn replay_subscription(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>), String> {
+/// Rebuilds one subscription and its whole ledger from its rows. The second
+/// list marks the entries of usage records that arrived late: stamped before
+/// a period boundary the subscription had already crossed, so rated in the
+/// period that was current when they arrived.
+pub fn replay_subscription(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>, Vec<bool>), String> {
     let (first, rest) = rows.split_first().ok_or("no stored events")?;
     let mut ledger = Vec::new();
     let mut subscription = purchase(plans, first, &mut ledger)?;
+    let mut late = vec![false; ledger.len()];
     for row in rest {
+        subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), &mut ledger);
+        late.resize(ledger.len(), false);
+        let is_late = matches!(row.body, EventBody::Usage { .. })
+            && subscription.period(&plans.catalog).is_some_and(|(_, start, _)| row.at_micros < start.micros());
         apply_row(plans, &mut subscription, row, &mut ledger)?;
+        late.resize(ledger.len(), is_late);
     }
-    Ok((subscription, ledger))
+    Ok((subscription, ledger, late))
 }

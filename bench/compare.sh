@@ -23,7 +23,8 @@ for run in $(seq 1 "$runs"); do
   postgres="$($bin bench http --store postgres --clients 16 --read-seconds 2 2>/dev/null)"
   echo "$sqlite"
   echo "$postgres"
-  base="$("$baselines/bench.sh" both 2>/dev/null | tee /dev/stderr)"
+  base="$("$baselines/bench.sh" both 2>/dev/null)"
+  echo "$base"
   ours_sqlite="$(echo "$sqlite" | sed -n 's/.*clients: \([0-9]*\) records\/s.*/\1/p')"
   ours_pg="$(echo "$postgres" | sed -n 's/.*clients: \([0-9]*\) records\/s.*/\1/p')"
   # records/s is the first whole number on a summary line

@@ -309,11 +309,7 @@ impl Worker {
         if self.index.contains_key(&row.id) {
             return Err(ServiceError::Conflict { field: "id", message: format!("subscription \"{}\" already exists", row.id) });
         }
-        let now = self.clock.now();
-        let at = at.unwrap_or(now);
-        if at.micros() > now.micros() + self.config.future_skew_micros {
-            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
-        }
+        let (now, at) = self.now_and(at)?;
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         self.scratch.clear();
         let mut subscription = Subscription::purchase(&plans.catalog, plan.ix, at, &mut self.scratch);
@@ -335,17 +331,24 @@ impl Worker {
         Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], ..Batch::default() }))
     }
 
+    /// The clock's now, and an event's instant (now when not given), which
+    /// may not lie further ahead than the allowed skew.
+    fn now_and(&self, at: Option<Instant>) -> Result<(Instant, Instant), ServiceError> {
+        let now = self.clock.now();
+        let at = at.unwrap_or(now);
+        if at.micros() > now.micros() + self.config.future_skew_micros {
+            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
+        }
+        Ok((now, at))
+    }
+
     fn slot(&self, id: &str) -> Result<usize, ServiceError> {
         self.index.get(id).copied().ok_or_else(|| ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") })
     }
 
     fn event(&mut self, id: &str, event: Event, body: EventBody, at: Option<Instant>) -> Result<(EventOutcome, Option<Committed>), ServiceError> {
         let slot = self.slot(id)?;
-        let now = self.clock.now();
-        let at = at.unwrap_or(now);
-        if at.micros() > now.micros() + self.config.future_skew_micros {
-            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
-        }
+        let (now, at) = self.now_and(at)?;
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
         let plans = self.plans.read().expect("the plan lock is never poisoned");
@@ -501,11 +504,7 @@ impl Worker {
 impl Worker {
     fn session(&mut self, id: &str, session: &str, op: SessionOp, at: Option<Instant>) -> Result<(SessionAnswer, Option<Committed>), ServiceError> {
         let slot = self.slot(id)?;
-        let now = self.clock.now();
-        let at = at.unwrap_or(now);
-        if at.micros() > now.micros() + self.config.future_skew_micros {
-            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
-        }
+        let (now, at) = self.now_and(at)?;
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
         let plans = self.plans.read().expect("the plan lock is never poisoned");

@@ -126,6 +126,28 @@ fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: String) -> Res
     Ok(text)
 }
 
+/// (commits, seconds in commits, events committed) so far, from the
+/// server's own metrics.
+fn commit_totals(agent: &ureq::Agent, base: &str) -> (f64, f64, f64) {
+    let Ok(mut response) = agent.get(format!("{base}/metrics")).call() else { return (0.0, 0.0, 0.0) };
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let value = |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0) };
+    (value("rollover_commit_seconds_count "), value("rollover_commit_seconds_sum "), value("rollover_commit_events_sum "))
+}
+
+fn commit_summary(before: (f64, f64, f64), after: (f64, f64, f64)) -> String {
+    let (commits, seconds, events) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    if commits == 0.0 {
+        return "no commits".into();
+    }
+    format!(
+        "group commits during the run: {commits:.0}, {:.0} records each on average, {:.2} ms each (fsync included); the writer was busy {:.1} s",
+        events / commits,
+        seconds / commits * 1000.0,
+        seconds
+    )
+}
+
 fn resident_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -174,43 +196,55 @@ struct Ingestion {
 }
 
 /// Posts `records` usage records in batches from `clients` threads, each
-/// record for a random subscription, stamped `at`.
+/// record for a random subscription, stamped `at`. The request bodies are
+/// built before the clock starts, so that the figure is the server's (the
+/// baselines' load tools are C programs that build their requests for free).
 fn ingest(base: &str, subscriptions: usize, records: usize, batch: usize, clients: usize, at: &str, seed: u64) -> Result<Ingestion, String> {
     let per_client = records / clients;
-    let started = WallClock::now();
-    let threads: Vec<_> = (0..clients)
+    let bodies: Vec<Vec<String>> = (0..clients)
         .map(|client| {
-            let (base, at) = (base.to_string(), at.to_string());
+            let mut state = seed ^ (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut random = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let mut bodies = Vec::new();
+            let mut sent = 0;
+            while sent < per_client {
+                let n = batch.min(per_client - sent);
+                let mut body = String::with_capacity(n * 96 + 16);
+                body.push_str(r#"{"records":["#);
+                for k in 0..n {
+                    if k > 0 {
+                        body.push(',');
+                    }
+                    let subscription = random() % subscriptions as u64;
+                    let bytes = random() % 100_000;
+                    body.push_str(&format!(r#"{{"id":"r{seed}-{client}-{}","subscription":"s{subscription}","at":"{at}","bytes":{bytes}}}"#, sent + k));
+                }
+                body.push_str("]}");
+                bodies.push(body);
+                sent += n;
+            }
+            bodies
+        })
+        .collect();
+    let started = WallClock::now();
+    let threads: Vec<_> = bodies
+        .into_iter()
+        .map(|bodies| {
+            let base = base.to_string();
             std::thread::spawn(move || -> Result<(u64, Vec<Duration>), String> {
                 let agent = agent();
-                let mut state = seed ^ (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let mut random = move || {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state
-                };
                 let mut accepted = 0;
-                let mut latencies = Vec::new();
-                let mut sent = 0;
-                while sent < per_client {
-                    let n = batch.min(per_client - sent);
-                    let mut body = String::with_capacity(n * 96 + 16);
-                    body.push_str(r#"{"records":["#);
-                    for k in 0..n {
-                        if k > 0 {
-                            body.push(',');
-                        }
-                        let subscription = random() % subscriptions as u64;
-                        let bytes = random() % 100_000;
-                        body.push_str(&format!(r#"{{"id":"r{seed}-{client}-{}","subscription":"s{subscription}","at":"{at}","bytes":{bytes}}}"#, sent + k));
-                    }
-                    body.push_str("]}");
+                let mut latencies = Vec::with_capacity(bodies.len());
+                for body in bodies {
                     let t = WallClock::now();
                     let reply = post(&agent, &format!("{base}/v1/usage"), "application/json", body)?;
                     latencies.push(t.elapsed());
                     accepted += reply.matches(r#""accepted""#).count() as u64;
-                    sent += n;
                 }
                 Ok((accepted, latencies))
             })
@@ -285,7 +319,9 @@ fn run_http(o: HttpBench) -> Result<(), String> {
     let at = Instant::from_micros(rollover_service::wall_micros()).to_rfc3339(&Zone::utc());
     // A short warm-up, then the measured run.
     ingest(&server.base, o.subscriptions, (o.batch * o.clients * 4).min(o.records), o.batch, o.clients, &at, 1)?;
+    let before = commit_totals(&agent, &server.base);
     let run = ingest(&server.base, o.subscriptions, o.records, o.batch, o.clients, &at, 2)?;
+    let after = commit_totals(&agent, &server.base);
     println!(
         "  durable ingestion: {} records in batches of {} from {} clients: {:.0} records/s ({:.2} s); batch latency p50 {:.1} ms, p99 {:.1} ms; accepted {}",
         run.records,
@@ -300,6 +336,7 @@ fn run_http(o: HttpBench) -> Result<(), String> {
     if run.accepted != run.records {
         return Err(format!("only {} of {} records were accepted", run.accepted, run.records));
     }
+    println!("  {}", commit_summary(before, after));
     let latencies = reads(&server.base, o.subscriptions, o.reads_per_second, o.read_seconds);
     println!(
         "  balance reads at {}/s for {} s: {} reads, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

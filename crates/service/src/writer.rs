@@ -70,9 +70,12 @@ impl Writer {
     }
 
     fn maintain(&mut self) {
-        if let Err(e) = self.store.maintain() {
-            tracing::warn!(error = %e, "store maintenance failed; it is retried");
+        let started = std::time::Instant::now();
+        match self.store.maintain() {
+            Ok(true) | Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "store maintenance failed; it is retried"),
         }
+        self.metrics.maintenance_seconds.observe(started.elapsed().as_secs_f64());
     }
 
     fn commit(&mut self, batch: &mut Batch, done: &mut Vec<oneshot::Sender<()>>) {

@@ -128,29 +128,23 @@ fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: String) -> Res
 
 /// (commits, seconds in commits, events committed) so far, from the
 /// server's own metrics.
-fn commit_totals(agent: &ureq::Agent, base: &str) -> (f64, f64, f64, f64) {
-    let Ok(mut response) = agent.get(format!("{base}/metrics")).call() else { return (0.0, 0.0, 0.0, 0.0) };
+fn commit_totals(agent: &ureq::Agent, base: &str) -> (f64, f64, f64) {
+    let Ok(mut response) = agent.get(format!("{base}/metrics")).call() else { return (0.0, 0.0, 0.0) };
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let value = |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0) };
-    (
-        value("rollover_commit_seconds_count "),
-        value("rollover_commit_seconds_sum "),
-        value("rollover_commit_events_sum "),
-        value("rollover_store_maintenance_seconds_sum "),
-    )
+    (value("rollover_commit_seconds_count "), value("rollover_commit_seconds_sum "), value("rollover_commit_events_sum "))
 }
 
-fn commit_summary(before: (f64, f64, f64, f64), after: (f64, f64, f64, f64)) -> String {
-    let (commits, seconds, events, maintenance) = (after.0 - before.0, after.1 - before.1, after.2 - before.2, after.3 - before.3);
+fn commit_summary(before: (f64, f64, f64), after: (f64, f64, f64)) -> String {
+    let (commits, seconds, events) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     if commits == 0.0 {
         return "no commits".into();
     }
     format!(
-        "group commits during the run: {commits:.0}, {:.0} records each on average, {:.2} ms each (fsync included); the writer spent {:.1} s committing and {:.1} s building the index behind the log",
+        "group commits during the run: {commits:.0}, {:.0} records each on average, {:.2} ms each (fsync included); the writer spent {:.1} s committing",
         events / commits,
         seconds / commits * 1000.0,
-        seconds,
-        maintenance
+        seconds
     )
 }
 

@@ -250,7 +250,7 @@ impl Service {
     /// writer.
     pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, String> {
         let (store, reader) = rollover_store::open(url).map_err(|e| e.to_string())?;
-        let sender = if config.notify.endpoints.is_empty() { None } else { Some(rollover_store::open(url).map_err(|e| e.to_string())?.0) };
+        let sender = if config.notify.endpoints.is_empty() { None } else { Some(rollover_store::open_secondary(url).map_err(|e| e.to_string())?) };
         Service::start(store, reader, sender, clock, config)
     }
 

@@ -58,7 +58,6 @@ pub struct Metrics {
     pub rating_seconds: Histogram,
     pub commit_seconds: Histogram,
     pub commit_events: Histogram,
-    pub maintenance_seconds: Histogram,
     pub webhook_backlog: AtomicU64,
 }
 
@@ -71,7 +70,6 @@ impl Default for Metrics {
             rating_seconds: Histogram::new(LATENCY_SECONDS),
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             commit_events: Histogram::new(BATCH_EVENTS),
-            maintenance_seconds: Histogram::new(COMMIT_SECONDS),
             webhook_backlog: AtomicU64::new(0),
         }
     }
@@ -94,7 +92,6 @@ impl Metrics {
         self.rating_seconds.render(&mut out, "rollover_rating_seconds", "Time to rate one usage record in memory.");
         self.commit_seconds.render(&mut out, "rollover_commit_seconds", "Time of one group commit, fsync included.");
         self.commit_events.render(&mut out, "rollover_commit_events", "Events written by one group commit.");
-        self.maintenance_seconds.render(&mut out, "rollover_store_maintenance_seconds", "Time of one step of the store's work behind the log (index building).");
         let _ = writeln!(out, "# HELP rollover_webhook_backlog Webhook deliveries waiting.\n# TYPE rollover_webhook_backlog gauge");
         let _ = writeln!(out, "rollover_webhook_backlog {}", self.webhook_backlog.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_subscriptions Subscriptions by status.\n# TYPE rollover_subscriptions gauge");

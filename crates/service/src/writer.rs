@@ -26,23 +26,7 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Write>) {
-        let mut last_maintenance = std::time::Instant::now();
-        loop {
-            // Between commits, and at least every quarter second under load,
-            // let the store do its work behind the log.
-            let first = match rx.recv_timeout(std::time::Duration::from_millis(200)) {
-                Ok(first) => first,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    self.maintain();
-                    last_maintenance = std::time::Instant::now();
-                    continue;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            };
-            if last_maintenance.elapsed() > std::time::Duration::from_millis(250) {
-                self.maintain();
-                last_maintenance = std::time::Instant::now();
-            }
+        while let Ok(first) = rx.recv() {
             let mut batch = Batch::default();
             let mut done = Vec::new();
             let mut next = Some(first);
@@ -67,15 +51,6 @@ impl Writer {
             }
             self.commit(&mut batch, &mut done);
         }
-    }
-
-    fn maintain(&mut self) {
-        let started = std::time::Instant::now();
-        match self.store.maintain() {
-            Ok(true) | Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "store maintenance failed; it is retried"),
-        }
-        self.metrics.maintenance_seconds.observe(started.elapsed().as_secs_f64());
     }
 
     fn commit(&mut self, batch: &mut Batch, done: &mut Vec<oneshot::Sender<()>>) {

@@ -70,13 +70,99 @@ CREATE TABLE event_index (
 ) WITHOUT ROWID;
 INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events;
 INSERT OR REPLACE INTO meta (name, value) SELECT 'indexed_upto', COALESCE(MAX(seq), 0) FROM events;
+"#, r#"
+DROP TABLE event_index;
+DELETE FROM meta WHERE name = 'indexed_upto';
 "#];
 
-/// The subscription index of the event log is built behind the log, in
-/// large batches: a random-order index maintained row by row in the commit
-/// path costs most of the commit (every commit rewrites hundreds of index
-/// pages). Reads look at the index and at the short unindexed tail.
+/// The subscription index of the event log lives in a second file beside the
+/// log (`PATH-index`), built behind the log in large batches by a thread of
+/// its own: a random-order index maintained row by row in the commit path
+/// costs most of each commit (every commit rewrites hundreds of index
+/// pages), and in its own file it does not hold the log's write lock. It is
+/// derived data: lost or behind, it is rebuilt from the log. Reads look at
+/// the index and at the short unindexed tail.
 const INDEX_BATCH: i64 = 100_000;
+
+const INDEX_SCHEMA: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+    CREATE TABLE IF NOT EXISTS event_index (subscription TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (subscription, seq)) WITHOUT ROWID; \
+    CREATE TABLE IF NOT EXISTS progress (indexed_upto INTEGER NOT NULL); \
+    INSERT INTO progress (indexed_upto) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM progress);";
+
+fn index_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-index");
+    std::path::PathBuf::from(name)
+}
+
+/// Attaches the index file as `ix` (read side).
+fn attach_index(connection: &Connection, path: &Path) -> Result<()> {
+    connection.execute("ATTACH DATABASE ?1 AS ix", [index_path(path).to_string_lossy().as_ref()]).map_err(db)?;
+    Ok(())
+}
+
+/// Indexes the log until `stop` is set. Runs on its own thread with its own
+/// connections.
+fn run_indexer(path: std::path::PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    // The lowest scheduling priority: on a busy machine, rating, commits and
+    // reads come first and the index catches up in the gaps.
+    // SAFETY: gettid and setpriority only read their arguments; setpriority
+    // on the calling thread's own id changes nothing else.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+    let connect = || -> Result<(Connection, Connection)> {
+        let log = Connection::open(&path).map_err(db)?;
+        log.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        let index = Connection::open(index_path(&path)).map_err(db)?;
+        index.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        index.execute_batch(INDEX_SCHEMA).map_err(db)?;
+        Ok((log, index))
+    };
+    let (log, mut index) = match connect() {
+        Ok(connections) => connections,
+        Err(e) => {
+            eprintln!("rollover: the event indexer cannot start: {e}; ledger reads will scan the log");
+            return;
+        }
+    };
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let started = std::time::Instant::now();
+        match index_step(&log, &mut index) {
+            // Behind the log, not beside it: at most half a core even when
+            // nothing else runs.
+            Ok(true) => std::thread::sleep(started.elapsed()),
+            Ok(false) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) => {
+                eprintln!("rollover: the event indexer failed a step: {e}; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Indexes up to `INDEX_BATCH` more events; returns whether any were found.
+fn index_step(log: &Connection, index: &mut Connection) -> Result<bool> {
+    let upto: i64 = index.query_row("SELECT indexed_upto FROM progress", [], |row| row.get(0)).map_err(db)?;
+    let mut statement = log.prepare_cached("SELECT subscription, seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2").map_err(db)?;
+    let rows = statement
+        .query_map(params![upto, INDEX_BATCH], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)?;
+    let Some(&(_, last)) = rows.last() else { return Ok(false) };
+    let tx = index.transaction().map_err(db)?;
+    {
+        let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO event_index (subscription, seq) VALUES (?1, ?2)").map_err(db)?;
+        for (subscription, seq) in &rows {
+            insert.execute(params![subscription, seq]).map_err(db)?;
+        }
+    }
+    tx.execute("UPDATE progress SET indexed_upto = ?1", [last]).map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(true)
+}
 
 fn db(error: rusqlite::Error) -> StoreError {
     StoreError(error.to_string())
@@ -84,6 +170,16 @@ fn db(error: rusqlite::Error) -> StoreError {
 
 pub struct SqliteStore {
     connection: Connection,
+    /// Set on drop to stop this store's indexer, if it started one.
+    stop_indexer: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.stop_indexer {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl SqliteStore {
@@ -102,8 +198,27 @@ impl SqliteStore {
                  PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 16384; PRAGMA temp_store = MEMORY;",
             )
             .map_err(db)?;
-        let mut store = SqliteStore { connection };
+        let mut store = SqliteStore { connection, stop_indexer: None };
         store.migrate()?;
+        let index = Connection::open(index_path(path)).map_err(db)?;
+        index.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        index.execute_batch(INDEX_SCHEMA).map_err(db)?;
+        drop(index);
+        attach_index(&store.connection, path)?;
+        Ok(store)
+    }
+
+    /// Opens the store as its writer and starts the thread that indexes the
+    /// log behind it (stopped when the store is dropped).
+    pub fn open_writer(path: &Path) -> Result<SqliteStore> {
+        let mut store = SqliteStore::open(path)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (thread_path, thread_stop) = (path.to_path_buf(), stop.clone());
+        std::thread::Builder::new()
+            .name("event-indexer".into())
+            .spawn(move || run_indexer(thread_path, thread_stop))
+            .map_err(|e| StoreError(format!("cannot start the event indexer: {e}")))?;
+        store.stop_indexer = Some(stop);
         Ok(store)
     }
 
@@ -112,7 +227,8 @@ impl SqliteStore {
     pub fn open_reader(path: &Path) -> Result<SqliteStore> {
         let connection = Connection::open(path).map_err(db)?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
-        Ok(SqliteStore { connection })
+        attach_index(&connection, path)?;
+        Ok(SqliteStore { connection, stop_indexer: None })
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -239,17 +355,25 @@ impl Store for SqliteStore {
     }
 
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
-        let mut statement = self
-            .connection
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = ?1) \
-                 UNION ALL \
-                 SELECT {EVENT_COLUMNS} FROM events WHERE seq > (SELECT value FROM meta WHERE name = 'indexed_upto') AND subscription = ?1 \
-                 ORDER BY seq"
-            ))
-            .map_err(db)?;
-        let rows = statement.query_map([subscription], event_from_row).map_err(db)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        // One read transaction that looks at the index first and the log
+        // second: the log's snapshot is then at least as new as the index's,
+        // so every indexed event is there to read.
+        let tx = self.connection.transaction().map_err(db)?;
+        let upto: i64 = tx.query_row("SELECT indexed_upto FROM ix.progress", [], |row| row.get(0)).map_err(db)?;
+        let rows = {
+            let mut statement = tx
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM ix.event_index WHERE subscription = ?1 AND seq <= ?2) \
+                     UNION ALL \
+                     SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?2 AND subscription = ?1 \
+                     ORDER BY seq"
+                ))
+                .map_err(db)?;
+            let rows = statement.query_map(params![subscription, upto], event_from_row).map_err(db)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
+        };
+        tx.commit().map_err(db)?;
+        Ok(rows)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<()> {
@@ -303,21 +427,6 @@ impl Store for SqliteStore {
 
     fn clock(&mut self) -> Result<Option<i64>> {
         self.connection.query_row("SELECT value FROM meta WHERE name = 'clock'", [], |row| row.get(0)).optional().map_err(db)
-    }
-
-    fn maintain(&mut self) -> Result<bool> {
-        let tx = self.connection.transaction().map_err(db)?;
-        let upto: i64 = tx.query_row("SELECT value FROM meta WHERE name = 'indexed_upto'", [], |row| row.get(0)).map_err(db)?;
-        let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(db)?;
-        if last <= upto {
-            return Ok(false);
-        }
-        let until = last.min(upto + INDEX_BATCH);
-        tx.execute("INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events WHERE seq > ?1 AND seq <= ?2", params![upto, until])
-            .map_err(db)?;
-        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'indexed_upto'", [until]).map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(until < last)
     }
 
     fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {

@@ -175,29 +175,44 @@ pub async fn authorize(State((security, service)): State<(std::sync::Arc<Securit
     if security.is_open() || is_public(path) {
         return next.run(request).await;
     }
+    let method = request.method().clone();
+    match decide(&security, &service, &method, &request) {
+        None => next.run(request).await,
+        Some(refusal) => {
+            // Read what the client sent before answering, so that its
+            // connection stays usable for the next request.
+            let _ = axum::body::to_bytes(request.into_body(), 8 << 20).await;
+            refusal
+        }
+    }
+}
+
+/// `None` when the request may go on; else the refusal to answer with.
+fn decide(security: &Security, service: &Service, method: &Method, request: &Request) -> Option<Response> {
+    let path = request.uri().path();
     let Some(presented) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
-        return unauthorized("send an API key or customer token as Authorization: Bearer ...");
+        return Some(unauthorized("send an API key or customer token as Authorization: Bearer ..."));
     };
     if let Some(key) = security.keys.get(&sha256(presented.trim())) {
         if !key.limiter.lock().expect("limiter lock").allow() {
             let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, format!("API key \"{}\" is over its rate limit; retry", key.id), None).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return Some(response);
         }
-        let needed = if matches!(*request.method(), Method::GET | Method::HEAD) { Scope::Read } else { Scope::ReadWrite };
+        let needed = if matches!(*method, Method::GET | Method::HEAD) { Scope::Read } else { Scope::ReadWrite };
         if key.scope < needed {
-            return forbidden(&format!("API key \"{}\" may only read", key.id));
+            return Some(forbidden(&format!("API key \"{}\" may only read", key.id)));
         }
-        return next.run(request).await;
+        return None;
     }
     if presented.starts_with(TOKEN_PREFIX) {
         return match security.check_token(presented.trim(), service.now()) {
-            Ok(subscription) if customer_may(request.method(), path, &subscription) => next.run(request).await,
-            Ok(_) => forbidden("a customer token may only read its own subscription's balance and ledger"),
-            Err(why) => unauthorized(why),
+            Ok(subscription) if customer_may(method, path, &subscription) => None,
+            Ok(_) => Some(forbidden("a customer token may only read its own subscription's balance and ledger")),
+            Err(why) => Some(unauthorized(why)),
         };
     }
-    unauthorized("unknown API key")
+    Some(unauthorized("unknown API key"))
 }
 
 #[cfg(test)]

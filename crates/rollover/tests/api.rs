@@ -366,4 +366,18 @@ fn a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late(backend:
     assert_eq!(draws[1]["kind"], "carry");
 }
 
-on_both_stores!(a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);
+
+fn usage_bytes_may_be_a_number_or_an_amount(backend: Backend) {
+    let server = server_with_subscription(backend);
+    let reply = server.post(
+        "/v1/usage",
+        &json!({"records": [record("n", 1 << 20), {"id": "s", "subscription": "s1", "at": "2026-03-09T12:00:00+08:00", "bytes": "1MiB", "country": null}]}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let results = reply.body["results"].as_array().unwrap();
+    assert_eq!(results[0], json!({"id": "n", "status": "accepted", "drawn_bytes": 1 << 20, "throttled_bytes": 0, "rejected_bytes": 0}));
+    assert_eq!(results[1], json!({"id": "s", "status": "accepted", "drawn_bytes": 1 << 20, "throttled_bytes": 0, "rejected_bytes": 0}));
+    assert_eq!(server.get("/v1/subscriptions/s1/balance").body["total_bytes"], (30u64 << 30) - (2 << 20));
+}
+
+on_both_stores!(usage_bytes_may_be_a_number_or_an_amount, a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);

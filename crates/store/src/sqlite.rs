@@ -104,13 +104,13 @@ fn attach_index(connection: &Connection, path: &Path) -> Result<()> {
 /// Indexes the log until `stop` is set. Runs on its own thread with its own
 /// connections.
 fn run_indexer(path: std::path::PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    // The lowest scheduling priority: on a busy machine, rating, commits and
-    // reads come first and the index catches up in the gaps.
-    // SAFETY: gettid and setpriority only read their arguments; setpriority
-    // on the calling thread's own id changes nothing else.
+    // Idle priority: the index is built only when no other thread wants a
+    // core, so that rating, commits and reads never wait behind it.
+    // SAFETY: sched_setscheduler with pid 0 changes only the calling thread's
+    // policy, and reads nothing but the parameter passed.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        let parameter = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameter);
     }
     let connect = || -> Result<(Connection, Connection)> {
         let log = Connection::open(&path).map_err(db)?;

@@ -380,4 +380,29 @@ fn usage_bytes_may_be_a_number_or_an_amount(backend: Backend) {
     assert_eq!(server.get("/v1/subscriptions/s1/balance").body["total_bytes"], (30u64 << 30) - (2 << 20));
 }
 
-on_both_stores!(usage_bytes_may_be_a_number_or_an_amount, a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);
+
+fn idempotency_holds_for_the_maximum_age_and_memory_does_not_keep_older_keys(backend: Backend) {
+    let server = server_with_subscription(backend);
+    // Enough records to make the key set sweep itself several times.
+    let records: Vec<Value> = (0..300).map(|n| record(&format!("k{n}"), 1)).collect();
+    assert_eq!(server.post("/v1/usage", &json!({"records": records})).status, 200);
+    let again = server.post("/v1/usage", &json!({"records": [record("k0", 1), record("k299", 1)]}));
+    assert_eq!(again.body["results"][0]["status"], "duplicate", "{}", again.body);
+    assert_eq!(again.body["results"][1]["status"], "duplicate");
+    // Past the maximum age (7 days), and after newer records made the key set
+    // sweep itself, an old retry is rejected as too old: never applied twice.
+    server.set_clock("2026-03-16T12:00:01+08:00");
+    let fresh: Vec<Value> = (0..300)
+        .map(|n| json!({"id": format!("f{n}"), "subscription": "s1", "at": "2026-03-16T12:00:00+08:00", "bytes": 1}))
+        .collect();
+    assert_eq!(server.post("/v1/usage", &json!({"records": fresh})).status, 200);
+    let before = server.get("/v1/subscriptions/s1/balance").body["total_bytes"].clone();
+    let late = server.post("/v1/usage", &json!({"records": (0..300).map(|n| record(&format!("k{n}"), 1)).collect::<Vec<_>>()}));
+    let statuses: std::collections::BTreeSet<&str> = late.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["rejected"].into_iter().collect(), "old keys were dropped and their retries are too old");
+    assert_eq!(server.get("/v1/subscriptions/s1/balance").body["total_bytes"], before, "nothing applied twice");
+    let recent = server.post("/v1/usage", &json!({"records": [{"id": "f0", "subscription": "s1", "at": "2026-03-16T12:00:00+08:00", "bytes": 1}]}));
+    assert_eq!(recent.body["results"][0]["status"], "duplicate", "recent keys are kept");
+}
+
+on_both_stores!(idempotency_holds_for_the_maximum_age_and_memory_does_not_keep_older_keys, usage_bytes_may_be_a_number_or_an_amount, a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);

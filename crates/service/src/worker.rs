@@ -67,7 +67,7 @@ struct Live {
     id: String,
     subscription: Subscription,
     /// Idempotency keys of accepted usage records.
-    keys: HashSet<String>,
+    keys: Keys,
     /// The instant this subscription is filed under in the timer index.
     timer: Instant,
     /// How far the subscription has been brought (its own clock).
@@ -76,6 +76,33 @@ struct Live {
     /// and a box costs 8 bytes where an empty map costs 48.
     #[allow(clippy::box_collection)]
     sessions: Option<Box<HashMap<String, Reservation>>>,
+}
+
+/// The idempotency keys of one subscription's accepted records, each with
+/// the record's own instant. A key is kept while a retry of its record could
+/// still be accepted: a record stamped further back than the maximum age is
+/// rejected as too old anyway, so its key can go, and memory stays bounded by
+/// the records of the last `max_age`.
+#[derive(Default)]
+struct Keys {
+    stamped: HashMap<String, i64>,
+    /// Sweep when the map grows past this.
+    sweep_at: usize,
+}
+
+impl Keys {
+    fn contains(&self, key: &str) -> bool {
+        self.stamped.contains_key(key)
+    }
+
+    fn insert(&mut self, key: String, at_micros: i64, now: Instant, max_age_micros: i64) {
+        self.stamped.insert(key, at_micros);
+        if self.stamped.len() > self.sweep_at {
+            let oldest = now.micros() - max_age_micros;
+            self.stamped.retain(|_, at| *at >= oldest);
+            self.sweep_at = (self.stamped.len() * 2).max(64);
+        }
+    }
 }
 
 struct Reservation {
@@ -204,7 +231,7 @@ impl Worker {
                 let subscription = replay::purchase(&plans, row, &mut self.scratch)?;
                 let advanced_to = Instant::from_micros(row.applied_at_micros.max(row.at_micros));
                 let slot = self.subscriptions.len();
-                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to, sessions: None });
+                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None });
                 self.index.insert(row.subscription.clone(), slot);
                 drop(plans);
                 self.refile(slot);
@@ -214,7 +241,7 @@ impl Worker {
                 replay::apply_row(&plans, &mut live.subscription, row, &mut self.scratch)?;
                 live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
                 if let Some(key) = &row.key {
-                    live.keys.insert(key.clone());
+                    live.keys.insert(key.clone(), row.at_micros, Instant::from_micros(row.applied_at_micros), self.config.max_age_micros);
                 }
                 drop(plans);
                 self.refile(slot);
@@ -326,7 +353,7 @@ impl Worker {
         };
         let slot = self.subscriptions.len();
         self.index.insert(row.id.clone(), slot);
-        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: HashSet::new(), timer: Instant::NEVER, advanced_to: applied_at, sessions: None });
+        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to: applied_at, sessions: None });
         self.refile(slot);
         Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], ..Batch::default() }))
     }
@@ -424,7 +451,7 @@ impl Worker {
             let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
             self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
             self.metrics.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            live.keys.insert(record.id.clone());
+            live.keys.insert(record.id.clone(), record.at.micros(), now, self.config.max_age_micros);
             rows.push(EventRow {
                 seq: 0,
                 subscription: record.subscription,
@@ -550,7 +577,7 @@ impl Worker {
             } else {
                 let outcome = live.subscription.apply(catalog, Event::Usage { bytes: used_bytes, country: None }, at, &mut self.scratch);
                 let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
-                live.keys.insert(key.clone());
+                live.keys.insert(key.clone(), at.micros(), now, self.config.max_age_micros);
                 rows.push(EventRow {
                     seq: 0,
                     subscription: id.to_string(),

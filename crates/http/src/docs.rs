@@ -40,13 +40,16 @@ pub fn page() -> String {
     let mut html = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>rollover API</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:0 auto;padding:1rem}\
-         code{background:#f3f3f3;padding:0 .2em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em;text-align:left;vertical-align:top}\
+         code{background:#f3f3f3;padding:0 .2em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em;text-align:left;vertical-align:top}td{overflow-wrap:anywhere}\
          h3{margin-top:2rem;font-family:monospace}.method{font-weight:bold;text-transform:uppercase}</style></head><body>",
     );
     html.push_str(&format!("<h1>{}</h1><p>{}</p>", escape(doc["info"]["title"].as_str().unwrap_or("API")), escape(doc["info"]["description"].as_str().unwrap_or(""))));
     html.push_str("<p>The machine-readable description is at <a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3.1).</p><h2>Endpoints</h2>");
     if let Some(paths) = doc["paths"].as_object() {
-        for (path, operations) in paths {
+        // The API first, then health, metrics and this description.
+        let mut ordered: Vec<(&String, &Value)> = paths.iter().collect();
+        ordered.sort_by_key(|(path, _)| (!path.starts_with("/v1/"), path.starts_with("/v1/clock")));
+        for (path, operations) in ordered {
             for (method, operation) in operations.as_object().into_iter().flatten() {
                 html.push_str(&format!("<h3><span class=\"method\">{}</span> {}</h3>", escape(method), escape(path)));
                 html.push_str(&format!("<p><strong>{}</strong></p>", escape(operation["summary"].as_str().unwrap_or(""))));

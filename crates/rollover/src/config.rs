@@ -374,6 +374,19 @@ mod tests {
     }
 
     #[test]
+    fn a_config_file_error_names_the_file_and_line() {
+        let path = std::env::temp_dir().join(format!("rollover-config-test-{}.toml", std::process::id()));
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurll = \"sqlite://x.db\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.starts_with(&format!("{}:5: ", path.display())), "{err}");
+        assert!(err.contains("urll"), "{err}");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\n[[webhooks]]\nid = \"shop\"\nurl = \"https://shop.example/hook\"\nsecret = \"0123456789abcdef\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.contains("webhooks[0].url") && err.contains("https is not built in"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let err = Config::load(None, env(&[("ROLLOVER_SERVER_LISTEN", "localhost")])).unwrap_err();
         assert!(err.contains("server.listen"), "{err}");

@@ -18,12 +18,15 @@ pub struct Plans {
     by_version: HashMap<(String, u32), PlanIx>,
     latest: HashMap<String, (u32, PlanIx)>,
     order: Vec<String>,
+    /// The version of each plan, by its index in the catalog.
+    versions: Vec<u32>,
 }
 
 impl Plans {
     pub fn insert(&mut self, version: u32, plan: Plan) -> PlanIx {
         let id = plan.id.clone();
         let ix = self.catalog.add(plan);
+        self.versions.push(version);
         self.by_version.insert((id.clone(), version), ix);
         match self.latest.get(&id) {
             Some((latest, _)) if *latest >= version => {}
@@ -51,6 +54,6 @@ impl Plans {
     }
 
     pub fn version_of(&self, ix: PlanIx) -> u32 {
-        self.by_version.iter().find(|(_, v)| **v == ix).map(|((_, version), _)| *version).unwrap_or(0)
+        self.versions[ix.0 as usize]
     }
 }

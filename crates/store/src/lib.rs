@@ -69,6 +69,10 @@ pub enum EventBody {
     Suspend,
     Resume,
     Cancel,
+    /// Something the network side did or saw that changes no balance: a
+    /// RADIUS session closed with nothing left to rate, a CoA or Disconnect
+    /// sent to a NAS and its answer. Kept in the log so the ledger shows it.
+    Network { note: String },
 }
 
 impl EventBody {
@@ -83,6 +87,7 @@ impl EventBody {
             EventBody::Suspend => "suspend",
             EventBody::Resume => "resume",
             EventBody::Cancel => "cancel",
+            EventBody::Network { .. } => "network",
         }
     }
 }
@@ -245,7 +250,8 @@ mod tests {
         // Some events may be indexed behind the log and some in the tail:
         // reads see both.
         std::thread::sleep(std::time::Duration::from_millis(150));
-        store.commit(&Batch { events: vec![EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 12, at_micros: 12, key: None, body: EventBody::Suspend }], ..Batch::default() }).unwrap();
+        let note = EventBody::Network { note: "Disconnect-Request to 127.0.0.1:3799: ACK".into() };
+        store.commit(&Batch { events: vec![EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 12, at_micros: 12, key: Some("acct-stop:0:s".into()), body: note }], ..Batch::default() }).unwrap();
         drop(store);
 
         let mut store = open();
@@ -262,7 +268,8 @@ mod tests {
         assert_eq!((events[1].applied_at_micros, events[1].at_micros), (10, 5));
         assert_eq!(events[2].body, EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: EXPIRES_PERIOD_END });
         assert_eq!(events[3].body, EventBody::Suspend);
-        assert_eq!(events[4].body, EventBody::Suspend);
+        assert_eq!(events[4].body, EventBody::Network { note: "Disconnect-Request to 127.0.0.1:3799: ACK".into() });
+        assert_eq!(events[4].key.as_deref(), Some("acct-stop:0:s"));
         assert_eq!(store.events_of("s2").unwrap().len(), 1);
         let mut all = Vec::new();
         store.load_events(&mut |e| all.push(e.seq)).unwrap();

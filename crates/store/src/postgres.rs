@@ -145,6 +145,8 @@ fn event_from_row(row: &postgres::Row) -> Result<EventRow> {
         "suspend" => EventBody::Suspend,
         "resume" => EventBody::Resume,
         "cancel" => EventBody::Cancel,
+        // A network note's text lives in the grant-kind column.
+        "network" => EventBody::Network { note: row.get(10) },
         other => return Err(StoreError(format!("unknown event kind {other:?} in the store"))),
     };
     Ok(EventRow { seq: row.get(0), subscription: row.get(1), applied_at_micros: row.get(2), at_micros: row.get(3), key: row.get(4), body })
@@ -249,6 +251,7 @@ impl Store for PostgresStore {
                     }
                     EventBody::Usage { bytes, country } => (None, None, Some(*bytes as i64), country.as_deref(), None, None),
                     EventBody::Grant { kind, bytes, expires_micros } => (None, None, Some(*bytes as i64), None, Some(kind.as_str()), Some(*expires_micros)),
+                    EventBody::Network { note } => (None, None, None, None, Some(note.as_str()), None),
                     _ => (None, None, None, None, None, None),
                 };
                 plan_id.push(p);

@@ -262,6 +262,8 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
         "suspend" => EventBody::Suspend,
         "resume" => EventBody::Resume,
         "cancel" => EventBody::Cancel,
+        // A network note's text lives in the grant-kind column.
+        "network" => EventBody::Network { note: row.get(10)? },
         other => {
             return Err(rusqlite::Error::FromSqlConversionFailure(
                 5,
@@ -294,6 +296,7 @@ impl<'a> Columns<'a> {
             EventBody::Grant { kind, bytes, expires_micros } => {
                 Columns { bytes: Some(*bytes as i64), grant_kind: Some(kind), expires: Some(*expires_micros), ..Columns::default() }
             }
+            EventBody::Network { note } => Columns { grant_kind: Some(note), ..Columns::default() },
             _ => Columns::default(),
         }
     }

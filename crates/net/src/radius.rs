@@ -18,6 +18,12 @@ pub const COA_NAK: u8 = 45;
 
 pub const USER_NAME: u8 = 1;
 pub const NAS_IP_ADDRESS: u8 = 4;
+pub const FRAMED_IP_ADDRESS: u8 = 8;
+pub const FILTER_ID: u8 = 11;
+pub const REPLY_MESSAGE: u8 = 18;
+pub const ACCT_DELAY_TIME: u8 = 41;
+pub const EVENT_TIMESTAMP: u8 = 55;
+pub const ERROR_CAUSE: u8 = 101;
 pub const VENDOR_SPECIFIC: u8 = 26;
 pub const CALLING_STATION_ID: u8 = 31;
 pub const NAS_IDENTIFIER: u8 = 32;
@@ -125,6 +131,11 @@ impl Packet {
         self.attribute(kind).and_then(|v| Some(u32::from_be_bytes(v.try_into().ok()?)))
     }
 
+    pub fn ipv4(&self, kind: u8) -> Option<std::net::Ipv4Addr> {
+        let value: [u8; 4] = self.attribute(kind)?.try_into().ok()?;
+        Some(std::net::Ipv4Addr::from(value))
+    }
+
     pub fn text(&self, kind: u8) -> Option<&str> {
         self.attribute(kind).and_then(|v| std::str::from_utf8(v).ok())
     }
@@ -230,6 +241,11 @@ pub struct Accounting {
     pub imsi: Option<String>,
     /// 3GPP-SGSN-MCC-MNC: the serving network, five or six digits.
     pub sgsn_mcc_mnc: Option<String>,
+    pub nas_ip: Option<std::net::Ipv4Addr>,
+    pub nas_identifier: Option<String>,
+    pub framed_ip: Option<std::net::Ipv4Addr>,
+    /// Acct-Delay-Time: seconds the NAS held the report before sending it.
+    pub delay_seconds: u32,
 }
 
 impl Accounting {
@@ -264,6 +280,10 @@ impl Accounting {
             calling_station_id: packet.text(CALLING_STATION_ID).map(String::from),
             imsi: vendor_text(VSA_3GPP_IMSI),
             sgsn_mcc_mnc: vendor_text(VSA_3GPP_SGSN_MCC_MNC),
+            nas_ip: packet.ipv4(NAS_IP_ADDRESS),
+            nas_identifier: packet.text(NAS_IDENTIFIER).map(String::from),
+            framed_ip: packet.ipv4(FRAMED_IP_ADDRESS),
+            delay_seconds: packet.integer(ACCT_DELAY_TIME).unwrap_or(0),
         })
     }
 }

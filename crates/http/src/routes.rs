@@ -275,7 +275,7 @@ fn fast_records(body: &[u8], max_records: usize) -> Option<Vec<UsageRecord>> {
             Some(code) => Some(rollover_core::Country::parse(&code).ok()?),
             None => None,
         };
-        records.push(UsageRecord { id: r.id.into_owned(), subscription: r.subscription.into_owned(), at, bytes: r.bytes, country });
+        records.push(UsageRecord { id: r.id.into_owned(), subscription: r.subscription.into_owned(), at, bytes: r.bytes, country, counter: None });
     }
     Some(records)
 }
@@ -309,7 +309,7 @@ fn careful_records(body: &[u8], max_records: usize) -> Result<Vec<UsageRecord>, 
         let at = json::instant(record, &path, "at")?.ok_or_else(|| Problem::bad_request(format!("{path}.at"), "is required"))?;
         let bytes = json::bytes(record, &path, "bytes")?;
         let country = json::country(record, &path, "country")?;
-        records.push(UsageRecord { id, subscription, at, bytes, country });
+        records.push(UsageRecord { id, subscription, at, bytes, country, counter: None });
     }
     Ok(records)
 }
@@ -509,40 +509,33 @@ async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, quer
         return Err(Problem::bad_request("limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
     }
     let offset = query.offset.unwrap_or(0);
-    let (entries, late, plan_ix) = service.ledger(&id).await?;
+    let ledger = service.ledger(&id).await?;
+    let (entries, late) = (ledger.entries, ledger.late);
     let plans = service.plans();
-    let plan = plans.catalog.get(plan_ix);
+    let plan = plans.catalog.get(ledger.plan);
     let zone = &plan.zone;
     let money = |minor: i64| plan.currency.format(minor);
-    let selected: Vec<Value> = entries
-        .iter()
-        .zip(late)
-        .filter(|(e, _)| from.is_none_or(|f| e.at >= f) && to.is_none_or(|t| e.at < t))
-        .filter(|(e, _)| cause.is_none_or(|c| matches!(e.change, Change::Forfeited { cause, .. } if cause == c)))
-        .map(|(e, late)| {
-            let mut v = match e.change {
-                Change::Granted { bytes, expires, source } => json!({
-                    "type": "granted", "bytes": bytes, "expires_at": json::show(expires, zone),
-                    "source": match source { Source::Period(_) => "period", Source::Grant => "grant", Source::ExtraBlock => "extra_block", Source::Carry => "carry" },
-                }),
-                Change::Drawn { bytes } => json!({"type": "drawn", "bytes": bytes}),
-                Change::CarriedOut { bytes, into } => json!({"type": "carried_out", "bytes": bytes, "into_bucket": into}),
-                Change::Forfeited { bytes, cause } => json!({"type": "forfeited", "bytes": bytes, "cause": cause.name()}),
-                Change::Fee { minor, period } => json!({"type": "fee", "amount": money(minor), "period": period}),
-                Change::Charged { minor, bytes } => json!({"type": "charged", "amount": money(minor), "bytes": bytes}),
-                Change::Unmetered { bytes } => json!({"type": "accepted_unmetered", "bytes": bytes}),
-                Change::Throttled { bytes, reason } => json!({"type": "throttled", "bytes": bytes, "reason": match reason { ThrottleReason::DailyCap => "daily_cap", ThrottleReason::Exhausted => "exhausted" }}),
-                Change::Rejected { bytes, reason } => json!({"type": "rejected", "bytes": bytes, "reason": reason.name()}),
-                Change::Lifecycle(event) => json!({"type": "lifecycle", "event": lifecycle_name(event)}),
-            };
-            v["at"] = json!(e.at.to_rfc3339(zone));
-            if late {
-                v["late"] = json!(true);
-            }
-            if let Some(kind) = e.kind {
-                v["bucket"] = json!(e.bucket);
-                v["kind"] = json!(kind.name());
-            }
+    // Network notes go after the entries of their instant.
+    let mut notes = ledger.notes.into_iter().peekable();
+    let mut merged: Vec<(Instant, Value)> = Vec::with_capacity(entries.len());
+    for (e, late) in entries.iter().zip(late) {
+        while let Some((at, _)) = notes.peek()
+            && *at < e.at
+        {
+            let (at, note) = notes.next().expect("peeked");
+            merged.push((at, json!({"type": "network", "note": note})));
+        }
+        if cause.is_some_and(|c| !matches!(e.change, Change::Forfeited { cause, .. } if cause == c)) {
+            continue;
+        }
+        merged.push((e.at, entry_json(e, late, zone, &money)));
+    }
+    merged.extend(notes.map(|(at, note)| (at, json!({"type": "network", "note": note}))));
+    let selected: Vec<Value> = merged
+        .into_iter()
+        .filter(|(at, v)| from.is_none_or(|f| *at >= f) && to.is_none_or(|t| *at < t) && (cause.is_none() || v["type"] != "network"))
+        .map(|(at, mut v)| {
+            v["at"] = json!(at.to_rfc3339(zone));
             v
         })
         .filter(|v| query.entry_type.as_deref().is_none_or(|t| v["type"] == t))
@@ -554,6 +547,32 @@ async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, quer
         out["next_offset"] = json!(offset + limit);
     }
     Ok(ok(out))
+}
+
+fn entry_json(e: &rollover_core::ledger::Entry, late: bool, zone: &rollover_core::Zone, money: &dyn Fn(i64) -> String) -> Value {
+    let mut v = match e.change {
+        Change::Granted { bytes, expires, source } => json!({
+            "type": "granted", "bytes": bytes, "expires_at": json::show(expires, zone),
+            "source": match source { Source::Period(_) => "period", Source::Grant => "grant", Source::ExtraBlock => "extra_block", Source::Carry => "carry" },
+        }),
+        Change::Drawn { bytes } => json!({"type": "drawn", "bytes": bytes}),
+        Change::CarriedOut { bytes, into } => json!({"type": "carried_out", "bytes": bytes, "into_bucket": into}),
+        Change::Forfeited { bytes, cause } => json!({"type": "forfeited", "bytes": bytes, "cause": cause.name()}),
+        Change::Fee { minor, period } => json!({"type": "fee", "amount": money(minor), "period": period}),
+        Change::Charged { minor, bytes } => json!({"type": "charged", "amount": money(minor), "bytes": bytes}),
+        Change::Unmetered { bytes } => json!({"type": "accepted_unmetered", "bytes": bytes}),
+        Change::Throttled { bytes, reason } => json!({"type": "throttled", "bytes": bytes, "reason": match reason { ThrottleReason::DailyCap => "daily_cap", ThrottleReason::Exhausted => "exhausted" }}),
+        Change::Rejected { bytes, reason } => json!({"type": "rejected", "bytes": bytes, "reason": reason.name()}),
+        Change::Lifecycle(event) => json!({"type": "lifecycle", "event": lifecycle_name(event)}),
+    };
+    if late {
+        v["late"] = json!(true);
+    }
+    if let Some(kind) = e.kind {
+        v["bucket"] = json!(e.bucket);
+        v["kind"] = json!(kind.name());
+    }
+    v
 }
 
 fn lifecycle_name(event: Lifecycle) -> &'static str {

@@ -66,6 +66,8 @@ pub struct Config {
     pub session_validity_seconds: u64,
     /// Webhook endpoints and notice times; no endpoints, no notifications.
     pub notify: notify::NotifyConfig,
+    /// Where to send status changes, when something enforces them.
+    pub status_changes: Option<tokio::sync::mpsc::UnboundedSender<StatusChange>>,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             session_max_grant_bytes: 100 << 20,
             session_validity_seconds: 900,
             notify: notify::NotifyConfig::default(),
+            status_changes: None,
         }
     }
 }
@@ -111,6 +114,42 @@ pub struct UsageRecord {
     pub at: Instant,
     pub bytes: u64,
     pub country: Option<Country>,
+    /// A cumulative counter report (RADIUS accounting). When set, `id` and
+    /// `bytes` are not read: the worker rates the counter's growth since the
+    /// session's last report, under the key `acct:{total}:{session}`
+    /// (`acct-stop:` for a Stop), so a report is rated once however often it
+    /// is sent, and the counters survive a restart with the log.
+    pub counter: Option<Counter>,
+}
+
+impl UsageRecord {
+    pub fn counter(subscription: String, at: Instant, country: Option<Country>, counter: Counter) -> UsageRecord {
+        UsageRecord { id: String::new(), subscription, at, bytes: 0, country, counter: Some(counter) }
+    }
+}
+
+/// One report of a session's cumulative octet counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// The session's name, unique per network element (rollover uses
+    /// `{NAS address}/{Acct-Session-Id}`).
+    pub session: String,
+    /// Octets so far in the session, both directions.
+    pub total: u64,
+    /// The session ends with this report; later reports are not rated.
+    pub stop: bool,
+}
+
+/// A subscription's status changed: sent to the watcher named in
+/// [`Config::status_changes`] (the RADIUS enforcement task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub subscription: String,
+    pub from: Status,
+    pub to: Status,
+    pub at: Instant,
+    /// For a change to `throttled`: the rate the plan allows, in kbit/s.
+    pub throttle_kbps: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +237,21 @@ pub struct SessionAnswer {
     /// How the reported usage was rated, for updates and ends.
     pub used: Option<UsageResult>,
     pub status: Status,
+    /// The plan does not cover the country the session is in.
+    pub not_covered: bool,
+}
+
+/// A subscription's ledger as replayed from its log.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pub entries: Vec<Entry>,
+    /// Per entry: whether it rates a usage record that arrived late.
+    pub late: Vec<bool>,
+    /// The plan the subscription is on now.
+    pub plan: PlanIx,
+    /// Network notes (CoA, Disconnect, sessions closed) with their instants,
+    /// in log order.
+    pub notes: Vec<(Instant, String)>,
 }
 
 pub struct NewSubscription {
@@ -225,9 +279,14 @@ struct Inner {
     /// Open sessions: session id to subscription id.
     sessions: Mutex<HashMap<String, String>>,
     metrics: Arc<metrics::Metrics>,
+    /// More exposition text, from the network listeners.
+    metric_sources: RwLock<Vec<MetricSource>>,
     /// Subscriptions in the store when the service started.
     subscription_count: std::sync::atomic::AtomicUsize,
 }
+
+/// Appends metrics in the Prometheus text format.
+pub type MetricSource = Box<dyn Fn(&mut String) + Send + Sync>;
 
 fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
     let mut keys = Vec::new();
@@ -344,6 +403,7 @@ impl Service {
                 identifiers: Mutex::new(identifiers),
                 sessions: Mutex::new(HashMap::new()),
                 metrics,
+                metric_sources: RwLock::new(Vec::new()),
                 subscription_count: std::sync::atomic::AtomicUsize::new(subscription_count),
             }),
         })
@@ -557,7 +617,7 @@ impl Service {
 
     /// The subscription's ledger, recomputed from its stored events (the same
     /// engine, the same order), brought up to the clock's now.
-    pub async fn ledger(&self, subscription: &str) -> Result<(Vec<Entry>, Vec<bool>, PlanIx), ServiceError> {
+    pub async fn ledger(&self, subscription: &str) -> Result<Ledger, ServiceError> {
         let service = self.clone();
         let id = subscription.to_string();
         tokio::task::spawn_blocking(move || {
@@ -566,10 +626,17 @@ impl Service {
                 return Err(ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") });
             }
             let plans = service.plans();
-            let (mut subscription, mut ledger, mut late) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
-            subscription.advance(&plans.catalog, service.now(), &mut ledger);
-            late.resize(ledger.len(), false);
-            Ok((ledger, late, subscription.plan()))
+            let (mut subscription, mut entries, mut late) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
+            subscription.advance(&plans.catalog, service.now(), &mut entries);
+            late.resize(entries.len(), false);
+            let notes = events
+                .iter()
+                .filter_map(|row| match &row.body {
+                    EventBody::Network { note } => Some((Instant::from_micros(row.at_micros), note.clone())),
+                    _ => None,
+                })
+                .collect();
+            Ok(Ledger { entries, late, plan: subscription.plan(), notes })
         })
         .await
         .map_err(|_| ServiceError::Unavailable("the ledger reader stopped".into()))?
@@ -581,6 +648,19 @@ impl Service {
     /// reported by a session is rated and committed like any usage record
     /// (idempotency key `session:{id}:{request_number}`).
     pub async fn session(&self, session: &str, subscription: Option<&str>, op: SessionOp, at: Option<Instant>) -> Result<SessionAnswer, ServiceError> {
+        self.session_in(session, subscription, op, at, None).await
+    }
+
+    /// [`Service::session`] in a visited country: usage is rated there, and
+    /// nothing is granted where the plan does not cover it.
+    pub async fn session_in(
+        &self,
+        session: &str,
+        subscription: Option<&str>,
+        op: SessionOp,
+        at: Option<Instant>,
+        country: Option<Country>,
+    ) -> Result<SessionAnswer, ServiceError> {
         let owner = {
             let mut sessions = self.inner.sessions.lock().expect("session lock");
             match (op, subscription) {
@@ -599,7 +679,7 @@ impl Service {
             }
         };
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(&owner, Command::Session { subscription: owner.clone(), session: session.to_string(), op, at, reply: tx });
+        let sent = self.send(&owner, Command::Session { subscription: owner.clone(), session: session.to_string(), op, at, country, reply: tx });
         let answer = match sent {
             Ok(()) => rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?,
             Err(e) => Err(e),
@@ -618,6 +698,23 @@ impl Service {
         Ok(answer)
     }
 
+    /// The subscription that holds an identifier: `field` is one of `iccid`,
+    /// `imsi`, `msisdn`, `external_id`.
+    pub fn subscription_by(&self, field: &str, value: &str) -> Option<String> {
+        let key = format!("identifiers.{field}={value}");
+        self.inner.identifiers.lock().expect("identifier lock").get(&key).cloned()
+    }
+
+    /// Writes a network note into a subscription's log (and so its ledger):
+    /// a CoA or Disconnect sent and how the NAS answered. Returns once
+    /// committed.
+    pub async fn note(&self, subscription: &str, note: String) -> Result<(), ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(subscription, Command::Note { id: subscription.to_string(), note, reply: tx })?;
+        let committed = rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))??;
+        committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))
+    }
+
     /// The Prometheus exposition text: counters, latencies and subscriptions
     /// by status (counted by each worker over its own subscriptions).
     pub async fn metrics_text(&self) -> Result<String, ServiceError> {
@@ -633,7 +730,17 @@ impl Service {
             }
         }
         totals.sort();
-        Ok(self.inner.metrics.render(&totals))
+        let mut text = self.inner.metrics.render(&totals);
+        for source in self.inner.metric_sources.read().expect("metric sources lock").iter() {
+            source(&mut text);
+        }
+        Ok(text)
+    }
+
+    /// Adds a source of metrics to `/metrics` (the RADIUS and Diameter
+    /// listeners register theirs).
+    pub fn add_metrics(&self, source: MetricSource) {
+        self.inner.metric_sources.write().expect("metric sources lock").push(source);
     }
 
     /// Moves the simulated clock to `to`, running every boundary on the way

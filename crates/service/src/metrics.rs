@@ -49,12 +49,14 @@ pub enum RejectReason {
     UnknownSubscription,
     TooOld,
     Future,
+    /// A counter report after its session stopped, or one that went backwards.
+    Counter,
 }
 
 pub struct Metrics {
     pub accepted: AtomicU64,
     pub duplicate: AtomicU64,
-    rejected: [AtomicU64; 3],
+    rejected: [AtomicU64; 4],
     pub rating_seconds: Histogram,
     pub commit_seconds: Histogram,
     pub commit_events: Histogram,
@@ -66,7 +68,7 @@ impl Default for Metrics {
         Metrics {
             accepted: AtomicU64::new(0),
             duplicate: AtomicU64::new(0),
-            rejected: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            rejected: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             rating_seconds: Histogram::new(LATENCY_SECONDS),
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             commit_events: Histogram::new(BATCH_EVENTS),
@@ -86,7 +88,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP rollover_usage_records_total Usage records by outcome.\n# TYPE rollover_usage_records_total counter");
         let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"accepted\"}} {}", self.accepted.load(Ordering::Relaxed));
         let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"duplicate\"}} {}", self.duplicate.load(Ordering::Relaxed));
-        for (reason, count) in ["unknown_subscription", "too_old", "future"].iter().zip(&self.rejected) {
+        for (reason, count) in ["unknown_subscription", "too_old", "future", "counter_not_rated"].iter().zip(&self.rejected) {
             let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"rejected\",reason=\"{reason}\"}} {}", count.load(Ordering::Relaxed));
         }
         self.rating_seconds.render(&mut out, "rollover_rating_seconds", "Time to rate one usage record in memory.");

@@ -10,7 +10,8 @@ use crate::plans::Plans;
 
 /// The core event a stored row stands for. A row that cannot be read back is
 /// a corrupt store: the caller stops.
-pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Event, String> {
+/// Network notes stand for no event.
+pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Option<Event>, String> {
     Ok(match body {
         EventBody::Usage { bytes, country } => Event::Usage {
             bytes: *bytes,
@@ -34,7 +35,9 @@ pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Event, String>
         EventBody::Resume => Event::Resume,
         EventBody::Cancel => Event::Cancel,
         EventBody::Purchase { .. } => return Err("a second purchase in one subscription's log".into()),
-    })
+        EventBody::Network { .. } => return Ok(None),
+    }
+    .into())
 }
 
 /// Creates a subscription from its purchase row.
@@ -52,7 +55,7 @@ pub(crate) fn purchase(plans: &Plans, row: &EventRow, ledger: &mut Vec<Entry>) -
 /// subscription up to the clock of that moment, then apply the event at its
 /// own instant.
 pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<(), String> {
-    let event = to_event(plans, &row.body)?;
+    let Some(event) = to_event(plans, &row.body)? else { return Ok(()) };
     subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), ledger);
     subscription.apply(&plans.catalog, event, Instant::from_micros(row.at_micros), ledger);
     Ok(())

@@ -21,7 +21,8 @@ use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans};
 use crate::replay;
 use crate::writer::Write;
-use crate::{Balance, BalanceBucket, Config, EventOutcome, FinalAction, ServiceError, SessionAnswer, SessionOp, UsageRecord, UsageResult};
+use crate::{Balance, BalanceBucket, Config, Counter, EventOutcome, FinalAction, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageResult};
+use rollover_core::{Country, Status};
 
 pub(crate) type Committed = oneshot::Receiver<()>;
 pub(crate) type UsageReply = oneshot::Sender<(Vec<(usize, UsageResult)>, Option<Committed>)>;
@@ -53,7 +54,14 @@ pub(crate) enum Command {
         session: String,
         op: SessionOp,
         at: Option<Instant>,
+        country: Option<Country>,
         reply: oneshot::Sender<Result<(SessionAnswer, Option<Committed>), ServiceError>>,
+    },
+    /// Write a network note into the subscription's log.
+    Note {
+        id: String,
+        note: String,
+        reply: oneshot::Sender<Result<Committed, ServiceError>>,
     },
     /// Run every boundary due by the clock's now.
     Tick { reply: Option<oneshot::Sender<()>> },
@@ -76,6 +84,52 @@ struct Live {
     /// and a box costs 8 bytes where an empty map costs 48.
     #[allow(clippy::box_collection)]
     sessions: Option<Box<HashMap<String, Reservation>>>,
+    /// Cumulative counters of RADIUS sessions, by session name. Boxed for
+    /// the same reason.
+    #[allow(clippy::box_collection)]
+    counters: Option<Box<HashMap<String, CounterState>>>,
+}
+
+/// The last counter report of one session.
+#[derive(Debug, Clone, Copy, Default)]
+struct CounterState {
+    total: u64,
+    stopped: bool,
+    /// The report's own instant: sessions silent for longer than the
+    /// maximum age are forgotten.
+    at_micros: i64,
+}
+
+/// The idempotency key of a counter report.
+fn counter_key(counter: &Counter) -> String {
+    let prefix = if counter.stop { "acct-stop" } else { "acct" };
+    format!("{prefix}:{}:{}", counter.total, counter.session)
+}
+
+/// A counter report read back from its key: `(session, total, stop)`.
+fn parse_counter_key(key: &str) -> Option<(&str, u64, bool)> {
+    let (stop, rest) = if let Some(rest) = key.strip_prefix("acct-stop:") {
+        (true, rest)
+    } else {
+        (false, key.strip_prefix("acct:")?)
+    };
+    let (total, session) = rest.split_once(':')?;
+    Some((session, total.parse().ok()?, stop))
+}
+
+impl Live {
+    fn counter(&self, session: &str) -> CounterState {
+        self.counters.as_ref().and_then(|m| m.get(session)).copied().unwrap_or_default()
+    }
+
+    fn set_counter(&mut self, session: &str, state: CounterState, now: Instant, max_age_micros: i64) {
+        let counters = self.counters.get_or_insert_with(Default::default);
+        counters.insert(session.to_string(), state);
+        if counters.len() > 64 {
+            let oldest = now.micros() - max_age_micros;
+            counters.retain(|_, c| c.at_micros >= oldest);
+        }
+    }
 }
 
 /// The idempotency keys of one subscription's accepted records, each with
@@ -192,8 +246,11 @@ impl Worker {
             Command::Balance { id, reply } => {
                 let _ = reply.send(self.balance(&id));
             }
-            Command::Session { subscription, session, op, at, reply } => {
-                let _ = reply.send(self.session(&subscription, &session, op, at));
+            Command::Session { subscription, session, op, at, country, reply } => {
+                let _ = reply.send(self.session(&subscription, &session, op, at, country));
+            }
+            Command::Note { id, note, reply } => {
+                let _ = reply.send(self.note(&id, note));
             }
             Command::Tick { reply } => {
                 self.run_timers(self.clock.now());
@@ -231,7 +288,7 @@ impl Worker {
                 let subscription = replay::purchase(&plans, row, &mut self.scratch)?;
                 let advanced_to = Instant::from_micros(row.applied_at_micros.max(row.at_micros));
                 let slot = self.subscriptions.len();
-                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None });
+                self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None, counters: None });
                 self.index.insert(row.subscription.clone(), slot);
                 drop(plans);
                 self.refile(slot);
@@ -241,7 +298,13 @@ impl Worker {
                 replay::apply_row(&plans, &mut live.subscription, row, &mut self.scratch)?;
                 live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
                 if let Some(key) = &row.key {
-                    live.keys.insert(key.clone(), row.at_micros, Instant::from_micros(row.applied_at_micros), self.config.max_age_micros);
+                    let applied_at = Instant::from_micros(row.applied_at_micros);
+                    if let Some((session, total, stop)) = parse_counter_key(key) {
+                        let last = live.counter(session);
+                        let state = CounterState { total: total.max(last.total), stopped: stop || last.stopped, at_micros: row.at_micros };
+                        live.set_counter(session, state, applied_at, self.config.max_age_micros);
+                    }
+                    live.keys.insert(key.clone(), row.at_micros, applied_at, self.config.max_age_micros);
                 }
                 drop(plans);
                 self.refile(slot);
@@ -309,6 +372,7 @@ impl Worker {
     /// change is named by the first boundary crossed.
     fn bring_up(&mut self, slot: usize, now: Instant) {
         let before = self.before(slot, self.subscriptions[slot].advanced_to);
+        let status_before = self.watched(slot, self.subscriptions[slot].advanced_to);
         let key_instant;
         {
             let plans = self.plans.read().expect("the plan lock is never poisoned");
@@ -319,7 +383,34 @@ impl Worker {
             live.advanced_to = live.advanced_to.max(now);
         }
         self.after(slot, before, now, key_instant);
+        self.report_status(slot, status_before, now);
         self.refile(slot);
+    }
+
+    /// The subscription's status at `at`, when something watches statuses.
+    fn watched(&self, slot: usize, at: Instant) -> Option<Status> {
+        self.config.status_changes.as_ref()?;
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        Some(self.subscriptions[slot].subscription.status(&plans.catalog, at))
+    }
+
+    /// Tells the watcher when the status at `at` differs from `before`.
+    fn report_status(&self, slot: usize, before: Option<Status>, at: Instant) {
+        let (Some(from), Some(watch)) = (before, &self.config.status_changes) else { return };
+        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let live = &self.subscriptions[slot];
+        let to = live.subscription.status(&plans.catalog, at);
+        if to != from {
+            let _ = watch.send(status_change(&live.id, &live.subscription, &plans.catalog, from, to, at));
+        }
+    }
+
+    fn note(&mut self, id: &str, note: String) -> Result<Committed, ServiceError> {
+        let slot = self.slot(id)?;
+        let now = self.clock.now();
+        let at = now.max(self.subscriptions[slot].advanced_to);
+        let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: at.micros(), at_micros: at.micros(), key: None, body: EventBody::Network { note } };
+        Ok(self.submit(Batch { events: vec![row], ..Batch::default() }))
     }
 
     fn submit(&mut self, mut batch: Batch) -> Committed {
@@ -353,7 +444,7 @@ impl Worker {
         };
         let slot = self.subscriptions.len();
         self.index.insert(row.id.clone(), slot);
-        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to: applied_at, sessions: None });
+        self.subscriptions.push(Live { id: row.id.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to: applied_at, sessions: None, counters: None });
         self.refile(slot);
         Ok(self.submit(Batch { subscriptions: vec![row], events: vec![event], ..Batch::default() }))
     }
@@ -378,6 +469,7 @@ impl Worker {
         let (now, at) = self.now_and(at)?;
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
+        let status_before = self.watched(slot, now.max(at));
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         let live = &mut self.subscriptions[slot];
         self.scratch.clear();
@@ -386,6 +478,7 @@ impl Worker {
         live.advanced_to = live.advanced_to.max(at);
         let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body };
         self.after(slot, before, now.max(at), at);
+        self.report_status(slot, status_before, now.max(at));
         self.refile(slot);
         let committed = self.submit(Batch { events: vec![row], ..Batch::default() });
         let outcome = match outcome {
@@ -414,6 +507,8 @@ impl Worker {
         let notice_micros = self.notify.as_ref().map(|n| n.notice_micros);
         let mut found = Vec::new();
         let mut touched = Vec::new();
+        let watching = self.config.status_changes.is_some();
+        let mut status_changes = Vec::new();
         for (index, record) in records {
             let Some(&slot) = self.index.get(&record.subscription) else {
                 self.metrics.reject(RejectReason::UnknownSubscription);
@@ -421,7 +516,34 @@ impl Worker {
                 continue;
             };
             let live = &mut self.subscriptions[slot];
-            if live.keys.contains(&record.id) {
+            // A counter report becomes a record of the counter's growth.
+            let (key, bytes) = match &record.counter {
+                None => (record.id, record.bytes),
+                Some(counter) => {
+                    let key = counter_key(counter);
+                    let last = live.counter(&counter.session);
+                    if live.keys.contains(&key) {
+                        self.metrics.duplicate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        results.push((index, UsageResult::Duplicate));
+                        continue;
+                    }
+                    if last.stopped {
+                        self.metrics.reject(RejectReason::Counter);
+                        results.push((index, UsageResult::Rejected(format!("session {} has already stopped; the report is not rated", counter.session))));
+                        continue;
+                    }
+                    if counter.total < last.total {
+                        self.metrics.reject(RejectReason::Counter);
+                        results.push((
+                            index,
+                            UsageResult::Rejected(format!("the counter of session {} went backwards, from {} to {} octets; not rated", counter.session, last.total, counter.total)),
+                        ));
+                        continue;
+                    }
+                    (key, counter.total - last.total)
+                }
+            };
+            if live.keys.contains(&key) {
                 self.metrics.duplicate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 results.push((index, UsageResult::Duplicate));
                 continue;
@@ -436,11 +558,33 @@ impl Worker {
                 results.push((index, UsageResult::Rejected("in the future beyond the allowed clock skew".into())));
                 continue;
             }
+            if let Some(counter) = &record.counter {
+                let state = CounterState { total: counter.total, stopped: counter.stop, at_micros: record.at.micros() };
+                live.set_counter(&counter.session, state, now, self.config.max_age_micros);
+                if bytes == 0 {
+                    // Nothing to rate. A stop is kept all the same, so that
+                    // the session stays closed after a restart.
+                    if counter.stop {
+                        live.keys.insert(key.clone(), record.at.micros(), now, self.config.max_age_micros);
+                        rows.push(EventRow {
+                            seq: 0,
+                            subscription: record.subscription,
+                            applied_at_micros: now.micros(),
+                            at_micros: record.at.micros(),
+                            key: Some(key),
+                            body: EventBody::Network { note: format!("RADIUS session {} stopped at {} octets", counter.session, counter.total) },
+                        });
+                    }
+                    results.push((index, UsageResult::Accepted { drawn_bytes: 0, throttled_bytes: 0, rejected_bytes: 0, late: false }));
+                    continue;
+                }
+            }
             let rating_started = std::time::Instant::now();
             self.scratch.clear();
             let before = notice_micros.map(|_| notify::snapshot(&live.subscription, &plans.catalog, now.max(record.at), live.advanced_to));
+            let status_before = watching.then(|| live.subscription.status(&plans.catalog, now.max(record.at)));
             let late = record.at < live.advanced_to.min(now) && boundary_between(&live.subscription, &plans, record.at, now);
-            let outcome = live.subscription.apply(&plans.catalog, Event::Usage { bytes: record.bytes, country: record.country }, record.at, &mut self.scratch);
+            let outcome = live.subscription.apply(&plans.catalog, Event::Usage { bytes, country: record.country }, record.at, &mut self.scratch);
             live.advanced_to = live.advanced_to.max(now).max(record.at);
             if let (Some(before), Some(notice_micros)) = (before, notice_micros) {
                 let changes = notify::changes(&live.id, before, &live.subscription, &plans.catalog, now.max(record.at), record.at, &self.scratch, notice_micros);
@@ -448,17 +592,23 @@ impl Worker {
                     found.push((slot, changes));
                 }
             }
+            if let Some(from) = status_before {
+                let to = live.subscription.status(&plans.catalog, now.max(record.at));
+                if to != from {
+                    status_changes.push(status_change(&live.id, &live.subscription, &plans.catalog, from, to, now.max(record.at)));
+                }
+            }
             let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
             self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
             self.metrics.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            live.keys.insert(record.id.clone(), record.at.micros(), now, self.config.max_age_micros);
+            live.keys.insert(key.clone(), record.at.micros(), now, self.config.max_age_micros);
             rows.push(EventRow {
                 seq: 0,
                 subscription: record.subscription,
                 applied_at_micros: now.micros(),
                 at_micros: record.at.micros(),
-                key: Some(record.id),
-                body: EventBody::Usage { bytes: record.bytes, country: record.country.map(|c| c.as_str().to_string()) },
+                key: Some(key),
+                body: EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) },
             });
             touched.push(slot);
             results.push((
@@ -470,6 +620,11 @@ impl Worker {
                     late,
                 },
             ));
+        }
+        if let Some(watch) = &self.config.status_changes {
+            for change in status_changes {
+                let _ = watch.send(change);
+            }
         }
         drop(plans);
         if let Some(notify) = &self.notify {
@@ -529,11 +684,12 @@ impl Worker {
 }
 
 impl Worker {
-    fn session(&mut self, id: &str, session: &str, op: SessionOp, at: Option<Instant>) -> Result<(SessionAnswer, Option<Committed>), ServiceError> {
+    fn session(&mut self, id: &str, session: &str, op: SessionOp, at: Option<Instant>, country: Option<Country>) -> Result<(SessionAnswer, Option<Committed>), ServiceError> {
         let slot = self.slot(id)?;
         let (now, at) = self.now_and(at)?;
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
+        let status_before = self.watched(slot, now.max(at));
         let plans = self.plans.read().expect("the plan lock is never poisoned");
         let catalog = &plans.catalog;
         let live = &mut self.subscriptions[slot];
@@ -575,7 +731,7 @@ impl Worker {
             if live.keys.contains(&key) {
                 used = Some(UsageResult::Duplicate);
             } else {
-                let outcome = live.subscription.apply(catalog, Event::Usage { bytes: used_bytes, country: None }, at, &mut self.scratch);
+                let outcome = live.subscription.apply(catalog, Event::Usage { bytes: used_bytes, country }, at, &mut self.scratch);
                 let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
                 live.keys.insert(key.clone(), at.micros(), now, self.config.max_age_micros);
                 rows.push(EventRow {
@@ -584,7 +740,7 @@ impl Worker {
                     applied_at_micros: now.micros(),
                     at_micros: at.micros(),
                     key: Some(key),
-                    body: EventBody::Usage { bytes: used_bytes, country: None },
+                    body: EventBody::Usage { bytes: used_bytes, country: country.map(|c| c.as_str().to_string()) },
                 });
                 used = Some(UsageResult::Accepted {
                     drawn_bytes: rating.drawn_bytes + rating.unmetered_bytes,
@@ -596,7 +752,8 @@ impl Worker {
         }
         live.advanced_to = live.advanced_to.max(now).max(at);
         let held_by_others: u64 = sessions.iter().filter(|(name, _)| name.as_str() != session).map(|(_, r)| r.reserved_bytes).sum();
-        let (available, unbounded, action) = availability(&live.subscription, catalog, now);
+        let not_covered = !catalog.get(live.subscription.plan()).covers(country);
+        let (available, unbounded, action) = if not_covered { (0, false, FinalAction::Terminate) } else { availability(&live.subscription, catalog, now) };
         let available = available.saturating_sub(held_by_others);
         let max_grant = self.config.session_max_grant_bytes;
         let wanted = requested.unwrap_or(max_grant).min(max_grant);
@@ -613,6 +770,7 @@ impl Worker {
             final_unit,
             used,
             status: live.subscription.status(catalog, now),
+            not_covered,
         };
         if ending {
             sessions.remove(session);
@@ -626,11 +784,20 @@ impl Worker {
         }
         drop(plans);
         self.after(slot, before, now.max(at), at);
+        self.report_status(slot, status_before, now.max(at));
         self.refile(slot);
         let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
         self.flush_outbox();
         Ok((answer, committed))
     }
+}
+
+fn status_change(id: &str, subscription: &Subscription, catalog: &rollover_core::Catalog, from: Status, to: Status, at: Instant) -> StatusChange {
+    let throttle_kbps = match (to, availability(subscription, catalog, at).2) {
+        (Status::Throttled, FinalAction::Throttle { throttle_kbps }) => throttle_kbps,
+        _ => None,
+    };
+    StatusChange { subscription: id.to_string(), from, to, at, throttle_kbps }
 }
 
 /// Full-speed data a session may reserve now, whether the plan can always

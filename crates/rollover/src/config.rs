@@ -18,6 +18,101 @@ pub struct Config {
     pub notifications: NotificationsSection,
     pub webhooks: Vec<WebhookSection>,
     pub limits: LimitsSection,
+    pub radius: RadiusSection,
+    pub diameter: DiameterSection,
+}
+
+/// The RADIUS accounting listener and CoA/Disconnect enforcement. Off
+/// unless `listen` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RadiusSection {
+    /// UDP address, e.g. `0.0.0.0:1813`.
+    pub listen: Option<String>,
+    /// NASes allowed to send accounting: `{ address = "10.0.0.0/24", secret = "..." }`.
+    pub clients: Vec<RadiusClientSection>,
+    /// Set from `ROLLOVER_RADIUS_SECRET`: the secret of clients on loopback.
+    #[serde(skip)]
+    pub loopback_secret: Option<String>,
+    /// Attributes that name the subscription, tried in order:
+    /// "3gpp-imsi", "calling-station-id", "user-name".
+    pub identify: Vec<String>,
+    /// NASes that take CoA and Disconnect requests.
+    pub nas: Vec<NasSection>,
+    /// How long to wait for a CoA or Disconnect answer.
+    pub coa_timeout_ms: u64,
+    /// Sends of one CoA or Disconnect before giving up.
+    pub coa_attempts: u32,
+}
+
+impl Default for RadiusSection {
+    fn default() -> RadiusSection {
+        RadiusSection {
+            listen: None,
+            clients: Vec::new(),
+            loopback_secret: None,
+            identify: vec!["3gpp-imsi".into(), "calling-station-id".into(), "user-name".into()],
+            nas: Vec::new(),
+            coa_timeout_ms: 2_000,
+            coa_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusClientSection {
+    /// An address or network (`10.0.0.0/24`).
+    pub address: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NasSection {
+    /// The NAS as its accounting names it (NAS-IP-Address, or its source address).
+    pub address: String,
+    /// Where it listens for CoA and Disconnect; the NAS address, port 3799, when absent.
+    pub coa_address: Option<String>,
+    pub secret: String,
+    /// Throttle and restore attributes: "mikrotik", "cisco" or "filter-id"; or give them below.
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub throttle: Vec<AttributeSection>,
+    #[serde(default)]
+    pub restore: Vec<AttributeSection>,
+}
+
+/// One attribute of a CoA template; `{kbps}` in the value becomes the rate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSection {
+    /// Vendor-Id of a Vendor-Specific attribute (e.g. 14988 for Mikrotik).
+    pub vendor: Option<u32>,
+    /// Attribute type (the vendor's type for a vendor attribute).
+    pub attribute: u8,
+    pub value: String,
+}
+
+/// The Diameter Gy listener. Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiameterSection {
+    /// TCP address, e.g. `0.0.0.0:3868`.
+    pub listen: Option<String>,
+    pub origin_host: String,
+    pub origin_realm: String,
+    /// Seconds of silence on a connection before rollover sends a
+    /// Device-Watchdog-Request (RFC 3539's Tw).
+    pub watchdog_seconds: u64,
+    /// Volume-Quota-Threshold as a percentage of each grant (0 sends none).
+    pub quota_threshold_percent: u8,
+}
+
+impl Default for DiameterSection {
+    fn default() -> DiameterSection {
+        DiameterSection { listen: None, origin_host: "ocs.rollover.local".into(), origin_realm: "rollover.local".into(), watchdog_seconds: 30, quota_threshold_percent: 20 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +319,11 @@ impl Config {
                 "ROLLOVER_NOTIFICATIONS_RETRY_BASE_MS" => config.notifications.retry_base_ms = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_MAX_ATTEMPTS" => config.notifications.max_attempts = parse_env(&name, &value)?,
                 "ROLLOVER_NOTIFICATIONS_MAX_BACKOFF_MS" => config.notifications.max_backoff_ms = parse_env(&name, &value)?,
+                "ROLLOVER_RADIUS_LISTEN" => config.radius.listen = Some(value),
+                "ROLLOVER_RADIUS_SECRET" => config.radius.loopback_secret = Some(value),
+                "ROLLOVER_DIAMETER_LISTEN" => config.diameter.listen = Some(value),
+                "ROLLOVER_DIAMETER_ORIGIN_HOST" => config.diameter.origin_host = value,
+                "ROLLOVER_DIAMETER_ORIGIN_REALM" => config.diameter.origin_realm = value,
                 _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
                     return Err(format!("{name}: unknown setting"));
                 }
@@ -288,7 +388,111 @@ impl Config {
         if let Some(start) = &self.clock.start {
             rollover_core::Instant::parse_rfc3339(start).map_err(|e| format!("clock.start: {e}"))?;
         }
+        self.radius()?;
+        self.coa()?;
+        self.diameter()?;
         Ok(())
+    }
+
+    /// The RADIUS listener's settings, when it is on.
+    pub fn radius(&self) -> Result<Option<rollover_gateway::radius::Config>, String> {
+        use rollover_gateway::Cidr;
+        use rollover_gateway::radius::{Client, Config as RadiusConfig, Identify};
+        let Some(listen) = &self.radius.listen else { return Ok(None) };
+        let listen = listen.parse().map_err(|_| format!("radius.listen = {listen:?}: use HOST:PORT, e.g. 0.0.0.0:1813"))?;
+        let mut clients = Vec::new();
+        for (index, client) in self.radius.clients.iter().enumerate() {
+            let network = Cidr::parse(&client.address).map_err(|e| format!("radius.clients[{index}].address: {e}"))?;
+            if client.secret.is_empty() {
+                return Err(format!("radius.clients[{index}].secret: must not be empty"));
+            }
+            clients.push(Client { network, secret: client.secret.as_bytes().to_vec() });
+        }
+        if let Some(secret) = &self.radius.loopback_secret {
+            if secret.is_empty() {
+                return Err("ROLLOVER_RADIUS_SECRET: must not be empty".into());
+            }
+            for network in ["127.0.0.0/8", "::1"] {
+                clients.push(Client { network: Cidr::parse(network).expect("a valid network"), secret: secret.as_bytes().to_vec() });
+            }
+        }
+        if clients.is_empty() {
+            return Err("radius.listen is set but no client may send: add radius.clients = [{ address, secret }] or set ROLLOVER_RADIUS_SECRET".into());
+        }
+        let identify = self
+            .radius
+            .identify
+            .iter()
+            .enumerate()
+            .map(|(index, way)| Identify::parse(way).map_err(|e| format!("radius.identify[{index}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if identify.is_empty() {
+            return Err("radius.identify: name at least one attribute".into());
+        }
+        Ok(Some(RadiusConfig { listen, clients, identify }))
+    }
+
+    /// The CoA/Disconnect settings: one entry per NAS.
+    pub fn coa(&self) -> Result<rollover_gateway::coa::Config, String> {
+        use rollover_gateway::coa::{AttributeTemplate, Config as CoaConfig, Nas, vendor_preset};
+        let mut nas = Vec::new();
+        for (index, section) in self.radius.nas.iter().enumerate() {
+            let address: std::net::IpAddr = section.address.parse().map_err(|_| format!("radius.nas[{index}].address = {:?}: an IP address", section.address))?;
+            let coa = match &section.coa_address {
+                Some(text) => text.parse().map_err(|_| format!("radius.nas[{index}].coa_address = {text:?}: use HOST:PORT"))?,
+                None => std::net::SocketAddr::new(address, 3799),
+            };
+            if section.secret.is_empty() {
+                return Err(format!("radius.nas[{index}].secret: must not be empty"));
+            }
+            let (mut throttle, mut restore) = match &section.vendor {
+                Some(vendor) => vendor_preset(vendor).ok_or_else(|| format!("radius.nas[{index}].vendor = {vendor:?}: use \"mikrotik\", \"cisco\" or \"filter-id\", or give throttle and restore attributes"))?,
+                None => (Vec::new(), Vec::new()),
+            };
+            let template = |a: &AttributeSection| AttributeTemplate { vendor: a.vendor, attribute: a.attribute, value: a.value.clone() };
+            if !section.throttle.is_empty() {
+                throttle = section.throttle.iter().map(template).collect();
+            }
+            if !section.restore.is_empty() {
+                restore = section.restore.iter().map(template).collect();
+            }
+            for (what, list) in [("throttle", &throttle), ("restore", &restore)] {
+                if let Some(bad) = list.iter().position(|a| a.value.len() > 247) {
+                    return Err(format!("radius.nas[{index}].{what}[{bad}].value: at most 247 octets"));
+                }
+            }
+            nas.push(Nas { address, coa, secret: section.secret.as_bytes().to_vec(), throttle, restore });
+        }
+        if self.radius.coa_attempts == 0 || self.radius.coa_timeout_ms == 0 {
+            return Err("radius.coa_attempts and radius.coa_timeout_ms must be at least 1".into());
+        }
+        Ok(CoaConfig { nas, timeout: std::time::Duration::from_millis(self.radius.coa_timeout_ms), attempts: self.radius.coa_attempts })
+    }
+
+    /// The Diameter listener's settings, when it is on.
+    pub fn diameter(&self) -> Result<Option<rollover_gateway::diameter::Config>, String> {
+        let Some(listen) = &self.diameter.listen else { return Ok(None) };
+        let listen = listen.parse().map_err(|_| format!("diameter.listen = {listen:?}: use HOST:PORT, e.g. 0.0.0.0:3868"))?;
+        let identity = |name: &str, value: &str| {
+            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+                Err(format!("diameter.{name} = {value:?}: a DiameterIdentity, e.g. ocs.example.net"))
+            } else {
+                Ok(value.to_string())
+            }
+        };
+        if self.diameter.watchdog_seconds < 6 {
+            return Err(format!("diameter.watchdog_seconds = {}: at least 6 (RFC 3539)", self.diameter.watchdog_seconds));
+        }
+        if self.diameter.quota_threshold_percent > 100 {
+            return Err(format!("diameter.quota_threshold_percent = {}: 0 to 100", self.diameter.quota_threshold_percent));
+        }
+        Ok(Some(rollover_gateway::diameter::Config {
+            listen,
+            origin_host: identity("origin_host", &self.diameter.origin_host)?,
+            origin_realm: identity("origin_realm", &self.diameter.origin_realm)?,
+            watchdog: std::time::Duration::from_secs(self.diameter.watchdog_seconds),
+            quota_threshold_percent: self.diameter.quota_threshold_percent,
+        }))
     }
 
     pub fn listen(&self) -> Result<SocketAddr, String> {

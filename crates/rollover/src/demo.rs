@@ -37,6 +37,7 @@ pub async fn load(service: &Service) -> Result<(), ServiceError> {
         at: Instant::from_micros(now.micros() - 3_600_000_000 + n as i64 * 60_000_000),
         bytes,
         country: country.map(|c| Country::parse(c).expect("valid country")),
+        counter: None,
     };
     service
         .record_usage(vec![

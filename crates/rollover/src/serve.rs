@@ -59,11 +59,22 @@ async fn serve(config: Config) -> Result<(), String> {
     } else {
         Clock::Wall
     };
+    let radius = config.radius()?;
+    let coa = config.coa()?;
+    let diameter = config.diameter()?;
+    // Status changes drive CoA and Disconnect, when a NAS takes them.
+    let (status_changes, status_watch) = if radius.is_some() && !coa.nas.is_empty() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let service_config = ServiceConfig {
         workers: config.service.workers,
         max_age_micros: config.service.max_age_seconds * 1_000_000,
         future_skew_micros: config.service.future_skew_seconds * 1_000_000,
         notify: config.notify(),
+        status_changes,
         ..ServiceConfig::default()
     };
     let started = std::time::Instant::now();
@@ -74,10 +85,26 @@ async fn serve(config: Config) -> Result<(), String> {
     if config.demo.enabled && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
     }
+    let mut network = String::new();
+    if let Some(radius) = radius {
+        let server = rollover_gateway::radius::Server::bind(radius, service.clone()).await?;
+        let address = server.local_addr().map_err(|e| e.to_string())?;
+        network.push_str(&format!(", radius udp://{address}"));
+        if let Some(watch) = status_watch {
+            tokio::spawn(rollover_gateway::coa::run(coa, service.clone(), server.sessions.clone(), watch));
+        }
+        tokio::spawn(server.run());
+    }
+    if let Some(diameter) = diameter {
+        let server = rollover_gateway::diameter::Server::bind(diameter, service.clone()).await?;
+        let address = server.local_addr().map_err(|e| e.to_string())?;
+        network.push_str(&format!(", diameter tcp://{address}"));
+        tokio::spawn(server.run());
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    // Scripts and tests read this line to find the port.
-    println!("rollover listening on http://{bound} (store {}, clock {})", config.store_label(), config.clock.mode);
+    // Scripts and tests read this line to find the ports.
+    println!("rollover listening on http://{bound}{network} (store {}, clock {})", config.store_label(), config.clock.mode);
     let token_secret = match &config.security.token_secret {
         Some(secret) => secret.as_bytes().to_vec(),
         None => {

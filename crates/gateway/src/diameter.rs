@@ -1,0 +1,686 @@
+//! The Diameter Gy server (RFC 6733 base protocol, RFC 4006 credit control,
+//! 3GPP TS 32.299) on TCP.
+//!
+//! Each connection is one peer. Its first message must be a
+//! Capabilities-Exchange-Request offering the Credit-Control application (4)
+//! or the relay application; anything else closes the connection. After
+//! that: Device-Watchdog requests are answered, and sent after
+//! `watchdog` of silence (a second silence closes the connection);
+//! Disconnect-Peer is answered and the connection closed; Credit-Control
+//! requests are rated.
+//!
+//! A Credit-Control session maps onto the service's reservation sessions,
+//! one per Rating-Group (`{Session-Id}#{Rating-Group}`). Used-Service-Unit is
+//! incremental and is rated under the key
+//! `session:{Session-Id}#{Rating-Group}:{CC-Request-Number}`; a request
+//! whose CC-Request-Number was already answered gets that answer again.
+//! Requests are handled concurrently; answers go out as they are ready,
+//! each after the usage it reports is committed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rollover_core::{Country, Status};
+use rollover_net::diameter::{self as wire, Avp, Message, code, command, result};
+use rollover_service::{FinalAction, Service, ServiceError, SessionAnswer, SessionOp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::Counters;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub origin_host: String,
+    pub origin_realm: String,
+    /// Silence after which a Device-Watchdog-Request is sent.
+    pub watchdog: Duration,
+    /// Volume-Quota-Threshold as a percentage of each grant (0: none).
+    pub quota_threshold_percent: u8,
+}
+
+pub const MESSAGE_OUTCOMES: &[&str] = &[
+    "connections",
+    "cer",
+    "cer_refused",
+    "dwr_answered",
+    "dwr_sent",
+    "dpr",
+    "ccr",
+    "ccr_repeated",
+    "ccr_refused",
+    "malformed",
+    "unsupported",
+    "watchdog_closed",
+];
+
+/// One Credit-Control session, as the Gy server knows it.
+struct GySession {
+    subscription: String,
+    country: Option<Country>,
+    /// Rating groups with an open reservation.
+    groups: Vec<Option<u32>>,
+    /// The last CC-Request-Number answered, and the answer's AVPs.
+    last: Option<(u32, Vec<Avp>)>,
+    ended: bool,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    service: Service,
+    config: Config,
+    pub counters: Arc<Counters>,
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GySession>>>>,
+    origin_state: u32,
+}
+
+impl Server {
+    pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, String> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("diameter: cannot listen on {}: {e}", config.listen))?;
+        let counters = Arc::new(Counters::new("rollover_diameter_messages_total", "Diameter messages and connections by outcome.", "outcome", MESSAGE_OUTCOMES));
+        let source = counters.clone();
+        service.add_metrics(Box::new(move |out| source.render(out)));
+        let origin_state = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
+        Ok(Arc::new(Server { listener, service, config, counters, sessions: Mutex::new(HashMap::new()), origin_state }))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self: Arc<Server>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    self.counters.bump("connections");
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(self.clone().connection(stream, peer));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "diameter: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn identity(&self) -> [Avp; 2] {
+        [Avp::text(code::ORIGIN_HOST, &self.config.origin_host), Avp::text(code::ORIGIN_REALM, &self.config.origin_realm)]
+    }
+
+    async fn connection(self: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+        let local = stream.local_addr().ok();
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writing = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let mut open = false;
+        let mut peer_host = String::new();
+        let mut watchdog_pending = false;
+        let mut hop_by_hop: u32 = rand_seed();
+        loop {
+            let read = tokio::time::timeout(self.config.watchdog, read_message(&mut reader)).await;
+            let bytes = match read {
+                Err(_) if open && !watchdog_pending => {
+                    // Silence: ask the peer whether it is still there.
+                    hop_by_hop = hop_by_hop.wrapping_add(1);
+                    let mut avps = self.identity().to_vec();
+                    avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
+                    let dwr = Message { flags: wire::FLAG_REQUEST, command: command::DEVICE_WATCHDOG, application: wire::APP_COMMON, hop_by_hop, end_to_end: hop_by_hop, avps };
+                    let _ = tx.send(dwr.encode());
+                    self.counters.bump("dwr_sent");
+                    watchdog_pending = true;
+                    continue;
+                }
+                Err(_) => {
+                    self.counters.bump("watchdog_closed");
+                    tracing::info!(%peer, host = %peer_host, "diameter: peer silent past the watchdog; closing");
+                    break;
+                }
+                Ok(Ok(Some(bytes))) => bytes,
+                Ok(Ok(None)) => break,
+                Ok(Err(error)) => {
+                    self.counters.bump("malformed");
+                    tracing::warn!(%peer, %error, "diameter: unreadable stream; closing");
+                    break;
+                }
+            };
+            watchdog_pending = false;
+            let message = match Message::decode(&bytes) {
+                Ok(message) => message,
+                Err(error) => {
+                    self.counters.bump("malformed");
+                    tracing::warn!(%peer, %error, "diameter: malformed message");
+                    // The frame was whole: answer what can be answered.
+                    if bytes.len() >= wire::HEADER && bytes[4] & wire::FLAG_REQUEST != 0 {
+                        let header = Message {
+                            flags: bytes[4],
+                            command: u32::from_be_bytes([0, bytes[5], bytes[6], bytes[7]]),
+                            application: u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+                            hop_by_hop: u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]),
+                            end_to_end: u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]),
+                            avps: Vec::new(),
+                        };
+                        let mut avps = vec![Avp::u32(code::RESULT_CODE, result::INVALID_AVP_LENGTH)];
+                        avps.extend(self.identity());
+                        avps.push(Avp::text(code::ERROR_MESSAGE, &error.to_string()).optional());
+                        let _ = tx.send(header.answer(avps).encode());
+                    }
+                    continue;
+                }
+            };
+            if !message.is_request() {
+                // A DWA to our DWR, or an answer nobody waits for.
+                continue;
+            }
+            if !open {
+                if message.command != command::CAPABILITIES_EXCHANGE {
+                    self.counters.bump("unsupported");
+                    tracing::warn!(%peer, command = message.command, "diameter: first message is not a CER; closing");
+                    break;
+                }
+                let (answer, accepted) = self.capabilities(&message, local);
+                let _ = tx.send(answer.encode());
+                if !accepted {
+                    self.counters.bump("cer_refused");
+                    break;
+                }
+                self.counters.bump("cer");
+                peer_host = message.find(code::ORIGIN_HOST).and_then(Avp::as_text).unwrap_or("").to_string();
+                tracing::info!(%peer, host = %peer_host, "diameter: peer connected");
+                open = true;
+                continue;
+            }
+            match message.command {
+                command::DEVICE_WATCHDOG => {
+                    self.counters.bump("dwr_answered");
+                    let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
+                    avps.extend(self.identity());
+                    avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
+                    let _ = tx.send(message.answer(avps).encode());
+                }
+                command::DISCONNECT_PEER => {
+                    self.counters.bump("dpr");
+                    let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
+                    avps.extend(self.identity());
+                    let _ = tx.send(message.answer(avps).encode());
+                    tracing::info!(%peer, host = %peer_host, "diameter: peer disconnected (DPR)");
+                    break;
+                }
+                command::CAPABILITIES_EXCHANGE => {
+                    self.counters.bump("unsupported");
+                    let _ = tx.send(self.protocol_error(&message, 3008).encode());
+                }
+                command::CREDIT_CONTROL if message.application == wire::APP_CREDIT_CONTROL => {
+                    let (server, tx) = (self.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let answer = server.credit_control(&message).await;
+                        let _ = tx.send(answer.encode());
+                    });
+                }
+                command::CREDIT_CONTROL => {
+                    self.counters.bump("unsupported");
+                    let _ = tx.send(self.protocol_error(&message, result::APPLICATION_UNSUPPORTED).encode());
+                }
+                _ => {
+                    self.counters.bump("unsupported");
+                    let _ = tx.send(self.protocol_error(&message, result::COMMAND_UNSUPPORTED).encode());
+                }
+            }
+        }
+        drop(tx);
+        let _ = writing.await;
+    }
+
+    fn protocol_error(&self, request: &Message, code_value: u32) -> Message {
+        let mut avps = Vec::new();
+        if let Some(session) = request.find(code::SESSION_ID) {
+            avps.push(session.clone());
+        }
+        avps.push(Avp::u32(code::RESULT_CODE, code_value));
+        avps.extend(self.identity());
+        let mut answer = request.answer(avps);
+        answer.flags |= wire::FLAG_ERROR;
+        answer
+    }
+
+    /// The CEA, and whether the peer shares an application with us.
+    fn capabilities(&self, cer: &Message, local: Option<SocketAddr>) -> (Message, bool) {
+        let mut offered = Vec::new();
+        for avp in &cer.avps {
+            match (avp.code, avp.vendor) {
+                (code::AUTH_APPLICATION_ID | code::ACCT_APPLICATION_ID, None) => offered.extend(avp.as_u32()),
+                (code::VENDOR_SPECIFIC_APPLICATION_ID, None) => {
+                    for member in avp.members().unwrap_or_default() {
+                        if matches!(member.code, code::AUTH_APPLICATION_ID | code::ACCT_APPLICATION_ID) {
+                            offered.extend(member.as_u32());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let shared = offered.iter().any(|a| *a == wire::APP_CREDIT_CONTROL || *a == wire::APP_RELAY);
+        let mut avps = vec![Avp::u32(code::RESULT_CODE, if shared { result::SUCCESS } else { result::NO_COMMON_APPLICATION })];
+        avps.extend(self.identity());
+        let address = local.map(|a| a.ip()).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        avps.push(Avp::address(code::HOST_IP_ADDRESS, address));
+        avps.push(Avp::u32(code::VENDOR_ID, 0));
+        avps.push(Avp::text(code::PRODUCT_NAME, "rollover").optional());
+        avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
+        avps.push(Avp::u32(code::SUPPORTED_VENDOR_ID, wire::VENDOR_3GPP));
+        avps.push(Avp::u32(code::AUTH_APPLICATION_ID, wire::APP_CREDIT_CONTROL));
+        avps.push(Avp::u32(code::FIRMWARE_REVISION, 1).optional());
+        if !shared {
+            avps.push(Avp::text(code::ERROR_MESSAGE, "rollover serves the Credit-Control application (4) only").optional());
+        }
+        let mut answer = cer.answer(avps);
+        if !shared {
+            answer.flags |= wire::FLAG_ERROR;
+        }
+        (answer, shared)
+    }
+
+    fn session_state(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<GySession>>> {
+        self.sessions.lock().expect("gy session lock").get(id).cloned()
+    }
+
+    async fn credit_control(&self, request: &Message) -> Message {
+        self.counters.bump("ccr");
+        match self.rate(request).await {
+            Ok(avps) => request.answer(avps),
+            Err(refusal) => {
+                self.counters.bump("ccr_refused");
+                let mut avps = Vec::new();
+                if let Some(session) = request.find(code::SESSION_ID) {
+                    avps.push(session.clone());
+                }
+                avps.push(Avp::u32(code::RESULT_CODE, refusal.code));
+                avps.extend(self.identity());
+                avps.push(Avp::u32(code::AUTH_APPLICATION_ID, wire::APP_CREDIT_CONTROL));
+                for code_value in [code::CC_REQUEST_TYPE, code::CC_REQUEST_NUMBER] {
+                    if let Some(avp) = request.find(code_value) {
+                        avps.push(avp.clone());
+                    }
+                }
+                if let Some(failed) = refusal.failed {
+                    avps.push(Avp::grouped(code::FAILED_AVP, &[failed]));
+                }
+                avps.push(Avp::text(code::ERROR_MESSAGE, &refusal.message).optional());
+                let mut answer = request.answer(avps);
+                if (3000..4000).contains(&refusal.code) {
+                    answer.flags |= wire::FLAG_ERROR;
+                }
+                answer
+            }
+        }
+    }
+
+    /// Rates one CCR; the AVPs of a successful answer, or why not.
+    async fn rate(&self, request: &Message) -> Result<Vec<Avp>, Refusal> {
+        let required = |c: u32| request.find(c).ok_or_else(|| Refusal::missing(c));
+        let session_id = required(code::SESSION_ID)?.as_text().ok_or_else(|| Refusal::invalid(required(code::SESSION_ID).ok(), "Session-Id is not UTF-8"))?.to_string();
+        for c in [code::ORIGIN_HOST, code::ORIGIN_REALM, code::DESTINATION_REALM, code::AUTH_APPLICATION_ID, code::SERVICE_CONTEXT_ID] {
+            required(c)?;
+        }
+        let kind_avp = required(code::CC_REQUEST_TYPE)?;
+        let kind = kind_avp.as_u32().filter(|k| (1..=4).contains(k)).ok_or_else(|| Refusal::invalid(Some(kind_avp), "CC-Request-Type must be 1 to 4"))?;
+        let number_avp = required(code::CC_REQUEST_NUMBER)?;
+        let number = number_avp.as_u32().ok_or_else(|| Refusal::invalid(Some(number_avp), "CC-Request-Number is an Unsigned32"))?;
+        let units = units(request)?;
+        let country = visited_country(request);
+
+        let state = match kind {
+            1 | 4 => {
+                let subscription = self.subscriber(request)?;
+                let fresh = GySession { subscription, country, groups: Vec::new(), last: None, ended: false };
+                let mut sessions = self.sessions.lock().expect("gy session lock");
+                if sessions.len() > 100_000 {
+                    sessions.retain(|_, s| s.try_lock().map_or(true, |s| !s.ended));
+                }
+                sessions.entry(session_id.clone()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(fresh))).clone()
+            }
+            _ => self.session_state(&session_id).ok_or_else(|| Refusal {
+                code: result::UNKNOWN_SESSION_ID,
+                failed: None,
+                message: format!("no open credit-control session {session_id}"),
+            })?,
+        };
+        let mut state = state.lock().await;
+        if let Some((last, answer)) = &state.last
+            && *last == number
+        {
+            self.counters.bump("ccr_repeated");
+            return Ok(answer.clone());
+        }
+        if state.ended && kind != 4 {
+            return Err(Refusal { code: result::UNKNOWN_SESSION_ID, failed: None, message: format!("credit-control session {session_id} has ended") });
+        }
+        if kind == 1 && state.last.is_some() {
+            return Err(Refusal::invalid(Some(kind_avp), "a second CCR-Initial for an open session"));
+        }
+        if country.is_some() {
+            state.country = country;
+        }
+        let subscription = state.subscription.clone();
+        let mut answered = Vec::new();
+        match kind {
+            1 => {
+                for unit in &units {
+                    let name = unit_session(&session_id, unit.group);
+                    let answer = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: unit.requested }, None, state.country).await;
+                    if answer.is_ok() {
+                        state.groups.push(unit.group);
+                    }
+                    answered.push((unit, answer));
+                }
+            }
+            2 => {
+                for unit in &units {
+                    let name = unit_session(&session_id, unit.group);
+                    let answer = if state.groups.contains(&unit.group) {
+                        let op = SessionOp::Update { used_bytes: unit.used, requested_bytes: unit.requested, request_number: number };
+                        self.service.session_in(&name, None, op, None, state.country).await
+                    } else {
+                        // A rating group first seen mid-session: open it, then rate what it reports.
+                        let started = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: unit.requested }, None, state.country).await;
+                        match started {
+                            Ok(started) if unit.used == 0 => Ok(started),
+                            Ok(_) => {
+                                let op = SessionOp::Update { used_bytes: unit.used, requested_bytes: unit.requested, request_number: number };
+                                self.service.session_in(&name, None, op, None, state.country).await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    if answer.is_ok() && !state.groups.contains(&unit.group) {
+                        state.groups.push(unit.group);
+                    }
+                    answered.push((unit, answer));
+                }
+            }
+            3 => {
+                // Every open rating group ends, reported or not.
+                let mut ending: Vec<Unit> = units.clone();
+                for group in &state.groups {
+                    if !ending.iter().any(|u| u.group == *group) {
+                        ending.push(Unit { group: *group, requested: None, used: 0, top_level: false });
+                    }
+                }
+                for unit in &ending {
+                    if !state.groups.contains(&unit.group) {
+                        continue;
+                    }
+                    let name = unit_session(&session_id, unit.group);
+                    let answer = self.service.session_in(&name, None, SessionOp::End { used_bytes: unit.used, request_number: number }, None, state.country).await;
+                    if let Err(ServiceError::NotFound { .. }) = &answer {
+                        tracing::warn!(session = %name, "diameter: reservation already gone at termination");
+                    }
+                    if let Err(e @ (ServiceError::Busy | ServiceError::Unavailable(_))) = answer {
+                        return Err(Refusal::from_service(&e));
+                    }
+                }
+                state.groups.clear();
+                state.ended = true;
+            }
+            _ => {
+                // Event: a one-shot debit of what is reported.
+                for unit in &units {
+                    let name = format!("{}#event{}", unit_session(&session_id, unit.group), number);
+                    let started = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: Some(0) }, None, state.country).await;
+                    let answer = match started {
+                        Ok(_) => self.service.session_in(&name, None, SessionOp::End { used_bytes: unit.used, request_number: number }, None, state.country).await,
+                        Err(e) => Err(e),
+                    };
+                    answered.push((unit, answer));
+                }
+                state.ended = true;
+            }
+        }
+        let mut avps = vec![Avp::text(code::SESSION_ID, &session_id)];
+        let mut top = result::SUCCESS;
+        let mut group_avps = Vec::new();
+        let mut any_success = answered.is_empty();
+        for (index, (unit, answer)) in answered.iter().enumerate() {
+            let (unit_result, members) = match answer {
+                Ok(answer) => self.grant(unit, answer, kind),
+                Err(e @ (ServiceError::Busy | ServiceError::Unavailable(_))) => return Err(Refusal::from_service(e)),
+                Err(ServiceError::NotFound { message, .. }) => {
+                    tracing::warn!(%session_id, %message, "diameter: rating group not found");
+                    (result::UNKNOWN_SESSION_ID, Vec::new())
+                }
+                Err(e) => {
+                    tracing::warn!(%session_id, error = %e, "diameter: rating failed");
+                    (result::RATING_FAILED, Vec::new())
+                }
+            };
+            if unit_result == result::SUCCESS {
+                any_success = true;
+            } else if index == 0 || top == result::SUCCESS {
+                top = unit_result;
+            }
+            if unit.top_level {
+                group_avps.extend(members);
+            } else {
+                let mut mscc = members;
+                if let Some(group) = unit.group {
+                    mscc.insert(0, Avp::u32(code::RATING_GROUP, group));
+                }
+                mscc.push(Avp::u32(code::RESULT_CODE, unit_result));
+                group_avps.push(Avp::grouped(code::MULTIPLE_SERVICES_CREDIT_CONTROL, &mscc));
+            }
+        }
+        if any_success {
+            top = result::SUCCESS;
+        }
+        avps.push(Avp::u32(code::RESULT_CODE, top));
+        avps.extend(self.identity());
+        avps.push(Avp::u32(code::AUTH_APPLICATION_ID, wire::APP_CREDIT_CONTROL));
+        avps.push(Avp::u32(code::CC_REQUEST_TYPE, kind));
+        avps.push(Avp::u32(code::CC_REQUEST_NUMBER, number));
+        avps.extend(group_avps);
+        state.last = Some((number, avps.clone()));
+        let ended = state.ended;
+        drop(state);
+        if ended {
+            self.sessions.lock().expect("gy session lock").remove(&session_id);
+        }
+        Ok(avps)
+    }
+
+    /// The result code and the AVPs (inside the MSCC, or at the top level)
+    /// of one rating group's answer.
+    fn grant(&self, unit: &Unit, answer: &SessionAnswer, kind: u32) -> (u32, Vec<Avp>) {
+        if kind == 3 || kind == 4 {
+            return (result::SUCCESS, Vec::new());
+        }
+        if answer.not_covered {
+            return (result::RATING_FAILED, Vec::new());
+        }
+        let mut members = Vec::new();
+        if answer.credit_limit_reached {
+            let code_value = match answer.status {
+                Status::Active | Status::Depleted | Status::Throttled => result::CREDIT_LIMIT_REACHED,
+                _ => result::END_USER_SERVICE_DENIED,
+            };
+            if let Some(action) = answer.final_unit {
+                members.push(final_unit(action));
+            }
+            return (code_value, members);
+        }
+        members.push(Avp::grouped(code::GRANTED_SERVICE_UNIT, &[Avp::u64(code::CC_TOTAL_OCTETS, answer.granted_bytes)]));
+        members.push(Avp::u32(code::VALIDITY_TIME, answer.validity_seconds as u32));
+        let threshold = answer.granted_bytes / 100 * self.config.quota_threshold_percent as u64;
+        if threshold > 0 {
+            members.push(Avp::vendor_u32(code::VOLUME_QUOTA_THRESHOLD, wire::VENDOR_3GPP, threshold.min(u32::MAX as u64) as u32));
+        }
+        if let Some(action) = answer.final_unit {
+            members.push(final_unit(action));
+        }
+        let _ = unit;
+        (result::SUCCESS, members)
+    }
+
+    fn subscriber(&self, request: &Message) -> Result<String, Refusal> {
+        let mut named = false;
+        for avp in request.avps.iter().filter(|a| a.code == code::SUBSCRIPTION_ID && a.vendor.is_none()) {
+            let members = avp.members().map_err(|_| Refusal::invalid(Some(avp), "Subscription-Id is not a well-formed group"))?;
+            let (Some(kind), Some(data)) = (wire::find(&members, code::SUBSCRIPTION_ID_TYPE).and_then(Avp::as_u32), wire::find(&members, code::SUBSCRIPTION_ID_DATA).and_then(Avp::as_text)) else {
+                return Err(Refusal::invalid(Some(avp), "Subscription-Id needs Subscription-Id-Type and Subscription-Id-Data"));
+            };
+            named = true;
+            let found = match kind {
+                0 => self.service.subscription_by("msisdn", data).or_else(|| match data.strip_prefix('+') {
+                    Some(bare) => self.service.subscription_by("msisdn", bare),
+                    None => self.service.subscription_by("msisdn", &format!("+{data}")),
+                }),
+                1 => self.service.subscription_by("imsi", data),
+                _ => None,
+            };
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+        if !named {
+            return Err(Refusal::missing(code::SUBSCRIPTION_ID));
+        }
+        Err(Refusal { code: result::USER_UNKNOWN, failed: None, message: "no subscription has this IMSI or MSISDN".into() })
+    }
+}
+
+fn final_unit(action: FinalAction) -> Avp {
+    let value = match action {
+        FinalAction::Terminate => 0,
+        FinalAction::Throttle { .. } => 2,
+    };
+    Avp::grouped(code::FINAL_UNIT_INDICATION, &[Avp::u32(code::FINAL_UNIT_ACTION, value)])
+}
+
+fn unit_session(session_id: &str, group: Option<u32>) -> String {
+    match group {
+        Some(group) => format!("{session_id}#{group}"),
+        None => format!("{session_id}#-"),
+    }
+}
+
+/// Why a request gets no grant: the Result-Code, the AVP at fault.
+struct Refusal {
+    code: u32,
+    failed: Option<Avp>,
+    message: String,
+}
+
+impl Refusal {
+    fn missing(code_value: u32) -> Refusal {
+        Refusal { code: result::MISSING_AVP, failed: Some(Avp { code: code_value, flags: wire::AVP_MANDATORY, vendor: None, data: vec![0; 4] }), message: format!("AVP {code_value} is required") }
+    }
+
+    fn invalid(avp: Option<&Avp>, message: &str) -> Refusal {
+        Refusal { code: result::INVALID_AVP_VALUE, failed: avp.cloned(), message: message.to_string() }
+    }
+
+    fn from_service(error: &ServiceError) -> Refusal {
+        match error {
+            ServiceError::Busy => Refusal { code: result::TOO_BUSY, failed: None, message: "busy; try again".into() },
+            other => Refusal { code: result::UNABLE_TO_COMPLY, failed: None, message: other.to_string() },
+        }
+    }
+}
+
+/// One rating group's part of a request.
+#[derive(Debug, Clone)]
+struct Unit {
+    group: Option<u32>,
+    requested: Option<u64>,
+    used: u64,
+    /// From the request's top level (no MSCC): answered there too.
+    top_level: bool,
+}
+
+/// Octets in a Requested/Used-Service-Unit: CC-Total-Octets, or input plus
+/// output.
+fn octets(members: &[Avp]) -> Option<u64> {
+    if let Some(total) = wire::find(members, code::CC_TOTAL_OCTETS) {
+        return total.as_u64();
+    }
+    let input = wire::find(members, code::CC_INPUT_OCTETS).and_then(Avp::as_u64);
+    let output = wire::find(members, code::CC_OUTPUT_OCTETS).and_then(Avp::as_u64);
+    match (input, output) {
+        (None, None) => None,
+        (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+    }
+}
+
+fn units(request: &Message) -> Result<Vec<Unit>, Refusal> {
+    let read = |avps: &[Avp], top_level: bool| -> Result<Unit, Refusal> {
+        let group = wire::find(avps, code::RATING_GROUP).map(|g| g.as_u32().ok_or_else(|| Refusal::invalid(Some(g), "Rating-Group is an Unsigned32"))).transpose()?;
+        // An empty Requested-Service-Unit asks for whatever the server grants.
+        let requested = match wire::find(avps, code::REQUESTED_SERVICE_UNIT) {
+            Some(rsu) => octets(&rsu.members().map_err(|_| Refusal::invalid(Some(rsu), "Requested-Service-Unit is not a well-formed group"))?),
+            None => None,
+        };
+        let mut used: u64 = 0;
+        for usu in avps.iter().filter(|a| a.code == code::USED_SERVICE_UNIT && a.vendor.is_none()) {
+            let members = usu.members().map_err(|_| Refusal::invalid(Some(usu), "Used-Service-Unit is not a well-formed group"))?;
+            used = used.saturating_add(octets(&members).unwrap_or(0));
+        }
+        Ok(Unit { group, requested, used, top_level })
+    };
+    let mut units = Vec::new();
+    for mscc in request.avps.iter().filter(|a| a.code == code::MULTIPLE_SERVICES_CREDIT_CONTROL && a.vendor.is_none()) {
+        let members = mscc.members().map_err(|_| Refusal::invalid(Some(mscc), "Multiple-Services-Credit-Control is not a well-formed group"))?;
+        let unit = read(&members, false)?;
+        if units.iter().any(|u: &Unit| u.group == unit.group) {
+            return Err(Refusal::invalid(Some(mscc), "the same Rating-Group twice in one request"));
+        }
+        units.push(unit);
+    }
+    if units.is_empty() {
+        let has_units = request.avps.iter().any(|a| matches!(a.code, code::REQUESTED_SERVICE_UNIT | code::USED_SERVICE_UNIT) && a.vendor.is_none());
+        let kind = request.find(code::CC_REQUEST_TYPE).and_then(Avp::as_u32);
+        if has_units || kind != Some(3) {
+            units.push(read(&request.avps, true)?);
+        }
+    }
+    Ok(units)
+}
+
+/// The visited country from 3GPP-SGSN-MCC-MNC, inside
+/// Service-Information / PS-Information or at the top level.
+fn visited_country(request: &Message) -> Option<Country> {
+    let from = |avps: &[Avp]| wire::find_vendor(avps, code::SGSN_MCC_MNC_3GPP, wire::VENDOR_3GPP).and_then(|a| a.as_text().map(String::from));
+    let nested = wire::find_vendor(&request.avps, code::SERVICE_INFORMATION, wire::VENDOR_3GPP)
+        .and_then(|s| s.members().ok())
+        .and_then(|s| wire::find_vendor(&s, code::PS_INFORMATION, wire::VENDOR_3GPP).and_then(|p| p.members().ok()))
+        .and_then(|p| from(&p));
+    let text = nested.or_else(|| from(&request.avps))?;
+    rollover_net::mcc::country_of_mcc_mnc(&text).and_then(|c| Country::parse(c).ok())
+}
+
+fn rand_seed() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.subsec_nanos())
+}
+
+/// Reads one whole message: `None` at a clean end of stream.
+async fn read_message(reader: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Vec<u8>>, String> {
+    let mut start = [0u8; 4];
+    match reader.read_exact(&mut start).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let length = wire::declared_length(&start).map_err(|e| e.to_string())?;
+    let mut bytes = vec![0u8; length];
+    bytes[..4].copy_from_slice(&start);
+    reader.read_exact(&mut bytes[4..]).await.map_err(|e| e.to_string())?;
+    Ok(Some(bytes))
+}

@@ -78,6 +78,10 @@ impl Drop for TestStore {
 
 pub struct Server {
     pub base: String,
+    /// The RADIUS accounting address, when the listener is on.
+    pub radius: Option<std::net::SocketAddr>,
+    /// The Diameter address, when the listener is on.
+    pub diameter: Option<std::net::SocketAddr>,
     child: Child,
     agent: ureq::Agent,
     owned: Option<TestStore>,
@@ -112,6 +116,13 @@ impl Server {
         server
     }
 
+    /// A server on an existing store with a config file: for restarts.
+    pub fn start_on_configured(store: &TestStore, config: &str, extra_env: &[(&str, &str)]) -> Server {
+        let path = std::env::temp_dir().join(format!("rollover-config-{}-{}.toml", std::process::id(), store.url.len() + config.len()));
+        std::fs::write(&path, config).expect("config file");
+        Server::start_with(store, Some(&path), extra_env)
+    }
+
     fn start_with(store: &TestStore, config: Option<&std::path::Path>, extra_env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollover"));
         command.arg("serve");
@@ -136,11 +147,13 @@ impl Server {
         BufReader::new(stdout).read_line(&mut line).expect("the server prints its address");
         let address = line
             .split_whitespace()
-            .find_map(|word| word.strip_prefix("http://"))
+            .find_map(|word| word.trim_end_matches(',').strip_prefix("http://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
+        let listener = |scheme: &str| line.split([' ', ',']).find_map(|word| word.strip_prefix(scheme)).map(|a| a.parse().expect("a socket address"));
+        let (radius, diameter) = (listener("udp://"), listener("tcp://"));
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { base: format!("http://{address}"), child, agent, owned: None }
+        Server { base: format!("http://{address}"), radius, diameter, child, agent, owned: None }
     }
 
     fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {

@@ -137,6 +137,22 @@ impl Sessions {
     }
 }
 
+/// Bursts from many NASes arrive faster than one read loop drains them:
+/// ask the kernel for a larger receive queue (it caps it at
+/// net.core.rmem_max), so that a burst waits rather than being dropped.
+fn grow_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt on a socket this process owns, with a c_int value
+    // of the size given.
+    let result = unsafe {
+        libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "radius: cannot grow the receive buffer");
+    }
+}
+
 /// What identifies one copy of a request: a retransmission repeats all three.
 type RequestKey = (SocketAddr, u8, [u8; 16]);
 
@@ -203,6 +219,7 @@ impl Server {
     /// Binds the socket; [`Server::run`] then serves it.
     pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, String> {
         let socket = UdpSocket::bind(config.listen).await.map_err(|e| format!("radius: cannot listen on {}: {e}", config.listen))?;
+        grow_receive_buffer(&socket);
         let counters = Arc::new(Counters::new("rollover_radius_packets_total", "RADIUS accounting packets by outcome.", "outcome", PACKET_OUTCOMES));
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));

@@ -27,6 +27,12 @@ pub enum BenchCommand {
     /// Start-up with many subscriptions, and all of them crossing the same
     /// local midnight while ingestion goes on.
     Scale(crate::loadgen::ScaleBench),
+    /// Starts `rollover serve` with its RADIUS listener and drives it with
+    /// Interim-Updates from several sockets, every answer waited for.
+    Radius(crate::netload::RadiusBench),
+    /// Starts `rollover serve` with its Diameter listener and drives it with
+    /// CCR-Updates over a few connections, every answer waited for.
+    Diameter(crate::netload::DiameterBench),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -35,6 +41,8 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Engine { records } => engine(records),
         BenchCommand::Http(options) => crate::loadgen::http(options),
         BenchCommand::Scale(options) => crate::loadgen::scale(options),
+        BenchCommand::Radius(options) => crate::netload::radius(options),
+        BenchCommand::Diameter(options) => crate::netload::diameter(options),
     }
 }
 

@@ -42,7 +42,7 @@ pub struct ScaleBench {
     subscriptions: usize,
 }
 
-const PLANS: &str = r#"
+pub(crate) const PLANS: &str = r#"
 [[plan]]
 id = "bench"
 name = "bench: 100 GB monthly with rollover"
@@ -64,9 +64,12 @@ period = { kind = "monthly" }
 daily_cap = { data = "1GiB", window = "calendar_day", throttle_kbps = 128 }
 "#;
 
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
+    /// The RADIUS and Diameter listeners, when asked for.
+    pub(crate) radius: Option<std::net::SocketAddr>,
+    pub(crate) diameter: Option<std::net::SocketAddr>,
     cleanup: Option<String>,
 }
 
@@ -80,7 +83,7 @@ impl Drop for ServerProcess {
     }
 }
 
-fn store_url(store: &str, name: &str) -> Result<(String, Option<String>), String> {
+pub(crate) fn store_url(store: &str, name: &str) -> Result<(String, Option<String>), String> {
     match store {
         "sqlite" => {
             let dir = std::env::temp_dir().join(format!("rollover-bench-{name}-{}", std::process::id()));
@@ -96,8 +99,16 @@ fn store_url(store: &str, name: &str) -> Result<(String, Option<String>), String
 }
 
 fn start_server(url: &str, clock: &str, cleanup: Option<String>) -> Result<ServerProcess, String> {
+    start_server_with(url, clock, cleanup, &[])
+}
+
+pub(crate) fn start_server_with(url: &str, clock: &str, cleanup: Option<String>, env: &[(&str, &str)]) -> Result<ServerProcess, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .arg("serve")
         .env("ROLLOVER_SERVER_LISTEN", "127.0.0.1:0")
         .env("ROLLOVER_STORE_URL", url)
@@ -112,15 +123,18 @@ fn start_server(url: &str, clock: &str, cleanup: Option<String>) -> Result<Serve
         .map_err(|e| format!("cannot start the server: {e}"))?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(|e| e.to_string())?;
-    let address = line.split_whitespace().find_map(|w| w.strip_prefix("http://")).ok_or_else(|| format!("the server said {line:?}"))?;
-    Ok(ServerProcess { base: format!("http://{address}"), child, cleanup })
+    let word = |scheme: &str| line.split([' ', ',']).find_map(|w| w.strip_prefix(scheme)).map(String::from);
+    let address = word("http://").ok_or_else(|| format!("the server said {line:?}"))?;
+    let radius = word("udp://").and_then(|a| a.parse().ok());
+    let diameter = word("tcp://").and_then(|a| a.parse().ok());
+    Ok(ServerProcess { base: format!("http://{address}"), radius, diameter, child, cleanup })
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
 }
 
-fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: String) -> Result<String, String> {
+pub(crate) fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: String) -> Result<String, String> {
     let mut response = agent.post(url).header("content-type", content_type).send(body).map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
@@ -130,16 +144,21 @@ fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: String) -> Res
     Ok(text)
 }
 
+pub(crate) fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    response.body_mut().read_to_string().map_err(|e| e.to_string())
+}
+
 /// (commits, seconds in commits, events committed) so far, from the
 /// server's own metrics.
-fn commit_totals(agent: &ureq::Agent, base: &str) -> (f64, f64, f64) {
+pub(crate) fn commit_totals(agent: &ureq::Agent, base: &str) -> (f64, f64, f64) {
     let Ok(mut response) = agent.get(format!("{base}/metrics")).call() else { return (0.0, 0.0, 0.0) };
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let value = |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0) };
     (value("rollover_commit_seconds_count "), value("rollover_commit_seconds_sum "), value("rollover_commit_events_sum "))
 }
 
-fn commit_summary(before: (f64, f64, f64), after: (f64, f64, f64)) -> String {
+pub(crate) fn commit_summary(before: (f64, f64, f64), after: (f64, f64, f64)) -> String {
     let (commits, seconds, events) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     if commits == 0.0 {
         return "no commits".into();
@@ -159,7 +178,7 @@ fn resident_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -169,6 +188,16 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// Creates subscriptions `prefix0..prefixN` on `plan` over the API, from
 /// eight threads.
 fn create_subscriptions(base: &str, plan: &str, prefix: &str, count: usize) -> Result<Duration, String> {
+    create_subscriptions_with(base, plan, prefix, count, false)
+}
+
+/// The IMSI the benches give subscription number `i`.
+pub(crate) fn bench_imsi(i: usize) -> String {
+    format!("00101{i:010}")
+}
+
+/// Like `create_subscriptions`, optionally with an IMSI each (`bench_imsi`).
+pub(crate) fn create_subscriptions_with(base: &str, plan: &str, prefix: &str, count: usize, imsi: bool) -> Result<Duration, String> {
     let started = WallClock::now();
     let next = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..8)
@@ -181,7 +210,8 @@ fn create_subscriptions(base: &str, plan: &str, prefix: &str, count: usize) -> R
                     if i >= count {
                         return Ok(());
                     }
-                    post(&agent, &format!("{base}/v1/subscriptions"), "application/json", format!(r#"{{"id":"{prefix}{i}","plan":"{plan}","at":"2026-06-01T00:00:00Z"}}"#))?;
+                    let identifiers = if imsi { format!(r#","identifiers":{{"imsi":"{}"}}"#, bench_imsi(i)) } else { String::new() };
+                    post(&agent, &format!("{base}/v1/subscriptions"), "application/json", format!(r#"{{"id":"{prefix}{i}","plan":"{plan}","at":"2026-06-01T00:00:00Z"{identifiers}}}"#))?;
                 }
             })
         })

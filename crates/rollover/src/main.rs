@@ -14,6 +14,7 @@ mod config;
 mod demo;
 mod keys;
 mod loadgen;
+mod netload;
 mod serve;
 
 #[derive(Parser)]

@@ -426,18 +426,22 @@ impl Server {
                 tracing::warn!(session = ?batch[owner].session, why = %why, "radius: report logged and not rated");
             }
         }
-        let mut answers = Vec::with_capacity(batch.len());
-        for pending in &batch {
-            let answer = wire::response(wire::ACCOUNTING_RESPONSE, &pending.request, Vec::new(), &pending.secret);
-            let _ = self.socket.send_to(&answer, pending.key.0).await;
-            self.counters.bump("answered");
-            answers.push((pending.key, answer));
+        // The answers are filed before they are sent: a copy that arrives
+        // the moment after an answer leaves must find it, not the in-flight
+        // mark.
+        let answers: Vec<(RequestKey, Vec<u8>)> =
+            batch.iter().map(|p| (p.key, wire::response(wire::ACCOUNTING_RESPONSE, &p.request, Vec::new(), &p.secret))).collect();
+        {
+            let mut answered = self.answered.lock().expect("answer cache lock");
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            for (key, answer) in &answers {
+                answered.insert(*key, answer.clone());
+                in_flight.remove(key);
+            }
         }
-        let mut answered = self.answered.lock().expect("answer cache lock");
-        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
         for (key, answer) in answers {
-            answered.insert(key, answer);
-            in_flight.remove(&key);
+            let _ = self.socket.send_to(&answer, key.0).await;
+            self.counters.bump("answered");
         }
     }
 }

@@ -160,12 +160,6 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
         ];
         wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier, authenticator: [0; 16], attributes }, SECRET.as_bytes())
     };
-    let exchange = |socket: &UdpSocket, radius, bytes: &[u8]| -> Vec<u8> {
-        socket.send_to(bytes, radius).unwrap();
-        let mut buffer = [0u8; 4096];
-        let (length, _) = socket.recv_from(&mut buffer).expect("an Accounting-Response");
-        buffer[..length].to_vec()
-    };
     let radius = server.radius.unwrap();
     let first = interim(1, 50 * MIB);
     let answer = exchange(&socket, radius, &first);
@@ -210,6 +204,14 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
     assert_eq!(remaining(&server, "cn"), full - 80 * MIB);
     let ledger = server.get("/v1/subscriptions/cn/ledger?type=network").body;
     assert_eq!(ledger["entries"][0]["note"], "RADIUS session 127.0.0.1/sess-r stopped at 83886080 octets", "{ledger}");
+}
+
+#[track_caller]
+fn exchange(socket: &UdpSocket, radius: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    socket.send_to(bytes, radius).unwrap();
+    let mut buffer = [0u8; 4096];
+    let (length, _) = socket.recv_from(&mut buffer).expect("an Accounting-Response");
+    buffer[..length].to_vec()
 }
 
 /// Throttle, restore and disconnect reach a real FreeRADIUS acting as the

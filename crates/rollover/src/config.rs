@@ -609,4 +609,38 @@ mod tests {
         let err = Config::load(None, env(&[("ROLLOVER_SERVR_LISTEN", "x")])).unwrap_err();
         assert!(err.contains("unknown setting"), "{err}");
     }
+
+    #[test]
+    fn network_settings_are_checked_and_named() {
+        let path = std::env::temp_dir().join(format!("rollover-config-net-{}.toml", std::process::id()));
+        let load = |text: &str, vars: &[(&str, &str)]| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env(vars))
+        };
+        let err = load("[radius]\nlisten = \"127.0.0.1:0\"\n", &[]).unwrap_err();
+        assert!(err.contains("no client may send"), "{err}");
+        let err = load("[radius]\nlisten = \"127.0.0.1:0\"\nclients = [{ address = \"10.0.0.0/40\", secret = \"x\" }]\n", &[]).unwrap_err();
+        assert!(err.contains("radius.clients[0].address") && err.contains("0 to 32"), "{err}");
+        let err = load("[radius]\nlisten = \"127.0.0.1:0\"\nidentify = [\"imei\"]\n", &[("ROLLOVER_RADIUS_SECRET", "s")]).unwrap_err();
+        assert!(err.contains("radius.identify[0]"), "{err}");
+        let err = load("[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nvendor = \"huawei\"\n", &[]).unwrap_err();
+        assert!(err.contains("radius.nas[0].vendor"), "{err}");
+        let err = load("[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nscret = \"t\"\n", &[]).unwrap_err();
+        assert!(err.contains(":4:") && err.contains("scret"), "the file and line: {err}");
+        let err = load("[diameter]\nlisten = \"127.0.0.1:0\"\nwatchdog_seconds = 2\n", &[]).unwrap_err();
+        assert!(err.contains("diameter.watchdog_seconds"), "{err}");
+        let err = load("[diameter]\nlisten = \"127.0.0.1:0\"\norigin_host = \"ocs example\"\n", &[]).unwrap_err();
+        assert!(err.contains("diameter.origin_host"), "{err}");
+        // The variables alone make a working setup on loopback.
+        let config = load("", &[("ROLLOVER_RADIUS_LISTEN", "127.0.0.1:0"), ("ROLLOVER_RADIUS_SECRET", "s3cret"), ("ROLLOVER_DIAMETER_LISTEN", "127.0.0.1:0")]).unwrap();
+        let radius = config.radius().unwrap().unwrap();
+        assert!(radius.clients.iter().any(|c| c.network.contains("127.0.0.1".parse().unwrap())));
+        assert!(!radius.clients.iter().any(|c| c.network.contains("10.0.0.1".parse().unwrap())), "only loopback clients");
+        assert_eq!(config.diameter().unwrap().unwrap().origin_host, "ocs.rollover.local");
+        let config = load("[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nvendor = \"mikrotik\"\n", &[]).unwrap();
+        let coa = config.coa().unwrap();
+        assert_eq!(coa.nas[0].coa, "10.0.0.1:3799".parse().unwrap(), "port 3799 by default");
+        assert_eq!(coa.nas[0].throttle[0].value, "{kbps}k/{kbps}k");
+        let _ = std::fs::remove_file(&path);
+    }
 }

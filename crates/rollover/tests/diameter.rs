@@ -151,6 +151,43 @@ fn grants_validity_final_units_and_4012(backend: Backend) {
     assert!(metrics.contains("rollover_diameter_messages_total{outcome=\"dpr\"} 3"), "each client said goodbye: {metrics}");
 }
 
+/// Several rating groups in one session, a one-shot event, and a
+/// subscription that may not use data.
+fn rating_groups_events_and_denied_service(backend: Backend) {
+    let server = Server::start_configured(backend, CONFIG, &[]);
+    let port = server.diameter.unwrap().port();
+    prepare(&server);
+    let imsi = "460001234567890";
+    let full = server.get("/v1/subscriptions/china/balance").body["total_bytes"].as_u64().unwrap();
+    let steps = json!([
+        {"type": "initial", "session": "m", "imsi": imsi, "sgsn_mcc_mnc": "46000",
+         "mscc": [{"rating_group": 1, "requested_octets": MIB}, {"rating_group": 2, "requested_octets": 2 * MIB}]},
+        {"type": "update", "session": "m", "imsi": imsi,
+         "mscc": [{"rating_group": 1, "used_octets": 300, "requested_octets": MIB}, {"rating_group": 2, "used_input_octets": 400, "used_output_octets": 500}]},
+        {"type": "termination", "session": "m", "imsi": imsi, "mscc": [{"rating_group": 1, "used_octets": 1000}]},
+        {"type": "event", "session": "ev", "imsi": imsi, "sgsn_mcc_mnc": "46000", "rating_group": 3, "used_octets": 5 * MIB},
+    ]);
+    let answers = gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &steps);
+    let groups = |answer: &Value| -> Vec<(u64, u64)> {
+        answer["mscc"].as_array().unwrap().iter().map(|m| (m["rating_group"].as_u64().unwrap(), m["granted_octets"].as_u64().unwrap_or(0))).collect()
+    };
+    assert_eq!(groups(&answers[0]), vec![(1, MIB), (2, 2 * MIB)], "{}", answers[0]);
+    assert_eq!(answers[1]["result_code"], 2001, "{}", answers[1]);
+    assert_eq!(groups(&answers[1]), vec![(1, MIB), (2, 100 * MIB)], "an empty Requested-Service-Unit gets the default grant");
+    assert_eq!(answers[2]["result_code"], 2001);
+    assert_eq!(answers[3]["result_code"], 2001, "{}", answers[3]);
+    // Used: 300 + 900 (input + output) + 1,000 at termination (rating group 2
+    // closed with nothing more) + 5 MiB by the event.
+    assert_eq!(server.get("/v1/subscriptions/china/balance").body["total_bytes"], full - 300 - 900 - 1000 - 5 * MIB);
+
+    // A cancelled subscription: 4010, not 4012.
+    assert!(server.post("/v1/subscriptions/block/events", &json!({"cancel": true})).status < 300);
+    let steps = json!([{"type": "initial", "session": "x", "imsi": "262010000000001", "requested_octets": MIB}]);
+    let answers = gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &steps);
+    assert_eq!(answers[0]["result_code"], 4010, "{}", answers[0]);
+    assert_eq!(mscc(&answers[0])["final_unit_action"], 0);
+}
+
 /// A hand-made peer: malformed and incomplete requests get the right
 /// Result-Code, and a peer that does not start with a CER is cut off.
 fn malformed_requests_get_protocol_answers(backend: Backend) {
@@ -340,4 +377,9 @@ impl Drop for Kill {
     }
 }
 
-on_both_stores!(grants_validity_final_units_and_4012, malformed_requests_get_protocol_answers, freediameter_relays_credit_control);
+on_both_stores!(
+    grants_validity_final_units_and_4012,
+    rating_groups_events_and_denied_service,
+    malformed_requests_get_protocol_answers,
+    freediameter_relays_credit_control,
+);

@@ -102,8 +102,11 @@ class GyApplication(Application):
 def exit_now(code: int) -> None:
     """Exit without waiting for python-diameter's leftover worker threads
     (non-daemon, they poll queues with multi-second timeouts)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
     os._exit(code)
 
 
@@ -363,4 +366,14 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    exit_now(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as e:          # argparse errors / --help
+        code = e.code if isinstance(e.code, int) else 2
+    except BrokenPipeError:          # stdout reader went away
+        code = 1
+    except BaseException:            # never hang on python-diameter's threads
+        import traceback
+        traceback.print_exc()
+        code = 1
+    exit_now(code)

@@ -66,7 +66,13 @@ struct GySession {
     /// The last CC-Request-Number answered, and the answer's AVPs.
     last: Option<(u32, Vec<Avp>)>,
     ended: bool,
+    /// When the gateway last sent a request for it.
+    seen: std::time::Instant,
 }
+
+/// A session the gateway has not spoken of for this long is forgotten (its
+/// reservations have long expired in the service).
+const GY_SESSION_IDLE: Duration = Duration::from_secs(6 * 3600);
 
 pub struct Server {
     listener: TcpListener,
@@ -74,6 +80,8 @@ pub struct Server {
     config: Config,
     pub counters: Arc<Counters>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GySession>>>>,
+    /// Sweep idle sessions when the table reaches this size.
+    sweep_at: std::sync::atomic::AtomicUsize,
     origin_state: u32,
 }
 
@@ -84,7 +92,7 @@ impl Server {
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));
         let origin_state = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
-        Ok(Arc::new(Server { listener, service, config, counters, sessions: Mutex::new(HashMap::new()), origin_state }))
+        Ok(Arc::new(Server { listener, service, config, counters, sessions: Mutex::new(HashMap::new()), sweep_at: std::sync::atomic::AtomicUsize::new(100_000), origin_state }))
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -342,10 +350,11 @@ impl Server {
         let state = match kind {
             1 | 4 => {
                 let subscription = self.subscriber(request)?;
-                let fresh = GySession { subscription, country, groups: Vec::new(), last: None, ended: false };
+                let fresh = GySession { subscription, country, groups: Vec::new(), last: None, ended: false, seen: std::time::Instant::now() };
                 let mut sessions = self.sessions.lock().expect("gy session lock");
-                if sessions.len() > 100_000 {
-                    sessions.retain(|_, s| s.try_lock().map_or(true, |s| !s.ended));
+                if sessions.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
+                    sessions.retain(|_, s| s.try_lock().map_or(true, |s| !s.ended && s.seen.elapsed() < GY_SESSION_IDLE));
+                    self.sweep_at.store((sessions.len() * 2).max(100_000), std::sync::atomic::Ordering::Relaxed);
                 }
                 sessions.entry(session_id.clone()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(fresh))).clone()
             }
@@ -356,6 +365,7 @@ impl Server {
             })?,
         };
         let mut state = state.lock().await;
+        state.seen = std::time::Instant::now();
         if let Some((last, answer)) = &state.last
             && *last == number
         {

@@ -82,13 +82,20 @@ pub struct NasSession {
     pub framed_ip: Option<Ipv4Addr>,
     /// Octets reported so far.
     pub total: u64,
+    /// When the last report of it arrived.
+    pub seen: WallInstant,
 }
+
+/// A session not heard of for this long is taken to be gone without a Stop.
+const SESSION_SILENT: Duration = Duration::from_secs(24 * 3600);
 
 /// Open sessions by subscription. Kept in memory: after a restart a session
 /// is known again from its next Interim-Update.
 #[derive(Default)]
 pub struct Sessions {
     by_subscription: Mutex<HashMap<String, Vec<NasSession>>>,
+    /// Sweep silent sessions when the table reaches this many subscriptions.
+    sweep_at: std::sync::atomic::AtomicUsize,
 }
 
 impl Sessions {
@@ -98,6 +105,13 @@ impl Sessions {
 
     fn update(&self, subscription: &str, session: NasSession) {
         let mut table = self.by_subscription.lock().expect("session table lock");
+        if table.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
+            table.retain(|_, list| {
+                list.retain(|s| s.seen.elapsed() < SESSION_SILENT);
+                !list.is_empty()
+            });
+            self.sweep_at.store((table.len() * 2).max(65_536), std::sync::atomic::Ordering::Relaxed);
+        }
         let list = table.entry(subscription.to_string()).or_default();
         match list.iter_mut().find(|s| s.nas == session.nas && s.session_id == session.session_id) {
             Some(known) => {
@@ -353,6 +367,7 @@ impl Server {
                                     calling_station_id: accounting.calling_station_id.clone(),
                                     framed_ip: accounting.framed_ip,
                                     total,
+                                    seen: WallInstant::now(),
                                 },
                             );
                         }

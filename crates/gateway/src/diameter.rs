@@ -74,6 +74,10 @@ struct GySession {
 /// reservations have long expired in the service).
 const GY_SESSION_IDLE: Duration = Duration::from_secs(6 * 3600);
 
+/// An ended session is kept this long, so that a retransmitted CCR-T gets
+/// its first answer again.
+const GY_ENDED_KEEP: Duration = Duration::from_secs(120);
+
 pub struct Server {
     listener: TcpListener,
     service: Service,
@@ -353,7 +357,7 @@ impl Server {
                 let fresh = GySession { subscription, country, groups: Vec::new(), last: None, ended: false, seen: std::time::Instant::now() };
                 let mut sessions = self.sessions.lock().expect("gy session lock");
                 if sessions.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
-                    sessions.retain(|_, s| s.try_lock().map_or(true, |s| !s.ended && s.seen.elapsed() < GY_SESSION_IDLE));
+                    sessions.retain(|_, s| s.try_lock().map_or(true, |s| s.seen.elapsed() < if s.ended { GY_ENDED_KEEP } else { GY_SESSION_IDLE }));
                     self.sweep_at.store((sessions.len() * 2).max(100_000), std::sync::atomic::Ordering::Relaxed);
                 }
                 sessions.entry(session_id.clone()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(fresh))).clone()
@@ -499,11 +503,6 @@ impl Server {
         avps.push(Avp::u32(code::CC_REQUEST_NUMBER, number));
         avps.extend(group_avps);
         state.last = Some((number, avps.clone()));
-        let ended = state.ended;
-        drop(state);
-        if ended {
-            self.sessions.lock().expect("gy session lock").remove(&session_id);
-        }
         Ok(avps)
     }
 

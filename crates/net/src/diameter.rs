@@ -289,7 +289,7 @@ pub fn declared_length(start: &[u8; 4]) -> Result<usize, DecodeError> {
         return Err(DecodeError::BadVersion(start[0]));
     }
     let length = u32::from_be_bytes([0, start[1], start[2], start[3]]) as usize;
-    if !(HEADER..=MAX_MESSAGE).contains(&length) || length % 4 != 0 {
+    if !(HEADER..=MAX_MESSAGE).contains(&length) || !length.is_multiple_of(4) {
         return Err(DecodeError::BadLength { declared: length, received: 0 });
     }
     Ok(length)

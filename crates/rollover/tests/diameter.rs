@@ -97,9 +97,10 @@ fn grants_validity_final_units_and_4012(backend: Backend) {
         {"repeat": true},
         {"type": "update", "session": "a", "imsi": imsi, "rating_group": 10, "used_octets": 50 * MIB, "requested_octets": 100 * MIB},
         {"type": "termination", "session": "a", "imsi": imsi, "rating_group": 10, "used_octets": 0},
+        {"repeat": true},
     ]);
     let answers = gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &steps);
-    assert_eq!(answers.len(), 6);
+    assert_eq!(answers.len(), 7);
     // CCA-I: the grant, its validity and the threshold (20% by default).
     assert_eq!(answers[0]["result_code"], 2001, "{}", answers[0]);
     assert_eq!(mscc(&answers[0])["rating_group"], 10);
@@ -118,6 +119,7 @@ fn grants_validity_final_units_and_4012(backend: Backend) {
     assert_eq!(mscc(&answers[4])["result_code"], 4012);
     assert_eq!(mscc(&answers[4])["granted_octets"], Value::Null);
     assert_eq!(answers[5]["result_code"], 2001);
+    assert_eq!(answers[6]["result_code"], 2001, "a repeated CCR-T gets its first answer: {}", answers[6]);
     let balance = server.get("/v1/subscriptions/block/balance").body;
     assert_eq!((balance["total_bytes"].as_u64(), balance["status"].as_str()), (Some(0), Some("depleted")), "{balance}");
     let ledger = server.get("/v1/subscriptions/block/ledger?type=drawn&limit=1000").body;
@@ -147,7 +149,7 @@ fn grants_validity_final_units_and_4012(backend: Backend) {
     assert_eq!(answers[2]["result_code"], 2001, "{}", answers[2]);
 
     let metrics = server.get("/metrics").body.as_str().unwrap().to_string();
-    assert!(metrics.contains("rollover_diameter_messages_total{outcome=\"ccr_repeated\"} 1"), "{metrics}");
+    assert!(metrics.contains("rollover_diameter_messages_total{outcome=\"ccr_repeated\"} 2"), "{metrics}");
     assert!(metrics.contains("rollover_diameter_messages_total{outcome=\"dpr\"} 3"), "each client said goodbye: {metrics}");
 }
 

@@ -86,6 +86,9 @@ pub struct NasSession {
     pub seen: WallInstant,
 }
 
+/// How many stopped sessions are remembered.
+const STOPPED_KEEP: usize = 65_536;
+
 /// A session not heard of for this long is taken to be gone without a Stop.
 const SESSION_SILENT: Duration = Duration::from_secs(24 * 3600);
 
@@ -94,6 +97,8 @@ const SESSION_SILENT: Duration = Duration::from_secs(24 * 3600);
 #[derive(Default)]
 pub struct Sessions {
     by_subscription: Mutex<HashMap<String, Vec<NasSession>>>,
+    /// Sessions seen to stop lately: a late Interim must not open them again.
+    stopped: Mutex<(HashSet<(IpAddr, String)>, VecDeque<(IpAddr, String)>)>,
     /// Sweep silent sessions when the table reaches this many subscriptions.
     sweep_at: std::sync::atomic::AtomicUsize,
 }
@@ -104,6 +109,9 @@ impl Sessions {
     }
 
     fn update(&self, subscription: &str, session: NasSession) {
+        if self.stopped.lock().expect("stopped sessions lock").0.contains(&(session.nas, session.session_id.clone())) {
+            return;
+        }
         let mut table = self.by_subscription.lock().expect("session table lock");
         if table.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
             table.retain(|_, list| {
@@ -123,6 +131,17 @@ impl Sessions {
     }
 
     fn remove(&self, subscription: &str, nas: IpAddr, session_id: &str) {
+        {
+            let mut stopped = self.stopped.lock().expect("stopped sessions lock");
+            if stopped.0.insert((nas, session_id.to_string())) {
+                stopped.1.push_back((nas, session_id.to_string()));
+                if stopped.1.len() > STOPPED_KEEP
+                    && let Some(oldest) = stopped.1.pop_front()
+                {
+                    stopped.0.remove(&oldest);
+                }
+            }
+        }
         let mut table = self.by_subscription.lock().expect("session table lock");
         if let Some(list) = table.get_mut(subscription) {
             list.retain(|s| !(s.nas == nas && s.session_id == session_id));
@@ -147,6 +166,10 @@ impl Sessions {
             });
             !list.is_empty()
         });
+        drop(table);
+        for (subscription, session) in &taken {
+            self.remove(subscription, session.nas, &session.session_id);
+        }
         taken
     }
 }
@@ -355,21 +378,21 @@ impl Server {
                         let country = accounting.sgsn_mcc_mnc.as_deref().and_then(rollover_net::mcc::country_of_mcc_mnc).and_then(|c| Country::parse(c).ok());
                         let stop = accounting.status == AcctStatus::Stop;
                         let total = accounting.total_octets();
+                        let session = NasSession {
+                            nas,
+                            session_id,
+                            user_name: accounting.user_name.clone(),
+                            calling_station_id: accounting.calling_station_id.clone(),
+                            framed_ip: accounting.framed_ip,
+                            total,
+                            seen: WallInstant::now(),
+                        };
+                        // Known at once, so that a status change this very
+                        // report causes finds the session to act on.
                         if stop {
-                            self.sessions.remove(&subscription, nas, &session_id);
+                            self.sessions.remove(&subscription, nas, &session.session_id);
                         } else {
-                            self.sessions.update(
-                                &subscription,
-                                NasSession {
-                                    nas,
-                                    session_id,
-                                    user_name: accounting.user_name.clone(),
-                                    calling_station_id: accounting.calling_station_id.clone(),
-                                    framed_ip: accounting.framed_ip,
-                                    total,
-                                    seen: WallInstant::now(),
-                                },
-                            );
+                            self.sessions.update(&subscription, session);
                         }
                         pending.records.push(UsageRecord::counter(subscription, at, country, Counter { session: name.clone(), total, stop }));
                     }
@@ -441,6 +464,7 @@ impl Server {
                 tracing::warn!(session = ?batch[owner].session, why = %why, "radius: report logged and not rated");
             }
         }
+
         // The answers are filed before they are sent: a copy that arrives
         // the moment after an answer leaves must find it, not the in-flight
         // mark.

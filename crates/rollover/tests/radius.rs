@@ -133,10 +133,23 @@ fn counters_from_radclient_are_rated_by_their_growth(backend: Backend) {
     assert!(sent.success, "{}", sent.stderr);
     assert_eq!(metric(&server, "rollover_radius_packets_total{outcome=\"unknown_subscriber\"}"), 1);
 
+    // Found by User-Name alone (here the IMSI); then the NAS's
+    // Accounting-Off closes its sessions, and a late Interim is not rated.
+    let by_user = "User-Name = \"460001234567890\"";
+    let sent = radclient(radius, "acct", SECRET, &[packet("Start", "s4", by_user, 0, "46000"), packet("Interim-Update", "s4", by_user, 3 * MIB, "46000")].join("\n"));
+    assert!(sent.success, "{}", sent.stderr);
+    assert_eq!(remaining(&server, "cn"), before - 3 * MIB);
+    let sent = radclient(radius, "acct", SECRET, "Acct-Status-Type = Accounting-Off\nNAS-IP-Address = 127.0.0.1\n");
+    assert!(sent.success, "{}", sent.stderr);
+    let sent = radclient(radius, "acct", SECRET, &packet("Interim-Update", "s4", by_user, 6 * MIB, "46000"));
+    assert!(sent.success, "{}", sent.stderr);
+    assert_eq!(remaining(&server, "cn"), before - 3 * MIB);
+    assert_eq!(metric(&server, "rollover_usage_records_total{outcome=\"rejected\",reason=\"counter_not_rated\"}"), 3);
+
     // The ledger names each draw; the Stop with nothing new is a note.
     let ledger = server.get("/v1/subscriptions/cn/ledger?limit=1000").body;
     let drawn: u64 = ledger["entries"].as_array().unwrap().iter().filter(|e| e["type"] == "drawn").map(|e| e["bytes"].as_u64().unwrap()).sum();
-    assert_eq!(drawn, (1 << 32) + 3000 + 5 * MIB + 7 * MIB);
+    assert_eq!(drawn, (1 << 32) + 3000 + 5 * MIB + 7 * MIB + 3 * MIB);
 }
 
 /// Retransmissions, malformed packets and restarts, with packets made by
@@ -218,13 +231,19 @@ fn exchange(socket: &UdpSocket, radius: std::net::SocketAddr, bytes: &[u8]) -> V
 /// NAS, and its answers are in the ledger.
 fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
     let nas = CoaNas::start("nas-secret");
+    // A second NAS that never answers.
+    let silent = std::net::SocketAddr::from(([127, 0, 0, 1], network::free_port()));
     let config = config(&format!(
-        "coa_timeout_ms = 1000\ncoa_attempts = 2\n[[radius.nas]]\naddress = \"127.0.0.1\"\ncoa_address = \"{}\"\nsecret = \"nas-secret\"\nvendor = \"mikrotik\"\n",
+        "coa_timeout_ms = 1000\ncoa_attempts = 2\n[[radius.nas]]\naddress = \"127.0.0.1\"\ncoa_address = \"{}\"\nsecret = \"nas-secret\"\nvendor = \"mikrotik\"\n\
+         [[radius.nas]]\naddress = \"127.0.0.2\"\ncoa_address = \"{silent}\"\nsecret = \"other-secret\"\nvendor = \"mikrotik\"\n",
         nas.address
     ));
     let server = Server::start_configured(backend, &config, &[]);
     let radius = server.radius.unwrap();
-    prepare(&server, &[("t", "tiny-throttle", "262010000000001", "491700000001"), ("n", "tiny-throttle", "262010000000002", "491700000002")]);
+    prepare(
+        &server,
+        &[("t", "tiny-throttle", "262010000000001", "491700000001"), ("n", "tiny-throttle", "262010000000002", "491700000002"), ("q", "tiny-throttle", "262010000000003", "491700000003")],
+    );
     let identity = "3GPP-IMSI = \"262010000000001\"\nUser-Name = \"alice\"\nFramed-IP-Address = 10.0.0.7";
     let sent = radclient(radius, "acct", SECRET, &[packet("Start", "t-1", identity, 0, "26201"), packet("Interim-Update", "t-1", identity, 120 * MIB, "26201")].join("\n"));
     assert!(sent.success, "{}", sent.stderr);
@@ -256,13 +275,19 @@ fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
     let received = nas.wait_for(4);
     assert!(received[3].starts_with("CoA-Request\tCoA-NAK"), "{}", received[3]);
 
+    // The NAS at 127.0.0.2 never answers: sent again once, then given up.
+    let identity = "3GPP-IMSI = \"262010000000003\"";
+    let on_second_nas = [packet("Start", "q-1", identity, 0, "26201"), packet("Interim-Update", "q-1", identity, 150 * MIB, "26201")].join("\n").replace("127.0.0.1", "127.0.0.2");
+    let sent = radclient(radius, "acct", SECRET, &on_second_nas);
+    assert!(sent.success, "{}", sent.stderr);
+
     // Every outcome is in the ledger, once written.
     let notes = |id: &str| -> Vec<String> {
         let ledger = server.get(&format!("/v1/subscriptions/{id}/ledger?type=network")).body;
         ledger["entries"].as_array().unwrap().iter().map(|e| e["note"].as_str().unwrap().to_string()).collect()
     };
     let started = std::time::Instant::now();
-    while (notes("t").len() < 3 || notes("n").is_empty()) && started.elapsed() < Duration::from_secs(10) {
+    while (notes("t").len() < 3 || notes("n").is_empty() || notes("q").is_empty()) && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let nas_address = nas.address;
@@ -275,11 +300,106 @@ fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
         ]
     );
     assert_eq!(notes("n"), vec![format!("CoA-Request (throttle to 128 kbit/s) for session nak-me to NAS {nas_address}: NAK, Error-Cause 503")]);
+    assert_eq!(notes("q"), vec![format!("CoA-Request (throttle to 128 kbit/s) for session q-1 to NAS {silent}: no answer after 2 attempts")]);
     assert_eq!(metric(&server, "rollover_radius_dynamic_authorization_total{outcome=\"coa_nak\"}"), 1);
+    assert_eq!(metric(&server, "rollover_radius_dynamic_authorization_total{outcome=\"no_answer\"}"), 1);
+}
+
+/// kill -9 while a gateway streams Interim-Updates: every answered counter
+/// is in the balance after the restart, nothing beyond what was sent, and
+/// the next report brings each balance to exactly what the NAS counted.
+fn answered_counters_survive_kill_9(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = TestStore::new(backend);
+    let config = config("");
+    let server = Server::start_on_configured(&store, &config, &[]);
+    let subscriptions: Vec<(String, String, String, String)> =
+        (0..16).map(|i| (format!("k{i}"), "cn-10g".to_string(), format!("4600000000000{i:02}"), format!("86138000000{i:02}"))).collect();
+    let borrowed: Vec<(&str, &str, &str, &str)> = subscriptions.iter().map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str())).collect();
+    prepare(&server, &borrowed);
+    let radius = server.radius.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Four gateways, four sessions each; each report adds 1,000 + i octets.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                let mut sent = [0u64; 4];
+                let mut answered = [0u64; 4];
+                let mut identifier: u8 = 0;
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    for k in 0..4 {
+                        let i = t * 4 + k;
+                        let total = round * (1000 + i as u64);
+                        identifier = identifier.wrapping_add(1);
+                        let attributes = vec![
+                            (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
+                            (wire::ACCT_SESSION_ID, format!("crash-{i}").into_bytes()),
+                            (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
+                            (wire::ACCT_INPUT_OCTETS, (total as u32).to_be_bytes().to_vec()),
+                            Packet::vendor_attribute(wire::VENDOR_3GPP, wire::VSA_3GPP_IMSI, format!("4600000000000{i:02}").as_bytes()),
+                        ];
+                        let bytes = wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier, authenticator: [0; 16], attributes }, SECRET.as_bytes());
+                        sent[k] = total;
+                        let _ = socket.send_to(&bytes, radius);
+                        let mut buffer = [0u8; 64];
+                        if let Ok((length, _)) = socket.recv_from(&mut buffer)
+                            && length >= 20
+                            && buffer[1] == identifier
+                            && wire::response_authentic(&buffer[..length], bytes[4..20].try_into().unwrap(), SECRET.as_bytes())
+                        {
+                            answered[k] = total;
+                        }
+                    }
+                }
+                (t, sent, answered)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server.kill());
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = [0u64; 16];
+    let mut answered = [0u64; 16];
+    for thread in threads {
+        let (t, s, a) = thread.join().unwrap();
+        sent[t * 4..t * 4 + 4].copy_from_slice(&s);
+        answered[t * 4..t * 4 + 4].copy_from_slice(&a);
+    }
+    assert!(answered.iter().all(|a| *a > 0), "every gateway had answers before the kill: {answered:?}");
+    let server = Server::start_on_configured(&store, &config, &[]);
+    let radius = server.radius.unwrap();
+    let full = 10 * GIB;
+    for i in 0..16 {
+        let drawn = full - remaining(&server, &format!("k{i}"));
+        assert!(answered[i] <= drawn && drawn <= sent[i], "session {i}: answered {} <= drawn {drawn} <= sent {}", answered[i], sent[i]);
+    }
+    // One more report each: the balances meet the NAS's counters exactly.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..16 {
+        let total = sent[i] + 1000;
+        let attributes = vec![
+            (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
+            (wire::ACCT_SESSION_ID, format!("crash-{i}").into_bytes()),
+            (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
+            (wire::ACCT_INPUT_OCTETS, (total as u32).to_be_bytes().to_vec()),
+            Packet::vendor_attribute(wire::VENDOR_3GPP, wire::VSA_3GPP_IMSI, format!("4600000000000{i:02}").as_bytes()),
+        ];
+        let bytes = wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier: i as u8, authenticator: [0; 16], attributes }, SECRET.as_bytes());
+        exchange(&socket, radius, &bytes);
+        assert_eq!(full - remaining(&server, &format!("k{i}")), total, "session {i}");
+    }
 }
 
 on_both_stores!(
     counters_from_radclient_are_rated_by_their_growth,
     retransmissions_are_answered_once_rated_and_counters_survive_a_restart,
     status_changes_send_coa_and_disconnect_to_the_nas,
+    answered_counters_survive_kill_9,
 );

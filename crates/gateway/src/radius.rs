@@ -94,11 +94,17 @@ const SESSION_SILENT: Duration = Duration::from_secs(24 * 3600);
 
 /// Open sessions by subscription. Kept in memory: after a restart a session
 /// is known again from its next Interim-Update.
+/// A session by its NAS and Acct-Session-Id.
+type SessionKey = (IpAddr, String);
+
+/// Recently stopped sessions: a set, and its insertion order for eviction.
+type Stopped = (HashSet<SessionKey>, VecDeque<SessionKey>);
+
 #[derive(Default)]
 pub struct Sessions {
     by_subscription: Mutex<HashMap<String, Vec<NasSession>>>,
     /// Sessions seen to stop lately: a late Interim must not open them again.
-    stopped: Mutex<(HashSet<(IpAddr, String)>, VecDeque<(IpAddr, String)>)>,
+    stopped: Mutex<Stopped>,
     /// Sweep silent sessions when the table reaches this many subscriptions.
     sweep_at: std::sync::atomic::AtomicUsize,
 }

@@ -375,15 +375,15 @@ fn answered_counters_survive_kill_9(backend: Backend) {
     let server = Server::start_on_configured(&store, &config, &[]);
     let radius = server.radius.unwrap();
     let full = 10 * GIB;
-    for i in 0..16 {
+    for (i, (answered, sent)) in answered.iter().zip(&sent).enumerate() {
         let drawn = full - remaining(&server, &format!("k{i}"));
-        assert!(answered[i] <= drawn && drawn <= sent[i], "session {i}: answered {} <= drawn {drawn} <= sent {}", answered[i], sent[i]);
+        assert!(*answered <= drawn && drawn <= *sent, "session {i}: answered {answered} <= drawn {drawn} <= sent {sent}");
     }
     // One more report each: the balances meet the NAS's counters exactly.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    for i in 0..16 {
-        let total = sent[i] + 1000;
+    for (i, sent) in sent.iter().enumerate() {
+        let total = sent + 1000;
         let attributes = vec![
             (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
             (wire::ACCT_SESSION_ID, format!("crash-{i}").into_bytes()),

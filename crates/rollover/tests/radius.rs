@@ -305,6 +305,18 @@ fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
     assert_eq!(metric(&server, "rollover_radius_dynamic_authorization_total{outcome=\"no_answer\"}"), 1);
 }
 
+/// An Interim-Update of session `crash-{i}` (IMSI 4600000000000{i}).
+fn crash_interim(i: usize, total: u64, identifier: u8) -> Vec<u8> {
+    let attributes = vec![
+        (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
+        (wire::ACCT_SESSION_ID, format!("crash-{i}").into_bytes()),
+        (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
+        (wire::ACCT_INPUT_OCTETS, (total as u32).to_be_bytes().to_vec()),
+        Packet::vendor_attribute(wire::VENDOR_3GPP, wire::VSA_3GPP_IMSI, format!("4600000000000{i:02}").as_bytes()),
+    ];
+    wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier, authenticator: [0; 16], attributes }, SECRET.as_bytes())
+}
+
 /// kill -9 while a gateway streams Interim-Updates: every answered counter
 /// is in the balance after the restart, nothing beyond what was sent, and
 /// the next report brings each balance to exactly what the NAS counted.
@@ -337,14 +349,7 @@ fn answered_counters_survive_kill_9(backend: Backend) {
                         let i = t * 4 + k;
                         let total = round * (1000 + i as u64);
                         identifier = identifier.wrapping_add(1);
-                        let attributes = vec![
-                            (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
-                            (wire::ACCT_SESSION_ID, format!("crash-{i}").into_bytes()),
-                            (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
-                            (wire::ACCT_INPUT_OCTETS, (total as u32).to_be_bytes().to_vec()),
-                            Packet::vendor_attribute(wire::VENDOR_3GPP, wire::VSA_3GPP_IMSI, format!("4600000000000{i:02}").as_bytes()),
-                        ];
-                        let bytes = wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier, authenticator: [0; 16], attributes }, SECRET.as_bytes());
+                        let bytes = crash_interim(i, total, identifier);
                         sent[k] = total;
                         let _ = socket.send_to(&bytes, radius);
                         let mut buffer = [0u8; 64];
@@ -384,15 +389,7 @@ fn answered_counters_survive_kill_9(backend: Backend) {
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     for (i, sent) in sent.iter().enumerate() {
         let total = sent + 1000;
-        let attributes = vec![
-            (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
-            (wire::ACCT_SESSION_ID, format!("crash-{i}").into_bytes()),
-            (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
-            (wire::ACCT_INPUT_OCTETS, (total as u32).to_be_bytes().to_vec()),
-            Packet::vendor_attribute(wire::VENDOR_3GPP, wire::VSA_3GPP_IMSI, format!("4600000000000{i:02}").as_bytes()),
-        ];
-        let bytes = wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier: i as u8, authenticator: [0; 16], attributes }, SECRET.as_bytes());
-        exchange(&socket, radius, &bytes);
+        exchange(&socket, radius, &crash_interim(i, total, i as u8));
         assert_eq!(full - remaining(&server, &format!("k{i}")), total, "session {i}");
     }
 }

@@ -566,14 +566,8 @@ impl Worker {
                     // the session stays closed after a restart.
                     if counter.stop {
                         live.keys.insert(key.clone(), record.at.micros(), now, self.config.max_age_micros);
-                        rows.push(EventRow {
-                            seq: 0,
-                            subscription: record.subscription,
-                            applied_at_micros: now.micros(),
-                            at_micros: record.at.micros(),
-                            key: Some(key),
-                            body: EventBody::Network { note: format!("RADIUS session {} stopped at {} octets", counter.session, counter.total) },
-                        });
+                        let note = format!("RADIUS session {} stopped at {} octets", counter.session, counter.total);
+                        rows.push(keyed_row(record.subscription, now, record.at, key, EventBody::Network { note }));
                     }
                     results.push((index, UsageResult::Accepted { drawn_bytes: 0, throttled_bytes: 0, rejected_bytes: 0, late: false }));
                     continue;
@@ -602,14 +596,8 @@ impl Worker {
             self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
             self.metrics.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             live.keys.insert(key.clone(), record.at.micros(), now, self.config.max_age_micros);
-            rows.push(EventRow {
-                seq: 0,
-                subscription: record.subscription,
-                applied_at_micros: now.micros(),
-                at_micros: record.at.micros(),
-                key: Some(key),
-                body: EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) },
-            });
+            let body = EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) };
+            rows.push(keyed_row(record.subscription, now, record.at, key, body));
             touched.push(slot);
             results.push((
                 index,
@@ -790,6 +778,11 @@ impl Worker {
         self.flush_outbox();
         Ok((answer, committed))
     }
+}
+
+/// The stored row of a keyed record, applied at `now`.
+fn keyed_row(subscription: String, now: Instant, at: Instant, key: String, body: EventBody) -> EventRow {
+    EventRow { seq: 0, subscription, applied_at_micros: now.micros(), at_micros: at.micros(), key: Some(key), body }
 }
 
 fn status_change(id: &str, subscription: &Subscription, catalog: &rollover_core::Catalog, from: Status, to: Status, at: Instant) -> StatusChange {

@@ -266,11 +266,29 @@ impl Server {
         let counters = Arc::new(Counters::new("rollover_radius_packets_total", "RADIUS accounting packets by outcome.", "outcome", PACKET_OUTCOMES));
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));
+        // Sessions open before a restart are known again from the log: by
+        // NAS and Acct-Session-Id, without the names a report carries.
+        let sessions = Arc::new(Sessions::default());
+        let open = service.open_counters().await.map_err(|e| format!("radius: cannot read the open sessions: {e}"))?;
+        for counter in open {
+            let Some((nas, session_id)) = counter.session.split_once('/') else { continue };
+            let Ok(nas) = nas.parse::<IpAddr>() else { continue };
+            let session = NasSession {
+                nas,
+                session_id: session_id.to_string(),
+                user_name: None,
+                calling_station_id: None,
+                framed_ip: None,
+                total: counter.total,
+                seen: WallInstant::now(),
+            };
+            sessions.update(&counter.subscription, session);
+        }
         Ok(Arc::new(Server {
             socket: Arc::new(socket),
             service,
             config,
-            sessions: Arc::new(Sessions::default()),
+            sessions,
             counters,
             in_flight: Mutex::new(HashSet::new()),
             answered: Mutex::new(Answered { answers: HashMap::new(), order: VecDeque::new() }),

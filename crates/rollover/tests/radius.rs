@@ -162,10 +162,10 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
     let full = 10 * GIB;
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let interim = |identifier: u8, total: u64| {
+    let interim_of = |session: &str, identifier: u8, total: u64| {
         let attributes = vec![
             (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
-            (wire::ACCT_SESSION_ID, b"sess-r".to_vec()),
+            (wire::ACCT_SESSION_ID, session.as_bytes().to_vec()),
             (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
             (wire::ACCT_INPUT_OCTETS, ((total & 0xffff_ffff) as u32).to_be_bytes().to_vec()),
             (wire::ACCT_INPUT_GIGAWORDS, ((total >> 32) as u32).to_be_bytes().to_vec()),
@@ -173,6 +173,7 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
         ];
         wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier, authenticator: [0; 16], attributes }, SECRET.as_bytes())
     };
+    let interim = |identifier: u8, total: u64| interim_of("sess-r", identifier, total);
     let radius = server.radius.unwrap();
     let first = interim(1, 50 * MIB);
     let answer = exchange(&socket, radius, &first);
@@ -189,20 +190,23 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
     socket.send_to(&first[..first.len() - 3], radius).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(metric(&server, "rollover_radius_packets_total{outcome=\"malformed\"}"), 2);
+    // A second session, silent after the restart.
+    exchange(&socket, radius, &interim_of("sess-s", 9, MIB));
     drop(server.kill());
 
     // After a crash, the session's counter is known from the log: a new
     // Identifier with the same counter rates nothing, a higher one only the growth.
     let server = Server::start_on_configured(&store, &config, &[]);
     let radius = server.radius.unwrap();
+    let full = full - MIB;
     assert_eq!(remaining(&server, "cn"), full - 50 * MIB);
     exchange(&socket, radius, &interim(2, 50 * MIB));
     assert_eq!(remaining(&server, "cn"), full - 50 * MIB);
     exchange(&socket, radius, &interim(3, 80 * MIB));
     assert_eq!(remaining(&server, "cn"), full - 80 * MIB);
 
-    // Accounting-On from the NAS closes its sessions: later reports of the
-    // old session are not rated.
+    // Accounting-On from the NAS closes its sessions, including the one
+    // known only from the log: later reports of them are not rated.
     let on = wire::sign_request(
         Packet {
             code: wire::ACCOUNTING_REQUEST,
@@ -214,9 +218,12 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
     );
     assert_eq!(exchange(&socket, radius, &on)[0], wire::ACCOUNTING_RESPONSE);
     exchange(&socket, radius, &interim(5, 90 * MIB));
+    exchange(&socket, radius, &interim_of("sess-s", 6, 2 * MIB));
     assert_eq!(remaining(&server, "cn"), full - 80 * MIB);
     let ledger = server.get("/v1/subscriptions/cn/ledger?type=network").body;
-    assert_eq!(ledger["entries"][0]["note"], "RADIUS session 127.0.0.1/sess-r stopped at 83886080 octets", "{ledger}");
+    let mut notes: Vec<&str> = ledger["entries"].as_array().unwrap().iter().map(|e| e["note"].as_str().unwrap()).collect();
+    notes.sort();
+    assert_eq!(notes, ["RADIUS session 127.0.0.1/sess-r stopped at 83886080 octets", "RADIUS session 127.0.0.1/sess-s stopped at 1048576 octets"], "{ledger}");
 }
 
 #[track_caller]

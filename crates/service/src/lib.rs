@@ -140,6 +140,15 @@ pub struct Counter {
     pub stop: bool,
 }
 
+/// A counter session that has not stopped, as the log knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCounter {
+    pub subscription: String,
+    /// The session's name as reported (`{NAS}/{Acct-Session-Id}` for RADIUS).
+    pub session: String,
+    pub total: u64,
+}
+
 /// A subscription's status changed: sent to the watcher named in
 /// [`Config::status_changes`] (the RADIUS enforcement task).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -713,6 +722,22 @@ impl Service {
         self.send(subscription, Command::Note { id: subscription.to_string(), note, reply: tx })?;
         let committed = rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))??;
         committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))
+    }
+
+    /// Counter sessions that have not stopped and were heard of within the
+    /// maximum age: what the RADIUS listener knows again after a restart.
+    pub async fn open_counters(&self) -> Result<Vec<OpenCounter>, ServiceError> {
+        let mut open = Vec::new();
+        for worker in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            let worker = worker.clone();
+            tokio::task::spawn_blocking(move || worker.send(Command::OpenCounters { reply: tx }).map_err(|_| ()))
+                .await
+                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
+                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
+            open.extend(rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?);
+        }
+        Ok(open)
     }
 
     /// The Prometheus exposition text: counters, latencies and subscriptions

@@ -21,7 +21,7 @@ use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans};
 use crate::replay;
 use crate::writer::Write;
-use crate::{Balance, BalanceBucket, Config, Counter, EventOutcome, FinalAction, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageResult};
+use crate::{Balance, BalanceBucket, Config, Counter, OpenCounter, EventOutcome, FinalAction, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageResult};
 use rollover_core::{Country, Status};
 
 pub(crate) type Committed = oneshot::Receiver<()>;
@@ -69,6 +69,8 @@ pub(crate) enum Command {
     Replay(EventRow),
     /// Subscriptions by status, for `/metrics`.
     Statuses { reply: oneshot::Sender<Vec<(&'static str, u64)>> },
+    /// Counter sessions not stopped, heard of within the maximum age.
+    OpenCounters { reply: oneshot::Sender<Vec<OpenCounter>> },
 }
 
 struct Live {
@@ -257,6 +259,18 @@ impl Worker {
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
+            }
+            Command::OpenCounters { reply } => {
+                let oldest = self.clock.now().micros() - self.config.max_age_micros;
+                let mut open = Vec::new();
+                for live in &self.subscriptions {
+                    for (session, state) in live.counters.iter().flat_map(|m| m.iter()) {
+                        if !state.stopped && state.at_micros >= oldest {
+                            open.push(OpenCounter { subscription: live.id.clone(), session: session.clone(), total: state.total });
+                        }
+                    }
+                }
+                let _ = reply.send(open);
             }
             Command::Statuses { reply } => {
                 let now = self.clock.now();

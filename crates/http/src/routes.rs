@@ -366,7 +366,13 @@ fn session_json(answer: &SessionAnswer) -> Value {
     let mut v = json!({
         "id": answer.session,
         "subscription": answer.subscription,
-        "result": if answer.credit_limit_reached { "credit_limit_reached" } else { "ok" },
+        "result": if answer.not_covered {
+            "not_covered"
+        } else if answer.credit_limit_reached {
+            "credit_limit_reached"
+        } else {
+            "ok"
+        },
         "granted_bytes": answer.granted_bytes,
         "validity_seconds": answer.validity_seconds,
         "status": answer.status.name(),
@@ -403,33 +409,36 @@ fn request_number(fields: &json::Fields) -> Result<u32, Problem> {
 /// `min(requested, available, max_grant)` for the validity time.
 async fn post_session(State(service): State<Service>, body: Bytes) -> ApiResult {
     let fields = json::parse_object(&body)?;
-    json::only(&fields, "", &["id", "subscription", "requested_bytes", "at"])?;
+    json::only(&fields, "", &["id", "subscription", "requested_bytes", "at", "country"])?;
     let id = json::id(&fields, "", "id")?.unwrap_or_else(generated_id);
     let subscription = json::required_string(&fields, "", "subscription")?.to_string();
     let requested_bytes = optional_bytes(&fields, "requested_bytes")?;
     let at = json::instant(&fields, "", "at")?;
-    let answer = service.session(&id, Some(&subscription), SessionOp::Start { requested_bytes }, at).await?;
+    let country = json::country(&fields, "", "country")?;
+    let answer = service.session_in(&id, Some(&subscription), SessionOp::Start { requested_bytes }, at, country).await?;
     Ok(created(session_json(&answer)))
 }
 
 async fn update_session(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let fields = json::parse_object(&body)?;
-    json::only(&fields, "", &["used_bytes", "requested_bytes", "request_number", "at"])?;
+    json::only(&fields, "", &["used_bytes", "requested_bytes", "request_number", "at", "country"])?;
     let used_bytes = json::bytes(&fields, "", "used_bytes")?;
     let requested_bytes = optional_bytes(&fields, "requested_bytes")?;
     let request_number = request_number(&fields)?;
     let at = json::instant(&fields, "", "at")?;
-    let answer = service.session(&id, None, SessionOp::Update { used_bytes, requested_bytes, request_number }, at).await?;
+    let country = json::country(&fields, "", "country")?;
+    let answer = service.session_in(&id, None, SessionOp::Update { used_bytes, requested_bytes, request_number }, at, country).await?;
     Ok(ok(session_json(&answer)))
 }
 
 async fn end_session(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let fields = if body.is_empty() { json::Fields::new() } else { json::parse_object(&body)? };
-    json::only(&fields, "", &["used_bytes", "request_number", "at"])?;
+    json::only(&fields, "", &["used_bytes", "request_number", "at", "country"])?;
     let used_bytes = optional_bytes(&fields, "used_bytes")?.unwrap_or(0);
     let request_number = request_number(&fields)?;
     let at = json::instant(&fields, "", "at")?;
-    let answer = service.session(&id, None, SessionOp::End { used_bytes, request_number }, at).await?;
+    let country = json::country(&fields, "", "country")?;
+    let answer = service.session_in(&id, None, SessionOp::End { used_bytes, request_number }, at, country).await?;
     Ok(ok(session_json(&answer)))
 }
 

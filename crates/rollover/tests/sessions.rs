@@ -30,6 +30,16 @@ allowance = { data = "100MiB" }
 exhausted = { action = "throttle", throttle_kbps = 64 }
 
 [[plan]]
+id = "cn-only"
+name = "1000 MB in China"
+currency = "CNY"
+price = "5.00"
+timezone = "Asia/Shanghai"
+period = { kind = "monthly" }
+allowance = { data = "1000MiB" }
+coverage = { countries = ["CN"] }
+
+[[plan]]
 id = "big"
 name = "1000 MB"
 currency = "EUR"
@@ -104,6 +114,23 @@ fn reservations_are_exclusive_and_the_last_grant_says_what_happens_next(backend:
     assert_eq!((negative.status, negative.body["field"].as_str()), (400, Some("used_bytes")), "{}", negative.body);
 }
 
+/// A session in a country the plan does not cover gets nothing, and usage
+/// reported there is rejected, not drawn.
+fn sessions_are_rated_in_the_visited_country(backend: Backend) {
+    let server = server_with(backend, &[("c", "cn-only")]);
+    let abroad = server.post("/v1/sessions", &json!({"id": "x", "subscription": "c", "requested_bytes": 10 * MIB, "country": "US"}));
+    assert_eq!(abroad.status, 201, "{}", abroad.body);
+    assert_eq!((abroad.body["result"].as_str(), abroad.body["granted_bytes"].as_u64()), (Some("not_covered"), Some(0)), "{}", abroad.body);
+    let home = server.post("/v1/sessions", &json!({"id": "h", "subscription": "c", "requested_bytes": 10 * MIB, "country": "CN"}));
+    assert_eq!((home.body["result"].as_str(), home.body["granted_bytes"].as_u64()), (Some("ok"), Some(10 * MIB)), "{}", home.body);
+    let moved = server.post("/v1/sessions/h/update", &json!({"used_bytes": 4 * MIB, "request_number": 1, "country": "JP"}));
+    assert_eq!(moved.body["used"]["rejected_bytes"], 4 * MIB, "{}", moved.body);
+    assert_eq!(moved.body["result"], "not_covered");
+    let bad = server.post("/v1/sessions/h/update", &json!({"used_bytes": 1, "request_number": 2, "country": "Japan"}));
+    assert_eq!((bad.status, bad.body["field"].as_str()), (400, Some("country")), "{}", bad.body);
+    assert_eq!(server.get("/v1/subscriptions/c/balance").body["total_bytes"], 1000 * MIB);
+}
+
 fn sixteen_concurrent_sessions_never_use_more_than_the_balance(backend: Backend) {
     let server = server_with(backend, &[("s", "big")]);
     let base = server.base.clone();
@@ -176,4 +203,9 @@ fn sixty_four_clients_with_overlapping_batches_apply_every_id_once(backend: Back
     assert_eq!(ledger["total"], covered.len(), "one draw per id");
 }
 
-on_both_stores!(reservations_are_exclusive_and_the_last_grant_says_what_happens_next, sixteen_concurrent_sessions_never_use_more_than_the_balance, sixty_four_clients_with_overlapping_batches_apply_every_id_once);
+on_both_stores!(
+    reservations_are_exclusive_and_the_last_grant_says_what_happens_next,
+    sessions_are_rated_in_the_visited_country,
+    sixteen_concurrent_sessions_never_use_more_than_the_balance,
+    sixty_four_clients_with_overlapping_batches_apply_every_id_once,
+);

@@ -130,19 +130,26 @@ impl Drop for CoaNas {
 }
 
 /// The Python virtual environment with python-diameter: made by `.ci/run`
-/// at `target/peers-venv`; made here when missing.
+/// at `target/peers-venv`; made here when missing (in a folder of its own,
+/// then renamed into place, so that tests running at once do not collide).
 pub fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers-venv");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let venv = target.join("peers-venv");
     let python = venv.join("bin/python3");
     if !python.exists() {
-        let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 runs");
-        assert!(status.success(), "cannot make {}", venv.display());
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "-r"])
+        let building = target.join(format!("peers-venv-{}", std::process::id()));
+        let status = Command::new("python3").arg("-m").arg("venv").arg(&building).status().expect("python3 runs");
+        assert!(status.success(), "cannot make {}", building.display());
+        let status = Command::new(building.join("bin/python3"))
+            .args(["-m", "pip", "install", "-q", "-r"])
             .arg(peers_dir().join("requirements.txt"))
             .status()
             .expect("pip runs");
         assert!(status.success(), "cannot install the Python peers");
+        if std::fs::rename(&building, &venv).is_err() {
+            // Another test got there first.
+            let _ = std::fs::remove_dir_all(&building);
+        }
     }
     python
 }

@@ -40,6 +40,15 @@ timezone = "UTC"
 period = { kind = "monthly" }
 allowance = { data = "100MiB" }
 exhausted = { action = "throttle", throttle_kbps = 128 }
+
+[[plan]]
+id = "pass-7d"
+name = "5 GB for 7 days"
+currency = "EUR"
+price = "9.00"
+timezone = "UTC"
+period = { kind = "once", length = "7 days" }
+allowance = { data = "5GiB" }
 "#;
 
 fn config(extra: &str) -> String {
@@ -249,7 +258,12 @@ fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
     let radius = server.radius.unwrap();
     prepare(
         &server,
-        &[("t", "tiny-throttle", "262010000000001", "491700000001"), ("n", "tiny-throttle", "262010000000002", "491700000002"), ("q", "tiny-throttle", "262010000000003", "491700000003")],
+        &[
+            ("t", "tiny-throttle", "262010000000001", "491700000001"),
+            ("n", "tiny-throttle", "262010000000002", "491700000002"),
+            ("q", "tiny-throttle", "262010000000003", "491700000003"),
+            ("p", "pass-7d", "262010000000004", "491700000004"),
+        ],
     );
     let identity = "3GPP-IMSI = \"262010000000001\"\nUser-Name = \"alice\"\nFramed-IP-Address = 10.0.0.7";
     let sent = radclient(radius, "acct", SECRET, &[packet("Start", "t-1", identity, 0, "26201"), packet("Interim-Update", "t-1", identity, 120 * MIB, "26201")].join("\n"));
@@ -288,13 +302,23 @@ fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
     let sent = radclient(radius, "acct", SECRET, &on_second_nas);
     assert!(sent.success, "{}", sent.stderr);
 
+    // A pass that runs out of time: its expiry, found by the boundary
+    // timer, disconnects the session.
+    let identity = "3GPP-IMSI = \"262010000000004\"";
+    let sent = radclient(radius, "acct", SECRET, &[packet("Start", "p-1", identity, 0, "26201"), packet("Interim-Update", "p-1", identity, MIB, "26201")].join("\n"));
+    assert!(sent.success, "{}", sent.stderr);
+    server.set_clock("2026-05-09T00:00:00Z");
+    assert_eq!(server.get("/v1/subscriptions/p/balance").body["status"], "expired");
+    let received = nas.wait_for(5);
+    assert!(received[4].starts_with("Disconnect-Request\tDisconnect-ACK") && received[4].contains("Acct-Session-Id = \"p-1\""), "{}", received[4]);
+
     // Every outcome is in the ledger, once written.
     let notes = |id: &str| -> Vec<String> {
         let ledger = server.get(&format!("/v1/subscriptions/{id}/ledger?type=network")).body;
         ledger["entries"].as_array().unwrap().iter().map(|e| e["note"].as_str().unwrap().to_string()).collect()
     };
     let started = std::time::Instant::now();
-    while (notes("t").len() < 3 || notes("n").is_empty() || notes("q").is_empty()) && started.elapsed() < Duration::from_secs(10) {
+    while (notes("t").len() < 3 || notes("n").is_empty() || notes("q").is_empty() || notes("p").is_empty()) && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let nas_address = nas.address;
@@ -307,6 +331,7 @@ fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
         ]
     );
     assert_eq!(notes("n"), vec![format!("CoA-Request (throttle to 128 kbit/s) for session nak-me to NAS {nas_address}: NAK, Error-Cause 503")]);
+    assert_eq!(notes("p"), vec![format!("Disconnect-Request (disconnect) for session p-1 to NAS {nas_address}: ACK")]);
     assert_eq!(notes("q"), vec![format!("CoA-Request (throttle to 128 kbit/s) for session q-1 to NAS {silent}: no answer after 2 attempts")]);
     assert_eq!(metric(&server, "rollover_radius_dynamic_authorization_total{outcome=\"coa_nak\"}"), 1);
     assert_eq!(metric(&server, "rollover_radius_dynamic_authorization_total{outcome=\"no_answer\"}"), 1);

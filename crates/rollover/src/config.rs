@@ -388,8 +388,8 @@ impl Config {
         if let Some(start) = &self.clock.start {
             rollover_core::Instant::parse_rfc3339(start).map_err(|e| format!("clock.start: {e}"))?;
         }
-        self.radius()?;
         self.coa()?;
+        self.radius()?;
         self.diameter()?;
         Ok(())
     }
@@ -398,7 +398,12 @@ impl Config {
     pub fn radius(&self) -> Result<Option<rollover_gateway::radius::Config>, String> {
         use rollover_gateway::Cidr;
         use rollover_gateway::radius::{Client, Config as RadiusConfig, Identify};
-        let Some(listen) = &self.radius.listen else { return Ok(None) };
+        let Some(listen) = &self.radius.listen else {
+            if self.radius.loopback_secret.is_some() || !self.radius.clients.is_empty() || !self.radius.nas.is_empty() {
+                return Err("RADIUS clients, a secret or NASes are set but radius.listen is not: set it (or ROLLOVER_RADIUS_LISTEN) to turn the listener on".into());
+            }
+            return Ok(None);
+        };
         let listen = listen.parse().map_err(|_| format!("radius.listen = {listen:?}: use HOST:PORT, e.g. 0.0.0.0:1813"))?;
         let mut clients = Vec::new();
         for (index, client) in self.radius.clients.iter().enumerate() {
@@ -623,6 +628,8 @@ mod tests {
         assert!(err.contains("radius.clients[0].address") && err.contains("0 to 32"), "{err}");
         let err = load("[radius]\nlisten = \"127.0.0.1:0\"\nidentify = [\"imei\"]\n", &[("ROLLOVER_RADIUS_SECRET", "s")]).unwrap_err();
         assert!(err.contains("radius.identify[0]"), "{err}");
+        let err = load("", &[("ROLLOVER_RADIUS_SECRET", "s")]).unwrap_err();
+        assert!(err.contains("radius.listen is not"), "a secret without a listener: {err}");
         let err = load("[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nvendor = \"huawei\"\n", &[]).unwrap_err();
         assert!(err.contains("radius.nas[0].vendor"), "{err}");
         let err = load("[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nscret = \"t\"\n", &[]).unwrap_err();
@@ -637,7 +644,7 @@ mod tests {
         assert!(radius.clients.iter().any(|c| c.network.contains("127.0.0.1".parse().unwrap())));
         assert!(!radius.clients.iter().any(|c| c.network.contains("10.0.0.1".parse().unwrap())), "only loopback clients");
         assert_eq!(config.diameter().unwrap().unwrap().origin_host, "ocs.rollover.local");
-        let config = load("[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nvendor = \"mikrotik\"\n", &[]).unwrap();
+        let config = load("[radius]\nlisten = \"127.0.0.1:0\"\nclients = [{ address = \"10.0.0.0/8\", secret = \"s\" }]\n[[radius.nas]]\naddress = \"10.0.0.1\"\nsecret = \"s\"\nvendor = \"mikrotik\"\n", &[]).unwrap();
         let coa = config.coa().unwrap();
         assert_eq!(coa.nas[0].coa, "10.0.0.1:3799".parse().unwrap(), "port 3799 by default");
         assert_eq!(coa.nas[0].throttle[0].value, "{kbps}k/{kbps}k");

@@ -131,7 +131,7 @@ fn counters_from_radclient_are_rated_by_their_growth(backend: Backend) {
     assert_eq!(server.get("/v1/subscriptions/cn/balance").body["rejected_bytes"], 2 * MIB);
 
     // A wrong secret: dropped unanswered, nothing rated, counted.
-    let sent = radclient(radius, "acct", "not-the-secret", &packet("Interim-Update", "s1", IMSI, (2 << 32) + 1, "46000"));
+    let sent = network::radclient_waiting(radius, "acct", "not-the-secret", &packet("Interim-Update", "s1", IMSI, (2 << 32) + 1, "46000"), 1);
     assert!(!sent.success, "radclient gets no answer: {}", sent.stdout);
     assert!(sent.stdout.contains("No reply"), "{}", sent.stdout);
     assert_eq!(remaining(&server, "cn"), before);
@@ -170,7 +170,7 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
     prepare(&server, &[("cn", "cn-10g", "460001234567890", "8613800000001")]);
     let full = 10 * GIB;
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let interim_of = |session: &str, identifier: u8, total: u64| {
         let attributes = vec![
             (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),

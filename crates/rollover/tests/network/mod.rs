@@ -49,13 +49,19 @@ pub struct Radclient {
 }
 
 /// Sends the packets of `packets` (radclient's `Attribute = value` lines,
-/// a blank line between packets) one after another, waiting for each answer.
+/// a blank line between packets) one after another, waiting up to 3 s for
+/// each answer.
 pub fn radclient(server: SocketAddr, kind: &str, secret: &str, packets: &str) -> Radclient {
+    radclient_waiting(server, kind, secret, packets, 3)
+}
+
+/// `radclient` waiting `seconds` for each answer (for packets that get none).
+pub fn radclient_waiting(server: SocketAddr, kind: &str, secret: &str, packets: &str, seconds: u32) -> Radclient {
     let scratch = Scratch::new("radclient");
     let file = scratch.0.join("packets.txt");
     std::fs::write(&file, packets).unwrap();
     let output = Command::new("radclient")
-        .args(["-x", "-t", "1", "-r", "1", "-f"])
+        .args(["-x", "-t", &seconds.to_string(), "-r", "1", "-f"])
         .arg(&file)
         .arg(server.to_string())
         .arg(kind)

@@ -466,7 +466,7 @@ impl Server {
         let mut any_success = answered.is_empty();
         for (index, (unit, answer)) in answered.iter().enumerate() {
             let (unit_result, members) = match answer {
-                Ok(answer) => self.grant(unit, answer, kind),
+                Ok(answer) => self.grant(answer, kind),
                 Err(e @ (ServiceError::Busy | ServiceError::Unavailable(_))) => return Err(Refusal::from_service(e)),
                 Err(ServiceError::NotFound { message, .. }) => {
                     tracing::warn!(%session_id, %message, "diameter: rating group not found");
@@ -508,7 +508,7 @@ impl Server {
 
     /// The result code and the AVPs (inside the MSCC, or at the top level)
     /// of one rating group's answer.
-    fn grant(&self, unit: &Unit, answer: &SessionAnswer, kind: u32) -> (u32, Vec<Avp>) {
+    fn grant(&self, answer: &SessionAnswer, kind: u32) -> (u32, Vec<Avp>) {
         if kind == 3 || kind == 4 {
             return (result::SUCCESS, Vec::new());
         }
@@ -535,7 +535,6 @@ impl Server {
         if let Some(action) = answer.final_unit {
             members.push(final_unit(action));
         }
-        let _ = unit;
         (result::SUCCESS, members)
     }
 

@@ -128,7 +128,13 @@ impl Server {
         let (mut reader, mut writer) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let writing = tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
+            // Answers ready together go out in one write.
+            while let Some(mut bytes) = rx.recv().await {
+                while bytes.len() < 64 << 10
+                    && let Ok(more) = rx.try_recv()
+                {
+                    bytes.extend_from_slice(&more);
+                }
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }

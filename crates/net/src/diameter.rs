@@ -295,6 +295,22 @@ pub fn declared_length(start: &[u8; 4]) -> Result<usize, DecodeError> {
     Ok(length)
 }
 
+/// Reads one whole message from a blocking stream: `None` at a clean end of
+/// stream (for clients and tools; the server frames its async stream itself).
+pub fn read_message(reader: &mut impl std::io::Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut start = [0u8; 4];
+    match reader.read_exact(&mut start) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let length = declared_length(&start).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut bytes = vec![0u8; length];
+    bytes[..4].copy_from_slice(&start);
+    reader.read_exact(&mut bytes[4..])?;
+    Ok(Some(bytes))
+}
+
 impl Message {
     pub fn is_request(&self) -> bool {
         self.flags & FLAG_REQUEST != 0
@@ -389,6 +405,10 @@ mod tests {
         let bytes = message.encode();
         assert_eq!(bytes.len() % 4, 0, "every AVP is padded to four octets");
         assert_eq!(declared_length(&[bytes[0], bytes[1], bytes[2], bytes[3]]).unwrap(), bytes.len());
+        let mut stream = std::io::Cursor::new([bytes.clone(), bytes.clone()].concat());
+        assert_eq!(read_message(&mut stream).unwrap().as_deref(), Some(&bytes[..]), "framing a stream");
+        assert_eq!(read_message(&mut stream).unwrap().as_deref(), Some(&bytes[..]));
+        assert_eq!(read_message(&mut stream).unwrap(), None, "a clean end of stream");
         let decoded = Message::decode(&bytes).unwrap();
         assert_eq!(decoded, message);
         assert!(decoded.is_request());

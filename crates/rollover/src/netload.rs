@@ -218,12 +218,7 @@ fn ccr(session: &str, kind: u32, number: u32, imsi: &str, used: u64, hop: u32) -
 }
 
 fn read_message(stream: &mut impl Read) -> Result<Message, String> {
-    let mut start = [0u8; 4];
-    stream.read_exact(&mut start).map_err(|e| format!("reading an answer: {e}"))?;
-    let length = dia::declared_length(&start).map_err(|e| e.to_string())?;
-    let mut bytes = vec![0u8; length];
-    bytes[..4].copy_from_slice(&start);
-    stream.read_exact(&mut bytes[4..]).map_err(|e| e.to_string())?;
+    let bytes = dia::read_message(stream).map_err(|e| format!("reading an answer: {e}"))?.ok_or("the server closed the connection")?;
     Message::decode(&bytes).map_err(|e| e.to_string())
 }
 

@@ -7,7 +7,7 @@ mod network;
 #[macro_use]
 mod server;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,26 +19,7 @@ use server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
-const PLANS: &str = r#"
-[[plan]]
-id = "small-block"
-name = "250 MB, blocked when used"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "250MiB" }
-
-[[plan]]
-id = "small-throttle"
-name = "100 MB, then 64 kbps"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "100MiB" }
-exhausted = { action = "throttle", throttle_kbps = 64 }
-
+const MORE_PLANS: &str = r#"
 [[plan]]
 id = "cn-10g"
 name = "10 GB in China"
@@ -53,7 +34,7 @@ coverage = { countries = ["CN"] }
 const CONFIG: &str = "[diameter]\nlisten = \"127.0.0.1:0\"\norigin_host = \"ocs.rollover.test\"\norigin_realm = \"rollover.test\"\n";
 
 fn prepare(server: &Server) {
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", PLANS).status, 201);
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &format!("{}\n{MORE_PLANS}", server::SMALL_PLANS)).status, 201);
     server.set_clock("2026-05-01T00:00:00Z");
     for (id, plan, identifiers) in [
         ("block", "small-block", json!({"imsi": "262010000000001"})),
@@ -201,15 +182,8 @@ fn malformed_requests_get_protocol_answers(backend: Backend) {
         stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         stream
     };
-    let read = |stream: &mut TcpStream| -> Option<Message> {
-        let mut start = [0u8; 4];
-        stream.read_exact(&mut start).ok()?;
-        let length = wire::declared_length(&start).unwrap();
-        let mut bytes = vec![0u8; length];
-        bytes[..4].copy_from_slice(&start);
-        stream.read_exact(&mut bytes[4..]).unwrap();
-        Some(Message::decode(&bytes).unwrap())
-    };
+    // A closed connection (or a reset) reads as no answer.
+    let read = |stream: &mut TcpStream| -> Option<Message> { wire::read_message(stream).ok().flatten().map(|bytes| Message::decode(&bytes).unwrap()) };
     let request = |command_code: u32, application: u32, avps: Vec<Avp>| Message { flags: wire::FLAG_REQUEST, command: command_code, application, hop_by_hop: 7, end_to_end: 9, avps };
     let result_code = |message: &Message| message.find(code::RESULT_CODE).and_then(Avp::as_u32);
 

@@ -9,26 +9,7 @@ use server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
-const PLANS: &str = r#"
-[[plan]]
-id = "small-block"
-name = "250 MB, blocked when used"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "250MiB" }
-
-[[plan]]
-id = "small-throttle"
-name = "100 MB, then 64 kbps"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "100MiB" }
-exhausted = { action = "throttle", throttle_kbps = 64 }
-
+const MORE_PLANS: &str = r#"
 [[plan]]
 id = "cn-only"
 name = "1000 MB in China"
@@ -51,7 +32,7 @@ allowance = { data = "1000MiB" }
 
 fn server_with(backend: Backend, subscriptions: &[(&str, &str)]) -> Server {
     let server = Server::start(backend);
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", PLANS).status, 201);
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &format!("{}\n{MORE_PLANS}", server::SMALL_PLANS)).status, 201);
     server.set_clock("2026-05-01T00:00:00Z");
     for (id, plan) in subscriptions {
         let reply = server.post("/v1/subscriptions", &json!({"id": id, "plan": plan}));

@@ -122,6 +122,18 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
+/// Most extra blocks one usage record may buy: the work of rating a record
+/// stays bounded however small a plan's block. The part of a record that
+/// would need more is rejected (`block_limit`).
+pub const MAX_BLOCKS_PER_RECORD: u64 = 1024;
+
+/// Most live buckets a grant may join: a grant to a subscription that holds
+/// this many is refused (`too_many_buckets`). Buckets the plan creates
+/// itself (allowance, carry, extra blocks) are not refused: their number is
+/// bounded by the periods that have passed and by
+/// [`MAX_BLOCKS_PER_RECORD`].
+pub const MAX_LIVE_BUCKETS: usize = 1000;
+
 const STARTED: u8 = 1;
 const SUSPENDED: u8 = 2;
 const CANCELLED: u8 = 4;
@@ -232,9 +244,19 @@ impl Subscription {
         self.is_started().then_some((self.period_index, start, self.period_end))
     }
 
+    /// The allowance the current period granted (prorated in a first
+    /// period), once started; `None` for a plan without an allowance.
+    pub fn period_allowance_bytes(&self, catalog: &Catalog) -> Option<u64> {
+        let plan = catalog.get(self.plan);
+        if !self.is_started() {
+            return None;
+        }
+        if self.period_index == 1 { plan.first_period_amounts(self.origin).0 } else { plan.allowance_bytes }
+    }
+
     /// Sum of usable data left.
     pub fn total_bytes(&self) -> u64 {
-        self.buckets.iter().map(Bucket::remaining_bytes).sum()
+        self.buckets.iter().fold(0u64, |sum, b| sum.saturating_add(b.remaining_bytes()))
     }
 
     /// When the subscription itself ends: only `once` plans have an end.
@@ -549,7 +571,7 @@ impl Subscription {
     }
 
     fn charge_fee(&mut self, minor: i64, period: u32, at: Instant, ledger: &mut Vec<Entry>) {
-        self.fees_minor += minor;
+        self.fees_minor = self.fees_minor.saturating_add(minor);
         ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Fee { minor, period } });
     }
 
@@ -594,25 +616,31 @@ impl Subscription {
     /// the bytes drawn.
     fn draw(&mut self, bytes: u64, at: Instant, ledger: &mut Vec<Entry>) -> u64 {
         let mut need = bytes;
-        let mut i = 0;
-        while need > 0 && i < self.buckets.len() {
-            let bucket = &mut self.buckets[i];
+        // Buckets are drawn in order and emptied before the next is touched,
+        // so the emptied ones are a prefix: removed at once, in linear time.
+        let mut emptied = 0;
+        for bucket in self.buckets.iter_mut() {
+            if need == 0 {
+                break;
+            }
             let take = need.min(bucket.remaining_bytes());
             bucket.used_bytes += take;
             need -= take;
             ledger.push(Entry { at, bucket: bucket.id, kind: Some(bucket.kind), change: Change::Drawn { bytes: take } });
             if bucket.remaining_bytes() == 0 {
-                self.buckets.remove(i);
-            } else {
-                i += 1;
+                emptied += 1;
             }
         }
+        self.buckets.drain(..emptied);
         bytes - need
     }
 
     /// Applies an event stamped `at`. Runs the boundaries up to `at` first.
     pub fn apply(&mut self, catalog: &Catalog, event: Event, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
         self.advance(catalog, at, ledger);
+        if at < self.purchased_at && !matches!(event, Event::Usage { .. }) {
+            return self.refuse(Refusal::BeforePurchase, at, ledger);
+        }
         let outcome = match event {
             Event::Usage { bytes, country } => Outcome::Rated(self.rate(catalog, bytes, country, at, ledger)),
             Event::Install => self.begin_by(catalog, Starts::Install, Lifecycle::Installed, at, ledger),
@@ -689,6 +717,9 @@ impl Subscription {
         if expires <= at {
             return self.refuse(Refusal::ExpiryNotAfterGrant, at, ledger);
         }
+        if self.buckets.len() >= MAX_LIVE_BUCKETS {
+            return self.refuse(Refusal::TooManyBuckets, at, ledger);
+        }
         self.add_bucket(catalog, kind, bytes, expires, Source::Grant, at, ledger);
         Outcome::Applied
     }
@@ -723,10 +754,13 @@ impl Subscription {
     /// Rates one usage record (section 1.4).
     fn rate(&mut self, catalog: &Catalog, bytes: u64, country: Option<Country>, at: Instant, ledger: &mut Vec<Entry>) -> Rating {
         let reject = |this: &mut Subscription, reason: RejectReason, ledger: &mut Vec<Entry>| {
-            this.rejected_bytes += bytes;
+            this.rejected_bytes = this.rejected_bytes.saturating_add(bytes);
             ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes, reason } });
             Rating { rejected_bytes: bytes, reject_reason: Some(reason), ..Rating::default() }
         };
+        if at < self.purchased_at {
+            return reject(self, RejectReason::BeforePurchase, ledger);
+        }
         if self.flags & ENDED != 0 {
             return reject(self, RejectReason::Ended, ledger);
         }
@@ -761,7 +795,7 @@ impl Subscription {
             // Past the day's cap, granted buckets pay at full speed first.
             rating.drawn_bytes = self.draw(over_cap, at, ledger);
             rating.throttled_bytes = over_cap - rating.drawn_bytes;
-            self.window_used_bytes += under_cap + rating.drawn_bytes;
+            self.window_used_bytes = self.window_used_bytes.saturating_add(under_cap + rating.drawn_bytes);
             self.throttle(rating.throttled_bytes, ThrottleReason::DailyCap, at, ledger);
             return rating;
         }
@@ -771,7 +805,7 @@ impl Subscription {
         if unpaid > 0 {
             match plan.exhausted {
                 Exhausted::Block => {
-                    self.rejected_bytes += unpaid;
+                    self.rejected_bytes = self.rejected_bytes.saturating_add(unpaid);
                     ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes: unpaid, reason: RejectReason::Exhausted } });
                     rating.rejected_bytes = unpaid;
                     rating.reject_reason = Some(RejectReason::Exhausted);
@@ -781,25 +815,35 @@ impl Subscription {
                     rating.throttled_bytes += unpaid;
                 }
                 Exhausted::ExtraBlocks { block_bytes, price_minor } => {
-                    let blocks = unpaid.div_ceil(block_bytes);
+                    let blocks = unpaid.div_ceil(block_bytes).min(MAX_BLOCKS_PER_RECORD);
+                    let payable = unpaid.min(blocks.saturating_mul(block_bytes));
                     for _ in 0..blocks {
                         let expires = self.period_end;
                         let id = self.add_bucket(catalog, Kind::EXTRA, block_bytes, expires, Source::ExtraBlock, at, ledger);
-                        self.charges_minor += price_minor;
-                        rating.charged_minor += price_minor;
+                        self.charges_minor = self.charges_minor.saturating_add(price_minor);
+                        rating.charged_minor = rating.charged_minor.saturating_add(price_minor);
                         ledger.push(Entry { at, bucket: id, kind: Some(Kind::EXTRA), change: Change::Charged { minor: price_minor, bytes: block_bytes } });
                     }
-                    let drawn = self.draw(unpaid, at, ledger);
-                    debug_assert_eq!(drawn, unpaid, "the blocks just bought pay for the rest");
+                    let drawn = self.draw(payable, at, ledger);
+                    debug_assert_eq!(drawn, payable, "the blocks just bought pay for the rest");
                     rating.drawn_bytes += drawn;
+                    let refused = unpaid - payable;
+                    if refused > 0 {
+                        self.rejected_bytes = self.rejected_bytes.saturating_add(refused);
+                        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes: refused, reason: RejectReason::BlockLimit } });
+                        rating.rejected_bytes = refused;
+                        rating.reject_reason = Some(RejectReason::BlockLimit);
+                    }
                 }
                 Exhausted::PayAsYouGo { unit_bytes, price_minor } => {
-                    let cost = |b: u64| (b.div_ceil(unit_bytes) as i64) * price_minor;
+                    // In i128: units times price cannot overflow there, and
+                    // the total saturates rather than wraps.
+                    let cost = |b: u64| b.div_ceil(unit_bytes) as i128 * price_minor as i128;
                     let before = cost(self.payg_period_bytes);
-                    self.payg_period_bytes += unpaid;
-                    let charged = cost(self.payg_period_bytes) - before;
-                    self.charges_minor += charged;
-                    rating.charged_minor += charged;
+                    self.payg_period_bytes = self.payg_period_bytes.saturating_add(unpaid);
+                    let charged = i64::try_from(cost(self.payg_period_bytes) - before).unwrap_or(i64::MAX);
+                    self.charges_minor = self.charges_minor.saturating_add(charged);
+                    rating.charged_minor = rating.charged_minor.saturating_add(charged);
                     rating.unmetered_bytes += unpaid;
                     ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: unpaid } });
                     if charged > 0 {
@@ -808,7 +852,7 @@ impl Subscription {
                 }
             }
         }
-        self.window_used_bytes += rating.drawn_bytes + rating.unmetered_bytes;
+        self.window_used_bytes = self.window_used_bytes.saturating_add(rating.drawn_bytes + rating.unmetered_bytes);
         self.throttle(over_cap, ThrottleReason::DailyCap, at, ledger);
         rating.throttled_bytes += over_cap;
         rating
@@ -816,7 +860,7 @@ impl Subscription {
 
     fn throttle(&mut self, bytes: u64, reason: ThrottleReason, at: Instant, ledger: &mut Vec<Entry>) {
         if bytes > 0 {
-            self.throttled_bytes += bytes;
+            self.throttled_bytes = self.throttled_bytes.saturating_add(bytes);
             ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Throttled { bytes, reason } });
         }
     }

@@ -872,7 +872,7 @@ fn example_zh(plan: &Plan, ex: &Example, zone: &str) -> String {
 /// One line per ledger entry, for support staff: when, which bucket, what.
 /// Instants are shown in the first plan's zone and money in its currency.
 pub fn ledger_lines(catalog: &Catalog, ledger: &[Entry]) -> Vec<String> {
-    use crate::ledger::{Refusal, Source, ThrottleReason};
+    use crate::ledger::{Source, ThrottleReason};
     let Some(first) = catalog.plans().first() else { return Vec::new() };
     let zone = &first.zone;
     let money = |minor: i64| format!("{} {}", first.currency.format(minor), first.currency.code());
@@ -917,17 +917,7 @@ pub fn ledger_lines(catalog: &Catalog, ledger: &[Entry]) -> Vec<String> {
                     Lifecycle::Cancelled => "cancelled".to_string(),
                     Lifecycle::PlanChangeScheduled(ix) => format!("plan change to {} scheduled for the next boundary", plan_id(ix)),
                     Lifecycle::PlanChanged { from, to } => format!("plan changed from {} to {}", plan_id(from), plan_id(to)),
-                    Lifecycle::Refused(refusal) => {
-                        let why = match refusal {
-                            Refusal::Ended => "the subscription has ended",
-                            Refusal::NoCurrentPeriod => "a period_end expiry needs a started plan",
-                            Refusal::ExpiryNotAfterGrant => "the expiry is not after the grant",
-                            Refusal::NotSuspended => "not suspended",
-                            Refusal::AlreadySuspended => "already suspended",
-                            Refusal::SamePlan => "already on that plan",
-                        };
-                        format!("event refused: {why}")
-                    }
+                    Lifecycle::Refused(refusal) => format!("event refused: {}", refusal.text()),
                 },
             };
             format!("{at}  {bucket}: {what}")

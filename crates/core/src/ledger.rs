@@ -70,6 +70,11 @@ pub enum RejectReason {
     Ended,
     /// No data left and the plan blocks at exhaustion.
     Exhausted,
+    /// Stamped before the subscription was bought.
+    BeforePurchase,
+    /// The part of one record that would need more extra blocks than one
+    /// record may buy ([`crate::engine::MAX_BLOCKS_PER_RECORD`]).
+    BlockLimit,
 }
 
 impl RejectReason {
@@ -80,6 +85,8 @@ impl RejectReason {
             RejectReason::Suspended => "suspended",
             RejectReason::Ended => "ended",
             RejectReason::Exhausted => "exhausted",
+            RejectReason::BeforePurchase => "before_purchase",
+            RejectReason::BlockLimit => "block_limit",
         }
     }
 }
@@ -116,6 +123,41 @@ pub enum Refusal {
     NotSuspended,
     AlreadySuspended,
     SamePlan,
+    /// Stamped before the subscription was bought.
+    BeforePurchase,
+    /// The subscription already holds [`crate::engine::MAX_LIVE_BUCKETS`]
+    /// live buckets; a grant would add one more.
+    TooManyBuckets,
+}
+
+impl Refusal {
+    /// The stable code clients branch on.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Ended => "ended",
+            Refusal::NoCurrentPeriod => "no_current_period",
+            Refusal::ExpiryNotAfterGrant => "expiry_not_after_grant",
+            Refusal::NotSuspended => "not_suspended",
+            Refusal::AlreadySuspended => "already_suspended",
+            Refusal::SamePlan => "same_plan",
+            Refusal::BeforePurchase => "before_purchase",
+            Refusal::TooManyBuckets => "too_many_buckets",
+        }
+    }
+
+    /// Why the event was refused, in a sentence for people.
+    pub fn text(self) -> &'static str {
+        match self {
+            Refusal::Ended => "the subscription has ended",
+            Refusal::NoCurrentPeriod => "\"period_end\" needs a started plan",
+            Refusal::ExpiryNotAfterGrant => "the expiry is not after the grant",
+            Refusal::NotSuspended => "the subscription is not suspended",
+            Refusal::AlreadySuspended => "the subscription is already suspended",
+            Refusal::SamePlan => "the subscription is already on that plan",
+            Refusal::BeforePurchase => "the event is stamped before the purchase",
+            Refusal::TooManyBuckets => "the subscription already holds the most live buckets allowed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

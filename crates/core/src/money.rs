@@ -44,7 +44,13 @@ pub enum MoneyError {
     BadNumber(String),
     TooManyDecimals { currency: String, exponent: u8 },
     TooLarge,
+    AbovePriceCeiling,
 }
+
+/// The largest price a plan may name, in minor units (10,000,000,000.00 in
+/// a currency with two decimals). Fees of a million periods at this price
+/// still fit an `i64`; totals beyond `i64::MAX` saturate, never wrap.
+pub const MAX_PRICE_MINOR: i64 = 1_000_000_000_000;
 
 impl fmt::Display for MoneyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,6 +66,7 @@ impl fmt::Display for MoneyError {
                 write!(f, "{currency} has {exponent} decimal places; this amount has more")
             }
             MoneyError::TooLarge => write!(f, "amount of money is too large"),
+            MoneyError::AbovePriceCeiling => write!(f, "a price may be at most {MAX_PRICE_MINOR} minor units of its currency"),
         }
     }
 }
@@ -110,6 +117,16 @@ impl Currency {
             .checked_mul(10i64.pow(self.exponent as u32))
             .and_then(|v| v.checked_add(fraction_value))
             .ok_or(MoneyError::TooLarge)
+    }
+
+    /// Parses a price: an amount at most [`MAX_PRICE_MINOR`] minor units, so
+    /// that fees and charges summed over any realistic life stay exact.
+    pub fn parse_price(&self, text: &str) -> Result<i64, MoneyError> {
+        let minor = self.parse_amount(text)?;
+        if minor > MAX_PRICE_MINOR {
+            return Err(MoneyError::AbovePriceCeiling);
+        }
+        Ok(minor)
     }
 
     /// Writes minor units as a decimal string (`5800` CNY -> `"58.00"`).

@@ -246,7 +246,7 @@ impl Plan {
         let currency_code = required(&draft.currency, "currency")?;
         let currency = Currency::parse(currency_code).map_err(|e| error("currency", e.to_string()))?;
         let price_text = required(&draft.price, "price")?;
-        let price_minor = currency.parse_amount(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
+        let price_minor = currency.parse_price(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
         let zone_name = required(&draft.timezone, "timezone")?;
         let zone = Zone::parse(zone_name).map_err(|e| error("timezone", e))?;
 
@@ -425,7 +425,7 @@ impl Plan {
                 )?;
                 let price = |field: &str| -> Result<i64, PlanError> {
                     let text = required(&exhausted.price, field)?;
-                    currency.parse_amount(text).map_err(|e| error(field, format!("\"{text}\": {e}")))
+                    currency.parse_price(text).map_err(|e| error(field, format!("\"{text}\": {e}")))
                 };
                 match action {
                     "block" => Exhausted::Block,

@@ -9,6 +9,20 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
 
+/// Whether `text` ends in an RFC 3339 offset: `Z`, or `+HH:MM` / `-HH:MM`
+/// with hours 00-23 and minutes 00-59 (jiff alone takes `+25:00`, `+08` and
+/// bracketed zone names).
+fn has_rfc3339_offset(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.last().is_some_and(|b| *b == b'Z' || *b == b'z') {
+        return true;
+    }
+    let Some(offset) = bytes.len().checked_sub(6).map(|start| &bytes[start..]) else { return false };
+    let digit = |b: u8| b.is_ascii_digit();
+    let shaped = (offset[0] == b'+' || offset[0] == b'-') && digit(offset[1]) && digit(offset[2]) && offset[3] == b':' && digit(offset[4]) && digit(offset[5]);
+    shaped && (offset[1] - b'0') * 10 + (offset[2] - b'0') <= 23 && offset[4] <= b'5'
+}
+
 /// An instant, in microseconds since the Unix epoch (UTC). `Instant::NEVER`
 /// stands for "no end".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -39,6 +53,9 @@ impl Instant {
         let hint = "write an RFC 3339 instant with its offset, e.g. \"2026-01-01T00:00:00+08:00\"";
         if !text.contains('T') && !text.contains('t') {
             return Err(format!("\"{text}\" is not an instant; {hint}"));
+        }
+        if !has_rfc3339_offset(text) {
+            return Err(format!("\"{text}\" has no valid offset: end it with Z or +HH:MM / -HH:MM (hours 00 to 23, minutes 00 to 59)"));
         }
         let timestamp: Timestamp = text.parse().map_err(|_| format!("\"{text}\" is not an instant; {hint}"))?;
         if timestamp.subsec_nanosecond() % 1_000 != 0 {
@@ -257,6 +274,17 @@ mod tests {
 
     fn zone(name: &str) -> Zone {
         Zone::parse(name).unwrap()
+    }
+
+    #[test]
+    fn offsets_are_rfc_3339() {
+        for good in ["2026-01-01T00:00:00Z", "2026-01-01t00:00:00z", "2026-01-01T00:00:00+08:00", "2026-01-01T00:00:00-23:59", "2026-01-01T00:00:00.5+00:00"] {
+            assert!(Instant::parse_rfc3339(good).is_ok(), "{good}");
+        }
+        for bad in ["2026-01-01T00:00:00+25:00", "2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00+08:60", "2026-01-01T00:00:00+08", "2026-01-01T00:00:00+0800", "2026-01-01T00:00:00", "2026-01-01T00:00:00+08:00[Asia/Shanghai]"] {
+            let error = Instant::parse_rfc3339(bad).unwrap_err();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
     }
 
     #[test]

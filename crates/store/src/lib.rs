@@ -166,7 +166,7 @@ pub trait Store: Send {
     fn commit(&mut self, batch: &Batch) -> Result<()>;
     fn clock(&mut self) -> Result<Option<i64>>;
     /// Deliveries not yet done whose next attempt is due at `now`.
-    fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>>;
+    fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>>;
     /// Records an attempt: delivered, or to retry at `next_attempt_micros`
     /// (`None`: given up).
     fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()>;
@@ -186,7 +186,9 @@ pub fn open_secondary(url: &str) -> Result<Box<dyn Store>> {
 
 /// Opens the store a URL names: `sqlite://PATH` or `postgres://...` (with an
 /// optional `schema=NAME` parameter, `rollover` by default). Returns the
-/// writer's store and a second connection for reads.
+/// writer's store and a second connection for reads. The writer holds an
+/// exclusive lock on the store (a file lock for SQLite, an advisory lock for
+/// PostgreSQL) while it lives: a second writer is refused.
 pub fn open(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = std::path::Path::new(path);
@@ -194,7 +196,7 @@ pub fn open(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
         let reader = SqliteStore::open_reader(path)?;
         Ok((Box::new(writer), Box::new(reader)))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let writer = PostgresStore::open(url)?;
+        let writer = PostgresStore::open_writer(url)?;
         let reader = PostgresStore::open_reader(url)?;
         Ok((Box::new(writer), Box::new(reader)))
     } else {
@@ -281,12 +283,13 @@ mod tests {
         store.commit(&Batch { notifications: vec![note("n1"), note("n2")], ..Batch::default() }).unwrap();
         store.commit(&Batch { notifications: vec![note("n1")], ..Batch::default() }).unwrap();
         assert_eq!(store.backlog().unwrap(), 2);
-        let due = store.due_deliveries(100, 10).unwrap();
+        let due = store.due_deliveries("hook", 100, 10).unwrap();
         assert_eq!(due.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
         store.record_attempt(due[0].id, true, None, "200").unwrap();
         store.record_attempt(due[1].id, false, Some(500), "503").unwrap();
-        assert_eq!(store.due_deliveries(100, 10).unwrap().len(), 0, "n1 is done, n2 waits until 500");
-        let retry = store.due_deliveries(500, 10).unwrap();
+        assert_eq!(store.due_deliveries("hook", 100, 10).unwrap().len(), 0, "n1 is done, n2 waits until 500");
+        assert!(store.due_deliveries("other", 500, 10).unwrap().is_empty(), "each endpoint reads its own");
+        let retry = store.due_deliveries("hook", 500, 10).unwrap();
         assert_eq!((retry.len(), retry[0].attempts), (1, 1));
         store.record_attempt(retry[0].id, false, None, "gave up").unwrap();
         assert_eq!(store.backlog().unwrap(), 0);
@@ -307,6 +310,11 @@ mod tests {
         assert_eq!(store.events_of("s1").unwrap(), before);
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert_eq!(store.events_of("s1").unwrap(), before, "rebuilt or not, the same events");
+        // One writer at a time: a second is refused while the first lives.
+        let second = SqliteStore::open_writer(&path).err().expect("a second writer is refused");
+        assert!(second.0.contains("in use by another rollover process"), "{second}");
+        drop(store);
+        drop(SqliteStore::open_writer(&path).expect("free again once the first writer is gone"));
     }
 
     #[test]
@@ -323,6 +331,12 @@ mod tests {
         assert!(store.commit(&duplicate).is_err());
         assert_eq!(store.events_of("s1").unwrap().len(), 5, "the refused batch left nothing behind");
         drop(store);
+        // One writer per schema at a time.
+        let writer = PostgresStore::open_writer(&url).unwrap();
+        let second = PostgresStore::open_writer(&url).err().expect("a second writer is refused");
+        assert!(second.0.contains("in use by another rollover process"), "{second}");
+        drop(writer);
+        drop(PostgresStore::open_writer(&url).expect("free again once the first writer is gone"));
         admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     }
 }

@@ -106,6 +106,22 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Opens the store as its only writer: a session advisory lock named
+    /// after the schema, held by this connection while it lives, so that a
+    /// second `rollover serve` on the same schema is refused.
+    pub fn open_writer(url: &str) -> Result<PostgresStore> {
+        let (_, schema) = split_schema(url)?;
+        let mut store = PostgresStore::open(url)?;
+        let key = format!("rollover writer {schema}");
+        let taken: bool = store.client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(db)?.get(0);
+        if !taken {
+            return Err(StoreError(format!(
+                "schema {schema} is in use by another rollover process (it holds the advisory lock \"{key}\"); stop it first, or give this one another schema"
+            )));
+        }
+        Ok(store)
+    }
+
     /// A second connection for reads beside the writer.
     pub fn open_reader(url: &str) -> Result<PostgresStore> {
         let (url, schema) = split_schema(url)?;
@@ -287,12 +303,12 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|row| row.get(0)))
     }
 
-    fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
+    fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
         let rows = self
             .client
             .query(
-                "SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
-                &[&now_micros, &(limit as i64)],
+                "SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND endpoint = $3 AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+                &[&now_micros, &(limit as i64), &endpoint],
             )
             .map_err(db)?;
         Ok(rows

@@ -172,6 +172,39 @@ pub struct SqliteStore {
     connection: Connection,
     /// Set on drop to stop this store's indexer, if it started one.
     stop_indexer: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The writer's exclusive lock on `PATH.lock`, held while it lives.
+    _lock: Option<std::fs::File>,
+}
+
+/// Takes the exclusive lock that makes one process the store's only writer:
+/// `flock` on `PATH.lock`, released by the kernel when the process ends,
+/// however it ends. A second `rollover serve` on the same file is refused.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", lock_path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !taken {
+        return Err(StoreError(format!(
+            "{} is in use by another rollover process (it holds {}); stop it first, or give this one another store",
+            path.display(),
+            lock_path.display()
+        )));
+    }
+    Ok(file)
 }
 
 impl Drop for SqliteStore {
@@ -198,7 +231,7 @@ impl SqliteStore {
                  PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 16384; PRAGMA temp_store = MEMORY;",
             )
             .map_err(db)?;
-        let mut store = SqliteStore { connection, stop_indexer: None };
+        let mut store = SqliteStore { connection, stop_indexer: None, _lock: None };
         store.migrate()?;
         let index = Connection::open(index_path(path)).map_err(db)?;
         index.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
@@ -211,7 +244,9 @@ impl SqliteStore {
     /// Opens the store as its writer and starts the thread that indexes the
     /// log behind it (stopped when the store is dropped).
     pub fn open_writer(path: &Path) -> Result<SqliteStore> {
+        let lock = lock_exclusively(path)?;
         let mut store = SqliteStore::open(path)?;
+        store._lock = Some(lock);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (thread_path, thread_stop) = (path.to_path_buf(), stop.clone());
         std::thread::Builder::new()
@@ -228,7 +263,7 @@ impl SqliteStore {
         let connection = Connection::open(path).map_err(db)?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
         attach_index(&connection, path)?;
-        Ok(SqliteStore { connection, stop_indexer: None })
+        Ok(SqliteStore { connection, stop_indexer: None, _lock: None })
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -432,13 +467,13 @@ impl Store for SqliteStore {
         self.connection.query_row("SELECT value FROM meta WHERE name = 'clock'", [], |row| row.get(0)).optional().map_err(db)
     }
 
-    fn due_deliveries(&mut self, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
+    fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
         let mut statement = self
             .connection
-            .prepare_cached("SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2")
+            .prepare_cached("SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND endpoint = ?3 AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2")
             .map_err(db)?;
         let rows = statement
-            .query_map(params![now_micros, limit as i64], |row| {
+            .query_map(params![now_micros, limit as i64, endpoint], |row| {
                 Ok(Delivery { id: row.get(0)?, key: row.get(1)?, endpoint: row.get(2)?, payload: row.get(3)?, attempts: row.get(4)? })
             })
             .map_err(db)?;

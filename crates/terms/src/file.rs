@@ -270,6 +270,39 @@ pub fn parse_plans(file: &str, text: &str) -> Result<Vec<Plan>, FileError> {
     plans(&ctx, &raw.plan)
 }
 
+/// Most `[[plan]]` tables one plan document may hold.
+pub const MAX_PLANS_PER_DOCUMENT: usize = 100;
+
+/// Reads a plan document as [`parse_plans`] does, and gives each plan with
+/// its own text: its `[[plan]]` table written out as a document of one plan,
+/// which is what the store keeps per plan version (never the whole upload
+/// once per plan). A document of more than [`MAX_PLANS_PER_DOCUMENT`] plans
+/// is refused before any is checked.
+pub fn parse_plan_texts(file: &str, text: &str) -> Result<Vec<(Plan, String)>, FileError> {
+    let ctx = Ctx { file, text };
+    let raw = parse_raw(&ctx)?;
+    if raw.plan.len() > MAX_PLANS_PER_DOCUMENT {
+        let message = format!("{} plans in one document; at most {MAX_PLANS_PER_DOCUMENT}", raw.plan.len());
+        return Err(ctx.error(&(0..0), "plan", message));
+    }
+    if raw.plan.is_empty() {
+        return Err(ctx.error(&(0..0), "plan", "the file has no [[plan]] table"));
+    }
+    let plans = plans(&ctx, &raw.plan)?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| ctx.error(&(0..0), "plan", e.message().to_string()))?;
+    let Some(toml::Value::Array(tables)) = table.get("plan") else {
+        return Err(ctx.error(&(0..0), "plan", "the file has no [[plan]] table"));
+    };
+    let mut out = Vec::with_capacity(plans.len());
+    for (plan, table) in plans.into_iter().zip(tables) {
+        let mut one = toml::Table::new();
+        one.insert("plan".into(), toml::Value::Array(vec![table.clone()]));
+        let own = toml::to_string(&one).map_err(|e| ctx.error(&(0..0), "plan", e.to_string()))?;
+        out.push((plan, own));
+    }
+    Ok(out)
+}
+
 /// Whether a file is a scenario (it has events) rather than a plan file.
 pub fn is_scenario(text: &str) -> bool {
     toml::from_str::<RawFile>(text).is_ok_and(|raw| !raw.event.is_empty() || !raw.expect.is_empty())

@@ -10,7 +10,10 @@
 //! the process: memory would no longer match the store, and a restart
 //! rebuilds memory from the store.
 
+mod api;
 mod clock;
+mod config;
+mod error;
 pub mod notify;
 mod sender;
 pub mod metrics;
@@ -23,19 +26,24 @@ use std::collections::HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rollover_core::engine::{Event, Status};
-use rollover_core::ledger::Entry;
-use rollover_core::{Country, Instant, PlanIx};
+use rollover_core::engine::Event;
+use rollover_core::{Country, Instant};
 use rollover_store::{Batch, EventBody, Identifiers, PlanRow, Store, SubscriptionRow};
 use tokio::sync::oneshot;
 
+pub use api::*;
 pub use clock::{Clock, wall_micros};
-pub use plans::{PlanVersion, Plans};
+pub use config::Config;
+pub use error::ServiceError;
+pub use plans::{PlanVersion, Plans, SharedPlans};
 pub use replay::replay_subscription;
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;
 
 use worker::{Command, Worker};
 use writer::{Write, Writer};
+
+/// Most plan versions the catalog holds; an upload past it is refused.
+pub const MAX_PLAN_VERSIONS: usize = 10_000;
 
 /// Number of logical shards; a subscription's shard never changes.
 pub const SHARDS: u32 = 256;
@@ -51,225 +59,6 @@ pub fn shard_of(id: &str) -> u32 {
     hash % SHARDS
 }
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub workers: usize,
-    /// Usage records stamped further back than this are rejected.
-    pub max_age_micros: i64,
-    /// Usage records stamped further ahead than this are rejected.
-    pub future_skew_micros: i64,
-    /// Bound of each worker's command queue; a full queue answers "busy".
-    pub queue_bound: usize,
-    /// Most bytes one session reservation grants at a time.
-    pub session_max_grant_bytes: u64,
-    /// How long a reservation holds before the gateway must report again.
-    pub session_validity_seconds: u64,
-    /// Webhook endpoints and notice times; no endpoints, no notifications.
-    pub notify: notify::NotifyConfig,
-    /// Where to send status changes, when something enforces them.
-    pub status_changes: Option<tokio::sync::mpsc::UnboundedSender<StatusChange>>,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            workers: 2,
-            max_age_micros: 7 * 86_400 * 1_000_000,
-            future_skew_micros: 5 * 60 * 1_000_000,
-            queue_bound: 4096,
-            session_max_grant_bytes: 100 << 20,
-            session_validity_seconds: 900,
-            notify: notify::NotifyConfig::default(),
-            status_changes: None,
-        }
-    }
-}
-
-/// What the service refuses, and which input field it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceError {
-    NotFound { field: &'static str, message: String },
-    Conflict { field: &'static str, message: String },
-    Invalid { field: String, message: String },
-    /// The worker's queue is full: retry later.
-    Busy,
-    Unavailable(String),
-}
-
-impl std::fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ServiceError::NotFound { field, message } | ServiceError::Conflict { field, message } => write!(f, "{field}: {message}"),
-            ServiceError::Invalid { field, message } => write!(f, "{field}: {message}"),
-            ServiceError::Busy => write!(f, "the service is busy; retry"),
-            ServiceError::Unavailable(message) => write!(f, "{message}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct UsageRecord {
-    pub id: String,
-    pub subscription: String,
-    pub at: Instant,
-    pub bytes: u64,
-    pub country: Option<Country>,
-    /// A cumulative counter report (RADIUS accounting). When set, `id` and
-    /// `bytes` are not read: the worker rates the counter's growth since the
-    /// session's last report, under the key `acct:{total}:{session}`
-    /// (`acct-stop:` for a Stop), so a report is rated once however often it
-    /// is sent, and the counters survive a restart with the log.
-    pub counter: Option<Counter>,
-}
-
-impl UsageRecord {
-    pub fn counter(subscription: String, at: Instant, country: Option<Country>, counter: Counter) -> UsageRecord {
-        UsageRecord { id: String::new(), subscription, at, bytes: 0, country, counter: Some(counter) }
-    }
-}
-
-/// One report of a session's cumulative octet counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counter {
-    /// The session's name, unique per network element (rollover uses
-    /// `{NAS address}/{Acct-Session-Id}`).
-    pub session: String,
-    /// Octets so far in the session, both directions.
-    pub total: u64,
-    /// The session ends with this report; later reports are not rated.
-    pub stop: bool,
-}
-
-/// A counter session that has not stopped, as the log knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenCounter {
-    pub subscription: String,
-    /// The session's name as reported (`{NAS}/{Acct-Session-Id}` for RADIUS).
-    pub session: String,
-    pub total: u64,
-}
-
-/// A subscription's status changed: sent to the watcher named in
-/// [`Config::status_changes`] (the RADIUS enforcement task).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
-    pub subscription: String,
-    pub from: Status,
-    pub to: Status,
-    pub at: Instant,
-    /// For a change to `throttled`: the rate the plan allows, in kbit/s.
-    pub throttle_kbps: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UsageResult {
-    Accepted { drawn_bytes: u64, throttled_bytes: u64, rejected_bytes: u64, late: bool },
-    Duplicate,
-    Rejected(String),
-}
-
-/// A lifecycle event for `POST /v1/subscriptions/{id}/events`.
-#[derive(Debug, Clone)]
-pub enum LifecycleEvent {
-    Install,
-    FirstUse,
-    Grant { kind: rollover_core::Kind, bytes: u64, expires: rollover_core::GrantExpiry },
-    ChangePlan(String),
-    Suspend,
-    Resume,
-    Cancel,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventOutcome {
-    Applied,
-    Refused(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct BalanceBucket {
-    pub id: u32,
-    pub kind: String,
-    pub remaining_bytes: u64,
-    pub expires_at: Option<Instant>,
-    pub rolls_over: bool,
-    pub carry_expires_at: Option<Instant>,
-}
-
-/// A subscription's balance at the service clock's "now": the same numbers
-/// `simulate` prints.
-#[derive(Debug, Clone)]
-pub struct Balance {
-    pub id: String,
-    pub plan: PlanVersion,
-    pub at: Instant,
-    pub status: Status,
-    pub total_bytes: u64,
-    pub daily_remaining_bytes: Option<u64>,
-    pub expires_at: Option<Instant>,
-    pub buckets: Vec<BalanceBucket>,
-    pub charges_minor: i64,
-    pub fees_minor: i64,
-    pub throttled_bytes: u64,
-    pub rejected_bytes: u64,
-}
-
-/// One step of an online charging session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionOp {
-    Start { requested_bytes: Option<u64> },
-    /// Report bytes used since the last report and ask for more.
-    Update { used_bytes: u64, requested_bytes: Option<u64>, request_number: u32 },
-    /// Report the last bytes used and release the rest.
-    End { used_bytes: u64, request_number: u32 },
-}
-
-/// What the gateway must do when the grant is the last one (or nothing is
-/// granted): the plan's exhaustion action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinalAction {
-    Terminate,
-    Throttle { throttle_kbps: Option<u32> },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionAnswer {
-    pub session: String,
-    pub subscription: String,
-    pub granted_bytes: u64,
-    pub validity_seconds: u64,
-    /// Nothing could be granted: the data is used up, or the subscription
-    /// cannot use data now.
-    pub credit_limit_reached: bool,
-    /// Set on the last grant: what happens when it is used up.
-    pub final_unit: Option<FinalAction>,
-    /// How the reported usage was rated, for updates and ends.
-    pub used: Option<UsageResult>,
-    pub status: Status,
-    /// The plan does not cover the country the session is in.
-    pub not_covered: bool,
-}
-
-/// A subscription's ledger as replayed from its log.
-#[derive(Debug, Clone)]
-pub struct Ledger {
-    pub entries: Vec<Entry>,
-    /// Per entry: whether it rates a usage record that arrived late.
-    pub late: Vec<bool>,
-    /// The plan the subscription is on now.
-    pub plan: PlanIx,
-    /// Network notes (CoA, Disconnect, sessions closed) with their instants,
-    /// in log order.
-    pub notes: Vec<(Instant, String)>,
-}
-
-pub struct NewSubscription {
-    pub id: String,
-    pub plan: String,
-    pub at: Option<Instant>,
-    pub identifiers: Identifiers,
-}
-
 /// A handle on the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Service {
@@ -279,7 +68,10 @@ pub struct Service {
 struct Inner {
     config: Config,
     clock: Arc<Clock>,
-    plans: Arc<RwLock<Plans>>,
+    plans: Arc<SharedPlans>,
+    /// Held across one plan upload, from the version check to the publish:
+    /// two uploads of the same plan id never pick the same version.
+    plan_upload: tokio::sync::Mutex<()>,
     plan_rows: RwLock<Vec<PlanRow>>,
     workers: Vec<SyncSender<Command>>,
     writer: SyncSender<Write>,
@@ -318,8 +110,8 @@ impl Service {
     /// writer.
     pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, String> {
         let (store, reader) = rollover_store::open(url).map_err(|e| e.to_string())?;
-        let sender = if config.notify.endpoints.is_empty() { None } else { Some(rollover_store::open_secondary(url).map_err(|e| e.to_string())?) };
-        Service::start(store, reader, sender, clock, config)
+        let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+        Service::start(store, reader, senders, clock, config)
     }
 
     /// Whether the store holds nothing yet (no plan, no subscription).
@@ -331,7 +123,9 @@ impl Service {
         self.inner.subscription_count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, sender: Option<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, String> {
+    /// Starts on open stores: the writer's, one for reads, and one per
+    /// webhook endpoint for its sender thread.
+    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, senders: Vec<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, String> {
         let clock = Arc::new(match (clock, store.clock().map_err(|e| e.to_string())?) {
             // A simulated clock resumes where it stopped.
             (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
@@ -345,7 +139,7 @@ impl Service {
             let plan = parsed.into_iter().nth(row.position as usize).ok_or_else(|| format!("stored plan {} is missing from its document", row.id))?;
             plans.insert(row.version, plan);
         }
-        let plans = Arc::new(RwLock::new(plans));
+        let plans = Arc::new(SharedPlans::new(plans));
 
         let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
         let mut identifiers = HashMap::new();
@@ -388,12 +182,14 @@ impl Service {
         for wait in waits {
             wait.blocking_recv().map_err(|_| "a worker stopped during start-up")?;
         }
-        if let (Some(sender), Some(notify)) = (sender, notify) {
-            let sender_metrics = metrics.clone();
-            std::thread::Builder::new()
-                .name("webhook-sender".into())
-                .spawn(move || sender::run(sender, notify, sender_metrics))
-                .map_err(|e| e.to_string())?;
+        if let Some(notify) = &notify {
+            for (endpoint, sender) in senders.into_iter().enumerate().take(notify.endpoints.len()) {
+                let (notify, sender_metrics) = (notify.clone(), metrics.clone());
+                std::thread::Builder::new()
+                    .name(format!("webhook-sender-{endpoint}"))
+                    .spawn(move || sender::run(sender, notify, endpoint, sender_metrics))
+                    .map_err(|e| e.to_string())?;
+            }
         }
         let writer_metrics = metrics.clone();
         std::thread::Builder::new()
@@ -405,6 +201,7 @@ impl Service {
                 config,
                 clock,
                 plans,
+                plan_upload: tokio::sync::Mutex::new(()),
                 plan_rows: RwLock::new(plan_rows),
                 workers,
                 writer: writer_tx,
@@ -430,8 +227,9 @@ impl Service {
         &self.inner.config
     }
 
-    pub fn plans(&self) -> std::sync::RwLockReadGuard<'_, Plans> {
-        self.inner.plans.read().expect("the plan lock is never poisoned")
+    /// A snapshot of the catalog: holding it blocks nobody.
+    pub fn plans(&self) -> Arc<Plans> {
+        self.inner.plans.snapshot()
     }
 
     pub fn plan_document(&self, id: &str, version: u32) -> Option<String> {
@@ -462,42 +260,39 @@ impl Service {
 
     /// Adds plans from a plan document (TOML). An unchanged plan keeps its
     /// version; a changed one gets the next. Returns `(id, version)` per plan.
+    /// Uploads run one at a time, so that concurrent uploads of one plan id
+    /// get consecutive versions; readers are never blocked by one.
     pub async fn add_plans(&self, document: &str) -> Result<Vec<(String, u32)>, ServiceError> {
-        let parsed = rollover_terms::parse_plans("body", document).map_err(|e| ServiceError::Invalid { field: e.field.clone(), message: e.to_string() })?;
+        let parsed = rollover_terms::parse_plan_texts("body", document).map_err(|e| ServiceError::Invalid { field: e.field.clone(), message: e.to_string() })?;
+        let _upload = self.inner.plan_upload.lock().await;
         let now = self.now();
+        let current = self.plans();
+        let mut next: Option<Plans> = None;
         let mut rows = Vec::new();
         let mut result = Vec::new();
-        let mut fresh = Vec::new();
-        {
-            let plans = self.plans();
-            for (position, plan) in parsed.into_iter().enumerate() {
-                match plans.latest(&plan.id) {
-                    Some(latest) if plans.catalog.get(latest.ix) == &plan => result.push((plan.id.clone(), latest.version)),
-                    latest => {
-                        let version = latest.map_or(1, |l| l.version + 1);
-                        rows.push(PlanRow {
-                            id: plan.id.clone(),
-                            version,
-                            document: document.to_string(),
-                            position: position as u32,
-                            created_at_micros: now.micros(),
+        for (plan, text) in parsed {
+            let catalog = next.as_ref().unwrap_or(&current);
+            match catalog.latest(&plan.id) {
+                Some(latest) if catalog.catalog.get(latest.ix) == &plan => result.push((plan.id.clone(), latest.version)),
+                latest => {
+                    if catalog.catalog.plans().len() >= MAX_PLAN_VERSIONS {
+                        return Err(ServiceError::LimitReached {
+                            field: "plan",
+                            message: format!("the catalog holds {MAX_PLAN_VERSIONS} plan versions, the most it may"),
                         });
-                        result.push((plan.id.clone(), version));
-                        fresh.push((version, plan));
                     }
+                    let version = latest.map_or(1, |l| l.version + 1);
+                    rows.push(PlanRow { id: plan.id.clone(), version, document: text, position: 0, created_at_micros: now.micros() });
+                    result.push((plan.id.clone(), version));
+                    next.get_or_insert_with(|| (*current).clone()).insert(version, plan);
                 }
             }
         }
-        if rows.is_empty() {
-            return Ok(result);
-        }
+        let Some(next) = next else { return Ok(result) };
         let (tx, rx) = oneshot::channel();
         self.write(Write::Plans { rows: rows.clone(), done: tx }).await?;
-        rx.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
-        let mut plans = self.inner.plans.write().expect("the plan lock is never poisoned");
-        for (version, plan) in fresh {
-            plans.insert(version, plan);
-        }
+        rx.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?.map_err(ServiceError::Unavailable)?;
+        self.inner.plans.publish(next);
         self.inner.plan_rows.write().expect("plan rows lock").extend(rows);
         Ok(result)
     }
@@ -605,7 +400,7 @@ impl Service {
                 Err(_) => return Err(ServiceError::Unavailable("a shard worker has stopped".into())),
             }
         }
-        let mut results = vec![UsageResult::Rejected("not rated".into()); count];
+        let mut results = vec![UsageResult::Duplicate; count];
         for reply in replies {
             let (rated, committed) = reply.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
             if let Some(committed) = committed {
@@ -634,6 +429,7 @@ impl Service {
             if events.is_empty() {
                 return Err(ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") });
             }
+            // A snapshot: a long replay holds no lock that others wait for.
             let plans = service.plans();
             let (mut subscription, mut entries, mut late) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
             subscription.advance(&plans.catalog, service.now(), &mut entries);

@@ -51,12 +51,16 @@ pub enum RejectReason {
     Future,
     /// A counter report after its session stopped, or one that went backwards.
     Counter,
+    /// More than 1 TiB in one record.
+    TooLarge,
 }
 
 pub struct Metrics {
     pub accepted: AtomicU64,
     pub duplicate: AtomicU64,
-    rejected: [AtomicU64; 4],
+    /// A known id with other bytes, instant or country.
+    pub conflict: AtomicU64,
+    rejected: [AtomicU64; 5],
     pub rating_seconds: Histogram,
     pub commit_seconds: Histogram,
     pub commit_events: Histogram,
@@ -68,7 +72,8 @@ impl Default for Metrics {
         Metrics {
             accepted: AtomicU64::new(0),
             duplicate: AtomicU64::new(0),
-            rejected: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            conflict: AtomicU64::new(0),
+            rejected: Default::default(),
             rating_seconds: Histogram::new(LATENCY_SECONDS),
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             commit_events: Histogram::new(BATCH_EVENTS),
@@ -88,7 +93,8 @@ impl Metrics {
         let _ = writeln!(out, "# HELP rollover_usage_records_total Usage records by outcome.\n# TYPE rollover_usage_records_total counter");
         let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"accepted\"}} {}", self.accepted.load(Ordering::Relaxed));
         let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"duplicate\"}} {}", self.duplicate.load(Ordering::Relaxed));
-        for (reason, count) in ["unknown_subscription", "too_old", "future", "counter_not_rated"].iter().zip(&self.rejected) {
+        let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"conflict\"}} {}", self.conflict.load(Ordering::Relaxed));
+        for (reason, count) in ["unknown_subscription", "too_old", "future", "counter_not_rated", "too_large"].iter().zip(&self.rejected) {
             let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"rejected\",reason=\"{reason}\"}} {}", count.load(Ordering::Relaxed));
         }
         self.rating_seconds.render(&mut out, "rollover_rating_seconds", "Time to rate one usage record in memory.");

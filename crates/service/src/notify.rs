@@ -53,7 +53,13 @@ fn allowance_level(subscription: &Subscription, catalog: &Catalog) -> (u8, Optio
         return (0, Some(start), 0, 0);
     }
     let granted_used = subscription.buckets().iter().find(|b| b.kind == Kind::ALLOWANCE && b.expires == end).map(|b| (b.granted_bytes, b.used_bytes));
-    let (granted, used) = granted_used.unwrap_or((1, 1));
+    // A used-up allowance has left the live buckets: all of it is used.
+    let Some((granted, used)) = granted_used.or_else(|| subscription.period_allowance_bytes(catalog).map(|bytes| (bytes, bytes))) else {
+        return (0, Some(start), 0, 0);
+    };
+    if granted == 0 {
+        return (0, Some(start), 0, 0);
+    }
     let percent = used as u128 * 100 / granted.max(1) as u128;
     let level = match percent {
         100.. => 100,

@@ -2,6 +2,7 @@
 //! `(id, version)`, backed by the store's plan documents.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use rollover_core::{Catalog, Plan, PlanIx};
 
@@ -12,7 +13,7 @@ pub struct PlanVersion {
     pub ix: PlanIx,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Plans {
     pub catalog: Catalog,
     by_version: HashMap<(String, u32), PlanIx>,
@@ -55,5 +56,28 @@ impl Plans {
 
     pub fn version_of(&self, ix: PlanIx) -> u32 {
         self.versions[ix.0 as usize]
+    }
+}
+
+/// The catalog as the service shares it between threads. A reader takes a
+/// snapshot (an `Arc`) and holds no lock while it works, however long a
+/// ledger replay takes; an upload builds the next catalog aside and
+/// publishes it with one pointer swap. So no lock is ever held across work
+/// whose length a client controls.
+#[derive(Debug, Default)]
+pub struct SharedPlans(RwLock<Arc<Plans>>);
+
+impl SharedPlans {
+    pub fn new(plans: Plans) -> SharedPlans {
+        SharedPlans(RwLock::new(Arc::new(plans)))
+    }
+
+    pub fn snapshot(&self) -> Arc<Plans> {
+        self.0.read().expect("the plan lock is never poisoned").clone()
+    }
+
+    /// Replaces the catalog; snapshots already taken keep the old one.
+    pub fn publish(&self, plans: Plans) {
+        *self.0.write().expect("the plan lock is never poisoned") = Arc::new(plans);
     }
 }

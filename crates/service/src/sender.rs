@@ -1,4 +1,6 @@
-//! Webhook delivery from the outbox: one thread, its own store connection.
+//! Webhook delivery from the outbox: one thread per endpoint, each with its
+//! own store connection, so a receiver that hangs delays only its own
+//! deliveries (each attempt waits at most 10 s).
 //! Each due delivery is POSTed with `Rollover-Timestamp`,
 //! `Rollover-Signature: v1=HEX(HMAC-SHA256(secret, "{timestamp}.{body}"))`
 //! and `Rollover-Delivery` (the notification's key, for the receiver to
@@ -25,11 +27,13 @@ pub(crate) fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, metrics: Arc<Metrics>) {
+/// Delivers what is due for the endpoint numbered `endpoint` in `config`.
+pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, endpoint: usize, metrics: Arc<Metrics>) {
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).build().into();
+    let endpoint = &config.endpoints[endpoint];
     loop {
         let now = wall_micros();
-        let due = match store.due_deliveries(now, 100) {
+        let due = match store.due_deliveries(&endpoint.id, now, 100) {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the webhook outbox");
@@ -38,10 +42,6 @@ pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, metrics:
             }
         };
         for delivery in &due {
-            let Some(endpoint) = config.endpoints.iter().find(|e| e.id == delivery.endpoint) else {
-                let _ = store.record_attempt(delivery.id, false, None, "the endpoint is no longer configured");
-                continue;
-            };
             let timestamp = wall_micros() / 1_000_000;
             let result = agent
                 .post(&endpoint.url)

@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rollover_core::engine::{Event, Outcome};
-use rollover_core::ledger::{Entry, Refusal};
+use rollover_core::engine::{Event, Outcome, Rating};
+use std::sync::atomic::Ordering::Relaxed;
+use rollover_core::ledger::Entry;
 use rollover_core::{Instant, Subscription};
 use rollover_store::{Batch, EventBody, EventRow, SubscriptionRow};
 use tokio::sync::oneshot;
@@ -18,10 +19,13 @@ use crate::clock::Clock;
 use crate::notify::{self, NotifyConfig, Snapshot};
 use rollover_store::NotificationRow;
 use crate::metrics::{Metrics, RejectReason};
-use crate::plans::{PlanVersion, Plans};
+use crate::plans::{PlanVersion, Plans, SharedPlans};
 use crate::replay;
 use crate::writer::Write;
-use crate::{Balance, BalanceBucket, Config, Counter, OpenCounter, EventOutcome, FinalAction, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageResult};
+use crate::{
+    Balance, BalanceBucket, Config, Counter, EventOutcome, FinalAction, MAX_RECORD_BYTES, OpenCounter, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageRejection,
+    UsageResult,
+};
 use rollover_core::{Country, Status};
 
 pub(crate) type Committed = oneshot::Receiver<()>;
@@ -135,27 +139,46 @@ impl Live {
 }
 
 /// The idempotency keys of one subscription's accepted records, each with
-/// the record's own instant. A key is kept while a retry of its record could
-/// still be accepted: a record stamped further back than the maximum age is
-/// rejected as too old anyway, so its key can go, and memory stays bounded by
-/// the records of the last `max_age`.
+/// the record's own instant and a fingerprint of what it said. A key is kept
+/// while a retry of its record could still be accepted: a record stamped
+/// further back than the maximum age is rejected as too old anyway, so its
+/// key can go, and memory stays bounded by the records of the last
+/// `max_age`.
 #[derive(Default)]
 struct Keys {
-    stamped: HashMap<String, i64>,
+    stamped: HashMap<String, Stamp>,
     /// Sweep when the map grows past this.
     sweep_at: usize,
 }
 
+/// What a retry of a record must repeat to be the same record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    at_micros: i64,
+    /// The record's bytes and country (see [`fingerprint`]).
+    fingerprint: u64,
+}
+
+/// Bytes (at most 2^40) in the low bits, the country's two letters above.
+fn fingerprint(bytes: u64, country: Option<&str>) -> u64 {
+    let letters = country.map_or(0, |c| c.bytes().fold(0u64, |n, b| n << 8 | b as u64));
+    bytes ^ letters << 44
+}
+
 impl Keys {
+    fn get(&self, key: &str) -> Option<Stamp> {
+        self.stamped.get(key).copied()
+    }
+
     fn contains(&self, key: &str) -> bool {
         self.stamped.contains_key(key)
     }
 
-    fn insert(&mut self, key: String, at_micros: i64, now: Instant, max_age_micros: i64) {
-        self.stamped.insert(key, at_micros);
+    fn insert(&mut self, key: String, stamp: Stamp, now: Instant, max_age_micros: i64) {
+        self.stamped.insert(key, stamp);
         if self.stamped.len() > self.sweep_at {
             let oldest = now.micros() - max_age_micros;
-            self.stamped.retain(|_, at| *at >= oldest);
+            self.stamped.retain(|_, stamp| stamp.at_micros >= oldest);
             self.sweep_at = (self.stamped.len() * 2).max(64);
         }
     }
@@ -171,7 +194,7 @@ struct Reservation {
 
 pub(crate) struct Worker {
     number: usize,
-    plans: Arc<RwLock<Plans>>,
+    plans: Arc<SharedPlans>,
     clock: Arc<Clock>,
     writer: SyncSender<Write>,
     config: Config,
@@ -191,7 +214,7 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         number: usize,
-        plans: Arc<RwLock<Plans>>,
+        plans: Arc<SharedPlans>,
         clock: Arc<Clock>,
         writer: SyncSender<Write>,
         config: Config,
@@ -274,7 +297,7 @@ impl Worker {
             }
             Command::Statuses { reply } => {
                 let now = self.clock.now();
-                let plans = self.plans.read().expect("the plan lock is never poisoned");
+                let plans = self.plans.snapshot();
                 let mut counts: Vec<(&'static str, u64)> = Vec::new();
                 for live in &self.subscriptions {
                     let status = live.subscription.status(&plans.catalog, now.max(live.advanced_to)).name();
@@ -295,7 +318,7 @@ impl Worker {
     }
 
     fn replay(&mut self, row: &EventRow) -> Result<(), String> {
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         self.scratch.clear();
         match self.index.get(&row.subscription) {
             None => {
@@ -318,7 +341,11 @@ impl Worker {
                         let state = CounterState { total: total.max(last.total), stopped: stop || last.stopped, at_micros: row.at_micros };
                         live.set_counter(session, state, applied_at, self.config.max_age_micros);
                     }
-                    live.keys.insert(key.clone(), row.at_micros, applied_at, self.config.max_age_micros);
+                    let fingerprint = match &row.body {
+                        EventBody::Usage { bytes, country } => fingerprint(*bytes, country.as_deref()),
+                        _ => 0,
+                    };
+                    live.keys.insert(key.clone(), Stamp { at_micros: row.at_micros, fingerprint }, applied_at, self.config.max_age_micros);
                 }
                 drop(plans);
                 self.refile(slot);
@@ -329,7 +356,7 @@ impl Worker {
 
     /// Files the subscription under its next boundary in the timer index.
     fn refile(&mut self, slot: usize) {
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let live = &mut self.subscriptions[slot];
         let mut next = live.subscription.next_boundary(&plans.catalog);
         if let Some(notify) = &self.notify {
@@ -365,7 +392,7 @@ impl Worker {
 
     fn before(&self, slot: usize, at: Instant) -> Option<Snapshot> {
         self.notify.as_ref()?;
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let live = &self.subscriptions[slot];
         Some(notify::snapshot(&live.subscription, &plans.catalog, at, live.advanced_to))
     }
@@ -374,7 +401,7 @@ impl Worker {
     /// change is in `self.scratch`.
     fn after(&mut self, slot: usize, before: Option<Snapshot>, now: Instant, key_instant: Instant) {
         let (Some(before), Some(notify)) = (before, &self.notify) else { return };
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let live = &self.subscriptions[slot];
         let found = notify::changes(&live.id, before, &live.subscription, &plans.catalog, now, key_instant, &self.scratch, notify.notice_micros);
         if !found.is_empty() {
@@ -389,7 +416,7 @@ impl Worker {
         let status_before = self.watched(slot, self.subscriptions[slot].advanced_to);
         let key_instant;
         {
-            let plans = self.plans.read().expect("the plan lock is never poisoned");
+            let plans = self.plans.snapshot();
             let live = &mut self.subscriptions[slot];
             key_instant = live.subscription.next_boundary(&plans.catalog).min(live.timer);
             self.scratch.clear();
@@ -404,14 +431,14 @@ impl Worker {
     /// The subscription's status at `at`, when something watches statuses.
     fn watched(&self, slot: usize, at: Instant) -> Option<Status> {
         self.config.status_changes.as_ref()?;
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         Some(self.subscriptions[slot].subscription.status(&plans.catalog, at))
     }
 
     /// Tells the watcher when the status at `at` differs from `before`.
     fn report_status(&self, slot: usize, before: Option<Status>, at: Instant) {
         let (Some(from), Some(watch)) = (before, &self.config.status_changes) else { return };
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let live = &self.subscriptions[slot];
         let to = live.subscription.status(&plans.catalog, at);
         if to != from {
@@ -441,8 +468,8 @@ impl Worker {
         if self.index.contains_key(&row.id) {
             return Err(ServiceError::Conflict { field: "id", message: format!("subscription \"{}\" already exists", row.id) });
         }
-        let (now, at) = self.now_and(at)?;
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let (now, at) = self.now_and(at, self.config.max_backdate_micros)?;
+        let plans = self.plans.snapshot();
         self.scratch.clear();
         let mut subscription = Subscription::purchase(&plans.catalog, plan.ix, at, &mut self.scratch);
         let applied_at = now.max(at);
@@ -465,11 +492,30 @@ impl Worker {
 
     /// The clock's now, and an event's instant (now when not given), which
     /// may not lie further ahead than the allowed skew.
-    fn now_and(&self, at: Option<Instant>) -> Result<(Instant, Instant), ServiceError> {
+    /// The clock's now, and an instant a client gave (now when not given),
+    /// which may lie at most `max_back_micros` before now and no further
+    /// ahead than the allowed skew: this bounds the boundaries one request
+    /// can make the worker run.
+    fn now_and(&self, at: Option<Instant>, max_back_micros: i64) -> Result<(Instant, Instant), ServiceError> {
         let now = self.clock.now();
         let at = at.unwrap_or(now);
         if at.micros() > now.micros() + self.config.future_skew_micros {
-            return Err(ServiceError::Invalid { field: "at".into(), message: "is in the future".into() });
+            let skew = self.config.future_skew_micros / 1_000_000;
+            return Err(ServiceError::Invalid { field: "at".into(), message: format!("is in the future (more than {skew} s ahead of the service clock)") });
+        }
+        if at.micros() < now.micros().saturating_sub(max_back_micros) {
+            let days = max_back_micros / 86_400_000_000;
+            return Err(ServiceError::Invalid { field: "at".into(), message: format!("is more than {days} days before the service clock") });
+        }
+        Ok((now, at))
+    }
+
+    /// [`Worker::now_and`] for an event of an existing subscription, which
+    /// also may not be stamped before its purchase.
+    fn event_instant(&self, slot: usize, at: Option<Instant>, max_back_micros: i64) -> Result<(Instant, Instant), ServiceError> {
+        let (now, at) = self.now_and(at, max_back_micros)?;
+        if at < self.subscriptions[slot].subscription.purchased_at() {
+            return Err(ServiceError::Invalid { field: "at".into(), message: "is before the subscription's purchase".into() });
         }
         Ok((now, at))
     }
@@ -480,11 +526,11 @@ impl Worker {
 
     fn event(&mut self, id: &str, event: Event, body: EventBody, at: Option<Instant>) -> Result<(EventOutcome, Option<Committed>), ServiceError> {
         let slot = self.slot(id)?;
-        let (now, at) = self.now_and(at)?;
+        let (now, at) = self.event_instant(slot, at, self.config.max_backdate_micros)?;
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
         let status_before = self.watched(slot, now.max(at));
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let live = &mut self.subscriptions[slot];
         self.scratch.clear();
         let outcome = live.subscription.apply(&plans.catalog, event, at, &mut self.scratch);
@@ -496,7 +542,7 @@ impl Worker {
         self.refile(slot);
         let committed = self.submit(Batch { events: vec![row], ..Batch::default() });
         let outcome = match outcome {
-            Outcome::Refused(refusal) => EventOutcome::Refused(refusal_text(refusal).to_string()),
+            Outcome::Refused(refusal) => EventOutcome::Refused(refusal),
             _ => EventOutcome::Applied,
         };
         Ok((outcome, Some(committed)))
@@ -504,10 +550,6 @@ impl Worker {
 
     fn usage(&mut self, records: Vec<(usize, UsageRecord)>) -> (Vec<(usize, UsageResult)>, Option<Committed>) {
         let now = self.clock.now();
-        let oldest = now.micros() - self.config.max_age_micros;
-        let newest = now.micros() + self.config.future_skew_micros;
-        let mut results = Vec::with_capacity(records.len());
-        let mut rows = Vec::new();
         // Boundaries first, so that what they change is named by them.
         let mut seen = HashSet::new();
         for (_, record) in &records {
@@ -517,129 +559,149 @@ impl Worker {
                 self.bring_up(slot, now);
             }
         }
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
-        let notice_micros = self.notify.as_ref().map(|n| n.notice_micros);
-        let mut found = Vec::new();
-        let mut touched = Vec::new();
-        let watching = self.config.status_changes.is_some();
-        let mut status_changes = Vec::new();
+        let plans = self.plans.snapshot();
+        let mut batch = UsageBatch {
+            now,
+            results: Vec::with_capacity(records.len()),
+            rows: Vec::new(),
+            found: Vec::new(),
+            touched: Vec::new(),
+            status_changes: Vec::new(),
+        };
         for (index, record) in records {
-            let Some(&slot) = self.index.get(&record.subscription) else {
-                self.metrics.reject(RejectReason::UnknownSubscription);
-                results.push((index, UsageResult::Rejected(format!("unknown subscription \"{}\"", record.subscription))));
-                continue;
+            let result = match self.admit(&record, now) {
+                Ok(admitted) => self.rate(&plans, record, admitted, &mut batch),
+                Err(result) => result,
             };
-            let live = &mut self.subscriptions[slot];
-            // A counter report becomes a record of the counter's growth.
-            let (key, bytes) = match &record.counter {
-                None => (record.id, record.bytes),
-                Some(counter) => {
-                    let key = counter_key(counter);
-                    let last = live.counter(&counter.session);
-                    if live.keys.contains(&key) {
-                        self.metrics.duplicate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        results.push((index, UsageResult::Duplicate));
-                        continue;
-                    }
-                    if last.stopped {
-                        self.metrics.reject(RejectReason::Counter);
-                        results.push((index, UsageResult::Rejected(format!("session {} has already stopped; the report is not rated", counter.session))));
-                        continue;
-                    }
-                    if counter.total < last.total {
-                        self.metrics.reject(RejectReason::Counter);
-                        results.push((
-                            index,
-                            UsageResult::Rejected(format!("the counter of session {} went backwards, from {} to {} octets; not rated", counter.session, last.total, counter.total)),
-                        ));
-                        continue;
-                    }
-                    (key, counter.total - last.total)
-                }
-            };
-            if live.keys.contains(&key) {
-                self.metrics.duplicate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                results.push((index, UsageResult::Duplicate));
-                continue;
-            }
-            if record.at.micros() < oldest {
-                self.metrics.reject(RejectReason::TooOld);
-                results.push((index, UsageResult::Rejected("too old: stamped before the maximum age".into())));
-                continue;
-            }
-            if record.at.micros() > newest {
-                self.metrics.reject(RejectReason::Future);
-                results.push((index, UsageResult::Rejected("in the future beyond the allowed clock skew".into())));
-                continue;
-            }
-            if let Some(counter) = &record.counter {
-                let state = CounterState { total: counter.total, stopped: counter.stop, at_micros: record.at.micros() };
-                live.set_counter(&counter.session, state, now, self.config.max_age_micros);
-                if bytes == 0 {
-                    // Nothing to rate. A stop is kept all the same, so that
-                    // the session stays closed after a restart.
-                    if counter.stop {
-                        live.keys.insert(key.clone(), record.at.micros(), now, self.config.max_age_micros);
-                        let note = format!("RADIUS session {} stopped at {} octets", counter.session, counter.total);
-                        rows.push(keyed_row(record.subscription, now, record.at, key, EventBody::Network { note }));
-                    }
-                    results.push((index, UsageResult::Accepted { drawn_bytes: 0, throttled_bytes: 0, rejected_bytes: 0, late: false }));
-                    continue;
-                }
-            }
-            let rating_started = std::time::Instant::now();
-            self.scratch.clear();
-            let before = notice_micros.map(|_| notify::snapshot(&live.subscription, &plans.catalog, now.max(record.at), live.advanced_to));
-            let status_before = watching.then(|| live.subscription.status(&plans.catalog, now.max(record.at)));
-            let late = record.at < live.advanced_to.min(now) && boundary_between(&live.subscription, &plans, record.at, now);
-            let outcome = live.subscription.apply(&plans.catalog, Event::Usage { bytes, country: record.country }, record.at, &mut self.scratch);
-            live.advanced_to = live.advanced_to.max(now).max(record.at);
-            if let (Some(before), Some(notice_micros)) = (before, notice_micros) {
-                let changes = notify::changes(&live.id, before, &live.subscription, &plans.catalog, now.max(record.at), record.at, &self.scratch, notice_micros);
-                if !changes.is_empty() {
-                    found.push((slot, changes));
-                }
-            }
-            if let Some(from) = status_before {
-                let to = live.subscription.status(&plans.catalog, now.max(record.at));
-                if to != from {
-                    status_changes.push(status_change(&live.id, &live.subscription, &plans.catalog, from, to, now.max(record.at)));
-                }
-            }
-            let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
-            self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
-            self.metrics.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            live.keys.insert(key.clone(), record.at.micros(), now, self.config.max_age_micros);
-            let body = EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) };
-            rows.push(keyed_row(record.subscription, now, record.at, key, body));
-            touched.push(slot);
-            results.push((
-                index,
-                UsageResult::Accepted {
-                    drawn_bytes: rating.drawn_bytes + rating.unmetered_bytes,
-                    throttled_bytes: rating.throttled_bytes,
-                    rejected_bytes: rating.rejected_bytes,
-                    late,
-                },
-            ));
+            batch.results.push((index, result));
         }
         if let Some(watch) = &self.config.status_changes {
-            for change in status_changes {
+            for change in batch.status_changes.drain(..) {
                 let _ = watch.send(change);
             }
         }
         drop(plans);
         if let Some(notify) = &self.notify {
-            for (slot, changes) in found {
+            for (slot, changes) in batch.found.drain(..) {
                 self.outbox.extend(notify::rows(notify, &self.subscriptions[slot].id, changes, now));
             }
         }
-        for slot in touched {
+        for slot in batch.touched.drain(..) {
             self.refile(slot);
         }
-        let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
+        let committed = (!batch.rows.is_empty()).then(|| self.submit(Batch { events: std::mem::take(&mut batch.rows), ..Batch::default() }));
         self.flush_outbox();
-        (results, committed)
+        (batch.results, committed)
+    }
+
+    /// Checks one record before rating: its subscription, its key (a repeat,
+    /// or the same id saying something else), its counter and its instant.
+    /// A record that passes is rated as `bytes` under `key`.
+    fn admit(&mut self, record: &UsageRecord, now: Instant) -> Result<Admitted, UsageResult> {
+        let Some(&slot) = self.index.get(&record.subscription) else {
+            self.metrics.reject(RejectReason::UnknownSubscription);
+            return Err(UsageResult::Rejected(UsageRejection::UnknownSubscription(record.subscription.clone())));
+        };
+        let live = &self.subscriptions[slot];
+        let stamp = Stamp { at_micros: record.at.micros(), fingerprint: fingerprint(record.bytes, record.country.as_ref().map(Country::as_str)) };
+        // A counter report becomes a record of the counter's growth.
+        let (key, bytes) = match &record.counter {
+            None => {
+                if let Some(earlier) = live.keys.get(&record.id) {
+                    if earlier != stamp {
+                        self.metrics.conflict.fetch_add(1, Relaxed);
+                        return Err(UsageResult::Conflict);
+                    }
+                    self.metrics.duplicate.fetch_add(1, Relaxed);
+                    return Err(UsageResult::Duplicate);
+                }
+                (record.id.clone(), record.bytes)
+            }
+            Some(counter) => {
+                let key = counter_key(counter);
+                let last = live.counter(&counter.session);
+                if live.keys.contains(&key) {
+                    self.metrics.duplicate.fetch_add(1, Relaxed);
+                    return Err(UsageResult::Duplicate);
+                }
+                if last.stopped {
+                    self.metrics.reject(RejectReason::Counter);
+                    return Err(UsageResult::Rejected(UsageRejection::SessionStopped { session: counter.session.clone() }));
+                }
+                if counter.total < last.total {
+                    self.metrics.reject(RejectReason::Counter);
+                    let (from, to) = (last.total, counter.total);
+                    return Err(UsageResult::Rejected(UsageRejection::CounterBackwards { session: counter.session.clone(), from, to }));
+                }
+                (key, counter.total - last.total)
+            }
+        };
+        if record.at.micros() < now.micros() - self.config.max_age_micros {
+            self.metrics.reject(RejectReason::TooOld);
+            return Err(UsageResult::Rejected(UsageRejection::TooOld));
+        }
+        if record.at.micros() > now.micros() + self.config.future_skew_micros {
+            self.metrics.reject(RejectReason::Future);
+            return Err(UsageResult::Rejected(UsageRejection::InFuture));
+        }
+        if bytes > MAX_RECORD_BYTES {
+            self.metrics.reject(RejectReason::TooLarge);
+            return Err(UsageResult::Rejected(UsageRejection::TooLarge { bytes }));
+        }
+        Ok(Admitted { slot, key, bytes, stamp })
+    }
+
+    /// Rates one admitted record and queues its row.
+    fn rate(&mut self, plans: &Plans, record: UsageRecord, admitted: Admitted, batch: &mut UsageBatch) -> UsageResult {
+        let Admitted { slot, key, bytes, stamp } = admitted;
+        let now = batch.now;
+        let max_age_micros = self.config.max_age_micros;
+        let notice_micros = self.notify.as_ref().map(|n| n.notice_micros);
+        let watching = self.config.status_changes.is_some();
+        let live = &mut self.subscriptions[slot];
+        if let Some(counter) = &record.counter {
+            let state = CounterState { total: counter.total, stopped: counter.stop, at_micros: record.at.micros() };
+            live.set_counter(&counter.session, state, now, max_age_micros);
+            if bytes == 0 {
+                // Nothing to rate. A stop is kept all the same, so that the
+                // session stays closed after a restart.
+                if counter.stop {
+                    live.keys.insert(key.clone(), stamp, now, max_age_micros);
+                    let note = format!("RADIUS session {} stopped at {} octets", counter.session, counter.total);
+                    batch.rows.push(keyed_row(record.subscription, now, record.at, key, EventBody::Network { note }));
+                }
+                return UsageResult::Accepted { drawn_bytes: 0, throttled_bytes: 0, rejected_bytes: 0, late: false, rejected_reason: None };
+            }
+        }
+        let rating_started = std::time::Instant::now();
+        let catalog = &plans.catalog;
+        let effective = now.max(record.at);
+        self.scratch.clear();
+        let before = notice_micros.map(|_| notify::snapshot(&live.subscription, catalog, effective, live.advanced_to));
+        let status_before = watching.then(|| live.subscription.status(catalog, effective));
+        let late = record.at < live.advanced_to.min(now) && boundary_between(&live.subscription, plans, record.at, now);
+        let outcome = live.subscription.apply(catalog, Event::Usage { bytes, country: record.country }, record.at, &mut self.scratch);
+        live.advanced_to = live.advanced_to.max(effective);
+        if let (Some(before), Some(notice_micros)) = (before, notice_micros) {
+            let changes = notify::changes(&live.id, before, &live.subscription, catalog, effective, record.at, &self.scratch, notice_micros);
+            if !changes.is_empty() {
+                batch.found.push((slot, changes));
+            }
+        }
+        if let Some(from) = status_before {
+            let to = live.subscription.status(catalog, effective);
+            if to != from {
+                batch.status_changes.push(status_change(&live.id, &live.subscription, catalog, from, to, effective));
+            }
+        }
+        let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
+        self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
+        self.metrics.accepted.fetch_add(1, Relaxed);
+        live.keys.insert(key.clone(), stamp, now, max_age_micros);
+        let body = EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) };
+        batch.rows.push(keyed_row(record.subscription, now, record.at, key, body));
+        batch.touched.push(slot);
+        accepted(&rating, late)
     }
 
     fn balance(&mut self, id: &str) -> Result<Balance, ServiceError> {
@@ -647,7 +709,7 @@ impl Worker {
         let now = self.clock.now();
         self.bring_up(slot, now);
         self.flush_outbox();
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let live = &self.subscriptions[slot];
         let s = &live.subscription;
         let catalog = &plans.catalog;
@@ -688,11 +750,16 @@ impl Worker {
 impl Worker {
     fn session(&mut self, id: &str, session: &str, op: SessionOp, at: Option<Instant>, country: Option<Country>) -> Result<(SessionAnswer, Option<Committed>), ServiceError> {
         let slot = self.slot(id)?;
-        let (now, at) = self.now_and(at)?;
+        let (now, at) = self.event_instant(slot, at, self.config.max_age_micros)?;
+        if let SessionOp::Update { used_bytes, .. } | SessionOp::End { used_bytes, .. } = op
+            && used_bytes > MAX_RECORD_BYTES
+        {
+            return Err(ServiceError::Invalid { field: "used_bytes".into(), message: format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one report") });
+        }
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
         let status_before = self.watched(slot, now.max(at));
-        let plans = self.plans.read().expect("the plan lock is never poisoned");
+        let plans = self.plans.snapshot();
         let catalog = &plans.catalog;
         let live = &mut self.subscriptions[slot];
         let sessions = live.sessions.get_or_insert_with(Default::default);
@@ -735,7 +802,8 @@ impl Worker {
             } else {
                 let outcome = live.subscription.apply(catalog, Event::Usage { bytes: used_bytes, country }, at, &mut self.scratch);
                 let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
-                live.keys.insert(key.clone(), at.micros(), now, self.config.max_age_micros);
+                let stamp = Stamp { at_micros: at.micros(), fingerprint: fingerprint(used_bytes, country.as_ref().map(Country::as_str)) };
+                live.keys.insert(key.clone(), stamp, now, self.config.max_age_micros);
                 rows.push(EventRow {
                     seq: 0,
                     subscription: id.to_string(),
@@ -744,12 +812,7 @@ impl Worker {
                     key: Some(key),
                     body: EventBody::Usage { bytes: used_bytes, country: country.map(|c| c.as_str().to_string()) },
                 });
-                used = Some(UsageResult::Accepted {
-                    drawn_bytes: rating.drawn_bytes + rating.unmetered_bytes,
-                    throttled_bytes: rating.throttled_bytes,
-                    rejected_bytes: rating.rejected_bytes,
-                    late: false,
-                });
+                used = Some(accepted(&rating, false));
             }
         }
         live.advanced_to = live.advanced_to.max(now).max(at);
@@ -791,6 +854,34 @@ impl Worker {
         let committed = (!rows.is_empty()).then(|| self.submit(Batch { events: rows, ..Batch::default() }));
         self.flush_outbox();
         Ok((answer, committed))
+    }
+}
+
+/// A usage record that passed [`Worker::admit`].
+struct Admitted {
+    slot: usize,
+    key: String,
+    bytes: u64,
+    stamp: Stamp,
+}
+
+/// What rating one batch of usage gathers for after it.
+struct UsageBatch {
+    now: Instant,
+    results: Vec<(usize, UsageResult)>,
+    rows: Vec<EventRow>,
+    found: Vec<(usize, Vec<notify::Found>)>,
+    touched: Vec<usize>,
+    status_changes: Vec<StatusChange>,
+}
+
+fn accepted(rating: &Rating, late: bool) -> UsageResult {
+    UsageResult::Accepted {
+        drawn_bytes: rating.drawn_bytes + rating.unmetered_bytes,
+        throttled_bytes: rating.throttled_bytes,
+        rejected_bytes: rating.rejected_bytes,
+        late,
+        rejected_reason: rating.reject_reason,
     }
 }
 
@@ -842,16 +933,5 @@ fn boundary_between(subscription: &Subscription, plans: &Plans, at: Instant, now
     match subscription.period(&plans.catalog) {
         Some((_, start, _)) => at < start && start <= now,
         None => false,
-    }
-}
-
-fn refusal_text(refusal: Refusal) -> &'static str {
-    match refusal {
-        Refusal::Ended => "the subscription has ended",
-        Refusal::NoCurrentPeriod => "\"period_end\" needs a started plan",
-        Refusal::ExpiryNotAfterGrant => "the expiry is not after the grant",
-        Refusal::NotSuspended => "the subscription is not suspended",
-        Refusal::AlreadySuspended => "the subscription is already suspended",
-        Refusal::SamePlan => "the subscription is already on that plan",
     }
 }

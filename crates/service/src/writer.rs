@@ -12,7 +12,9 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 
 pub(crate) enum Write {
     Batch { batch: Batch, done: oneshot::Sender<()> },
-    Plans { rows: Vec<PlanRow>, done: oneshot::Sender<()> },
+    /// Answered with the store's error, if any: plans are published only
+    /// after they are stored, so a failed insert leaves memory as it was.
+    Plans { rows: Vec<PlanRow>, done: oneshot::Sender<Result<(), String>> },
 }
 
 pub(crate) struct Writer {
@@ -35,10 +37,11 @@ impl Writer {
                     Write::Plans { rows, done: plan_done } => {
                         // Plans are rare: commit what is gathered, then them.
                         self.commit(&mut batch, &mut done);
-                        if let Err(e) = self.store.insert_plans(&rows) {
-                            fail(&e.to_string());
-                        }
-                        let _ = plan_done.send(());
+                        let stored = self.store.insert_plans(&rows).map_err(|e| {
+                            tracing::error!(error = %e, "storing plans failed");
+                            e.to_string()
+                        });
+                        let _ = plan_done.send(stored);
                     }
                     Write::Batch { batch: more, done: waiter } => {
                         batch.append(more);

@@ -92,7 +92,19 @@ struct KeyState {
 pub struct Security {
     keys: HashMap<[u8; 32], KeyState>,
     token_secret: Vec<u8>,
+    /// Requests a second allowed to the customer tokens of one subscription.
+    token_requests_per_second: u32,
+    /// One limiter per subscription that tokens were presented for.
+    token_limiters: Mutex<HashMap<String, Limiter>>,
 }
+
+/// Subscriptions whose token limiters are kept before idle ones are dropped.
+const MAX_TOKEN_LIMITERS: usize = 100_000;
+
+/// The shortest token secret accepted: 32 bytes, the size of the HMAC-SHA256
+/// output, so the secret cannot be guessed from tokens faster than the MAC
+/// forged.
+pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -101,12 +113,28 @@ const TOKEN_PREFIX: &str = "rt1";
 impl Security {
     /// With no keys the API is open: for loopback development only (the
     /// binary refuses to listen elsewhere without keys).
-    pub fn new(keys: Vec<ApiKey>, token_secret: Vec<u8>) -> Security {
+    pub fn new(keys: Vec<ApiKey>, token_secret: Vec<u8>, token_requests_per_second: u32) -> Security {
         let keys = keys
             .into_iter()
             .map(|k| (k.sha256, KeyState { id: k.id, scope: k.scope, limiter: Mutex::new(Limiter::new(k.requests_per_second.max(1))) }))
             .collect();
-        Security { keys, token_secret }
+        Security { keys, token_secret, token_requests_per_second: token_requests_per_second.max(1), token_limiters: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether one more request on `subscription`'s tokens is within their
+    /// rate.
+    fn token_allowed(&self, subscription: &str) -> bool {
+        let mut limiters = self.token_limiters.lock().expect("token limiter lock");
+        if limiters.len() >= MAX_TOKEN_LIMITERS && !limiters.contains_key(subscription) {
+            // A limiter that has refilled completely remembers nothing.
+            let full = WallInstant::now() - std::time::Duration::from_secs(2);
+            limiters.retain(|_, limiter| limiter.last > full);
+            if limiters.len() >= MAX_TOKEN_LIMITERS {
+                return false;
+            }
+        }
+        let rate = self.token_requests_per_second;
+        limiters.entry(subscription.to_string()).or_insert_with(|| Limiter::new(rate)).allow()
     }
 
     pub fn is_open(&self) -> bool {
@@ -145,6 +173,12 @@ impl Security {
     }
 }
 
+fn too_many(detail: String) -> Response {
+    let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, detail, None).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn unauthorized(detail: &str) -> Response {
     let mut response = Problem::new(StatusCode::UNAUTHORIZED, detail, Some("Authorization".into())).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -152,7 +186,11 @@ fn unauthorized(detail: &str) -> Response {
 }
 
 fn forbidden(detail: &str) -> Response {
-    Problem::new(StatusCode::FORBIDDEN, detail, Some("Authorization".into())).into_response()
+    forbidden_field(detail, "Authorization")
+}
+
+fn forbidden_field(detail: &str, field: &str) -> Response {
+    Problem::new(StatusCode::FORBIDDEN, detail, Some(field.into())).into_response()
 }
 
 /// Paths anyone may read: health, and the API description.
@@ -170,9 +208,45 @@ fn customer_may(method: &Method, path: &str, subscription: &str) -> bool {
     id == subscription && (what == "balance" || what == "ledger")
 }
 
+/// Whether a `Host` value names this machine's loopback (any port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name == "::1" || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Without keys the API trusts whoever reaches the loopback port. A web page
+/// the operator visits can reach it too, by a cross-site request or by a
+/// DNS name rebound to 127.0.0.1: so the `Host` must be a loopback name, and
+/// an `Origin`, when a browser sends one, must be too.
+fn open_mode_refusal(request: &Request) -> Option<Response> {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if !host.is_some_and(is_loopback_host) {
+        return Some(forbidden_field("with no API key configured, only requests to localhost, 127.0.0.1 or [::1] are served", "Host"));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+        if !authority.is_some_and(is_loopback_host) {
+            return Some(forbidden_field("with no API key configured, cross-site requests are refused", "Origin"));
+        }
+    }
+    None
+}
+
 pub async fn authorize(State((security, service)): State<(std::sync::Arc<Security>, Service)>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if security.is_open() || is_public(path) {
+    if security.is_open() {
+        if let Some(refusal) = open_mode_refusal(&request) {
+            return refusal;
+        }
+        return next.run(request).await;
+    }
+    if is_public(path) {
         return next.run(request).await;
     }
     let method = request.method().clone();
@@ -187,17 +261,22 @@ pub async fn authorize(State((security, service)): State<(std::sync::Arc<Securit
     }
 }
 
+/// The credentials of `Bearer CREDENTIALS`; the scheme name is
+/// case-insensitive (RFC 9110, section 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials.trim())
+}
+
 /// `None` when the request may go on; else the refusal to answer with.
 fn decide(security: &Security, service: &Service, method: &Method, request: &Request) -> Option<Response> {
     let path = request.uri().path();
-    let Some(presented) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+    let Some(presented) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer) else {
         return Some(unauthorized("send an API key or customer token as Authorization: Bearer ..."));
     };
     if let Some(key) = security.keys.get(&sha256(presented.trim())) {
         if !key.limiter.lock().expect("limiter lock").allow() {
-            let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, format!("API key \"{}\" is over its rate limit; retry", key.id), None).into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Some(response);
+            return Some(too_many(format!("API key \"{}\" is over its rate limit; retry", key.id)));
         }
         let needed = if matches!(*method, Method::GET | Method::HEAD) { Scope::Read } else { Scope::ReadWrite };
         if key.scope < needed {
@@ -207,7 +286,9 @@ fn decide(security: &Security, service: &Service, method: &Method, request: &Req
     }
     if presented.starts_with(TOKEN_PREFIX) {
         return match security.check_token(presented.trim(), service.now()) {
-            Ok(subscription) if customer_may(method, path, &subscription) => None,
+            Ok(subscription) if customer_may(method, path, &subscription) => {
+                (!security.token_allowed(&subscription)).then(|| too_many("this subscription's tokens are over their rate limit; retry".to_string()))
+            }
             Ok(_) => Some(forbidden("a customer token may only read its own subscription's balance and ledger")),
             Err(why) => Some(unauthorized(why)),
         };
@@ -221,19 +302,38 @@ mod tests {
 
     #[test]
     fn tokens_are_signed_expiring_and_bound_to_one_subscription() {
-        let security = Security::new(Vec::new(), b"secret".to_vec());
+        let security = Security::new(Vec::new(), b"secret".to_vec(), 10);
         let expires = Instant::from_micros(1_000);
         let token = security.customer_token("demo-cn/30g", expires);
         assert_eq!(security.check_token(&token, Instant::from_micros(999)), Ok("demo-cn/30g".to_string()));
         assert_eq!(security.check_token(&token, expires), Err("the token has expired"));
         let tampered = token.replacen("1000", "9000", 1);
         assert_eq!(security.check_token(&tampered, Instant::from_micros(0)), Err("the token's signature does not match"));
-        let other = Security::new(Vec::new(), b"other".to_vec());
+        let other = Security::new(Vec::new(), b"other".to_vec(), 10);
         assert!(other.check_token(&token, Instant::from_micros(0)).is_err());
         assert!(security.check_token("rt1.zz", Instant::from_micros(0)).is_err());
         assert!(customer_may(&Method::GET, "/v1/subscriptions/s1/balance", "s1"));
         assert!(!customer_may(&Method::GET, "/v1/subscriptions/s2/balance", "s1"));
         assert!(!customer_may(&Method::POST, "/v1/subscriptions/s1/events", "s1"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k1", "bearer k1", "BEARER  k1", " Bearer k1 "] {
+            assert_eq!(bearer(value), Some("k1"), "{value:?}");
+        }
+        assert_eq!(bearer("Basic k1"), None);
+        assert_eq!(bearer("Bearerk1"), None);
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:8080", "127.1.2.3:1", "[::1]", "[::1]:8080", "api.localhost:80", "LOCALHOST"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["example.com", "example.com:8080", "10.0.0.1", "localhost.example.com", "[::2]:80", "127.0.0.1.nip.io", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

@@ -9,10 +9,83 @@ use crate::problem::Problem;
 pub type Fields = Map<String, Value>;
 
 pub fn parse_object(body: &[u8]) -> Result<Fields, Problem> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err(Problem::bad_request("", "the body must be a JSON object")),
-        Err(e) => Err(Problem::bad_request("", format!("the body is not valid JSON: {e}"))),
+    match parse_value(body)? {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(Problem::bad_request("", "the body must be a JSON object")),
+    }
+}
+
+/// Any JSON document, refusing an object that names a key twice: with
+/// "last one wins", a record could say one subscription to one reader and
+/// another to the next.
+pub fn parse_value(body: &[u8]) -> Result<Value, Problem> {
+    serde_json::from_slice::<Strict>(body).map(|strict| strict.0).map_err(|e| Problem::bad_request("", format!("the body is not valid JSON: {e}")))
+}
+
+/// A JSON value read with duplicate keys refused.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("the key \"{key}\" appears twice in one object")));
+            }
+            let Strict(value) = map.next_value()?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
     }
 }
 
@@ -43,12 +116,24 @@ pub fn required_string<'a>(fields: &'a Fields, path: &str, key: &str) -> Result<
     string(fields, path, key)?.ok_or_else(|| Problem::bad_request(join(path, key), "is required"))
 }
 
+/// What an id may be: 1 to 128 characters of ASCII letters, digits and
+/// `. _ : ; @ + = -`, starting with a letter or digit. So `.`, `..`, ids
+/// that differ only by an invisible or right-to-left character, and ids
+/// that would need escaping in a URL path or a log line cannot exist.
+
+pub fn is_valid_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || b".-_:;@+=".contains(b);
+    (1..=128).contains(&bytes.len()) && bytes[0].is_ascii_alphanumeric() && bytes.iter().all(allowed)
+}
+
 pub fn id(fields: &Fields, path: &str, key: &str) -> Result<Option<String>, Problem> {
     match string(fields, path, key)? {
         None => Ok(None),
-        Some(s) if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_control() || c == '/') => {
-            Err(Problem::bad_request(join(path, key), "must be 1 to 128 characters, without '/' or control characters"))
-        }
+        Some(s) if !is_valid_id(s) => Err(Problem::bad_request(
+            join(path, key),
+            "must be 1 to 128 characters of ASCII letters, digits and . _ : ; @ + = -, starting with a letter or digit",
+        )),
         Some(s) => Ok(Some(s.to_string())),
     }
 }
@@ -57,9 +142,7 @@ pub fn instant(fields: &Fields, path: &str, key: &str) -> Result<Option<Instant>
     string(fields, path, key)?.map(|s| Instant::parse_rfc3339(s).map_err(|e| Problem::bad_request(join(path, key), e))).transpose()
 }
 
-/// The most bytes one usage record may carry (1 TiB): anything larger is a
-/// counter error, not usage.
-pub const MAX_RECORD_BYTES: u64 = 1 << 40;
+pub use rollover_service::MAX_RECORD_BYTES;
 
 pub fn bytes(fields: &Fields, path: &str, key: &str) -> Result<u64, Problem> {
     let field = join(path, key);

@@ -4,9 +4,11 @@
 
 pub mod auth;
 mod docs;
+mod guard;
 mod json;
 mod problem;
 mod routes;
+pub mod server;
 
 pub use docs::OPENAPI;
 pub use problem::Problem;

@@ -46,6 +46,7 @@ impl From<ServiceError> for Problem {
             ServiceError::NotFound { field, message } => Problem::new(StatusCode::NOT_FOUND, message, Some(field.to_string())),
             ServiceError::Conflict { field, message } => Problem::new(StatusCode::CONFLICT, format!("{field}: {message}"), Some(field.to_string())),
             ServiceError::Invalid { field, message } => Problem::bad_request(field, message),
+            ServiceError::LimitReached { field, message } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: {message}"), Some(field.to_string())),
             ServiceError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service is busy; retry shortly", None),
             ServiceError::Unavailable(message) => {
                 tracing::error!(%message, "service unavailable");

@@ -28,11 +28,13 @@ pub struct Limits {
     pub max_records: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Longest one request may take to arrive and be answered.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_records: MAX_RECORDS, max_body_bytes: 4 << 20 }
+        Limits { max_records: MAX_RECORDS, max_body_bytes: 4 << 20, request_timeout: std::time::Duration::from_secs(30) }
     }
 }
 
@@ -58,6 +60,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/readyz", get(|| async { "ready" }))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
         .layer(axum::middleware::from_fn_with_state(auth_state, crate::auth::authorize))
+        .layer(axum::middleware::from_fn_with_state(limits, crate::guard::check))
         .layer(axum::Extension(security))
         .layer(axum::Extension(limits))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -77,18 +80,17 @@ fn ok(value: Value) -> Response {
 /// JSON plan bodies have the plan file's structure (`{"plan": [...]}`); they
 /// are written out as TOML so that one reader checks both.
 fn plan_document(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> {
+    // The guard has checked the type: application/toml or application/json.
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let text = std::str::from_utf8(body).map_err(|_| Problem::bad_request("", "the body is not UTF-8"))?;
-    if content_type.starts_with("application/json") {
-        let value: Value = serde_json::from_str(text).map_err(|e| Problem::bad_request("", format!("the body is not valid JSON: {e}")))?;
+    if content_type.to_ascii_lowercase().starts_with("application/json") {
+        let value = json::parse_value(body)?;
         if !value.is_object() {
             return Err(Problem::bad_request("", "the body must be an object with a \"plan\" array"));
         }
         toml::to_string(&value).map_err(|e| Problem::bad_request("", format!("the body cannot be read as plans: {e}")))
-    } else if content_type.is_empty() || content_type.starts_with("application/toml") || content_type.starts_with("text/") {
-        Ok(text.to_string())
     } else {
-        Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send plans as application/toml or application/json", None))
+        Ok(text.to_string())
     }
 }
 
@@ -220,7 +222,7 @@ async fn post_event(State(service): State<Service>, Path(id): Path<String>, body
     let outcome = service.apply_event(&id, event, at).await?;
     Ok(ok(match outcome {
         EventOutcome::Applied => json!({"outcome": "applied"}),
-        EventOutcome::Refused(reason) => json!({"outcome": "refused", "reason": reason}),
+        EventOutcome::Refused(refusal) => json!({"outcome": "refused", "reason": refusal.code(), "detail": refusal.text()}),
     }))
 }
 
@@ -259,8 +261,7 @@ fn fast_records(body: &[u8], max_records: usize) -> Option<Vec<UsageRecord>> {
     // Records of one batch usually share their instant: parse each text once.
     let mut last_at: Option<(String, rollover_core::Instant)> = None;
     for r in parsed.records {
-        let id_ok = !r.id.is_empty() && r.id.len() <= 128 && !r.id.chars().any(|c| c.is_control() || c == '/');
-        if !id_ok || r.bytes > json::MAX_RECORD_BYTES {
+        if !json::is_valid_id(&r.id) || r.bytes > json::MAX_RECORD_BYTES {
             return None;
         }
         let at = match &last_at {
@@ -329,36 +330,50 @@ async fn post_usage(State(service): State<Service>, axum::Extension(limits): axu
         if n > 0 {
             out.push(',');
         }
-        let id = serde_json::to_string(id).expect("strings serialize");
-        match result {
-            UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late } => {
-                let late = if *late { r#","late":true"# } else { "" };
-                out.push_str(&format!(
-                    r#"{{"id":{id},"status":"accepted","drawn_bytes":{drawn_bytes},"throttled_bytes":{throttled_bytes},"rejected_bytes":{rejected_bytes}{late}}}"#
-                ));
-            }
-            UsageResult::Duplicate => out.push_str(&format!(r#"{{"id":{id},"status":"duplicate"}}"#)),
-            UsageResult::Rejected(reason) => {
-                let reason = serde_json::to_string(reason).expect("strings serialize");
-                out.push_str(&format!(r#"{{"id":{id},"status":"rejected","reason":{reason}}}"#));
-            }
-        }
+        write_usage_result(&mut out, id, result);
     }
     out.push_str("]}");
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
+/// One result of `POST /v1/usage`, the same JSON as [`usage_json`] gives,
+/// written without building a tree: the common outcomes in place.
+fn write_usage_result(out: &mut String, id: &str, result: &UsageResult) {
+    use std::fmt::Write as _;
+    let quoted = || serde_json::to_string(id).expect("strings serialize");
+    match result {
+        UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late: false, rejected_reason: None } => {
+            let id = quoted();
+            let _ = write!(
+                out,
+                r#"{{"id":{id},"status":"accepted","drawn_bytes":{drawn_bytes},"throttled_bytes":{throttled_bytes},"rejected_bytes":{rejected_bytes}}}"#
+            );
+        }
+        UsageResult::Duplicate => {
+            let _ = write!(out, r#"{{"id":{},"status":"duplicate"}}"#, quoted());
+        }
+        other => out.push_str(&usage_json(id, other).to_string()),
+    }
+}
+
 fn usage_json(id: &str, result: &UsageResult) -> Value {
     match result {
-        UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late } => {
+        UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late, rejected_reason } => {
             let mut v = json!({"id": id, "status": "accepted", "drawn_bytes": drawn_bytes, "throttled_bytes": throttled_bytes, "rejected_bytes": rejected_bytes});
             if *late {
                 v["late"] = json!(true);
             }
+            if let Some(reason) = rejected_reason {
+                v["rejected_reason"] = json!(reason.name());
+            }
             v
         }
         UsageResult::Duplicate => json!({"id": id, "status": "duplicate"}),
-        UsageResult::Rejected(reason) => json!({"id": id, "status": "rejected", "reason": reason}),
+        UsageResult::Conflict => json!({
+            "id": id, "status": "conflict", "reason": "id_reused",
+            "detail": "this id was accepted before with other bytes, another instant or another country; the record is not rated",
+        }),
+        UsageResult::Rejected(rejection) => json!({"id": id, "status": "rejected", "reason": rejection.code(), "detail": rejection.to_string()}),
     }
 }
 
@@ -397,12 +412,19 @@ fn optional_bytes(fields: &json::Fields, key: &str) -> Result<Option<u64>, Probl
     if fields.get(key).is_none_or(Value::is_null) { Ok(None) } else { json::bytes(fields, "", key).map(Some) }
 }
 
+/// The report's number in its session: required, so that a repeated report
+/// is told from a new one (a repeat gets the first answer, never a second
+/// rating).
 fn request_number(fields: &json::Fields) -> Result<u32, Problem> {
     match fields.get("request_number") {
-        None | Some(Value::Null) => Ok(0),
+        None | Some(Value::Null) => Err(Problem::bad_request("request_number", "is required: number each report of a session, 1, 2, 3, ...")),
         Some(Value::Number(n)) => n.as_u64().filter(|n| *n <= u32::MAX as u64).map(|n| n as u32).ok_or_else(|| Problem::bad_request("request_number", "must be 0 to 4294967295")),
         Some(_) => Err(Problem::bad_request("request_number", "must be a number")),
     }
+}
+
+fn optional_request_number(fields: &json::Fields) -> Result<Option<u32>, Problem> {
+    if fields.get("request_number").is_none_or(Value::is_null) { Ok(None) } else { request_number(fields).map(Some) }
 }
 
 /// Opens an online charging session: reserves
@@ -434,8 +456,13 @@ async fn update_session(State(service): State<Service>, Path(id): Path<String>, 
 async fn end_session(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let fields = if body.is_empty() { json::Fields::new() } else { json::parse_object(&body)? };
     json::only(&fields, "", &["used_bytes", "request_number", "at", "country"])?;
-    let used_bytes = optional_bytes(&fields, "used_bytes")?.unwrap_or(0);
-    let request_number = request_number(&fields)?;
+    let used_bytes = optional_bytes(&fields, "used_bytes")?;
+    // Ending without a report needs no number; a report does.
+    let request_number = match used_bytes {
+        Some(_) => request_number(&fields)?,
+        None => optional_request_number(&fields)?.unwrap_or(u32::MAX),
+    };
+    let used_bytes = used_bytes.unwrap_or(0);
     let at = json::instant(&fields, "", "at")?;
     let country = json::country(&fields, "", "country")?;
     let answer = service.session_in(&id, None, SessionOp::End { used_bytes, request_number }, at, country).await?;
@@ -504,6 +531,14 @@ struct LedgerQuery {
 
 const LEDGER_PAGE_MAX: usize = 1000;
 
+/// Largest ledger offset: far past any ledger, and small enough that
+/// `offset + limit` cannot wrap.
+const LEDGER_OFFSET_MAX: usize = 1 << 40;
+
+/// The `type` of every ledger entry, as `?type=` takes it.
+const ENTRY_TYPES: [&str; 11] =
+    ["granted", "drawn", "carried_out", "forfeited", "fee", "charged", "accepted_unmetered", "throttled", "rejected", "lifecycle", "network"];
+
 async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let Query(query) = query.map_err(|e| Problem::bad_request("", format!("bad query: {e}")))?;
     let cause = query
@@ -513,11 +548,19 @@ async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, quer
         .transpose()?;
     let from = query.from.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::bad_request("from", e))).transpose()?;
     let to = query.to.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::bad_request("to", e))).transpose()?;
+    if let Some(entry_type) = query.entry_type.as_deref()
+        && !ENTRY_TYPES.contains(&entry_type)
+    {
+        return Err(Problem::bad_request("type", format!("\"{entry_type}\" is not an entry type: {}", ENTRY_TYPES.join(", "))));
+    }
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > LEDGER_PAGE_MAX {
         return Err(Problem::bad_request("limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
     }
     let offset = query.offset.unwrap_or(0);
+    if offset > LEDGER_OFFSET_MAX {
+        return Err(Problem::bad_request("offset", format!("must be 0 to {LEDGER_OFFSET_MAX}")));
+    }
     let ledger = service.ledger(&id).await?;
     let (entries, late) = (ledger.entries, ledger.late);
     let plans = service.plans();

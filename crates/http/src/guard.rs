@@ -1,0 +1,97 @@
+//! Checks every request passes before routing, and the one rule every error
+//! response follows: whatever answered it (a handler, the router, a body
+//! limit, an extractor), a client gets `application/problem+json`.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::problem::Problem;
+
+/// Longest request target (path and query) served; longer ones get 414.
+pub const MAX_URI_BYTES: usize = 8192;
+
+/// The media types a write endpoint reads. A browser can send `text/plain`,
+/// form encodings and `multipart/form-data` to any site without asking
+/// first, so refusing them makes a cross-site write impossible even where no
+/// API key is required.
+fn accepted_types(path: &str) -> &'static [&'static str] {
+    if path == "/v1/plans" { &["application/toml", "application/json"] } else { &["application/json"] }
+}
+
+/// The media type of a `Content-Type` value, parameters dropped, lower case.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    match length {
+        Some(length) => length > 0,
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+pub async fn check(State(limits): State<crate::Limits>, request: Request, next: Next) -> Response {
+    let target_bytes = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target_bytes > MAX_URI_BYTES {
+        return Problem::new(StatusCode::URI_TOO_LONG, format!("the request target is {target_bytes} bytes; at most {MAX_URI_BYTES}"), None)
+            .into_response();
+    }
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if writes && has_body(request.headers()) {
+        let accepted = accepted_types(request.uri().path());
+        match media_type(request.headers()) {
+            Some(media) if accepted.contains(&media.as_str()) => {}
+            found => {
+                let found = found.map_or("no Content-Type".to_string(), |m| format!("Content-Type {m}"));
+                let detail = format!("{found}: send the body as {}", accepted.join(" or "));
+                return Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail, Some("Content-Type".into())).into_response();
+            }
+        }
+    }
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => as_problem(response).await,
+        Err(_) => {
+            let seconds = limits.request_timeout.as_secs();
+            Problem::new(StatusCode::REQUEST_TIMEOUT, format!("the request was not complete within {seconds} s (server.request_timeout_seconds)"), None)
+                .into_response()
+        }
+    }
+}
+
+/// An error response that is not yet problem details becomes one: the
+/// router's 405, the body limit's 413, a path that is not UTF-8.
+async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // These bodies come from axum's own rejections: short plain text.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+            format!("this endpoint does not take that method; it takes {allow}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "the body is larger than the limit (limits.max_body_bytes)".to_string(),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
+        _ => text,
+    };
+    let mut problem = Problem::new(status, detail, None).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    *problem.status_mut() = status;
+    problem
+}

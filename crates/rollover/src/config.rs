@@ -167,6 +167,8 @@ pub struct SecuritySection {
     pub api_keys: Vec<ApiKeySection>,
     /// The rate limit of the key from `ROLLOVER_API_KEY`.
     pub env_key_requests_per_second: u32,
+    /// Requests a second for the customer tokens of one subscription.
+    pub token_requests_per_second: u32,
     /// Set from `ROLLOVER_API_KEY` (never from the file: keys are stored hashed).
     #[serde(skip)]
     pub env_key: Option<String>,
@@ -174,7 +176,7 @@ pub struct SecuritySection {
 
 impl Default for SecuritySection {
     fn default() -> SecuritySection {
-        SecuritySection { token_secret: None, api_keys: Vec::new(), env_key_requests_per_second: 2_000, env_key: None }
+        SecuritySection { token_secret: None, api_keys: Vec::new(), env_key_requests_per_second: 2_000, token_requests_per_second: 20, env_key: None }
     }
 }
 
@@ -199,6 +201,13 @@ fn default_rate() -> u32 {
 pub struct Server {
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
     pub listen: String,
+    /// Most HTTP connections open at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Longest wait for a request's head (line and headers) to arrive; also
+    /// how long a kept-alive connection may wait idle for its next request.
+    pub header_timeout_seconds: u64,
+    /// Longest one request may take, its body included; then 408 or 503.
+    pub request_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +223,8 @@ pub struct ServiceSection {
     pub workers: usize,
     pub max_age_seconds: i64,
     pub future_skew_seconds: i64,
+    /// Purchases and lifecycle events may be stamped at most this far back.
+    pub max_backdate_seconds: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,7 +246,7 @@ pub struct Demo {
 
 impl Default for Server {
     fn default() -> Server {
-        Server { listen: "127.0.0.1:8080".into() }
+        Server { listen: "127.0.0.1:8080".into(), max_connections: 4096, header_timeout_seconds: 10, request_timeout_seconds: 30 }
     }
 }
 
@@ -247,7 +258,7 @@ impl Default for StoreSection {
 
 impl Default for ServiceSection {
     fn default() -> ServiceSection {
-        ServiceSection { workers: 2, max_age_seconds: 7 * 86_400, future_skew_seconds: 300 }
+        ServiceSection { workers: 2, max_age_seconds: 7 * 86_400, future_skew_seconds: 300, max_backdate_seconds: 400 * 86_400 }
     }
 }
 
@@ -261,6 +272,33 @@ impl Default for Demo {
     fn default() -> Demo {
         Demo { enabled: true }
     }
+}
+
+/// A webhook address: `http://HOST[:PORT][/PATH]`, printable ASCII only (a
+/// CR or LF would split the request line), with a host and a numeric port.
+fn check_webhook_url(url: &str) -> Result<(), &'static str> {
+    if url.starts_with("https://") {
+        return Err("https is not built in yet: send to an http:// address behind a TLS proxy");
+    }
+    let Some(rest) = url.strip_prefix("http://") else { return Err("use http://HOST:PORT/PATH") };
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("only printable ASCII without spaces: percent-encode anything else");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("no user or password in the address: the secret signs every delivery");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return Err("the address has no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("the port must be a number from 0 to 65535");
+    }
+    Ok(())
 }
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -291,10 +329,14 @@ impl Config {
         for (name, value) in env {
             match name.as_str() {
                 "ROLLOVER_SERVER_LISTEN" => config.server.listen = value,
+                "ROLLOVER_SERVER_MAX_CONNECTIONS" => config.server.max_connections = parse_env(&name, &value)?,
+                "ROLLOVER_SERVER_HEADER_TIMEOUT_SECONDS" => config.server.header_timeout_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_SERVER_REQUEST_TIMEOUT_SECONDS" => config.server.request_timeout_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_STORE_URL" => config.store.url = value,
                 "ROLLOVER_SERVICE_WORKERS" => config.service.workers = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_MAX_AGE_SECONDS" => config.service.max_age_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_FUTURE_SKEW_SECONDS" => config.service.future_skew_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_SERVICE_MAX_BACKDATE_SECONDS" => config.service.max_backdate_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_CLOCK" | "ROLLOVER_CLOCK_MODE" => config.clock.mode = value,
                 "ROLLOVER_CLOCK_START" => config.clock.start = Some(value),
                 "ROLLOVER_DEMO" | "ROLLOVER_DEMO_ENABLED" => config.demo.enabled = boolean(&name, &value)?,
@@ -305,6 +347,7 @@ impl Config {
                     config.security.env_key = Some(value);
                 }
                 "ROLLOVER_SECURITY_TOKEN_SECRET" => config.security.token_secret = Some(value),
+                "ROLLOVER_SECURITY_TOKEN_REQUESTS_PER_SECOND" => config.security.token_requests_per_second = parse_env(&name, &value)?,
                 "ROLLOVER_WEBHOOK_URL" => match config.webhooks.iter_mut().find(|w| w.id == "env") {
                     Some(hook) => hook.url = value,
                     None => config.webhooks.push(WebhookSection { id: "env".into(), url: value, secret: String::new() }),
@@ -346,6 +389,34 @@ impl Config {
         if self.service.max_age_seconds <= 0 || self.service.future_skew_seconds < 0 {
             return Err("service.max_age_seconds must be positive and future_skew_seconds not negative".into());
         }
+        // Ten years: enough for any migration; beyond it one backdated
+        // purchase on a daily plan would make a worker run thousands of days.
+        if !(1..=3660 * 86_400).contains(&self.service.max_backdate_seconds) {
+            return Err(format!("service.max_backdate_seconds = {}: use 1 to 316224000 (ten years)", self.service.max_backdate_seconds));
+        }
+        if let Some(secret) = &self.security.token_secret
+            && secret.len() < rollover_http::auth::MIN_TOKEN_SECRET_BYTES
+        {
+            return Err(format!(
+                "security.token_secret (ROLLOVER_SECURITY_TOKEN_SECRET): use at least {} bytes; this one has {} (rollover key new makes a good one)",
+                rollover_http::auth::MIN_TOKEN_SECRET_BYTES,
+                secret.len()
+            ));
+        }
+        if self.security.token_requests_per_second == 0 {
+            return Err("security.token_requests_per_second: must be at least 1".into());
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(format!("server.max_connections = {}: use 1 to 1000000", self.server.max_connections));
+        }
+        for (name, seconds) in [
+            ("header_timeout_seconds", self.server.header_timeout_seconds),
+            ("request_timeout_seconds", self.server.request_timeout_seconds),
+        ] {
+            if !(1..=3600).contains(&seconds) {
+                return Err(format!("server.{name} = {seconds}: use 1 to 3600"));
+            }
+        }
         for (index, key) in self.security.api_keys.iter().enumerate() {
             if rollover_http::auth::Scope::parse(&key.scope).is_none() {
                 return Err(format!("security.api_keys[{index}].scope = {:?}: use \"read\" or \"read-write\"", key.scope));
@@ -358,8 +429,7 @@ impl Config {
             }
         }
         for (index, hook) in self.webhooks.iter().enumerate() {
-            if !hook.url.starts_with("http://") || hook.url.len() <= "http://".len() {
-                let why = if hook.url.starts_with("https://") { "https is not built in yet: send to an http:// address behind a TLS proxy" } else { "use http://HOST:PORT/PATH" };
+            if let Err(why) = check_webhook_url(&hook.url) {
                 return Err(format!("webhooks[{index}].url = {:?}: {why}", hook.url));
             }
             if hook.secret.len() < 16 {
@@ -545,7 +615,19 @@ impl Config {
     }
 
     pub fn limits(&self) -> rollover_http::Limits {
-        rollover_http::Limits { max_records: self.limits.max_records_per_request, max_body_bytes: self.limits.max_body_bytes }
+        rollover_http::Limits {
+            max_records: self.limits.max_records_per_request,
+            max_body_bytes: self.limits.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(self.server.request_timeout_seconds),
+        }
+    }
+
+    pub fn server_limits(&self) -> rollover_http::server::ServerLimits {
+        rollover_http::server::ServerLimits {
+            max_connections: self.server.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.server.header_timeout_seconds),
+            ..rollover_http::server::ServerLimits::default()
+        }
     }
 
     /// The store URL for logs, without a password.
@@ -592,6 +674,21 @@ mod tests {
         std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\n[[webhooks]]\nid = \"shop\"\nurl = \"https://shop.example/hook\"\nsecret = \"0123456789abcdef\"\n").unwrap();
         let err = Config::load(Some(&path), env(&[])).unwrap_err();
         assert!(err.contains("webhooks[0].url") && err.contains("https is not built in"), "{err}");
+        for (url, why) in [
+            ("http://shop.example/hook\r\nX-Injected: 1", "printable ASCII"),
+            ("http://", "no host"),
+            ("http://:8080/hook", "no host"),
+            ("http://shop.example:http/hook", "port"),
+            ("http://user:pw@shop.example/hook", "no user"),
+        ] {
+            let err = check_webhook_url(url).unwrap_err();
+            assert!(err.contains(why), "{url:?}: {err}");
+        }
+        for url in ["http://127.0.0.1:9000/hook", "http://shop.example/hook?x=1", "http://[::1]:9000/"] {
+            assert_eq!(check_webhook_url(url), Ok(()), "{url}");
+        }
+        let err = Config::load(None, env(&[("ROLLOVER_SECURITY_TOKEN_SECRET", "x")])).unwrap_err();
+        assert!(err.contains("at least 32 bytes"), "{err}");
         let _ = std::fs::remove_file(&path);
     }
 

@@ -39,11 +39,79 @@ pub fn run(config_file: Option<PathBuf>, clock_flag: Option<String>, log_json: b
 
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLOVER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
-        builder.json().init();
+        // JSON escapes every value already.
+        builder.with_writer(std::io::stderr).json().init();
     } else {
-        builder.with_ansi(false).init();
+        builder.with_writer(EscapedLines).with_ansi(false).init();
+    }
+}
+
+/// Text logs, one line per event, whatever a client put in a value: a CR, LF
+/// or other control character inside an event (an `Acct-Session-Id`, a
+/// Diameter `Origin-Host`, a session id) is written as `\n`, `\r` or
+/// `\xNN`, so no client can forge a log line.
+struct EscapedLines;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EscapedLines {
+    type Writer = EscapedLine;
+
+    fn make_writer(&'a self) -> EscapedLine {
+        EscapedLine(Vec::with_capacity(256))
+    }
+}
+
+/// One event's text, written to standard error when the event is done.
+struct EscapedLine(Vec<u8>);
+
+impl std::io::Write for EscapedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EscapedLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let line = escape_line(&self.0);
+        let _ = std::io::stderr().lock().write_all(&line);
+    }
+}
+
+/// Escapes control characters except one final newline.
+fn escape_line(text: &[u8]) -> Vec<u8> {
+    let (body, newline) = match text.strip_suffix(b"\n") {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let mut out = Vec::with_capacity(text.len() + 8);
+    for &byte in body {
+        match byte {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.push(b'\t'),
+            0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+            _ => out.push(byte),
+        }
+    }
+    if newline {
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_cannot_be_forged() {
+        let line = super::escape_line(b"WARN radius: session=\"a\nINFO forged\r\x1b[31m\" done\n");
+        assert_eq!(String::from_utf8(line).unwrap(), "WARN radius: session=\"a\\nINFO forged\\r\\x1b[31m\" done\n");
     }
 }
 
@@ -73,6 +141,7 @@ async fn serve(config: Config) -> Result<(), String> {
         workers: config.service.workers,
         max_age_micros: config.service.max_age_seconds * 1_000_000,
         future_skew_micros: config.service.future_skew_seconds * 1_000_000,
+        max_backdate_micros: config.service.max_backdate_seconds * 1_000_000,
         notify: config.notify(),
         status_changes,
         ..ServiceConfig::default()
@@ -112,12 +181,38 @@ async fn serve(config: Config) -> Result<(), String> {
             crate::keys::random_bytes(32).map_err(|e| format!("cannot make a token secret: {e}"))?
         }
     };
-    let security = std::sync::Arc::new(rollover_http::auth::Security::new(config.api_keys(), token_secret));
+    let security = std::sync::Arc::new(rollover_http::auth::Security::new(config.api_keys(), token_secret, config.security.token_requests_per_second));
     if security.is_open() {
         tracing::warn!("no API key configured: the API is open to anyone who can reach {bound}");
     }
+    let server_metrics = std::sync::Arc::new(rollover_http::server::ServerMetrics::default());
+    let rendered = server_metrics.clone();
+    service.add_metrics(Box::new(move |out| rendered.render(out)));
+    raise_open_file_limit(config.server.max_connections);
     let app = rollover_http::router(service, security, config.limits());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
+    rollover_http::server::serve(listener, app, config.server_limits(), server_metrics, shutdown()).await;
+    Ok(())
+}
+
+/// Raises the soft limit on open files towards the hard one, so that
+/// `server.max_connections` and the store fit under it; warns when they
+/// cannot.
+fn raise_open_file_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + 256;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    if limit.rlim_cur < wanted {
+        tracing::warn!(open_files = limit.rlim_cur, max_connections, "the open-file limit is below server.max_connections plus room for the store; raise it (ulimit -n) or lower server.max_connections");
+    }
 }
 
 async fn shutdown() {

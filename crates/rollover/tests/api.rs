@@ -146,12 +146,13 @@ fn a_replayed_batch_changes_nothing_and_answers_duplicate(backend: Backend) {
     let first = server.post("/v1/usage", &batch);
     assert_eq!(first.status, 200);
     let statuses: Vec<&str> = first.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["accepted", "accepted", "duplicate"], "a repeated id inside one batch is a duplicate too");
+    assert_eq!(statuses, ["accepted", "accepted", "conflict"], "a reused id with other bytes inside one batch is a conflict");
+    assert_eq!(first.body["results"][2]["reason"], "id_reused");
     let balance = server.get("/v1/subscriptions/s1/balance").body;
     assert_eq!(balance["total_bytes"], (30u64 << 30) - (3 << 30));
     let again = server.post("/v1/usage", &batch);
     let statuses: Vec<&str> = again.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["duplicate", "duplicate", "duplicate"]);
+    assert_eq!(statuses, ["duplicate", "duplicate", "conflict"]);
     assert_eq!(server.get("/v1/subscriptions/s1/balance").body, balance);
 }
 
@@ -209,9 +210,11 @@ fn bad_input_gets_a_problem_naming_the_field_and_applies_nothing(backend: Backen
     assert_eq!(reply.status, 200);
     let results = reply.body["results"].as_array().unwrap();
     assert!(results.iter().all(|r| r["status"] == "rejected"), "{}", reply.body);
-    assert!(results[0]["reason"].as_str().unwrap().contains("unknown subscription"));
-    assert!(results[1]["reason"].as_str().unwrap().contains("too old"));
-    assert!(results[2]["reason"].as_str().unwrap().contains("future"));
+    let reasons: Vec<&str> = results.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["unknown_subscription", "too_old", "in_future"], "stable codes to branch on");
+    assert!(results[0]["detail"].as_str().unwrap().contains("unknown subscription \"nobody\""));
+    assert!(results[1]["detail"].as_str().unwrap().contains("too old"));
+    assert!(results[2]["detail"].as_str().unwrap().contains("future"));
     assert_eq!(server.get("/v1/subscriptions/s1/balance").body, before);
 }
 
@@ -230,7 +233,7 @@ fn subscriptions_plans_and_events_name_what_is_wrong(backend: Backend) {
     let reply = server.post("/v1/subscriptions/s1/events", &json!({"grant": {"kind": "carry", "data": "1GiB", "expires": "never"}}));
     assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("grant.kind")), "{}", reply.body);
     let reply = server.post("/v1/subscriptions/s1/events", &json!({"resume": true}));
-    assert_eq!(reply.body, json!({"outcome": "refused", "reason": "the subscription is not suspended"}));
+    assert_eq!(reply.body, json!({"outcome": "refused", "reason": "not_suspended", "detail": "the subscription is not suspended"}));
     let reply = server.post_raw("/v1/plans", "application/toml", "[[plan]]\nid = \"x\"\nname = \"x\"\ncurrency = \"CNY\"\nprice = \"1.001\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\n");
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(reply.body["field"], "plan \"x\" price");

@@ -18,7 +18,7 @@ fn sha256_hex(key: &str) -> String {
 
 fn secured(backend: Backend) -> Server {
     let config = format!(
-        "[security]\ntoken_secret = \"test-secret\"\n\n[[security.api_keys]]\nid = \"reporting\"\nsha256 = \"{}\"\nscope = \"read\"\n\n[[security.api_keys]]\nid = \"slow\"\nsha256 = \"{}\"\nscope = \"read\"\nrequests_per_second = 2\n",
+        "[security]\ntoken_secret = \"test-secret-of-at-least-thirty-two-bytes\"\ntoken_requests_per_second = 5\n\n[[security.api_keys]]\nid = \"reporting\"\nsha256 = \"{}\"\nscope = \"read\"\n\n[[security.api_keys]]\nid = \"slow\"\nsha256 = \"{}\"\nscope = \"read\"\nrequests_per_second = 2\n",
         sha256_hex(READER),
         sha256_hex(SLOW)
     );
@@ -85,4 +85,27 @@ fn customer_tokens_read_only_their_own_subscription(backend: Backend) {
     assert!(expired.body["detail"].as_str().unwrap().contains("expired"), "{}", expired.body);
 }
 
-on_both_stores!(keys_and_scopes_decide_who_may_do_what, customer_tokens_read_only_their_own_subscription);
+fn tokens_are_rate_limited_and_the_scheme_is_case_insensitive(backend: Backend) {
+    let server = secured(backend);
+    let lower = {
+        let url = format!("{}/v1/plans", server.base);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        agent.get(&url).header("authorization", format!("bearer {READER}")).call().unwrap().status().as_u16()
+    };
+    assert_eq!(lower, 200, "the Authorization scheme is case-insensitive");
+    let minted = server.call("POST", "/v1/subscriptions/s1/tokens", None, Some(WRITER));
+    let token = minted.body["token"].as_str().unwrap().to_string();
+    let statuses: Vec<u16> = (0..30).map(|_| server.call("GET", "/v1/subscriptions/s1/balance", None, Some(&token)).status).collect();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 15, "5 a second, bursts of 10, for one subscription's tokens: {statuses:?}");
+    assert!(statuses[..10].iter().all(|s| *s == 200), "the burst is served: {statuses:?}");
+    let refused = server.call("GET", "/v1/subscriptions/s1/balance", None, Some(&token));
+    assert_eq!((refused.status, refused.content_type.as_str()), (429, "application/problem+json"));
+    // Another subscription's tokens have their own budget; keys are not touched.
+    let other = server.call("POST", "/v1/subscriptions/s2/tokens", None, Some(WRITER));
+    let other = other.body["token"].as_str().unwrap().to_string();
+    assert_eq!(server.call("GET", "/v1/subscriptions/s2/balance", None, Some(&other)).status, 200);
+    assert_eq!(server.call("GET", "/v1/subscriptions/s1/balance", None, Some(READER)).status, 200);
+}
+
+on_both_stores!(keys_and_scopes_decide_who_may_do_what, customer_tokens_read_only_their_own_subscription, tokens_are_rate_limited_and_the_scheme_is_case_insensitive);

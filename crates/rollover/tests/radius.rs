@@ -166,7 +166,8 @@ fn counters_from_radclient_are_rated_by_their_growth(backend: Backend) {
 fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backend: Backend) {
     let store = TestStore::new(backend);
     let config = config("");
-    let server = Server::start_on_configured(&store, &config, &[]);
+    let log = std::env::temp_dir().join(format!("rollover-radius-log-{}-{}.txt", std::process::id(), store.url.len()));
+    let server = Server::start_logging(&store, &config, &[("ROLLOVER_LOG", "info")], &log);
     prepare(&server, &[("cn", "cn-10g", "460001234567890", "8613800000001")]);
     let full = 10 * GIB;
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -183,7 +184,35 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
         wire::sign_request(Packet { code: wire::ACCOUNTING_REQUEST, identifier, authenticator: [0; 16], attributes }, SECRET.as_bytes())
     };
     let interim = |identifier: u8, total: u64| interim_of("sess-r", identifier, total);
+    // Every counter and gigaword at 2^32-1 would be about 1.8e19 bytes: more
+    // than one report may carry, so it is answered and not rated. Its
+    // session id holds a newline, which must not forge a log line.
+    let saturated = wire::sign_request(
+        Packet {
+            code: wire::ACCOUNTING_REQUEST,
+            identifier: 200,
+            authenticator: [0; 16],
+            attributes: vec![
+                (wire::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
+                (wire::ACCT_SESSION_ID, b"sess-x\nERROR forged line".to_vec()),
+                (wire::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
+                (wire::ACCT_INPUT_OCTETS, u32::MAX.to_be_bytes().to_vec()),
+                (wire::ACCT_INPUT_GIGAWORDS, u32::MAX.to_be_bytes().to_vec()),
+                (wire::ACCT_OUTPUT_OCTETS, u32::MAX.to_be_bytes().to_vec()),
+                (wire::ACCT_OUTPUT_GIGAWORDS, u32::MAX.to_be_bytes().to_vec()),
+                Packet::vendor_attribute(wire::VENDOR_3GPP, wire::VSA_3GPP_IMSI, b"460001234567890"),
+            ],
+        },
+        SECRET.as_bytes(),
+    );
     let radius = server.radius.unwrap();
+    assert_eq!(exchange(&socket, radius, &saturated)[0], wire::ACCOUNTING_RESPONSE);
+    assert_eq!(remaining(&server, "cn"), full, "not rated");
+    assert_eq!(server.get("/v1/subscriptions/cn/balance").body["throttled_bytes"], 0);
+    assert_eq!(metric(&server, "rollover_usage_records_total{outcome=\"rejected\",reason=\"too_large\"}"), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sess-x\\nERROR forged line"), "the newline is escaped: {text}");
+    assert!(!text.lines().any(|line| line.starts_with("ERROR forged")), "no forged line: {text}");
     let first = interim(1, 50 * MIB);
     let answer = exchange(&socket, radius, &first);
     let request = Packet::decode(&first).unwrap();

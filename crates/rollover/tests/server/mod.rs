@@ -146,7 +146,19 @@ impl Server {
         Server::start_with(store, Some(&path), extra_env)
     }
 
+    /// [`Server::start_on_configured`] with standard error (the text log)
+    /// written to `log`.
+    pub fn start_logging(store: &TestStore, config: &str, extra_env: &[(&str, &str)], log: &std::path::Path) -> Server {
+        let path = std::env::temp_dir().join(format!("rollover-config-{}-{}-log.toml", std::process::id(), store.url.len() + config.len()));
+        std::fs::write(&path, config).expect("config file");
+        Server::spawn(store, Some(&path), extra_env, Some(log))
+    }
+
     fn start_with(store: &TestStore, config: Option<&std::path::Path>, extra_env: &[(&str, &str)]) -> Server {
+        Server::spawn(store, config, extra_env, None)
+    }
+
+    fn spawn(store: &TestStore, config: Option<&std::path::Path>, extra_env: &[(&str, &str)], log: Option<&std::path::Path>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollover"));
         command.arg("serve");
         if let Some(config) = config {
@@ -160,7 +172,10 @@ impl Server {
             .env("ROLLOVER_DEMO", "false")
             .env("ROLLOVER_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::inherit(),
+            });
         for (name, value) in extra_env {
             command.env(name, value);
         }

@@ -78,6 +78,16 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    pub const ALL: [RejectReason; 7] = [
+        RejectReason::NotStarted,
+        RejectReason::NotCovered,
+        RejectReason::Suspended,
+        RejectReason::Ended,
+        RejectReason::Exhausted,
+        RejectReason::BeforePurchase,
+        RejectReason::BlockLimit,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             RejectReason::NotStarted => "not_started",
@@ -131,6 +141,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    pub const ALL: [Refusal; 8] = [
+        Refusal::Ended,
+        Refusal::NoCurrentPeriod,
+        Refusal::ExpiryNotAfterGrant,
+        Refusal::NotSuspended,
+        Refusal::AlreadySuspended,
+        Refusal::SamePlan,
+        Refusal::BeforePurchase,
+        Refusal::TooManyBuckets,
+    ];
+
     /// The stable code clients branch on.
     pub fn code(self) -> &'static str {
         match self {

@@ -442,11 +442,10 @@ impl Server {
                     }
                     let name = unit_session(&session_id, unit.group);
                     let answer = self.service.session_in(&name, None, SessionOp::End { used_bytes: unit.used, request_number: number }, None, state.country).await;
-                    if let Err(ServiceError::NotFound { .. }) = &answer {
-                        tracing::warn!(session = %name, "diameter: reservation already gone at termination");
-                    }
-                    if let Err(e @ (ServiceError::Busy | ServiceError::Unavailable(_))) = answer {
-                        return Err(Refusal::from_service(&e));
+                    match answer {
+                        Err(ServiceError::UnknownSession { .. }) => tracing::warn!(session = %name, "diameter: reservation already gone at termination"),
+                        Err(e) if is_outage(&e) => return Err(Refusal::from_service(&e)),
+                        _ => {}
                     }
                 }
                 state.groups.clear();
@@ -473,9 +472,9 @@ impl Server {
         for (index, (unit, answer)) in answered.iter().enumerate() {
             let (unit_result, members) = match answer {
                 Ok(answer) => self.grant(answer, kind),
-                Err(e @ (ServiceError::Busy | ServiceError::Unavailable(_))) => return Err(Refusal::from_service(e)),
-                Err(ServiceError::NotFound { message, .. }) => {
-                    tracing::warn!(%session_id, %message, "diameter: rating group not found");
+                Err(e) if is_outage(e) => return Err(Refusal::from_service(e)),
+                Err(e @ (ServiceError::UnknownSession { .. } | ServiceError::UnknownSubscription { .. })) => {
+                    tracing::warn!(%session_id, error = %e, "diameter: rating group not found");
                     (result::UNKNOWN_SESSION_ID, Vec::new())
                 }
                 Err(e) => {
@@ -591,6 +590,11 @@ struct Refusal {
     code: u32,
     failed: Option<Avp>,
     message: String,
+}
+
+/// Errors that say nothing about the request: the service cannot answer now.
+fn is_outage(error: &ServiceError) -> bool {
+    matches!(error, ServiceError::Busy | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. })
 }
 
 impl Refusal {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant as WallInstant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
@@ -16,7 +16,7 @@ use rollover_core::Instant;
 use rollover_service::Service;
 use sha2::{Digest, Sha256};
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
@@ -110,6 +110,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 const TOKEN_PREFIX: &str = "rt1";
 
+/// Why a token that reads well is refused because of its age.
+const EXPIRED: &str = "the token has expired";
+
 impl Security {
     /// With no keys the API is open: for loopback development only (the
     /// binary refuses to listen elsewhere without keys).
@@ -167,30 +170,26 @@ impl Security {
         mac.verify_slice(&signature).map_err(|_| "the token's signature does not match")?;
         let expires: i64 = expires.parse().map_err(|_| "malformed token")?;
         if now.micros() >= expires {
-            return Err("the token has expired");
+            return Err(EXPIRED);
         }
         String::from_utf8(from_hex(subscription).ok_or("malformed token")?).map_err(|_| "malformed token")
     }
 }
 
 fn too_many(detail: String) -> Response {
-    let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, detail, None).into_response();
+    let mut response = Problem::new(Code::RateLimited, detail, None).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
-fn unauthorized(detail: &str) -> Response {
-    let mut response = Problem::new(StatusCode::UNAUTHORIZED, detail, Some("Authorization".into())).into_response();
+fn unauthorized(code: Code, detail: &str) -> Response {
+    let mut response = Problem::new(code, detail, Some("Authorization".into())).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 
-fn forbidden(detail: &str) -> Response {
-    forbidden_field(detail, "Authorization")
-}
-
-fn forbidden_field(detail: &str, field: &str) -> Response {
-    Problem::new(StatusCode::FORBIDDEN, detail, Some(field.into())).into_response()
+fn forbidden(code: Code, detail: &str, field: &str) -> Response {
+    Problem::new(code, detail, Some(field.into())).into_response()
 }
 
 /// Paths anyone may read: health, and the API description.
@@ -226,13 +225,13 @@ fn open_mode_refusal(request: &Request) -> Option<Response> {
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| request.uri().authority().map(|a| a.as_str()));
     if !host.is_some_and(is_loopback_host) {
-        return Some(forbidden_field("with no API key configured, only requests to localhost, 127.0.0.1 or [::1] are served", "Host"));
+        return Some(forbidden(Code::HostNotAllowed, "with no API key configured, only requests to localhost, 127.0.0.1 or [::1] are served", "Host"));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
         if !authority.is_some_and(is_loopback_host) {
-            return Some(forbidden_field("with no API key configured, cross-site requests are refused", "Origin"));
+            return Some(forbidden(Code::CrossSiteRefused, "with no API key configured, cross-site requests are refused", "Origin"));
         }
     }
     None
@@ -272,7 +271,7 @@ fn bearer(value: &str) -> Option<&str> {
 fn decide(security: &Security, service: &Service, method: &Method, request: &Request) -> Option<Response> {
     let path = request.uri().path();
     let Some(presented) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer) else {
-        return Some(unauthorized("send an API key or customer token as Authorization: Bearer ..."));
+        return Some(unauthorized(Code::MissingCredentials, "send an API key or customer token as Authorization: Bearer ..."));
     };
     if let Some(key) = security.keys.get(&sha256(presented.trim())) {
         if !key.limiter.lock().expect("limiter lock").allow() {
@@ -280,7 +279,7 @@ fn decide(security: &Security, service: &Service, method: &Method, request: &Req
         }
         let needed = if matches!(*method, Method::GET | Method::HEAD) { Scope::Read } else { Scope::ReadWrite };
         if key.scope < needed {
-            return Some(forbidden(&format!("API key \"{}\" may only read", key.id)));
+            return Some(forbidden(Code::ReadOnlyKey, &format!("API key \"{}\" may only read", key.id), "Authorization"));
         }
         return None;
     }
@@ -289,11 +288,11 @@ fn decide(security: &Security, service: &Service, method: &Method, request: &Req
             Ok(subscription) if customer_may(method, path, &subscription) => {
                 (!security.token_allowed(&subscription)).then(|| too_many("this subscription's tokens are over their rate limit; retry".to_string()))
             }
-            Ok(_) => Some(forbidden("a customer token may only read its own subscription's balance and ledger")),
-            Err(why) => Some(unauthorized(why)),
+            Ok(_) => Some(forbidden(Code::TokenScope, "a customer token may only read its own subscription's balance and ledger", "Authorization")),
+            Err(why) => Some(unauthorized(if why == EXPIRED { Code::TokenExpired } else { Code::InvalidCredentials }, why)),
         };
     }
-    Some(unauthorized("unknown API key"))
+    Some(unauthorized(Code::InvalidCredentials, "unknown API key"))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 
 /// Longest request target (path and query) served; longer ones get 414.
 pub const MAX_URI_BYTES: usize = 8192;
@@ -37,7 +37,7 @@ fn has_body(headers: &HeaderMap) -> bool {
 pub async fn check(State(limits): State<crate::Limits>, request: Request, next: Next) -> Response {
     let target_bytes = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target_bytes > MAX_URI_BYTES {
-        return Problem::new(StatusCode::URI_TOO_LONG, format!("the request target is {target_bytes} bytes; at most {MAX_URI_BYTES}"), None)
+        return Problem::new(Code::UriTooLong, format!("the request target is {target_bytes} bytes; at most {MAX_URI_BYTES}"), None)
             .into_response();
     }
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -48,7 +48,7 @@ pub async fn check(State(limits): State<crate::Limits>, request: Request, next: 
             found => {
                 let found = found.map_or("no Content-Type".to_string(), |m| format!("Content-Type {m}"));
                 let detail = format!("{found}: send the body as {}", accepted.join(" or "));
-                return Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail, Some("Content-Type".into())).into_response();
+                return Problem::new(Code::UnsupportedMediaType, detail, Some("Content-Type".into())).into_response();
             }
         }
     }
@@ -56,7 +56,7 @@ pub async fn check(State(limits): State<crate::Limits>, request: Request, next: 
         Ok(response) => as_problem(response).await,
         Err(_) => {
             let seconds = limits.request_timeout.as_secs();
-            Problem::new(StatusCode::REQUEST_TIMEOUT, format!("the request was not complete within {seconds} s (server.request_timeout_seconds)"), None)
+            Problem::new(Code::RequestTimeout, format!("the request was not complete within {seconds} s (server.request_timeout_seconds)"), None)
                 .into_response()
         }
     }
@@ -77,16 +77,23 @@ async fn as_problem(response: Response) -> Response {
     // These bodies come from axum's own rejections: short plain text.
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
-    let detail = match status {
+    let (code, detail) = match status {
         StatusCode::METHOD_NOT_ALLOWED => {
             let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
-            format!("this endpoint does not take that method; it takes {allow}")
+            (Code::MethodNotAllowed, format!("this endpoint does not take that method; it takes {allow}"))
         }
-        StatusCode::PAYLOAD_TOO_LARGE => "the body is larger than the limit (limits.max_body_bytes)".to_string(),
-        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
-        _ => text,
+        StatusCode::PAYLOAD_TOO_LARGE => (Code::BodyTooLarge, "the body is larger than the limit (limits.max_body_bytes)".to_string()),
+        // Axum's path extractor: a segment that is not UTF-8.
+        StatusCode::BAD_REQUEST if text.contains("UTF-8") || text.contains("utf-8") => (Code::InvalidPath, text),
+        StatusCode::NOT_FOUND => (Code::NoSuchEndpoint, "no such endpoint".to_string()),
+        status if status.is_server_error() => {
+            tracing::error!(%status, body = %text, "an error answer without problem details");
+            (Code::Unavailable, "the service is not available".to_string())
+        }
+        _ if text.is_empty() => (Code::BadRequest, status.canonical_reason().unwrap_or("error").to_string()),
+        _ => (Code::BadRequest, text),
     };
-    let mut problem = Problem::new(status, detail, None).into_response();
+    let mut problem = Problem::new(code, detail, None).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             problem.headers_mut().insert(name.clone(), value.clone());

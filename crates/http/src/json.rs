@@ -4,14 +4,14 @@
 use rollover_core::{Country, Instant, Kind, Zone};
 use serde_json::{Map, Value};
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 
 pub type Fields = Map<String, Value>;
 
 pub fn parse_object(body: &[u8]) -> Result<Fields, Problem> {
     match parse_value(body)? {
         Value::Object(fields) => Ok(fields),
-        _ => Err(Problem::bad_request("", "the body must be a JSON object")),
+        _ => Err(Problem::new(Code::InvalidJson, "the body must be a JSON object", None)),
     }
 }
 
@@ -19,7 +19,7 @@ pub fn parse_object(body: &[u8]) -> Result<Fields, Problem> {
 /// "last one wins", a record could say one subscription to one reader and
 /// another to the next.
 pub fn parse_value(body: &[u8]) -> Result<Value, Problem> {
-    serde_json::from_slice::<Strict>(body).map(|strict| strict.0).map_err(|e| Problem::bad_request("", format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice::<Strict>(body).map(|strict| strict.0).map_err(|e| Problem::new(Code::InvalidJson, format!("the body is not valid JSON: {e}"), None))
 }
 
 /// A JSON value read with duplicate keys refused.
@@ -94,7 +94,7 @@ pub fn only(fields: &Fields, path: &str, allowed: &[&str]) -> Result<(), Problem
     for key in fields.keys() {
         if !allowed.contains(&key.as_str()) {
             let field = join(path, key);
-            return Err(Problem::bad_request(field, format!("unknown field; expected one of {}", allowed.join(", "))));
+            return Err(Problem::about(Code::UnknownField, field, format!("unknown field; expected one of {}", allowed.join(", "))));
         }
     }
     Ok(())
@@ -108,12 +108,12 @@ pub fn string<'a>(fields: &'a Fields, path: &str, key: &str) -> Result<Option<&'
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Problem::bad_request(join(path, key), "must be a string")),
+        Some(_) => Err(Problem::invalid(join(path, key), "must be a string")),
     }
 }
 
 pub fn required_string<'a>(fields: &'a Fields, path: &str, key: &str) -> Result<&'a str, Problem> {
-    string(fields, path, key)?.ok_or_else(|| Problem::bad_request(join(path, key), "is required"))
+    string(fields, path, key)?.ok_or_else(|| Problem::invalid(join(path, key), "is required"))
 }
 
 /// What an id may be: 1 to 128 characters of ASCII letters, digits and
@@ -130,7 +130,7 @@ pub fn is_valid_id(id: &str) -> bool {
 pub fn id(fields: &Fields, path: &str, key: &str) -> Result<Option<String>, Problem> {
     match string(fields, path, key)? {
         None => Ok(None),
-        Some(s) if !is_valid_id(s) => Err(Problem::bad_request(
+        Some(s) if !is_valid_id(s) => Err(Problem::invalid(
             join(path, key),
             "must be 1 to 128 characters of ASCII letters, digits and . _ : ; @ + = -, starting with a letter or digit",
         )),
@@ -139,7 +139,7 @@ pub fn id(fields: &Fields, path: &str, key: &str) -> Result<Option<String>, Prob
 }
 
 pub fn instant(fields: &Fields, path: &str, key: &str) -> Result<Option<Instant>, Problem> {
-    string(fields, path, key)?.map(|s| Instant::parse_rfc3339(s).map_err(|e| Problem::bad_request(join(path, key), e))).transpose()
+    string(fields, path, key)?.map(|s| Instant::parse_rfc3339(s).map_err(|e| Problem::invalid(join(path, key), e))).transpose()
 }
 
 pub use rollover_service::MAX_RECORD_BYTES;
@@ -147,28 +147,28 @@ pub use rollover_service::MAX_RECORD_BYTES;
 pub fn bytes(fields: &Fields, path: &str, key: &str) -> Result<u64, Problem> {
     let field = join(path, key);
     match fields.get(key) {
-        None | Some(Value::Null) => Err(Problem::bad_request(field, "is required")),
+        None | Some(Value::Null) => Err(Problem::required(field)),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(b) if b <= MAX_RECORD_BYTES => Ok(b),
-            Some(_) => Err(Problem::bad_request(field, format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one record"))),
-            None => Err(Problem::bad_request(field, "must be a whole number of bytes, 0 or more")),
+            Some(_) => Err(Problem::invalid(field, format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one record"))),
+            None => Err(Problem::invalid(field, "must be a whole number of bytes, 0 or more")),
         },
         Some(Value::String(s)) => rollover_core::amount::parse_bytes(s)
-            .map_err(|e| Problem::bad_request(field.clone(), format!("\"{s}\": {e}")))
-            .and_then(|b| if b <= MAX_RECORD_BYTES { Ok(b) } else { Err(Problem::bad_request(field, "is more than 1 TiB in one record")) }),
-        Some(_) => Err(Problem::bad_request(field, "must be a number of bytes")),
+            .map_err(|e| Problem::invalid(field.clone(), format!("\"{s}\": {e}")))
+            .and_then(|b| if b <= MAX_RECORD_BYTES { Ok(b) } else { Err(Problem::invalid(field, "is more than 1 TiB in one record")) }),
+        Some(_) => Err(Problem::invalid(field, "must be a number of bytes")),
     }
 }
 
 pub fn country(fields: &Fields, path: &str, key: &str) -> Result<Option<Country>, Problem> {
-    string(fields, path, key)?.map(|s| Country::parse(s).map_err(|e| Problem::bad_request(join(path, key), e))).transpose()
+    string(fields, path, key)?.map(|s| Country::parse(s).map_err(|e| Problem::invalid(join(path, key), e))).transpose()
 }
 
 pub fn kind(fields: &Fields, path: &str, key: &str) -> Result<Kind, Problem> {
     let text = required_string(fields, path, key)?;
-    let kind = Kind::parse(text).map_err(|e| Problem::bad_request(join(path, key), e))?;
+    let kind = Kind::parse(text).map_err(|e| Problem::invalid(join(path, key), e))?;
     if kind.is_reserved() {
-        return Err(Problem::bad_request(join(path, key), format!("\"{kind}\" is reserved for data the plan itself creates")));
+        return Err(Problem::invalid(join(path, key), format!("\"{kind}\" is reserved for data the plan itself creates")));
     }
     Ok(kind)
 }
@@ -176,7 +176,7 @@ pub fn kind(fields: &Fields, path: &str, key: &str) -> Result<Kind, Problem> {
 pub fn must_be_true(fields: &Fields, key: &str) -> Result<(), Problem> {
     match fields.get(key) {
         Some(Value::Bool(true)) => Ok(()),
-        _ => Err(Problem::bad_request(key, "must be true")),
+        _ => Err(Problem::invalid(key, "must be true")),
     }
 }
 

@@ -1,11 +1,107 @@
-//! RFC 9457 problem details: every error the API returns names what was
-//! wrong and, where there is one, the offending field. Store or engine
-//! internals never reach the client.
+//! RFC 9457 problem details: every error the API returns has a stable
+//! `code` (one of [`Code::ALL`], listed in `docs/errors.md` and in the
+//! OpenAPI document), names what was wrong and, where there is one, the
+//! offending field. Store or engine internals never reach the client.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollover_service::ServiceError;
 use serde::Serialize;
+
+/// One exhaustive list of error codes: each with its HTTP status and what it
+/// means, so that the code, the status and the documentation cannot drift.
+macro_rules! codes {
+    ($( $variant:ident = $code:literal, $status:ident, $meaning:literal; )*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $( $variant, )*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$( Code::$variant, )*];
+
+            /// The snake_case code clients match on.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Code::$variant => $code, )*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $( Code::$variant => StatusCode::$status, )*
+                }
+            }
+
+            /// What the code means, for `docs/errors.md`.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $( Code::$variant => $meaning, )*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    InvalidJson = "invalid_json", BAD_REQUEST, "The body is not JSON, not UTF-8, not of the shape the endpoint takes (an object, an array where one is due), or names a key twice in one object.";
+    UnknownField = "unknown_field", BAD_REQUEST, "The body has a field the endpoint does not take; `field` names it.";
+    MissingField = "missing_field", BAD_REQUEST, "A required field is absent; `field` names it.";
+    InvalidField = "invalid_field", BAD_REQUEST, "A value breaks a rule; `field` names it and `detail` says which rule.";
+    InvalidPlan = "invalid_plan", BAD_REQUEST, "A plan document breaks a rule of the plan terms; `field` names the plan and its field, `detail` the line.";
+    InvalidQuery = "invalid_query", BAD_REQUEST, "A query parameter is unknown or its value is wrong; `field` names it.";
+    InvalidPath = "invalid_path", BAD_REQUEST, "The path cannot be read: not UTF-8 once percent-decoded.";
+    InstantOutOfRange = "instant_out_of_range", BAD_REQUEST, "An instant lies further back or ahead than the service takes, or before the subscription's purchase.";
+    ClockBackwards = "clock_backwards", BAD_REQUEST, "The simulated clock cannot move backwards.";
+    BadRequest = "bad_request", BAD_REQUEST, "The request cannot be read as HTTP the service takes.";
+    MissingCredentials = "missing_credentials", UNAUTHORIZED, "No `Authorization: Bearer` credential where one is needed.";
+    InvalidCredentials = "invalid_credentials", UNAUTHORIZED, "An unknown API key, or a customer token that is malformed or whose signature does not match.";
+    TokenExpired = "token_expired", UNAUTHORIZED, "The customer token has expired.";
+    ReadOnlyKey = "read_only_key", FORBIDDEN, "The API key may only read.";
+    TokenScope = "token_scope", FORBIDDEN, "A customer token may only read its own subscription's balance and ledger.";
+    HostNotAllowed = "host_not_allowed", FORBIDDEN, "With no API key configured, only requests to localhost, 127.0.0.1 or [::1] are served.";
+    CrossSiteRefused = "cross_site_refused", FORBIDDEN, "With no API key configured, a request from a page of another origin is refused.";
+    UnknownSubscription = "unknown_subscription", NOT_FOUND, "No subscription has this id.";
+    UnknownPlan = "unknown_plan", NOT_FOUND, "No plan has this id.";
+    UnknownSession = "unknown_session", NOT_FOUND, "No session with this id is open (or its reservation expired).";
+    NoSuchEndpoint = "no_such_endpoint", NOT_FOUND, "No endpoint has this path.";
+    ClockNotSimulated = "clock_not_simulated", NOT_FOUND, "The clock can be moved only when serving with `--clock simulated`.";
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "The endpoint does not take this method; `Allow` lists those it takes.";
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, "The request did not arrive and get its answer within `server.request_timeout_seconds`.";
+    SubscriptionExists = "subscription_exists", CONFLICT, "A subscription with this id exists.";
+    IdentifierTaken = "identifier_taken", CONFLICT, "Another subscription holds this ICCID, IMSI, MSISDN or external id.";
+    SessionOpen = "session_open", CONFLICT, "A session with this id is open.";
+    BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than `limits.max_body_bytes`.";
+    TooManyRecords = "too_many_records", PAYLOAD_TOO_LARGE, "More usage records than `limits.max_records_per_request` in one request.";
+    UriTooLong = "uri_too_long", URI_TOO_LONG, "The path and query are longer than 8,192 bytes.";
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body's `Content-Type` is not one the endpoint reads (`application/json`; plans also `application/toml`).";
+    CatalogFull = "catalog_full", UNPROCESSABLE_ENTITY, "The catalog holds 10,000 plan versions, the most it may.";
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS, "The API key, or this subscription's customer tokens, are over their rate; `Retry-After` says when to retry.";
+    Busy = "busy", SERVICE_UNAVAILABLE, "A shard worker's queue is full; retry shortly.";
+    Unavailable = "unavailable", SERVICE_UNAVAILABLE, "A part of the service has stopped or the store failed; the operator's logs say which.";
+}
+
+impl Code {
+    /// The code a service error has on the wire.
+    fn of(error: &ServiceError) -> Code {
+        match error {
+            ServiceError::UnknownSubscription { .. } => Code::UnknownSubscription,
+            ServiceError::UnknownPlan { .. } => Code::UnknownPlan,
+            ServiceError::UnknownSession { .. } => Code::UnknownSession,
+            ServiceError::SubscriptionExists { .. } => Code::SubscriptionExists,
+            ServiceError::IdentifierTaken { .. } => Code::IdentifierTaken,
+            ServiceError::SessionOpen { .. } => Code::SessionOpen,
+            ServiceError::InvalidPlan { .. } => Code::InvalidPlan,
+            ServiceError::InstantOutOfRange { .. } => Code::InstantOutOfRange,
+            ServiceError::Invalid { .. } => Code::InvalidField,
+            ServiceError::CatalogFull => Code::CatalogFull,
+            ServiceError::ClockNotSimulated => Code::ClockNotSimulated,
+            ServiceError::ClockBackwards { .. } => Code::ClockBackwards,
+            ServiceError::Busy => Code::Busy,
+            ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => Code::Unavailable,
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -13,27 +109,40 @@ pub struct Problem {
     pub kind: &'static str,
     pub title: &'static str,
     pub status: u16,
+    pub code: &'static str,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, detail: impl Into<String>, field: Option<String>) -> Problem {
-        Problem { kind: "about:blank", title: status.canonical_reason().unwrap_or("Error"), status: status.as_u16(), detail: detail.into(), field }
+    pub fn new(code: Code, detail: impl Into<String>, field: Option<String>) -> Problem {
+        let status = code.status();
+        Problem { kind: "about:blank", title: status.canonical_reason().unwrap_or("Error"), status: status.as_u16(), code: code.as_str(), detail: detail.into(), field }
     }
 
-    pub fn bad_request(field: impl Into<String>, detail: impl Into<String>) -> Problem {
+    /// A problem about one field: the detail starts with the field's name.
+    pub fn about(code: Code, field: impl Into<String>, detail: impl Into<String>) -> Problem {
         let field = field.into();
         let detail = detail.into();
         let detail = if field.is_empty() || detail.starts_with(&field) { detail } else { format!("{field}: {detail}") };
-        Problem::new(StatusCode::BAD_REQUEST, detail, (!field.is_empty()).then_some(field))
+        Problem::new(code, detail, (!field.is_empty()).then_some(field))
+    }
+
+    /// A value that breaks a rule.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Problem {
+        Problem::about(Code::InvalidField, field, detail)
+    }
+
+    /// A required field that is absent.
+    pub fn required(field: impl Into<String>) -> Problem {
+        Problem::about(Code::MissingField, field, "is required")
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut response = (status, axum::Json(&self)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
@@ -42,16 +151,96 @@ impl IntoResponse for Problem {
 
 impl From<ServiceError> for Problem {
     fn from(error: ServiceError) -> Problem {
-        match error {
-            ServiceError::NotFound { field, message } => Problem::new(StatusCode::NOT_FOUND, message, Some(field.to_string())),
-            ServiceError::Conflict { field, message } => Problem::new(StatusCode::CONFLICT, format!("{field}: {message}"), Some(field.to_string())),
-            ServiceError::Invalid { field, message } => Problem::bad_request(field, message),
-            ServiceError::LimitReached { field, message } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: {message}"), Some(field.to_string())),
-            ServiceError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service is busy; retry shortly", None),
-            ServiceError::Unavailable(message) => {
-                tracing::error!(%message, "service unavailable");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service is not available", None)
-            }
+        let code = Code::of(&error);
+        if code == Code::Unavailable {
+            // The operator's log gets the cause; the client a plain sentence.
+            tracing::error!(%error, "service unavailable");
+            return Problem::new(code, "the service is not available", None);
         }
+        // The sentence already names the field where it helps.
+        Problem::new(code, error.to_string(), error.field().map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollover_core::ledger::{Refusal, RejectReason};
+    use rollover_service::UsageRejection;
+
+    fn docs() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md")).expect("docs/errors.md")
+    }
+
+    fn openapi() -> serde_json::Value {
+        serde_json::from_str(crate::OPENAPI).expect("the OpenAPI document is JSON")
+    }
+
+    fn strings(value: &serde_json::Value) -> Vec<&str> {
+        value.as_array().expect("an enum").iter().map(|v| v.as_str().expect("a string")).collect()
+    }
+
+    /// The rows of the table under `heading` in docs/errors.md: first cells.
+    fn documented(docs: &str, heading: &str, first: &str) -> Vec<String> {
+        let table = docs.split(heading).nth(1).unwrap_or_else(|| panic!("no {heading}"));
+        let table = table.split(&format!("| {first} |")).nth(1).unwrap_or_else(|| panic!("no table under {heading}"));
+        table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .map(|l| l.split('`').nth(1).unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_code_is_documented_and_in_the_openapi_document() {
+        let docs = docs();
+        let all: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented(&docs, "## Problem codes", "code"), all, "docs/errors.md lists every code in order");
+        for code in Code::ALL {
+            let row = format!("| `{}` | {} | {} |", code.as_str(), code.status().as_u16(), code.meaning());
+            assert!(docs.contains(&row), "docs/errors.md: {row}");
+        }
+        let openapi = openapi();
+        assert_eq!(strings(&openapi["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]), all);
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "no code twice");
+        assert!(all.iter().all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')), "snake_case");
+    }
+
+    #[test]
+    fn usage_reasons_and_refusals_are_documented() {
+        let docs = docs();
+        let openapi = openapi();
+        let schemas = &openapi["components"]["schemas"];
+        let usage = UsageRejection::CODES.to_vec();
+        assert_eq!(documented(&docs, "## Usage records", "reason"), usage);
+        assert_eq!(strings(&schemas["UsageResult"]["properties"]["reason"]["enum"]), usage);
+        let engine: Vec<&str> = RejectReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(documented(&docs, "## Usage records", "rejected_reason"), engine);
+        assert_eq!(strings(&schemas["UsageResult"]["properties"]["rejected_reason"]["enum"]), engine);
+        let refusals: Vec<&str> = Refusal::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(documented(&docs, "## Lifecycle events", "reason"), refusals);
+        assert_eq!(strings(&schemas["EventOutcome"]["properties"]["reason"]["enum"]), refusals);
+    }
+
+    #[test]
+    fn service_errors_keep_their_codes() {
+        let cases = [
+            (ServiceError::UnknownSubscription { id: "s".into() }, 404, "unknown_subscription", Some("id")),
+            (ServiceError::IdentifierTaken { field: "identifiers.imsi", owner: "s".into() }, 409, "identifier_taken", Some("identifiers.imsi")),
+            (ServiceError::InstantOutOfRange { field: "at", message: "is in the future".into() }, 400, "instant_out_of_range", Some("at")),
+            (ServiceError::CatalogFull, 422, "catalog_full", Some("plan")),
+            (ServiceError::Busy, 503, "busy", None),
+            (ServiceError::Stopped { what: "the store writer" }, 503, "unavailable", None),
+        ];
+        for (error, status, code, field) in cases {
+            let problem = Problem::from(error);
+            assert_eq!((problem.status, problem.code, problem.field.as_deref()), (status, code, field));
+        }
+        let hidden = Problem::from(ServiceError::Store(rollover_store::StoreError("disk I/O error at /var/lib/x".into())));
+        assert!(!hidden.detail.contains("disk"), "store text never reaches the client: {}", hidden.detail);
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::json;
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 
 /// Most records in one `POST /v1/usage`, and the default.
 pub const MAX_RECORDS: usize = 10_000;
@@ -58,7 +58,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/docs", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::docs::page()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint", None) })
+        .fallback(|| async { Problem::new(Code::NoSuchEndpoint, "no such endpoint", None) })
         .layer(axum::middleware::from_fn_with_state(auth_state, crate::auth::authorize))
         .layer(axum::middleware::from_fn_with_state(limits, crate::guard::check))
         .layer(axum::Extension(security))
@@ -82,13 +82,13 @@ fn ok(value: Value) -> Response {
 fn plan_document(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> {
     // The guard has checked the type: application/toml or application/json.
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let text = std::str::from_utf8(body).map_err(|_| Problem::bad_request("", "the body is not UTF-8"))?;
+    let text = std::str::from_utf8(body).map_err(|_| Problem::new(Code::InvalidJson, "the body is not UTF-8", None))?;
     if content_type.to_ascii_lowercase().starts_with("application/json") {
         let value = json::parse_value(body)?;
         if !value.is_object() {
-            return Err(Problem::bad_request("", "the body must be an object with a \"plan\" array"));
+            return Err(Problem::new(Code::InvalidJson, "the body must be an object with a \"plan\" array", None));
         }
-        toml::to_string(&value).map_err(|e| Problem::bad_request("", format!("the body cannot be read as plans: {e}")))
+        toml::to_string(&value).map_err(|e| Problem::new(Code::InvalidPlan, format!("the body cannot be read as plans: {e}"), None))
     } else {
         Ok(text.to_string())
     }
@@ -97,9 +97,9 @@ fn plan_document(headers: &HeaderMap, body: &Bytes) -> Result<String, Problem> {
 async fn post_plans(State(service): State<Service>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let document = plan_document(&headers, &body)?;
     let versions = service.add_plans(&document).await.map_err(|e| match e {
-        rollover_service::ServiceError::Invalid { field, message } => {
+        rollover_service::ServiceError::InvalidPlan { field, message } => {
             // `message` is "body:LINE: FIELD: text"; the line only helps TOML.
-            Problem::bad_request(field, message.strip_prefix("body:").map(|m| format!("line {m}")).unwrap_or(message))
+            Problem::about(Code::InvalidPlan, field, message.strip_prefix("body:").map(|m| format!("line {m}")).unwrap_or(message))
         }
         other => other.into(),
     })?;
@@ -123,7 +123,7 @@ async fn get_plans(State(service): State<Service>) -> ApiResult {
 async fn get_plan(State(service): State<Service>, Path(id): Path<String>) -> ApiResult {
     let (version, plan) = {
         let plans = service.plans();
-        let latest = plans.latest(&id).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("unknown plan \"{id}\""), Some("id".into())))?;
+        let latest = plans.latest(&id).ok_or_else(|| Problem::new(Code::UnknownPlan, format!("unknown plan \"{id}\""), Some("id".into())))?;
         (latest.version, plans.catalog.get(latest.ix).clone())
     };
     let document = service.plan_document(&id, version);
@@ -157,7 +157,7 @@ async fn post_subscription(State(service): State<Service>, body: Bytes) -> ApiRe
                 match json::string(ids, "identifiers", key)? {
                     None => Ok(None),
                     Some(s) if lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(s.to_string())),
-                    Some(_) => Err(Problem::bad_request(
+                    Some(_) => Err(Problem::invalid(
                         format!("identifiers.{key}"),
                         format!("must be {} to {} digits", lengths.start(), lengths.end()),
                     )),
@@ -168,7 +168,7 @@ async fn post_subscription(State(service): State<Service>, body: Bytes) -> ApiRe
             identifiers.msisdn = digits("msisdn", 5..=15)?;
             identifiers.external_id = json::id(ids, "identifiers", "external_id")?;
         }
-        Some(_) => return Err(Problem::bad_request("identifiers", "must be an object")),
+        Some(_) => return Err(Problem::invalid("identifiers", "must be an object")),
     }
     let id = service.create_subscription(NewSubscription { id, plan, at, identifiers }).await?;
     Ok(created(json!({ "id": id })))
@@ -190,8 +190,8 @@ async fn post_event(State(service): State<Service>, Path(id): Path<String>, body
     let present: Vec<&str> = actions.iter().copied().filter(|a| fields.contains_key(*a)).collect();
     let action = match present.as_slice() {
         [one] => *one,
-        [] => return Err(Problem::bad_request("", format!("give one of {}", actions.join(", ")))),
-        many => return Err(Problem::bad_request("", format!("one event per request; got {}", many.join(", ")))),
+        [] => return Err(Problem::new(Code::MissingField, format!("give one of {}", actions.join(", ")), None)),
+        many => return Err(Problem::new(Code::InvalidField, format!("one event per request; got {}", many.join(", ")), None)),
     };
     let at = json::instant(&fields, "", "at")?;
     let event = match action {
@@ -203,18 +203,18 @@ async fn post_event(State(service): State<Service>, Path(id): Path<String>, body
         "change_plan" => LifecycleEvent::ChangePlan(json::required_string(&fields, "", "change_plan")?.to_string()),
         _ => {
             let Some(Value::Object(grant)) = fields.get("grant") else {
-                return Err(Problem::bad_request("grant", "must be an object with kind, data and expires"));
+                return Err(Problem::invalid("grant", "must be an object with kind, data and expires"));
             };
             json::only(grant, "grant", &["kind", "data", "expires"])?;
             let kind = json::kind(grant, "grant", "kind")?;
             let bytes = json::bytes(grant, "grant", "data")?;
             if bytes == 0 {
-                return Err(Problem::bad_request("grant.data", "must be more than zero"));
+                return Err(Problem::invalid("grant.data", "must be more than zero"));
             }
             let expires = match json::required_string(grant, "grant", "expires")? {
                 "period_end" => GrantExpiry::PeriodEnd,
                 "never" => GrantExpiry::Never,
-                text => GrantExpiry::At(Instant::parse_rfc3339(text).map_err(|e| Problem::bad_request("grant.expires", format!("{e}, or \"period_end\" or \"never\"")))?),
+                text => GrantExpiry::At(Instant::parse_rfc3339(text).map_err(|e| Problem::invalid("grant.expires", format!("{e}, or \"period_end\" or \"never\"")))?),
             };
             LifecycleEvent::Grant { kind, bytes, expires }
         }
@@ -286,14 +286,14 @@ fn careful_records(body: &[u8], max_records: usize) -> Result<Vec<UsageRecord>, 
     let fields = json::parse_object(body)?;
     json::only(&fields, "", &["records"])?;
     let Some(Value::Array(list)) = fields.get("records") else {
-        return Err(Problem::bad_request("records", "is required: an array of usage records"));
+        return Err(Problem::invalid("records", "is required: an array of usage records"));
     };
     if list.is_empty() {
-        return Err(Problem::bad_request("records", "is empty"));
+        return Err(Problem::invalid("records", "is empty"));
     }
     if list.len() > max_records {
         return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::TooManyRecords,
             format!("records: {} records; at most {max_records} per request", list.len()),
             Some("records".into()),
         ));
@@ -302,12 +302,12 @@ fn careful_records(body: &[u8], max_records: usize) -> Result<Vec<UsageRecord>, 
     for (index, value) in list.iter().enumerate() {
         let path = format!("records[{index}]");
         let Value::Object(record) = value else {
-            return Err(Problem::bad_request(path, "must be an object"));
+            return Err(Problem::invalid(path, "must be an object"));
         };
         json::only(record, &path, &["id", "subscription", "at", "bytes", "country"])?;
-        let id = json::id(record, &path, "id")?.ok_or_else(|| Problem::bad_request(format!("{path}.id"), "is required"))?;
+        let id = json::id(record, &path, "id")?.ok_or_else(|| Problem::required(format!("{path}.id")))?;
         let subscription = json::required_string(record, &path, "subscription")?.to_string();
-        let at = json::instant(record, &path, "at")?.ok_or_else(|| Problem::bad_request(format!("{path}.at"), "is required"))?;
+        let at = json::instant(record, &path, "at")?.ok_or_else(|| Problem::required(format!("{path}.at")))?;
         let bytes = json::bytes(record, &path, "bytes")?;
         let country = json::country(record, &path, "country")?;
         records.push(UsageRecord { id, subscription, at, bytes, country, counter: None });
@@ -417,9 +417,9 @@ fn optional_bytes(fields: &json::Fields, key: &str) -> Result<Option<u64>, Probl
 /// rating).
 fn request_number(fields: &json::Fields) -> Result<u32, Problem> {
     match fields.get("request_number") {
-        None | Some(Value::Null) => Err(Problem::bad_request("request_number", "is required: number each report of a session, 1, 2, 3, ...")),
-        Some(Value::Number(n)) => n.as_u64().filter(|n| *n <= u32::MAX as u64).map(|n| n as u32).ok_or_else(|| Problem::bad_request("request_number", "must be 0 to 4294967295")),
-        Some(_) => Err(Problem::bad_request("request_number", "must be a number")),
+        None | Some(Value::Null) => Err(Problem::invalid("request_number", "is required: number each report of a session, 1, 2, 3, ...")),
+        Some(Value::Number(n)) => n.as_u64().filter(|n| *n <= u32::MAX as u64).map(|n| n as u32).ok_or_else(|| Problem::invalid("request_number", "must be 0 to 4294967295")),
+        Some(_) => Err(Problem::invalid("request_number", "must be a number")),
     }
 }
 
@@ -540,26 +540,26 @@ const ENTRY_TYPES: [&str; 11] =
     ["granted", "drawn", "carried_out", "forfeited", "fee", "charged", "accepted_unmetered", "throttled", "rejected", "lifecycle", "network"];
 
 async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
-    let Query(query) = query.map_err(|e| Problem::bad_request("", format!("bad query: {e}")))?;
+    let Query(query) = query.map_err(|e| Problem::new(Code::InvalidQuery, format!("bad query: {e}"), None))?;
     let cause = query
         .cause
         .as_deref()
-        .map(|c| rollover_core::Cause::parse(c).ok_or_else(|| Problem::bad_request("cause", format!("\"{c}\" is not a cause: expired, cap, plan_change, cancelled"))))
+        .map(|c| rollover_core::Cause::parse(c).ok_or_else(|| Problem::about(Code::InvalidQuery, "cause", format!("\"{c}\" is not a cause: expired, cap, plan_change, cancelled"))))
         .transpose()?;
-    let from = query.from.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::bad_request("from", e))).transpose()?;
-    let to = query.to.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::bad_request("to", e))).transpose()?;
+    let from = query.from.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::about(Code::InvalidQuery, "from", e))).transpose()?;
+    let to = query.to.as_deref().map(|t| Instant::parse_rfc3339(t).map_err(|e| Problem::about(Code::InvalidQuery, "to", e))).transpose()?;
     if let Some(entry_type) = query.entry_type.as_deref()
         && !ENTRY_TYPES.contains(&entry_type)
     {
-        return Err(Problem::bad_request("type", format!("\"{entry_type}\" is not an entry type: {}", ENTRY_TYPES.join(", "))));
+        return Err(Problem::about(Code::InvalidQuery, "type", format!("\"{entry_type}\" is not an entry type: {}", ENTRY_TYPES.join(", "))));
     }
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > LEDGER_PAGE_MAX {
-        return Err(Problem::bad_request("limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
+        return Err(Problem::about(Code::InvalidQuery, "limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
     }
     let offset = query.offset.unwrap_or(0);
     if offset > LEDGER_OFFSET_MAX {
-        return Err(Problem::bad_request("offset", format!("must be 0 to {LEDGER_OFFSET_MAX}")));
+        return Err(Problem::about(Code::InvalidQuery, "offset", format!("must be 0 to {LEDGER_OFFSET_MAX}")));
     }
     let ledger = service.ledger(&id).await?;
     let (entries, late) = (ledger.entries, ledger.late);
@@ -646,11 +646,11 @@ fn lifecycle_name(event: Lifecycle) -> &'static str {
 
 async fn post_clock(State(service): State<Service>, body: Bytes) -> ApiResult {
     if !service.clock_is_simulated() {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "the clock can be moved only when serving with --clock simulated", None));
+        return Err(Problem::new(Code::ClockNotSimulated, "the clock can be moved only when serving with --clock simulated", None));
     }
     let fields = json::parse_object(&body)?;
     json::only(&fields, "", &["now"])?;
-    let now = json::instant(&fields, "", "now")?.ok_or_else(|| Problem::bad_request("now", "is required"))?;
+    let now = json::instant(&fields, "", "now")?.ok_or_else(|| Problem::required("now"))?;
     let now = service.set_clock(now).await?;
     Ok(ok(json!({ "now": now.to_rfc3339(&rollover_core::Zone::utc()) })))
 }
@@ -678,8 +678,8 @@ async fn post_token(
         Some(Value::Number(n)) => n
             .as_u64()
             .filter(|s| (1..=MAX_TOKEN_SECONDS).contains(s))
-            .ok_or_else(|| Problem::bad_request("expires_in_seconds", format!("must be 1 to {MAX_TOKEN_SECONDS}")))?,
-        Some(_) => return Err(Problem::bad_request("expires_in_seconds", "must be a number")),
+            .ok_or_else(|| Problem::invalid("expires_in_seconds", format!("must be 1 to {MAX_TOKEN_SECONDS}")))?,
+        Some(_) => return Err(Problem::invalid("expires_in_seconds", "must be a number")),
     };
     service.balance(&id).await?;
     let expires = service.now().plus_micros(seconds as i64 * 1_000_000);

@@ -149,7 +149,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let started = std::time::Instant::now();
     let service = tokio::task::spawn_blocking(move || Service::start_url(&url, clock, service_config))
         .await
-        .map_err(|e| format!("start-up failed: {e}"))??;
+        .map_err(|e| format!("start-up failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "state rebuilt from the store");
     if config.demo.enabled && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;

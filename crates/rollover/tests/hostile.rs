@@ -76,7 +76,7 @@ fn plan_documents_have_limits_and_each_plan_keeps_its_own_text(backend: Backend)
     let server = Server::start(backend);
     let many: String = (0..101).map(|n| plan_version(&format!("p{n}"), "many")).collect();
     let reply = server.post_raw("/v1/plans", "application/toml", &many);
-    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("plan")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (400, Some("plan"), Some("invalid_plan")), "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("at most 100"), "{}", reply.body);
     let pricey = plan_version("pricey", "pricey").replace("price = \"5.00\"", "price = \"999999999999999.99\"");
     let reply = server.post_raw("/v1/plans", "application/toml", &pricey);
@@ -149,7 +149,7 @@ fn one_request_cannot_freeze_a_shard(backend: Backend) {
     // Purchases and events far in the past are refused, naming the field.
     for (at, why) in [("0001-01-01T00:00:00Z", "days before the service clock"), ("2025-01-01T00:00:00Z", "400 days")] {
         let reply = server.post("/v1/subscriptions", &json!({"id": "old", "plan": "daily-stash", "at": at}));
-        assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("at")), "{at}: {}", reply.body);
+        assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (400, Some("at"), Some("instant_out_of_range")), "{at}: {}", reply.body);
         assert!(reply.body["detail"].as_str().unwrap().contains(why), "{}", reply.body);
     }
     let reply = server.post("/v1/subscriptions", &json!({"id": "year", "plan": "daily-stash", "at": "2025-03-02T00:00:00Z"}));
@@ -254,6 +254,7 @@ fn cross_site_writes_are_refused_when_no_key_is_set(backend: Backend) {
     let cancel = r#"{"cancel": true}"#;
     let reply = server.post_raw("/v1/subscriptions/s1/events", "text/plain", cancel);
     assert_eq!((reply.status, reply.content_type.as_str()), (415, "application/problem+json"), "{}", reply.body);
+    assert_eq!(reply.body["code"], "unsupported_media_type");
     let form = server.post_raw("/v1/plans", "application/x-www-form-urlencoded", PLANS);
     assert_eq!(form.status, 415, "{}", form.body);
     let length = cancel.len();
@@ -262,12 +263,13 @@ fn cross_site_writes_are_refused_when_no_key_is_set(backend: Backend) {
         &format!("POST /v1/subscriptions/s1/events HTTP/1.1\r\nHost: rebound.example:8080\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{cancel}"),
     );
     assert_eq!(status, 403, "{answer}");
-    assert!(answer.contains("application/problem+json") && answer.contains("Host"), "{answer}");
+    assert!(answer.contains("application/problem+json") && answer.contains("\"code\":\"host_not_allowed\""), "{answer}");
     let (status, answer) = raw(
         &server,
         &format!("POST /v1/subscriptions/s1/events HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{cancel}"),
     );
     assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("\"code\":\"cross_site_refused\""), "{answer}");
     assert_eq!(server.get("/v1/subscriptions/s1/balance").body["status"], "active", "nothing was cancelled");
     let (status, answer) = raw(
         &server,
@@ -285,6 +287,7 @@ fn hostile_fields_get_a_problem_naming_them(backend: Backend) {
     let reply = server.post_raw("/v1/usage", "application/json", duplicated);
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("\"subscription\" appears twice"), "{}", reply.body);
+    assert_eq!(reply.body["code"], "invalid_json");
     let reply = server.post("/v1/usage", &json!({"records": [record("o", "2026-03-01T00:00:00+25:00")]}));
     assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("records[0].at")), "{}", reply.body);
     for id in [".", "..", "a\u{200b}b", "a\u{202e}b", " a", "a/b", "-lead"] {
@@ -295,7 +298,7 @@ fn hostile_fields_get_a_problem_naming_them(backend: Backend) {
     }
     for (query, field) in [("type=bogus", "type"), ("offset=18446744073709551615", "offset"), ("limit=0", "limit"), ("cause=nope", "cause")] {
         let reply = server.get(&format!("/v1/subscriptions/s1/ledger?{query}"));
-        assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some(field)), "{query}: {}", reply.body);
+        assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (400, Some(field), Some("invalid_query")), "{query}: {}", reply.body);
     }
     // Whoever answers an error, it is problem details.
     let put = raw(&server, "PUT /v1/plans HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -307,8 +310,9 @@ fn hostile_fields_get_a_problem_naming_them(backend: Backend) {
     assert_eq!(big.content_type, "application/problem+json");
     assert_eq!(long.0, 414, "{}", long.1);
     assert_eq!(utf8.0, 400, "{}", utf8.1);
-    for (status, answer) in [put, long, utf8] {
-        assert!(answer.contains("application/problem+json"), "{status}: {answer}");
+    assert_eq!(big.body["code"], "body_too_large");
+    for ((status, answer), code) in [(put, "method_not_allowed"), (long, "uri_too_long"), (utf8, "invalid_path")] {
+        assert!(answer.contains("application/problem+json") && answer.contains(&format!("\"code\":\"{code}\"")), "{status}: {answer}");
     }
     alive(&server);
 }
@@ -398,6 +402,7 @@ fn storm_thread(server: &Server, thread: u64, until: Instant) -> (Acknowledged, 
         assert!(reply.status < 500 || reply.status == 503, "thread {thread} request {n}: {} {}", reply.status, reply.body);
         if reply.status >= 400 {
             assert_eq!(reply.content_type, "application/problem+json", "{}", reply.body);
+            assert!(reply.body["code"].as_str().is_some_and(|c| !c.is_empty()), "every problem has a code: {}", reply.body);
         }
         if let Some(results) = reply.body["results"].as_array() {
             for result in results {

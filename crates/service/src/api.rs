@@ -97,6 +97,9 @@ pub enum UsageRejection {
 }
 
 impl UsageRejection {
+    /// Every code a rejected record may have, and `id_reused` of a conflict.
+    pub const CODES: [&'static str; 7] = ["unknown_subscription", "too_old", "in_future", "too_large", "session_stopped", "counter_backwards", "id_reused"];
+
     /// The stable code clients branch on.
     pub fn code(&self) -> &'static str {
         match self {

@@ -1,27 +1,113 @@
-//! The service's one error type.
+//! The service's one error type. Each kind has a stable code clients can
+//! branch on ([`ServiceError::code`]), the input field it is about, where
+//! there is one ([`ServiceError::field`]), and a sentence (`Display`).
 
-/// What the service refuses, and which input field it is about.
+use std::fmt;
+
+use rollover_store::StoreError;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceError {
-    NotFound { field: &'static str, message: String },
-    Conflict { field: &'static str, message: String },
-    Invalid { field: String, message: String },
-    /// A limit on what the service holds (not on one request) is reached.
-    LimitReached { field: &'static str, message: String },
-    /// The worker's queue is full: retry later.
+    UnknownSubscription { id: String },
+    /// `field` is where the plan was named (`plan`, `change_plan`).
+    UnknownPlan { field: &'static str, id: String },
+    UnknownSession { id: String },
+    SubscriptionExists { id: String },
+    /// An identifier (ICCID, IMSI, ...) another subscription holds.
+    IdentifierTaken { field: &'static str, owner: String },
+    SessionOpen { id: String },
+    /// A plan document that breaks a rule: `field` names the plan and its
+    /// field, `message` says what is wrong and on which line.
+    InvalidPlan { field: String, message: String },
+    /// An instant before or after what the service accepts.
+    InstantOutOfRange { field: &'static str, message: String },
+    /// Another value the service does not take.
+    Invalid { field: &'static str, message: String },
+    /// The catalog holds [`crate::MAX_PLAN_VERSIONS`] plan versions.
+    CatalogFull,
+    /// `set_clock` on the wall clock.
+    ClockNotSimulated,
+    /// `set_clock` to an instant before the clock.
+    ClockBackwards { now_micros: i64 },
+    /// A worker's queue is full: retry shortly.
     Busy,
-    Unavailable(String),
+    /// A part of the service has stopped; only a restart brings it back.
+    Stopped { what: &'static str },
+    /// The store failed.
+    Store(StoreError),
+    /// The store holds something that no longer reads (at start-up).
+    Corrupt { message: String },
 }
 
-impl std::fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ServiceError {
+    /// The stable code of this kind of error.
+    pub fn code(&self) -> &'static str {
         match self {
-            ServiceError::NotFound { field, message } | ServiceError::Conflict { field, message } | ServiceError::LimitReached { field, message } => {
-                write!(f, "{field}: {message}")
-            }
-            ServiceError::Invalid { field, message } => write!(f, "{field}: {message}"),
-            ServiceError::Busy => write!(f, "the service is busy; retry"),
-            ServiceError::Unavailable(message) => write!(f, "{message}"),
+            ServiceError::UnknownSubscription { .. } => "unknown_subscription",
+            ServiceError::UnknownPlan { .. } => "unknown_plan",
+            ServiceError::UnknownSession { .. } => "unknown_session",
+            ServiceError::SubscriptionExists { .. } => "subscription_exists",
+            ServiceError::IdentifierTaken { .. } => "identifier_taken",
+            ServiceError::SessionOpen { .. } => "session_open",
+            ServiceError::InvalidPlan { .. } => "invalid_plan",
+            ServiceError::InstantOutOfRange { .. } => "instant_out_of_range",
+            ServiceError::Invalid { .. } => "invalid_field",
+            ServiceError::CatalogFull => "catalog_full",
+            ServiceError::ClockNotSimulated => "clock_not_simulated",
+            ServiceError::ClockBackwards { .. } => "clock_backwards",
+            ServiceError::Busy => "busy",
+            ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => "unavailable",
         }
+    }
+
+    /// The input field the error is about.
+    pub fn field(&self) -> Option<&str> {
+        Some(match self {
+            ServiceError::UnknownSubscription { .. } | ServiceError::UnknownSession { .. } | ServiceError::SubscriptionExists { .. } | ServiceError::SessionOpen { .. } => "id",
+            ServiceError::UnknownPlan { field, .. } | ServiceError::IdentifierTaken { field, .. } => field,
+            ServiceError::InstantOutOfRange { field, .. } | ServiceError::Invalid { field, .. } => field,
+            ServiceError::InvalidPlan { field, .. } => field,
+            ServiceError::CatalogFull => "plan",
+            ServiceError::ClockNotSimulated | ServiceError::ClockBackwards { .. } => "now",
+            ServiceError::Busy | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => return None,
+        })
+    }
+
+    pub(crate) fn worker_stopped() -> ServiceError {
+        ServiceError::Stopped { what: "a shard worker" }
+    }
+
+    pub(crate) fn writer_stopped() -> ServiceError {
+        ServiceError::Stopped { what: "the store writer" }
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::UnknownSubscription { id } => write!(f, "unknown subscription \"{id}\""),
+            ServiceError::UnknownPlan { id, .. } => write!(f, "unknown plan \"{id}\""),
+            ServiceError::UnknownSession { id } => write!(f, "no open session \"{id}\" (or its reservation expired)"),
+            ServiceError::SubscriptionExists { id } => write!(f, "subscription \"{id}\" already exists"),
+            ServiceError::IdentifierTaken { field, owner } => write!(f, "{field}: already belongs to subscription \"{owner}\""),
+            ServiceError::SessionOpen { id } => write!(f, "session \"{id}\" is already open"),
+            ServiceError::InvalidPlan { message, .. } => write!(f, "{message}"),
+            ServiceError::InstantOutOfRange { field, message } | ServiceError::Invalid { field, message } => write!(f, "{field}: {message}"),
+            ServiceError::CatalogFull => write!(f, "the catalog holds {} plan versions, the most it may", crate::MAX_PLAN_VERSIONS),
+            ServiceError::ClockNotSimulated => write!(f, "the clock is the wall clock; start with --clock simulated to move it"),
+            ServiceError::ClockBackwards { now_micros } => write!(f, "the clock cannot move backwards (it is at {now_micros} µs)"),
+            ServiceError::Busy => write!(f, "the service is busy; retry shortly"),
+            ServiceError::Stopped { what } => write!(f, "{what} has stopped"),
+            ServiceError::Store(error) => write!(f, "the store failed: {error}"),
+            ServiceError::Corrupt { message } => write!(f, "the store does not read back: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> ServiceError {
+        ServiceError::Store(error)
     }
 }

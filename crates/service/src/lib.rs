@@ -19,11 +19,12 @@ mod sender;
 pub mod metrics;
 mod plans;
 mod replay;
+mod start;
 mod worker;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rollover_core::engine::Event;
@@ -39,8 +40,8 @@ pub use plans::{PlanVersion, Plans, SharedPlans};
 pub use replay::replay_subscription;
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;
 
-use worker::{Command, Worker};
-use writer::{Write, Writer};
+use worker::{Command, Committed};
+use writer::Write;
 
 /// Most plan versions the catalog holds; an upload past it is refused.
 pub const MAX_PLAN_VERSIONS: usize = 10_000;
@@ -105,116 +106,6 @@ fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
 }
 
 impl Service {
-    /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`),
-    /// rebuilds every subscription from it, and starts the workers and the
-    /// writer.
-    pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, String> {
-        let (store, reader) = rollover_store::open(url).map_err(|e| e.to_string())?;
-        let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
-        Service::start(store, reader, senders, clock, config)
-    }
-
-    /// Whether the store holds nothing yet (no plan, no subscription).
-    pub fn is_empty(&self) -> bool {
-        self.plans().catalog.plans().is_empty() && self.subscription_count() == 0
-    }
-
-    fn subscription_count(&self) -> usize {
-        self.inner.subscription_count.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Starts on open stores: the writer's, one for reads, and one per
-    /// webhook endpoint for its sender thread.
-    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, senders: Vec<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, String> {
-        let clock = Arc::new(match (clock, store.clock().map_err(|e| e.to_string())?) {
-            // A simulated clock resumes where it stopped.
-            (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
-            (clock, _) => clock,
-        });
-        let mut plans = Plans::default();
-        let plan_rows = store.load_plans().map_err(|e| e.to_string())?;
-        for row in &plan_rows {
-            let parsed = rollover_terms::parse_plans(&format!("plan {} version {}", row.id, row.version), &row.document)
-                .map_err(|e| format!("stored plan no longer reads: {e}"))?;
-            let plan = parsed.into_iter().nth(row.position as usize).ok_or_else(|| format!("stored plan {} is missing from its document", row.id))?;
-            plans.insert(row.version, plan);
-        }
-        let plans = Arc::new(SharedPlans::new(plans));
-
-        let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
-        let mut identifiers = HashMap::new();
-        let subscription_rows = store.load_subscriptions().map_err(|e| e.to_string())?;
-        let subscription_count = subscription_rows.len();
-        for row in subscription_rows {
-            for (_, key) in identifier_keys(&row.identifiers) {
-                identifiers.insert(key, row.id.clone());
-            }
-        }
-        let metrics = Arc::new(metrics::Metrics::default());
-        let notify = (!config.notify.endpoints.is_empty()).then(|| Arc::new(config.notify.clone()));
-        let mut workers = Vec::with_capacity(config.workers);
-        let mut handles = Vec::with_capacity(config.workers);
-        for n in 0..config.workers.max(1) {
-            let (tx, rx) = sync_channel::<Command>(config.queue_bound);
-            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone(), metrics.clone(), notify.clone());
-            handles.push(std::thread::Builder::new().name(format!("shard-worker-{n}")).spawn(move || worker.run(rx)).map_err(|e| e.to_string())?);
-            workers.push(tx);
-        }
-        // Rebuild: every event, in commit order, to the worker that owns it.
-        let mut failure = None;
-        store
-            .load_events(&mut |row| {
-                let worker = &workers[shard_of(&row.subscription) as usize % workers.len()];
-                if worker.send(Command::Replay(row)).is_err() {
-                    failure = Some("a worker stopped during start-up".to_string());
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
-        let mut waits = Vec::new();
-        for worker in &workers {
-            let (tx, rx) = oneshot::channel();
-            worker.send(Command::Tick { reply: Some(tx) }).map_err(|_| "a worker stopped during start-up")?;
-            waits.push(rx);
-        }
-        for wait in waits {
-            wait.blocking_recv().map_err(|_| "a worker stopped during start-up")?;
-        }
-        if let Some(notify) = &notify {
-            for (endpoint, sender) in senders.into_iter().enumerate().take(notify.endpoints.len()) {
-                let (notify, sender_metrics) = (notify.clone(), metrics.clone());
-                std::thread::Builder::new()
-                    .name(format!("webhook-sender-{endpoint}"))
-                    .spawn(move || sender::run(sender, notify, endpoint, sender_metrics))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        let writer_metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || Writer::new(store, writer_metrics).run(writer_rx))
-            .map_err(|e| e.to_string())?;
-        Ok(Service {
-            inner: Arc::new(Inner {
-                config,
-                clock,
-                plans,
-                plan_upload: tokio::sync::Mutex::new(()),
-                plan_rows: RwLock::new(plan_rows),
-                workers,
-                writer: writer_tx,
-                reader: Mutex::new(reader),
-                identifiers: Mutex::new(identifiers),
-                sessions: Mutex::new(HashMap::new()),
-                metrics,
-                metric_sources: RwLock::new(Vec::new()),
-                subscription_count: std::sync::atomic::AtomicUsize::new(subscription_count),
-            }),
-        })
-    }
-
     pub fn now(&self) -> Instant {
         self.inner.clock.now()
     }
@@ -232,6 +123,11 @@ impl Service {
         self.inner.plans.snapshot()
     }
 
+    /// Whether the store holds nothing yet (no plan, no subscription).
+    pub fn is_empty(&self) -> bool {
+        self.plans().catalog.plans().is_empty() && self.inner.subscription_count.load(std::sync::atomic::Ordering::Relaxed) == 0
+    }
+
     pub fn plan_document(&self, id: &str, version: u32) -> Option<String> {
         let rows = self.inner.plan_rows.read().expect("plan rows lock");
         rows.iter().find(|r| r.id == id && r.version == version).map(|r| r.document.clone())
@@ -241,20 +137,45 @@ impl Service {
         &self.inner.workers[shard_of(subscription) as usize % self.inner.workers.len()]
     }
 
+    /// Sends a command to the worker that owns `subscription`; a full queue
+    /// answers [`ServiceError::Busy`] at once.
     fn send(&self, subscription: &str, command: Command) -> Result<(), ServiceError> {
         match self.worker_for(subscription).try_send(command) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ServiceError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(ServiceError::Unavailable("a shard worker has stopped".into())),
+            Err(TrySendError::Disconnected(_)) => Err(ServiceError::worker_stopped()),
         }
     }
 
+    /// Sends the command `make` builds around a reply channel to the worker
+    /// that owns `subscription`, and waits for the worker's answer.
+    async fn ask<T>(&self, subscription: &str, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(subscription, make(tx))?;
+        rx.await.map_err(|_| ServiceError::worker_stopped())
+    }
+
+    /// Sends the command `make` builds to every worker, waiting for room in
+    /// full queues, and gathers the answers in worker order.
+    async fn ask_every_worker<T: Send + 'static>(&self, make: impl Fn(oneshot::Sender<T>) -> Command) -> Result<Vec<T>, ServiceError> {
+        let mut replies = Vec::with_capacity(self.inner.workers.len());
+        for worker in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            send_waiting(worker.clone(), make(tx)).await?;
+            replies.push(rx);
+        }
+        let mut answers = Vec::with_capacity(replies.len());
+        for reply in replies {
+            answers.push(reply.await.map_err(|_| ServiceError::worker_stopped())?);
+        }
+        Ok(answers)
+    }
+
     async fn write(&self, write: Write) -> Result<(), ServiceError> {
-        let writer = self.inner.writer.clone();
-        match writer.try_send(write) {
+        match self.inner.writer.try_send(write) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ServiceError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(ServiceError::Unavailable("the store writer has stopped".into())),
+            Err(TrySendError::Disconnected(_)) => Err(ServiceError::writer_stopped()),
         }
     }
 
@@ -263,7 +184,7 @@ impl Service {
     /// Uploads run one at a time, so that concurrent uploads of one plan id
     /// get consecutive versions; readers are never blocked by one.
     pub async fn add_plans(&self, document: &str) -> Result<Vec<(String, u32)>, ServiceError> {
-        let parsed = rollover_terms::parse_plan_texts("body", document).map_err(|e| ServiceError::Invalid { field: e.field.clone(), message: e.to_string() })?;
+        let parsed = rollover_terms::parse_plan_texts("body", document).map_err(|e| ServiceError::InvalidPlan { field: e.field.clone(), message: e.to_string() })?;
         let _upload = self.inner.plan_upload.lock().await;
         let now = self.now();
         let current = self.plans();
@@ -276,10 +197,7 @@ impl Service {
                 Some(latest) if catalog.catalog.get(latest.ix) == &plan => result.push((plan.id.clone(), latest.version)),
                 latest => {
                     if catalog.catalog.plans().len() >= MAX_PLAN_VERSIONS {
-                        return Err(ServiceError::LimitReached {
-                            field: "plan",
-                            message: format!("the catalog holds {MAX_PLAN_VERSIONS} plan versions, the most it may"),
-                        });
+                        return Err(ServiceError::CatalogFull);
                     }
                     let version = latest.map_or(1, |l| l.version + 1);
                     rows.push(PlanRow { id: plan.id.clone(), version, document: text, position: 0, created_at_micros: now.micros() });
@@ -291,7 +209,7 @@ impl Service {
         let Some(next) = next else { return Ok(result) };
         let (tx, rx) = oneshot::channel();
         self.write(Write::Plans { rows: rows.clone(), done: tx }).await?;
-        rx.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?.map_err(ServiceError::Unavailable)?;
+        rx.await.map_err(|_| ServiceError::writer_stopped())??;
         self.inner.plans.publish(next);
         self.inner.plan_rows.write().expect("plan rows lock").extend(rows);
         Ok(result)
@@ -299,43 +217,31 @@ impl Service {
 
     /// The purchase: creates a subscription on the newest version of `plan`.
     pub async fn create_subscription(&self, new: NewSubscription) -> Result<String, ServiceError> {
-        let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::NotFound { field: "plan", message: format!("unknown plan \"{}\"", new.plan) })?;
+        let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownPlan { field: "plan", id: new.plan.clone() })?;
         let keys = identifier_keys(&new.identifiers);
         {
             let mut taken = self.inner.identifiers.lock().expect("identifier lock");
             for (field, key) in &keys {
                 if let Some(owner) = taken.get(key) {
-                    return Err(ServiceError::Conflict { field, message: format!("already belongs to subscription \"{owner}\"") });
+                    return Err(ServiceError::IdentifierTaken { field, owner: owner.clone() });
                 }
             }
             for (_, key) in &keys {
                 taken.insert(key.clone(), new.id.clone());
             }
         }
-        let (tx, rx) = oneshot::channel();
-        let command = Command::Create {
-            row: SubscriptionRow { id: new.id.clone(), identifiers: new.identifiers.clone(), created_at_micros: self.now().micros() },
-            plan,
-            at: new.at,
-            reply: tx,
-        };
-        let release = |service: &Service| {
-            let mut taken = service.inner.identifiers.lock().expect("identifier lock");
-            for (_, key) in &keys {
-                taken.remove(key);
-            }
-        };
-        if let Err(e) = self.send(&new.id, command) {
-            release(self);
-            return Err(e);
-        }
-        match rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))? {
+        let row = SubscriptionRow { id: new.id.clone(), identifiers: new.identifiers.clone(), created_at_micros: self.now().micros() };
+        let created = self.ask(&new.id, |reply| Command::Create { row, plan, at: new.at, reply }).await.and_then(|created| created);
+        match created {
             Ok(committed) => {
-                committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+                wait_commit(Some(committed)).await?;
                 Ok(new.id)
             }
             Err(e) => {
-                release(self);
+                let mut taken = self.inner.identifiers.lock().expect("identifier lock");
+                for (_, key) in &keys {
+                    taken.remove(key);
+                }
                 Err(e)
             }
         }
@@ -357,16 +263,13 @@ impl Service {
                 (Event::Grant { kind, bytes, expires }, EventBody::Grant { kind: kind.name(), bytes, expires_micros })
             }
             LifecycleEvent::ChangePlan(id) => {
-                let plan = self.plans().latest(&id).ok_or_else(|| ServiceError::NotFound { field: "change_plan", message: format!("unknown plan \"{id}\"") })?;
+                let plan = self.plans().latest(&id).ok_or(ServiceError::UnknownPlan { field: "change_plan", id })?;
                 (Event::ChangePlan(plan.ix), EventBody::ChangePlan { plan_id: plan.id, plan_version: plan.version })
             }
         };
-        let (tx, rx) = oneshot::channel();
-        self.send(subscription, Command::Event { id: subscription.to_string(), event, body, at, reply: tx })?;
-        let (outcome, committed) = rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))??;
-        if let Some(committed) = committed {
-            committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
-        }
+        let id = subscription.to_string();
+        let (outcome, committed) = self.ask(subscription, |reply| Command::Event { id, event, body, at, reply }).await??;
+        wait_commit(committed).await?;
         Ok(outcome)
     }
 
@@ -385,27 +288,19 @@ impl Service {
             }
             let (tx, rx) = oneshot::channel();
             match self.inner.workers[n].try_send(Command::Usage { records, reply: tx }) {
-                Ok(()) => replies.push(rx),
+                Ok(()) => {}
                 Err(TrySendError::Full(_)) if replies.is_empty() => return Err(ServiceError::Busy),
-                Err(TrySendError::Full(Command::Usage { records, reply })) => {
-                    // Part of the batch is already on its way: wait for room
-                    // rather than answer for only part of it.
-                    let worker = self.inner.workers[n].clone();
-                    tokio::task::spawn_blocking(move || worker.send(Command::Usage { records, reply }).map_err(|_| ()))
-                        .await
-                        .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
-                        .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
-                    replies.push(rx);
-                }
-                Err(_) => return Err(ServiceError::Unavailable("a shard worker has stopped".into())),
+                // Part of the batch is already on its way: wait for room
+                // rather than answer for only part of it.
+                Err(TrySendError::Full(command)) => send_waiting(self.inner.workers[n].clone(), command).await?,
+                Err(TrySendError::Disconnected(_)) => return Err(ServiceError::worker_stopped()),
             }
+            replies.push(rx);
         }
         let mut results = vec![UsageResult::Duplicate; count];
         for reply in replies {
-            let (rated, committed) = reply.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
-            if let Some(committed) = committed {
-                committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
-            }
+            let (rated, committed) = reply.await.map_err(|_| ServiceError::worker_stopped())?;
+            wait_commit(committed).await?;
             for (index, result) in rated {
                 results[index] = result;
             }
@@ -414,9 +309,8 @@ impl Service {
     }
 
     pub async fn balance(&self, subscription: &str) -> Result<Balance, ServiceError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(subscription, Command::Balance { id: subscription.to_string(), reply: tx })?;
-        rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
+        let id = subscription.to_string();
+        self.ask(subscription, |reply| Command::Balance { id, reply }).await?
     }
 
     /// The subscription's ledger, recomputed from its stored events (the same
@@ -425,13 +319,13 @@ impl Service {
         let service = self.clone();
         let id = subscription.to_string();
         tokio::task::spawn_blocking(move || {
-            let events = service.inner.reader.lock().expect("reader lock").events_of(&id).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let events = service.inner.reader.lock().expect("reader lock").events_of(&id)?;
             if events.is_empty() {
-                return Err(ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") });
+                return Err(ServiceError::UnknownSubscription { id });
             }
             // A snapshot: a long replay holds no lock that others wait for.
             let plans = service.plans();
-            let (mut subscription, mut entries, mut late) = replay_subscription(&plans, &events).map_err(ServiceError::Unavailable)?;
+            let (mut subscription, mut entries, mut late) = replay_subscription(&plans, &events)?;
             subscription.advance(&plans.catalog, service.now(), &mut entries);
             late.resize(entries.len(), false);
             let notes = events
@@ -444,7 +338,7 @@ impl Service {
             Ok(Ledger { entries, late, plan: subscription.plan(), notes })
         })
         .await
-        .map_err(|_| ServiceError::Unavailable("the ledger reader stopped".into()))?
+        .map_err(|_| ServiceError::Stopped { what: "the ledger reader" })?
     }
 
     /// Opens, updates or ends an online charging session. A session's
@@ -466,41 +360,36 @@ impl Service {
         at: Option<Instant>,
         country: Option<Country>,
     ) -> Result<SessionAnswer, ServiceError> {
-        let owner = {
-            let mut sessions = self.inner.sessions.lock().expect("session lock");
-            match (op, subscription) {
-                (SessionOp::Start { .. }, Some(subscription)) => {
-                    if sessions.contains_key(session) {
-                        return Err(ServiceError::Conflict { field: "id", message: format!("session \"{session}\" is already open") });
-                    }
-                    sessions.insert(session.to_string(), subscription.to_string());
-                    subscription.to_string()
-                }
-                (SessionOp::Start { .. }, None) => return Err(ServiceError::Invalid { field: "subscription".into(), message: "is required".into() }),
-                _ => sessions
-                    .get(session)
-                    .cloned()
-                    .ok_or_else(|| ServiceError::NotFound { field: "id", message: format!("no open session \"{session}\"") })?,
-            }
-        };
-        let (tx, rx) = oneshot::channel();
-        let sent = self.send(&owner, Command::Session { subscription: owner.clone(), session: session.to_string(), op, at, country, reply: tx });
-        let answer = match sent {
-            Ok(()) => rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?,
-            Err(e) => Err(e),
-        };
+        let owner = self.session_owner(session, subscription, op)?;
+        let (subscription, name) = (owner.clone(), session.to_string());
+        let answer = self.ask(&owner, |reply| Command::Session { subscription, session: name, op, at, country, reply }).await.and_then(|answer| answer);
         let forget = matches!(
             (&answer, op),
-            (Err(_), SessionOp::Start { .. }) | (Ok(_), SessionOp::End { .. }) | (Err(ServiceError::NotFound { .. }), _)
+            (Err(_), SessionOp::Start { .. }) | (Ok(_), SessionOp::End { .. }) | (Err(ServiceError::UnknownSession { .. } | ServiceError::UnknownSubscription { .. }), _)
         );
         if forget {
             self.inner.sessions.lock().expect("session lock").remove(session);
         }
         let (answer, committed) = answer?;
-        if let Some(committed) = committed {
-            committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
-        }
+        wait_commit(committed).await?;
         Ok(answer)
+    }
+
+    /// The subscription a session belongs to: given at the start (and then
+    /// remembered), looked up for every later step.
+    fn session_owner(&self, session: &str, subscription: Option<&str>, op: SessionOp) -> Result<String, ServiceError> {
+        let mut sessions = self.inner.sessions.lock().expect("session lock");
+        match (op, subscription) {
+            (SessionOp::Start { .. }, Some(subscription)) => {
+                if sessions.contains_key(session) {
+                    return Err(ServiceError::SessionOpen { id: session.to_string() });
+                }
+                sessions.insert(session.to_string(), subscription.to_string());
+                Ok(subscription.to_string())
+            }
+            (SessionOp::Start { .. }, None) => Err(ServiceError::Invalid { field: "subscription", message: "is required".into() }),
+            _ => sessions.get(session).cloned().ok_or_else(|| ServiceError::UnknownSession { id: session.to_string() }),
+        }
     }
 
     /// The subscription that holds an identifier: `field` is one of `iccid`,
@@ -514,26 +403,15 @@ impl Service {
     /// a CoA or Disconnect sent and how the NAS answered. Returns once
     /// committed.
     pub async fn note(&self, subscription: &str, note: String) -> Result<(), ServiceError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(subscription, Command::Note { id: subscription.to_string(), note, reply: tx })?;
-        let committed = rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))??;
-        committed.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))
+        let id = subscription.to_string();
+        let committed = self.ask(subscription, |reply| Command::Note { id, note, reply }).await??;
+        wait_commit(Some(committed)).await
     }
 
     /// Counter sessions that have not stopped and were heard of within the
     /// maximum age: what the RADIUS listener knows again after a restart.
     pub async fn open_counters(&self) -> Result<Vec<OpenCounter>, ServiceError> {
-        let mut open = Vec::new();
-        for worker in &self.inner.workers {
-            let (tx, rx) = oneshot::channel();
-            let worker = worker.clone();
-            tokio::task::spawn_blocking(move || worker.send(Command::OpenCounters { reply: tx }).map_err(|_| ()))
-                .await
-                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
-                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
-            open.extend(rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?);
-        }
-        Ok(open)
+        Ok(self.ask_every_worker(|reply| Command::OpenCounters { reply }).await?.into_iter().flatten().collect())
     }
 
     /// The Prometheus exposition text: counters, latencies and subscriptions
@@ -543,7 +421,7 @@ impl Service {
         for worker in &self.inner.workers {
             let (tx, rx) = oneshot::channel();
             worker.try_send(Command::Statuses { reply: tx }).map_err(|_| ServiceError::Busy)?;
-            for (status, count) in rx.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))? {
+            for (status, count) in rx.await.map_err(|_| ServiceError::worker_stopped())? {
                 match totals.iter_mut().find(|(s, _)| *s == status) {
                     Some((_, total)) => *total += count,
                     None => totals.push((status, count)),
@@ -568,30 +446,32 @@ impl Service {
     /// in every worker before returning.
     pub async fn set_clock(&self, to: Instant) -> Result<Instant, ServiceError> {
         if !self.inner.clock.is_simulated() {
-            return Err(ServiceError::Invalid { field: "now".into(), message: "the clock is the wall clock; start with --clock simulated to move it".into() });
+            return Err(ServiceError::ClockNotSimulated);
         }
         if !self.inner.clock.set(to) {
-            return Err(ServiceError::Invalid {
-                field: "now".into(),
-                message: format!("the clock cannot move backwards (it is at {} µs)", self.now().micros()),
-            });
+            return Err(ServiceError::ClockBackwards { now_micros: self.now().micros() });
         }
-        let mut waits = Vec::new();
-        for worker in &self.inner.workers {
-            let (tx, rx) = oneshot::channel();
-            let worker = worker.clone();
-            tokio::task::spawn_blocking(move || worker.send(Command::Tick { reply: Some(tx) }).map_err(|_| ()))
-                .await
-                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?
-                .map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
-            waits.push(rx);
-        }
-        for wait in waits {
-            wait.await.map_err(|_| ServiceError::Unavailable("a shard worker has stopped".into()))?;
-        }
+        self.ask_every_worker(|reply| Command::Tick { reply: Some(reply) }).await?;
         let (tx, rx) = oneshot::channel();
         self.write(Write::Batch { batch: Batch { clock_micros: Some(to.micros()), ..Batch::default() }, done: tx }).await?;
-        rx.await.map_err(|_| ServiceError::Unavailable("the store writer has stopped".into()))?;
+        rx.await.map_err(|_| ServiceError::writer_stopped())?;
         Ok(self.now())
+    }
+}
+
+/// Sends to a worker whose queue may be full, waiting on a blocking thread
+/// for room rather than on the runtime.
+async fn send_waiting(worker: SyncSender<Command>, command: Command) -> Result<(), ServiceError> {
+    tokio::task::spawn_blocking(move || worker.send(command).map_err(|_| ()))
+        .await
+        .map_err(|_| ServiceError::worker_stopped())?
+        .map_err(|_| ServiceError::worker_stopped())
+}
+
+/// Waits until the rows a worker handed to the writer are committed.
+async fn wait_commit(committed: Option<Committed>) -> Result<(), ServiceError> {
+    match committed {
+        Some(committed) => committed.await.map_err(|_| ServiceError::writer_stopped()),
+        None => Ok(()),
     }
 }

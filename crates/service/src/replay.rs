@@ -6,19 +6,24 @@ use rollover_core::ledger::Entry;
 use rollover_core::{Country, Instant, Kind, Subscription};
 use rollover_store::{EXPIRES_NEVER, EXPIRES_PERIOD_END, EventBody, EventRow};
 
+use crate::ServiceError;
 use crate::plans::Plans;
+
+fn corrupt(message: String) -> ServiceError {
+    ServiceError::Corrupt { message }
+}
 
 /// The core event a stored row stands for. A row that cannot be read back is
 /// a corrupt store: the caller stops.
 /// Network notes stand for no event.
-pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Option<Event>, String> {
+pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Option<Event>, ServiceError> {
     Ok(match body {
         EventBody::Usage { bytes, country } => Event::Usage {
             bytes: *bytes,
-            country: country.as_deref().map(Country::parse).transpose().map_err(|e| format!("stored usage: {e}"))?,
+            country: country.as_deref().map(Country::parse).transpose().map_err(|e| corrupt(format!("stored usage: {e}")))?,
         },
         EventBody::Grant { kind, bytes, expires_micros } => Event::Grant {
-            kind: Kind::parse(kind).map_err(|e| format!("stored grant: {e}"))?,
+            kind: Kind::parse(kind).map_err(|e| corrupt(format!("stored grant: {e}")))?,
             bytes: *bytes,
             expires: match *expires_micros {
                 EXPIRES_NEVER => GrantExpiry::Never,
@@ -27,25 +32,25 @@ pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Option<Event>,
             },
         },
         EventBody::ChangePlan { plan_id, plan_version } => {
-            Event::ChangePlan(plans.get(plan_id, *plan_version).ok_or_else(|| format!("stored plan change to unknown plan {plan_id} v{plan_version}"))?)
+            Event::ChangePlan(plans.get(plan_id, *plan_version).ok_or_else(|| corrupt(format!("stored plan change to unknown plan {plan_id} v{plan_version}")))?)
         }
         EventBody::Install => Event::Install,
         EventBody::FirstUse => Event::FirstUse,
         EventBody::Suspend => Event::Suspend,
         EventBody::Resume => Event::Resume,
         EventBody::Cancel => Event::Cancel,
-        EventBody::Purchase { .. } => return Err("a second purchase in one subscription's log".into()),
+        EventBody::Purchase { .. } => return Err(corrupt("a second purchase in one subscription's log".into())),
         EventBody::Network { .. } => return Ok(None),
     }
     .into())
 }
 
 /// Creates a subscription from its purchase row.
-pub(crate) fn purchase(plans: &Plans, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<Subscription, String> {
+pub(crate) fn purchase(plans: &Plans, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<Subscription, ServiceError> {
     let EventBody::Purchase { plan_id, plan_version } = &row.body else {
-        return Err(format!("the first stored event of {} is not a purchase", row.subscription));
+        return Err(corrupt(format!("the first stored event of {} is not a purchase", row.subscription)));
     };
-    let ix = plans.get(plan_id, *plan_version).ok_or_else(|| format!("stored purchase of unknown plan {plan_id} v{plan_version}"))?;
+    let ix = plans.get(plan_id, *plan_version).ok_or_else(|| corrupt(format!("stored purchase of unknown plan {plan_id} v{plan_version}")))?;
     let mut subscription = Subscription::purchase(&plans.catalog, ix, Instant::from_micros(row.at_micros), ledger);
     subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), ledger);
     Ok(subscription)
@@ -54,7 +59,7 @@ pub(crate) fn purchase(plans: &Plans, row: &EventRow, ledger: &mut Vec<Entry>) -
 /// Applies one stored row exactly as it was applied live: bring the
 /// subscription up to the clock of that moment, then apply the event at its
 /// own instant.
-pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<(), String> {
+pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &EventRow, ledger: &mut Vec<Entry>) -> Result<(), ServiceError> {
     let Some(event) = to_event(plans, &row.body)? else { return Ok(()) };
     subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), ledger);
     subscription.apply(&plans.catalog, event, Instant::from_micros(row.at_micros), ledger);
@@ -65,8 +70,8 @@ pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &Ev
 /// list marks the entries of usage records that arrived late: stamped before
 /// a period boundary the subscription had already crossed, so rated in the
 /// period that was current when they arrived.
-pub fn replay_subscription(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>, Vec<bool>), String> {
-    let (first, rest) = rows.split_first().ok_or("no stored events")?;
+pub fn replay_subscription(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>, Vec<bool>), ServiceError> {
+    let (first, rest) = rows.split_first().ok_or_else(|| corrupt("no stored events".into()))?;
     let mut ledger = Vec::new();
     let mut subscription = purchase(plans, first, &mut ledger)?;
     let mut late = vec![false; ledger.len()];

@@ -317,7 +317,7 @@ impl Worker {
         }
     }
 
-    fn replay(&mut self, row: &EventRow) -> Result<(), String> {
+    fn replay(&mut self, row: &EventRow) -> Result<(), ServiceError> {
         let plans = self.plans.snapshot();
         self.scratch.clear();
         match self.index.get(&row.subscription) {
@@ -466,7 +466,7 @@ impl Worker {
 
     fn create(&mut self, row: SubscriptionRow, plan: PlanVersion, at: Option<Instant>) -> Result<Committed, ServiceError> {
         if self.index.contains_key(&row.id) {
-            return Err(ServiceError::Conflict { field: "id", message: format!("subscription \"{}\" already exists", row.id) });
+            return Err(ServiceError::SubscriptionExists { id: row.id });
         }
         let (now, at) = self.now_and(at, self.config.max_backdate_micros)?;
         let plans = self.plans.snapshot();
@@ -501,11 +501,11 @@ impl Worker {
         let at = at.unwrap_or(now);
         if at.micros() > now.micros() + self.config.future_skew_micros {
             let skew = self.config.future_skew_micros / 1_000_000;
-            return Err(ServiceError::Invalid { field: "at".into(), message: format!("is in the future (more than {skew} s ahead of the service clock)") });
+            return Err(ServiceError::InstantOutOfRange { field: "at", message: format!("is in the future (more than {skew} s ahead of the service clock)") });
         }
         if at.micros() < now.micros().saturating_sub(max_back_micros) {
             let days = max_back_micros / 86_400_000_000;
-            return Err(ServiceError::Invalid { field: "at".into(), message: format!("is more than {days} days before the service clock") });
+            return Err(ServiceError::InstantOutOfRange { field: "at", message: format!("is more than {days} days before the service clock") });
         }
         Ok((now, at))
     }
@@ -515,13 +515,13 @@ impl Worker {
     fn event_instant(&self, slot: usize, at: Option<Instant>, max_back_micros: i64) -> Result<(Instant, Instant), ServiceError> {
         let (now, at) = self.now_and(at, max_back_micros)?;
         if at < self.subscriptions[slot].subscription.purchased_at() {
-            return Err(ServiceError::Invalid { field: "at".into(), message: "is before the subscription's purchase".into() });
+            return Err(ServiceError::InstantOutOfRange { field: "at", message: "is before the subscription's purchase".into() });
         }
         Ok((now, at))
     }
 
     fn slot(&self, id: &str) -> Result<usize, ServiceError> {
-        self.index.get(id).copied().ok_or_else(|| ServiceError::NotFound { field: "id", message: format!("unknown subscription \"{id}\"") })
+        self.index.get(id).copied().ok_or_else(|| ServiceError::UnknownSubscription { id: id.to_string() })
     }
 
     fn event(&mut self, id: &str, event: Event, body: EventBody, at: Option<Instant>) -> Result<(EventOutcome, Option<Committed>), ServiceError> {
@@ -754,7 +754,7 @@ impl Worker {
         if let SessionOp::Update { used_bytes, .. } | SessionOp::End { used_bytes, .. } = op
             && used_bytes > MAX_RECORD_BYTES
         {
-            return Err(ServiceError::Invalid { field: "used_bytes".into(), message: format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one report") });
+            return Err(ServiceError::Invalid { field: "used_bytes", message: format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one report") });
         }
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
@@ -768,7 +768,7 @@ impl Worker {
         let (requested, report) = match op {
             SessionOp::Start { requested_bytes } => {
                 if sessions.contains_key(session) {
-                    return Err(ServiceError::Conflict { field: "id", message: format!("session \"{session}\" is already open") });
+                    return Err(ServiceError::SessionOpen { id: session.to_string() });
                 }
                 (requested_bytes, None)
             }
@@ -777,7 +777,7 @@ impl Worker {
         };
         if let Some((_, number)) = report {
             let Some(reservation) = sessions.get(session) else {
-                return Err(ServiceError::NotFound { field: "id", message: format!("no open session \"{session}\" (or its reservation expired)") });
+                return Err(ServiceError::UnknownSession { id: session.to_string() });
             };
             if let Some((last, answer)) = &reservation.last
                 && *last == number

@@ -4,7 +4,7 @@
 
 use std::sync::mpsc::Receiver;
 
-use rollover_store::{Batch, PlanRow, Store};
+use rollover_store::{Batch, PlanRow, Store, StoreError};
 use tokio::sync::oneshot;
 
 /// Most events in one transaction.
@@ -14,7 +14,7 @@ pub(crate) enum Write {
     Batch { batch: Batch, done: oneshot::Sender<()> },
     /// Answered with the store's error, if any: plans are published only
     /// after they are stored, so a failed insert leaves memory as it was.
-    Plans { rows: Vec<PlanRow>, done: oneshot::Sender<Result<(), String>> },
+    Plans { rows: Vec<PlanRow>, done: oneshot::Sender<Result<(), StoreError>> },
 }
 
 pub(crate) struct Writer {
@@ -37,10 +37,7 @@ impl Writer {
                     Write::Plans { rows, done: plan_done } => {
                         // Plans are rare: commit what is gathered, then them.
                         self.commit(&mut batch, &mut done);
-                        let stored = self.store.insert_plans(&rows).map_err(|e| {
-                            tracing::error!(error = %e, "storing plans failed");
-                            e.to_string()
-                        });
+                        let stored = self.store.insert_plans(&rows).inspect_err(|e| tracing::error!(error = %e, "storing plans failed"));
                         let _ = plan_done.send(stored);
                     }
                     Write::Batch { batch: more, done: waiter } => {

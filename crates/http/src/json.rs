@@ -144,18 +144,35 @@ pub fn instant(fields: &Fields, path: &str, key: &str) -> Result<Option<Instant>
 
 pub use rollover_service::MAX_RECORD_BYTES;
 
+/// A JSON number that is a whole number 0 or more: `5`, and also `5.0` (some
+/// encoders write whole numbers so; JSON Schema's `integer` takes them).
+pub fn whole_number(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= (1u64 << 53) as f64).map(|f| f as u64))
+}
+
+/// A number of bytes: a whole number, or an amount with its unit
+/// (`"5GiB"`), at most [`MAX_RECORD_BYTES`].
 pub fn bytes(fields: &Fields, path: &str, key: &str) -> Result<u64, Problem> {
     let field = join(path, key);
     match fields.get(key) {
         None | Some(Value::Null) => Err(Problem::required(field)),
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Value::Number(n)) => match whole_number(n) {
             Some(b) if b <= MAX_RECORD_BYTES => Ok(b),
             Some(_) => Err(Problem::invalid(field, format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one record"))),
             None => Err(Problem::invalid(field, "must be a whole number of bytes, 0 or more")),
         },
-        Some(Value::String(s)) => rollover_core::amount::parse_bytes(s)
-            .map_err(|e| Problem::invalid(field.clone(), format!("\"{s}\": {e}")))
-            .and_then(|b| if b <= MAX_RECORD_BYTES { Ok(b) } else { Err(Problem::invalid(field, "is more than 1 TiB in one record")) }),
+        Some(Value::String(s)) if s.contains('.') => Err(Problem::invalid(field, format!("\"{s}\": write a whole number and a unit, e.g. \"1536MiB\""))),
+        Some(Value::String(s)) => {
+            let bytes = match rollover_core::amount::parse_bytes(s) {
+                Ok(bytes) => bytes,
+                Err(rollover_core::amount::AmountError::TooLarge) => u64::MAX,
+                Err(e) => return Err(Problem::invalid(field, format!("\"{s}\": {e}"))),
+            };
+            if bytes > MAX_RECORD_BYTES {
+                return Err(Problem::about(Code::ValueOutOfRange, field, format!("\"{s}\" is more than 1 TiB in one record")));
+            }
+            Ok(bytes)
+        }
         Some(_) => Err(Problem::invalid(field, "must be a number of bytes")),
     }
 }

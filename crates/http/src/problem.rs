@@ -48,11 +48,9 @@ codes! {
     UnknownField = "unknown_field", BAD_REQUEST, "The body has a field the endpoint does not take; `field` names it.";
     MissingField = "missing_field", BAD_REQUEST, "A required field is absent; `field` names it.";
     InvalidField = "invalid_field", BAD_REQUEST, "A value breaks a rule; `field` names it and `detail` says which rule.";
-    InvalidPlan = "invalid_plan", BAD_REQUEST, "A plan document breaks a rule of the plan terms; `field` names the plan and its field, `detail` the line.";
+
     InvalidQuery = "invalid_query", BAD_REQUEST, "A query parameter is unknown or its value is wrong; `field` names it.";
     InvalidPath = "invalid_path", BAD_REQUEST, "The path cannot be read: not UTF-8 once percent-decoded.";
-    InstantOutOfRange = "instant_out_of_range", BAD_REQUEST, "An instant lies further back or ahead than the service takes, or before the subscription's purchase.";
-    ClockBackwards = "clock_backwards", BAD_REQUEST, "The simulated clock cannot move backwards.";
     BadRequest = "bad_request", BAD_REQUEST, "The request cannot be read as HTTP the service takes.";
     MissingCredentials = "missing_credentials", UNAUTHORIZED, "No `Authorization: Bearer` credential where one is needed.";
     InvalidCredentials = "invalid_credentials", UNAUTHORIZED, "An unknown API key, or a customer token that is malformed or whose signature does not match.";
@@ -75,6 +73,11 @@ codes! {
     TooManyRecords = "too_many_records", PAYLOAD_TOO_LARGE, "More usage records than `limits.max_records_per_request` in one request.";
     UriTooLong = "uri_too_long", URI_TOO_LONG, "The path and query are longer than 8,192 bytes.";
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body's `Content-Type` is not one the endpoint reads (`application/json`; plans also `application/toml`).";
+    UnknownReference = "unknown_reference", UNPROCESSABLE_ENTITY, "The body names a plan or subscription that does not exist; `field` says where (`plan`, `change_plan`, `subscription`).";
+    InvalidPlan = "invalid_plan", UNPROCESSABLE_ENTITY, "A plan document does not read (TOML syntax) or breaks a rule of the plan terms; `field` names the plan and its field, `detail` the line.";
+    InstantOutOfRange = "instant_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed instant lies further back or ahead than the service takes now (`service.max_backdate_seconds`, `service.max_age_seconds`, `service.future_skew_seconds`), before the subscription's purchase, or (moving the simulated clock) more than `service.max_backdate_seconds` ahead.";
+    ValueOutOfRange = "value_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed amount beyond a limit (more than 1 TiB in one record, a grant of zero bytes).";
+    ClockBackwards = "clock_backwards", UNPROCESSABLE_ENTITY, "The simulated clock cannot move backwards.";
     CatalogFull = "catalog_full", UNPROCESSABLE_ENTITY, "The catalog holds 10,000 plan versions, the most it may.";
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, "The API key, or this subscription's customer tokens, are over their rate; `Retry-After` says when to retry.";
     Busy = "busy", SERVICE_UNAVAILABLE, "A shard worker's queue is full; retry shortly.";
@@ -86,7 +89,7 @@ impl Code {
     fn of(error: &ServiceError) -> Code {
         match error {
             ServiceError::UnknownSubscription { .. } => Code::UnknownSubscription,
-            ServiceError::UnknownPlan { .. } => Code::UnknownPlan,
+            ServiceError::UnknownReference { .. } => Code::UnknownReference,
             ServiceError::UnknownSession { .. } => Code::UnknownSession,
             ServiceError::SubscriptionExists { .. } => Code::SubscriptionExists,
             ServiceError::IdentifierTaken { .. } => Code::IdentifierTaken,
@@ -231,7 +234,7 @@ mod tests {
         let cases = [
             (ServiceError::UnknownSubscription { id: "s".into() }, 404, "unknown_subscription", Some("id")),
             (ServiceError::IdentifierTaken { field: "identifiers.imsi", owner: "s".into() }, 409, "identifier_taken", Some("identifiers.imsi")),
-            (ServiceError::InstantOutOfRange { field: "at", message: "is in the future".into() }, 400, "instant_out_of_range", Some("at")),
+            (ServiceError::InstantOutOfRange { field: "at", message: "is in the future".into() }, 422, "instant_out_of_range", Some("at")),
             (ServiceError::CatalogFull, 422, "catalog_full", Some("plan")),
             (ServiceError::Busy, 503, "busy", None),
             (ServiceError::Stopped { what: "the store writer" }, 503, "unavailable", None),

@@ -99,7 +99,7 @@ async fn post_plans(State(service): State<Service>, headers: HeaderMap, body: By
     let versions = service.add_plans(&document).await.map_err(|e| match e {
         rollover_service::ServiceError::InvalidPlan { field, message } => {
             // `message` is "body:LINE: FIELD: text"; the line only helps TOML.
-            Problem::about(Code::InvalidPlan, field, message.strip_prefix("body:").map(|m| format!("line {m}")).unwrap_or(message))
+            Problem::new(Code::InvalidPlan, message.strip_prefix("body:").map(|m| format!("line {m}")).unwrap_or(message), Some(field))
         }
         other => other.into(),
     })?;
@@ -209,7 +209,7 @@ async fn post_event(State(service): State<Service>, Path(id): Path<String>, body
             let kind = json::kind(grant, "grant", "kind")?;
             let bytes = json::bytes(grant, "grant", "data")?;
             if bytes == 0 {
-                return Err(Problem::invalid("grant.data", "must be more than zero"));
+                return Err(Problem::about(Code::ValueOutOfRange, "grant.data", "must be more than zero"));
             }
             let expires = match json::required_string(grant, "grant", "expires")? {
                 "period_end" => GrantExpiry::PeriodEnd,
@@ -418,7 +418,7 @@ fn optional_bytes(fields: &json::Fields, key: &str) -> Result<Option<u64>, Probl
 fn request_number(fields: &json::Fields) -> Result<u32, Problem> {
     match fields.get("request_number") {
         None | Some(Value::Null) => Err(Problem::invalid("request_number", "is required: number each report of a session, 1, 2, 3, ...")),
-        Some(Value::Number(n)) => n.as_u64().filter(|n| *n <= u32::MAX as u64).map(|n| n as u32).ok_or_else(|| Problem::invalid("request_number", "must be 0 to 4294967295")),
+        Some(Value::Number(n)) => json::whole_number(n).filter(|n| *n <= u32::MAX as u64).map(|n| n as u32).ok_or_else(|| Problem::invalid("request_number", "must be 0 to 4294967295")),
         Some(_) => Err(Problem::invalid("request_number", "must be a number")),
     }
 }
@@ -675,8 +675,7 @@ async fn post_token(
     json::only(&fields, "", &["expires_in_seconds"])?;
     let seconds = match fields.get("expires_in_seconds") {
         None | Some(Value::Null) => 30 * 86_400,
-        Some(Value::Number(n)) => n
-            .as_u64()
+        Some(Value::Number(n)) => json::whole_number(n)
             .filter(|s| (1..=MAX_TOKEN_SECONDS).contains(s))
             .ok_or_else(|| Problem::invalid("expires_in_seconds", format!("must be 1 to {MAX_TOKEN_SECONDS}")))?,
         Some(_) => return Err(Problem::invalid("expires_in_seconds", "must be a number")),

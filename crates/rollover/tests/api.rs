@@ -221,7 +221,7 @@ fn bad_input_gets_a_problem_naming_the_field_and_applies_nothing(backend: Backen
 fn subscriptions_plans_and_events_name_what_is_wrong(backend: Backend) {
     let server = server_with_subscription(backend);
     let reply = server.post("/v1/subscriptions", &json!({"plan": "no-such-plan"}));
-    assert_eq!((reply.status, reply.body["field"].as_str()), (404, Some("plan")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str()), (422, Some("plan")), "{}", reply.body);
     let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": "cn-30g"}));
     assert_eq!((reply.status, reply.body["field"].as_str()), (409, Some("id")), "{}", reply.body);
     let reply = server.post("/v1/subscriptions", &json!({"id": "s2", "plan": "cn-30g", "identifiers": {"imsi": "460001234567890"}}));
@@ -235,11 +235,11 @@ fn subscriptions_plans_and_events_name_what_is_wrong(backend: Backend) {
     let reply = server.post("/v1/subscriptions/s1/events", &json!({"resume": true}));
     assert_eq!(reply.body, json!({"outcome": "refused", "reason": "not_suspended", "detail": "the subscription is not suspended"}));
     let reply = server.post_raw("/v1/plans", "application/toml", "[[plan]]\nid = \"x\"\nname = \"x\"\ncurrency = \"CNY\"\nprice = \"1.001\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\n");
-    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!((reply.status, reply.body["code"].as_str()), (422, Some("invalid_plan")), "{}", reply.body);
     assert_eq!(reply.body["field"], "plan \"x\" price");
     assert!(reply.body["detail"].as_str().unwrap().contains("line 5"), "{}", reply.body);
     let reply = server.post_raw("/v1/plans", "application/json", r#"{"plan": [{"id": "j", "name": "J", "currency": "EUR", "price": "5.00", "timezone": "UTC", "period": {"kind": "days", "days": 0}}]}"#);
-    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("plan \"j\" period.days")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str()), (422, Some("plan \"j\" period.days")), "{}", reply.body);
 }
 
 fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs(backend: Backend) {

@@ -76,11 +76,11 @@ fn plan_documents_have_limits_and_each_plan_keeps_its_own_text(backend: Backend)
     let server = Server::start(backend);
     let many: String = (0..101).map(|n| plan_version(&format!("p{n}"), "many")).collect();
     let reply = server.post_raw("/v1/plans", "application/toml", &many);
-    assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (400, Some("plan"), Some("invalid_plan")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (422, Some("plan"), Some("invalid_plan")), "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("at most 100"), "{}", reply.body);
     let pricey = plan_version("pricey", "pricey").replace("price = \"5.00\"", "price = \"999999999999999.99\"");
     let reply = server.post_raw("/v1/plans", "application/toml", &pricey);
-    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("plan \"pricey\" price")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str()), (422, Some("plan \"pricey\" price")), "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("at most 1000000000000 minor units"), "{}", reply.body);
     let two = format!("{}{}", plan_version("first", "First"), plan_version("second", "Second"));
     assert_eq!(server.post_raw("/v1/plans", "application/toml", &two).status, 201);
@@ -149,16 +149,16 @@ fn one_request_cannot_freeze_a_shard(backend: Backend) {
     // Purchases and events far in the past are refused, naming the field.
     for (at, why) in [("0001-01-01T00:00:00Z", "days before the service clock"), ("2025-01-01T00:00:00Z", "400 days")] {
         let reply = server.post("/v1/subscriptions", &json!({"id": "old", "plan": "daily-stash", "at": at}));
-        assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (400, Some("at"), Some("instant_out_of_range")), "{at}: {}", reply.body);
+        assert_eq!((reply.status, reply.body["field"].as_str(), reply.body["code"].as_str()), (422, Some("at"), Some("instant_out_of_range")), "{at}: {}", reply.body);
         assert!(reply.body["detail"].as_str().unwrap().contains(why), "{}", reply.body);
     }
     let reply = server.post("/v1/subscriptions", &json!({"id": "year", "plan": "daily-stash", "at": "2025-03-02T00:00:00Z"}));
     assert_eq!(reply.status, 201, "a year back is within the bound: {}", reply.body);
     assert_eq!(server.get("/v1/subscriptions/year/balance").status, 200);
     let reply = server.post("/v1/subscriptions/s1/events", &json!({"suspend": true, "at": "2000-01-01T00:00:00Z"}));
-    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("at")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str()), (422, Some("at")), "{}", reply.body);
     let reply = server.post("/v1/subscriptions/year/events", &json!({"suspend": true, "at": "2025-03-01T00:00:00Z"}));
-    assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("at")), "{}", reply.body);
+    assert_eq!((reply.status, reply.body["field"].as_str()), (422, Some("at")), "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("before the subscription's purchase"), "{}", reply.body);
     alive(&server);
 }

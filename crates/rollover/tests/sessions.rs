@@ -90,7 +90,7 @@ fn reservations_are_exclusive_and_the_last_grant_says_what_happens_next(backend:
     assert_eq!(t.body["final_unit"], json!({"action": "throttle", "throttle_kbps": 64}));
 
     let missing = server.post("/v1/sessions", &json!({"id": "x", "subscription": "nobody"}));
-    assert_eq!((missing.status, missing.body["field"].as_str()), (404, Some("id")), "{}", missing.body);
+    assert_eq!((missing.status, missing.body["field"].as_str()), (422, Some("subscription")), "{}", missing.body);
     let negative = server.post("/v1/sessions/a/update", &json!({"used_bytes": -1}));
     assert_eq!((negative.status, negative.body["field"].as_str()), (400, Some("used_bytes")), "{}", negative.body);
 }

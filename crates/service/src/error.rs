@@ -9,8 +9,9 @@ use rollover_store::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceError {
     UnknownSubscription { id: String },
-    /// `field` is where the plan was named (`plan`, `change_plan`).
-    UnknownPlan { field: &'static str, id: String },
+    /// A request body names a plan or subscription that does not exist:
+    /// `field` is where (`plan`, `change_plan`, `subscription`).
+    UnknownReference { field: &'static str, message: String },
     UnknownSession { id: String },
     SubscriptionExists { id: String },
     /// An identifier (ICCID, IMSI, ...) another subscription holds.
@@ -44,7 +45,7 @@ impl ServiceError {
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::UnknownSubscription { .. } => "unknown_subscription",
-            ServiceError::UnknownPlan { .. } => "unknown_plan",
+            ServiceError::UnknownReference { .. } => "unknown_reference",
             ServiceError::UnknownSession { .. } => "unknown_session",
             ServiceError::SubscriptionExists { .. } => "subscription_exists",
             ServiceError::IdentifierTaken { .. } => "identifier_taken",
@@ -64,7 +65,7 @@ impl ServiceError {
     pub fn field(&self) -> Option<&str> {
         Some(match self {
             ServiceError::UnknownSubscription { .. } | ServiceError::UnknownSession { .. } | ServiceError::SubscriptionExists { .. } | ServiceError::SessionOpen { .. } => "id",
-            ServiceError::UnknownPlan { field, .. } | ServiceError::IdentifierTaken { field, .. } => field,
+            ServiceError::UnknownReference { field, .. } | ServiceError::IdentifierTaken { field, .. } => field,
             ServiceError::InstantOutOfRange { field, .. } | ServiceError::Invalid { field, .. } => field,
             ServiceError::InvalidPlan { field, .. } => field,
             ServiceError::CatalogFull => "plan",
@@ -86,7 +87,7 @@ impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServiceError::UnknownSubscription { id } => write!(f, "unknown subscription \"{id}\""),
-            ServiceError::UnknownPlan { id, .. } => write!(f, "unknown plan \"{id}\""),
+            ServiceError::UnknownReference { field, message } => write!(f, "{field}: {message}"),
             ServiceError::UnknownSession { id } => write!(f, "no open session \"{id}\" (or its reservation expired)"),
             ServiceError::SubscriptionExists { id } => write!(f, "subscription \"{id}\" already exists"),
             ServiceError::IdentifierTaken { field, owner } => write!(f, "{field}: already belongs to subscription \"{owner}\""),

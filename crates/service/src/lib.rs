@@ -217,7 +217,7 @@ impl Service {
 
     /// The purchase: creates a subscription on the newest version of `plan`.
     pub async fn create_subscription(&self, new: NewSubscription) -> Result<String, ServiceError> {
-        let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownPlan { field: "plan", id: new.plan.clone() })?;
+        let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownReference { field: "plan", message: format!("no plan \"{}\" in the catalog", new.plan) })?;
         let keys = identifier_keys(&new.identifiers);
         {
             let mut taken = self.inner.identifiers.lock().expect("identifier lock");
@@ -263,7 +263,7 @@ impl Service {
                 (Event::Grant { kind, bytes, expires }, EventBody::Grant { kind: kind.name(), bytes, expires_micros })
             }
             LifecycleEvent::ChangePlan(id) => {
-                let plan = self.plans().latest(&id).ok_or(ServiceError::UnknownPlan { field: "change_plan", id })?;
+                let plan = self.plans().latest(&id).ok_or_else(|| ServiceError::UnknownReference { field: "change_plan", message: format!("no plan \"{id}\" in the catalog") })?;
                 (Event::ChangePlan(plan.ix), EventBody::ChangePlan { plan_id: plan.id, plan_version: plan.version })
             }
         };
@@ -363,9 +363,16 @@ impl Service {
         let owner = self.session_owner(session, subscription, op)?;
         let (subscription, name) = (owner.clone(), session.to_string());
         let answer = self.ask(&owner, |reply| Command::Session { subscription, session: name, op, at, country, reply }).await.and_then(|answer| answer);
+        // At the start the subscription is named by the body, not the path.
+        let answer = match (answer, op) {
+            (Err(ServiceError::UnknownSubscription { id }), SessionOp::Start { .. }) => {
+                Err(ServiceError::UnknownReference { field: "subscription", message: format!("no subscription \"{id}\"") })
+            }
+            (answer, _) => answer,
+        };
         let forget = matches!(
             (&answer, op),
-            (Err(_), SessionOp::Start { .. }) | (Ok(_), SessionOp::End { .. }) | (Err(ServiceError::UnknownSession { .. } | ServiceError::UnknownSubscription { .. }), _)
+            (Err(_), SessionOp::Start { .. }) | (Ok(_), SessionOp::End { .. }) | (Err(ServiceError::UnknownSession { .. } | ServiceError::UnknownSubscription { .. } | ServiceError::UnknownReference { .. }), _)
         );
         if forget {
             self.inner.sessions.lock().expect("session lock").remove(session);
@@ -447,6 +454,13 @@ impl Service {
     pub async fn set_clock(&self, to: Instant) -> Result<Instant, ServiceError> {
         if !self.inner.clock.is_simulated() {
             return Err(ServiceError::ClockNotSimulated);
+        }
+        // One step runs every boundary up to `to` in every subscription:
+        // bounded like a backdated purchase is.
+        let max_step = self.inner.config.max_backdate_micros;
+        if to.micros() > self.now().micros().saturating_add(max_step) {
+            let days = max_step / 86_400_000_000;
+            return Err(ServiceError::InstantOutOfRange { field: "now", message: format!("is more than {days} days ahead of the clock; move it in steps") });
         }
         if !self.inner.clock.set(to) {
             return Err(ServiceError::ClockBackwards { now_micros: self.now().micros() });

@@ -95,6 +95,9 @@ fn split_schema(url: &str) -> Result<(String, String)> {
     Ok((url, schema))
 }
 
+/// How long a new writer waits for the lock of one that just went away.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl PostgresStore {
     /// Connects, creates the schema if needed and brings it up to date.
     pub fn open(url: &str) -> Result<PostgresStore> {
@@ -113,7 +116,19 @@ impl PostgresStore {
         let (_, schema) = split_schema(url)?;
         let mut store = PostgresStore::open(url)?;
         let key = format!("rollover writer {schema}");
-        let taken: bool = store.client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(db)?.get(0);
+        // A writer killed a moment ago may still hold the lock until its
+        // backend notices the closed connection: wait a little for that.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut taken = false;
+        while !taken {
+            taken = store.client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(db)?.get(0);
+            if !taken && std::time::Instant::now() >= deadline {
+                break;
+            }
+            if !taken {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
         if !taken {
             return Err(StoreError(format!(
                 "schema {schema} is in use by another rollover process (it holds the advisory lock \"{key}\"); stop it first, or give this one another schema"

@@ -117,7 +117,7 @@ pub struct Reply {
 }
 
 impl Server {
-    /// A server on a fresh store, the simulated clock starting in 2000, no demo data.
+    /// A server on a fresh store, the simulated clock starting on 2025-12-01, no demo data.
     pub fn start(backend: Backend) -> Server {
         let store = TestStore::new(backend);
         let mut server = Server::start_on(&store, &[]);
@@ -168,7 +168,7 @@ impl Server {
             .env("ROLLOVER_SERVER_LISTEN", "127.0.0.1:0")
             .env("ROLLOVER_STORE_URL", &store.url)
             .env("ROLLOVER_CLOCK", "simulated")
-            .env("ROLLOVER_CLOCK_START", "2000-01-01T00:00:00Z")
+            .env("ROLLOVER_CLOCK_START", "2025-12-01T00:00:00Z")
             .env("ROLLOVER_DEMO", "false")
             .env("ROLLOVER_LOG", "warn")
             .stdout(Stdio::piped())

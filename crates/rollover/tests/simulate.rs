@@ -113,3 +113,13 @@ fn missing_file_exits_2() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.starts_with("/nonexistent/scenario.toml: cannot read"), "{}", out.stderr);
 }
+
+/// The time-zone database is built in: with the host's hidden (as in a
+/// distroless image), a scenario in Asia/Shanghai still runs and passes.
+#[test]
+fn time_zones_do_not_come_from_the_host() {
+    let file = shared_scenarios().join("cn-monthly-rollover.toml");
+    let script = format!("mount -t tmpfs none /usr/share/zoneinfo && exec {} simulate {}", env!("CARGO_BIN_EXE_rollover"), file.display());
+    let output = std::process::Command::new("unshare").args(["--mount", "sh", "-c", &script]).output().expect("unshare runs (util-linux)");
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}

@@ -90,6 +90,8 @@ impl Metrics {
     /// The exposition text; `statuses` are subscription counts by status.
     pub fn render(&self, statuses: &[(&'static str, u64)]) -> String {
         let mut out = String::new();
+        let _ = writeln!(out, "# HELP rollover_build_info The version running and its built-in time-zone database.\n# TYPE rollover_build_info gauge");
+        let _ = writeln!(out, "rollover_build_info{{version=\"{}\",tzdata=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), rollover_core::time::TZDATA_VERSION);
         let _ = writeln!(out, "# HELP rollover_usage_records_total Usage records by outcome.\n# TYPE rollover_usage_records_total counter");
         let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"accepted\"}} {}", self.accepted.load(Ordering::Relaxed));
         let _ = writeln!(out, "rollover_usage_records_total{{outcome=\"duplicate\"}} {}", self.duplicate.load(Ordering::Relaxed));

@@ -20,6 +20,24 @@ fn spawn(name: String, work: impl FnOnce() + Send + 'static) -> Result<(), Servi
     std::thread::Builder::new().name(name.clone()).spawn(work).map(drop).map_err(|e| ServiceError::Corrupt { message: format!("cannot start the thread {name}: {e}") })
 }
 
+/// Records the built-in time-zone database's version in the store, and warns
+/// when a restart brings a different one: boundaries already run stay as
+/// they were computed, later ones follow the new rules.
+fn check_tzdata(store: &mut dyn Store) -> Result<(), ServiceError> {
+    let bundled = rollover_core::time::TZDATA_VERSION;
+    match store.setting("tzdata")? {
+        Some(stored) if stored == bundled => return Ok(()),
+        Some(stored) => tracing::warn!(
+            stored = %stored,
+            bundled,
+            "the store was last run with time-zone database {stored}; this binary has {bundled}: local midnights and month starts after now follow {bundled}"
+        ),
+        None => tracing::info!(bundled, "time-zone database recorded in the store"),
+    }
+    store.set_setting("tzdata", bundled)?;
+    Ok(())
+}
+
 impl Service {
     /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`),
     /// rebuilds every subscription from it, and starts the workers and the
@@ -38,6 +56,7 @@ impl Service {
             (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
             (clock, _) => clock,
         });
+        check_tzdata(store.as_mut())?;
         let plan_rows = store.load_plans()?;
         let mut plans = Plans::default();
         for row in &plan_rows {

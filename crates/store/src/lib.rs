@@ -165,6 +165,10 @@ pub trait Store: Send {
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>>;
     fn commit(&mut self, batch: &Batch) -> Result<()>;
     fn clock(&mut self) -> Result<Option<i64>>;
+    /// A text setting the store keeps about itself (`tzdata`: the version
+    /// of the time-zone database its boundaries were computed with).
+    fn setting(&mut self, name: &str) -> Result<Option<String>>;
+    fn set_setting(&mut self, name: &str, value: &str) -> Result<()>;
     /// Deliveries not yet done whose next attempt is due at `now`.
     fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>>;
     /// Records an attempt: delivered, or to retry at `next_attempt_micros`
@@ -258,6 +262,10 @@ mod tests {
 
         let mut store = open();
         assert_eq!(store.clock().unwrap(), Some(99));
+        assert_eq!(store.setting("tzdata").unwrap(), None);
+        store.set_setting("tzdata", "2026a").unwrap();
+        store.set_setting("tzdata", "2026f").unwrap();
+        assert_eq!(store.setting("tzdata").unwrap().as_deref(), Some("2026f"));
         assert_eq!(store.load_plans().unwrap()[0].version, 2);
         let subscriptions = store.load_subscriptions().unwrap();
         assert_eq!(subscriptions.len(), 1);

@@ -62,6 +62,11 @@ CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 DROP INDEX events_by_key;
 DROP INDEX events_by_subscription;
 CREATE UNIQUE INDEX events_by_subscription_key ON events (subscription, key);
+"#, r#"
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#];
 
 fn db(error: postgres::Error) -> StoreError {
@@ -311,6 +316,18 @@ impl Store for PostgresStore {
                 .map_err(db)?;
         }
         tx.commit().map_err(db)
+    }
+
+    fn setting(&mut self, name: &str) -> Result<Option<String>> {
+        let rows = self.client.query("SELECT value FROM settings WHERE name = $1", &[&name]).map_err(db)?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
+        self.client
+            .execute("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[&name, &value])
+            .map(drop)
+            .map_err(db)
     }
 
     fn clock(&mut self) -> Result<Option<i64>> {

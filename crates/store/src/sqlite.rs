@@ -73,6 +73,11 @@ INSERT OR REPLACE INTO meta (name, value) SELECT 'indexed_upto', COALESCE(MAX(se
 "#, r#"
 DROP TABLE event_index;
 DELETE FROM meta WHERE name = 'indexed_upto';
+"#, r#"
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -461,6 +466,17 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db)
+    }
+
+    fn setting(&mut self, name: &str) -> Result<Option<String>> {
+        self.connection.query_row("SELECT value FROM settings WHERE name = ?1", [name], |row| row.get(0)).optional().map_err(db)
+    }
+
+    fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
+        self.connection
+            .execute("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value", [name, value])
+            .map(drop)
+            .map_err(db)
     }
 
     fn clock(&mut self) -> Result<Option<i64>> {

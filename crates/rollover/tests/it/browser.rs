@@ -2,17 +2,13 @@
 //! chromedriver (Debian packages `chromium` and `chromium-driver`, installed
 //! by `.ci/run`). Layout is something only a browser can check.
 
-mod common;
-mod network;
-#[macro_use]
-mod server;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use network::{Scratch, free_port};
+use crate::network::{Scratch, free_port};
 use serde_json::{Value, json};
-use server::{Backend, Server};
+use crate::server::{Backend, Server};
 
 /// One browser session, ended (and chromedriver stopped) when dropped.
 struct Browser {

@@ -1,15 +1,12 @@
 //! Black-box tests of `rollover serve`: the real binary on port 0 with a
 //! fresh SQLite store per test, over HTTP.
 
-mod common;
-#[macro_use]
-mod server;
 
 use rollover_core::engine::Event;
 use rollover_core::{GrantExpiry, Instant, Zone};
 use rollover_terms::parse_scenario;
 use serde_json::{Value, json};
-use server::{Backend, Server};
+use crate::server::{Backend, Server};
 
 const UTC: fn() -> Zone = Zone::utc;
 
@@ -114,20 +111,20 @@ fn replay_through_api(path: &std::path::Path, backend: Backend) {
 }
 
 fn shared_scenarios_through_the_api_match_simulate(backend: Backend) {
-    for file in common::toml_files(&common::shared_scenarios()) {
+    for file in crate::common::toml_files(&crate::common::shared_scenarios()) {
         replay_through_api(&file, backend);
     }
 }
 
 fn own_scenarios_through_the_api_match_simulate(backend: Backend) {
-    for file in common::toml_files(&common::repo_root().join("scenarios")) {
+    for file in crate::common::toml_files(&crate::common::repo_root().join("scenarios")) {
         replay_through_api(&file, backend);
     }
 }
 
 fn server_with_subscription(backend: Backend) -> Server {
     let server = Server::start(backend);
-    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
     assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
     server.set_clock("2026-03-01T00:00:00+08:00");
     let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": "cn-30g", "identifiers": {"imsi": "460001234567890"}}));
@@ -244,7 +241,7 @@ fn subscriptions_plans_and_events_name_what_is_wrong(backend: Backend) {
 
 fn a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs(backend: Backend) {
     let server = server_with_subscription(backend);
-    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
     let reply = server.post_raw("/v1/plans", "application/toml", &plans);
     assert!(reply.body["plans"].as_array().unwrap().iter().all(|p| p["version"] == 1), "unchanged plans keep version 1: {}", reply.body);
     let cheaper = plans.replacen("price = \"58.00\"", "price = \"48.00\"", 1);
@@ -328,7 +325,7 @@ fn openapi_matches_the_server(backend: Backend) {
     let check = |name: &str, value: &Value| conforms(&doc, &schema(name), value, name);
     check("PlanList", &server.get("/v1/plans").body);
     check("Plan", &server.get("/v1/plans/cn-30g").body);
-    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
     check("PlanVersions", &server.post_raw("/v1/plans", "application/toml", &plans).body);
     check("Created", &server.post("/v1/subscriptions", &json!({"plan": "au-5g"})).body);
     check("EventOutcome", &server.post("/v1/subscriptions/s1/events", &json!({"grant": {"kind": "gift", "data": "1GiB", "expires": "period_end"}})).body);

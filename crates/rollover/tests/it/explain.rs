@@ -1,9 +1,8 @@
 //! Snapshot tests for `rollover plan explain` in both languages: the text
 //! people read is reviewed as text. Update with `UPDATE_EXPECT=1`.
 
-mod common;
 
-use common::{repo_root, rollover, shared_scenarios, toml_files};
+use crate::common::{repo_root, rollover, shared_scenarios, toml_files};
 use expect_test::expect_file;
 
 fn plan_ids(path: &str) -> Vec<String> {

@@ -1,11 +1,8 @@
 //! API keys, scopes, rate limits and customer tokens, over HTTP.
 
-mod common;
-#[macro_use]
-mod server;
 
 use serde_json::json;
-use server::{Backend, Server};
+use crate::server::{Backend, Server};
 
 const WRITER: &str = "writer-key-0123456789";
 const READER: &str = "reader-key-0123456789";
@@ -23,7 +20,7 @@ fn secured(backend: Backend) -> Server {
         sha256_hex(SLOW)
     );
     let server = Server::start_configured(backend, &config, &[("ROLLOVER_API_KEY", WRITER)]);
-    let plans = std::fs::read_to_string(common::repo_root().join("plans/demo.toml")).unwrap();
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
     let reply = server.call("POST", "/v1/clock", Some(&json!({"now": "2026-03-01T00:00:00Z"})), Some(WRITER));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let agent_reply = {

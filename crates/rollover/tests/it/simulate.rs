@@ -1,8 +1,7 @@
 //! `rollover simulate` and `rollover plan check` through the real binary.
 
-mod common;
 
-use common::{repo_root, rollover, shared_scenarios, temp_file, toml_files};
+use crate::common::{repo_root, rollover, shared_scenarios, temp_file, toml_files};
 
 #[test]
 fn every_shared_scenario_passes() {

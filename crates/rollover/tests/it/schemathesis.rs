@@ -8,18 +8,15 @@
 //! statuses count as rejecting or accepting data are in
 //! `tests/schemathesis/schemathesis.toml`, each with its reason.
 
-mod common;
-#[macro_use]
-mod server;
 
 use std::process::Command;
 
-use server::{Backend, Server, TestStore};
+use crate::server::{Backend, Server, TestStore};
 
 const KEY: &str = "schemathesis-key-0123456789";
 
 fn schemathesis_finds_nothing(backend: Backend) {
-    let root = common::repo_root();
+    let root = crate::common::repo_root();
     let st = root.join("target/st-venv/bin/st");
     assert!(st.exists(), "Schemathesis is installed in target/st-venv (.ci/run installs it)");
     let store = TestStore::new(backend);

@@ -3,18 +3,14 @@
 //! the NAS that takes CoA and Disconnect requests. Balances are read back
 //! through the REST API.
 
-mod common;
-mod network;
-#[macro_use]
-mod server;
 
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use network::{CoaNas, radclient};
+use crate::network::{CoaNas, radclient};
 use rollover_net::radius::{self as wire, Packet};
 use serde_json::json;
-use server::{Backend, Server, TestStore};
+use crate::server::{Backend, Server, TestStore};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -131,7 +127,7 @@ fn counters_from_radclient_are_rated_by_their_growth(backend: Backend) {
     assert_eq!(server.get("/v1/subscriptions/cn/balance").body["rejected_bytes"], 2 * MIB);
 
     // A wrong secret: dropped unanswered, nothing rated, counted.
-    let sent = network::radclient_waiting(radius, "acct", "not-the-secret", &packet("Interim-Update", "s1", IMSI, (2 << 32) + 1, "46000"), 1);
+    let sent = crate::network::radclient_waiting(radius, "acct", "not-the-secret", &packet("Interim-Update", "s1", IMSI, (2 << 32) + 1, "46000"), 1);
     assert!(!sent.success, "radclient gets no answer: {}", sent.stdout);
     assert!(sent.stdout.contains("No reply"), "{}", sent.stdout);
     assert_eq!(remaining(&server, "cn"), before);
@@ -277,7 +273,7 @@ fn exchange(socket: &UdpSocket, radius: std::net::SocketAddr, bytes: &[u8]) -> V
 fn status_changes_send_coa_and_disconnect_to_the_nas(backend: Backend) {
     let nas = CoaNas::start("nas-secret");
     // A second NAS that never answers.
-    let silent = std::net::SocketAddr::from(([127, 0, 0, 1], network::free_port()));
+    let silent = std::net::SocketAddr::from(([127, 0, 0, 1], crate::network::free_port()));
     let config = config(&format!(
         "coa_timeout_ms = 1000\ncoa_attempts = 2\n[[radius.nas]]\naddress = \"127.0.0.1\"\ncoa_address = \"{}\"\nsecret = \"nas-secret\"\nvendor = \"mikrotik\"\n\
          [[radius.nas]]\naddress = \"127.0.0.2\"\ncoa_address = \"{silent}\"\nsecret = \"other-secret\"\nvendor = \"mikrotik\"\n",

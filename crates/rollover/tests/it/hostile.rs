@@ -3,9 +3,6 @@
 //! malformed writes from many threads at once, after which the server is
 //! alive, its metrics add up, and every acknowledged write is stored once.
 
-mod common;
-#[macro_use]
-mod server;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -14,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Backend, Server, TestStore};
+use crate::server::{Backend, Server, TestStore};
 
 /// The plans these tests buy: a monthly plan that blocks, a plan of 1-byte
 /// extra blocks, a daily plan whose carried data never expires, and a

@@ -1,11 +1,8 @@
 //! Online charging sessions and concurrency, against the real server.
 
-mod common;
-#[macro_use]
-mod server;
 
 use serde_json::{Value, json};
-use server::{Backend, Server};
+use crate::server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
@@ -32,7 +29,7 @@ allowance = { data = "1000MiB" }
 
 fn server_with(backend: Backend, subscriptions: &[(&str, &str)]) -> Server {
     let server = Server::start(backend);
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", &format!("{}\n{MORE_PLANS}", server::SMALL_PLANS)).status, 201);
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &format!("{}\n{MORE_PLANS}", crate::server::SMALL_PLANS)).status, 201);
     server.set_clock("2026-05-01T00:00:00Z");
     for (id, plan) in subscriptions {
         let reply = server.post("/v1/subscriptions", &json!({"id": id, "plan": plan}));

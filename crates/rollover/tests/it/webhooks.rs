@@ -1,9 +1,6 @@
 //! Webhooks: signed, retried with backoff from a persistent outbox, none
 //! lost across a crash, none delivered twice after a success.
 
-mod common;
-#[macro_use]
-mod server;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Backend, Server, TestStore};
+use crate::server::{Backend, Server, TestStore};
 use sha2::{Digest, Sha256};
 
 const SECRET: &str = "webhook-secret-0123456789";

@@ -1,9 +1,8 @@
 //! Bad input: each rule broken once gives exit 2 with a message naming the
 //! file, the line and the field, and never a panic.
 
-mod common;
 
-use common::{rollover, temp_file};
+use crate::common::{rollover, temp_file};
 
 const BASE: &str = r#"title = "Every section, valid"
 

@@ -2,20 +2,16 @@
 //! the packet gateway, straight to rollover and through `freeDiameterd` as
 //! a relay. Balances are read back through the REST API.
 
-mod common;
-mod network;
-#[macro_use]
-mod server;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use network::{Scratch, free_port, peers_dir, python, write};
+use crate::network::{Scratch, free_port, peers_dir, python, write};
 use rollover_net::diameter::{self as wire, Avp, Message, code, command, result};
 use serde_json::{Value, json};
-use server::{Backend, Server};
+use crate::server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
@@ -34,7 +30,7 @@ coverage = { countries = ["CN"] }
 const CONFIG: &str = "[diameter]\nlisten = \"127.0.0.1:0\"\norigin_host = \"ocs.rollover.test\"\norigin_realm = \"rollover.test\"\n";
 
 fn prepare(server: &Server) {
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", &format!("{}\n{MORE_PLANS}", server::SMALL_PLANS)).status, 201);
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &format!("{}\n{MORE_PLANS}", crate::server::SMALL_PLANS)).status, 201);
     server.set_clock("2026-05-01T00:00:00Z");
     for (id, plan, identifiers) in [
         ("block", "small-block", json!({"imsi": "262010000000001"})),

@@ -2,9 +2,6 @@
 //! restart it on the same store, and check that every acknowledged record
 //! was applied exactly once and nothing was applied twice.
 
-mod common;
-#[macro_use]
-mod server;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use server::{Backend, Server};
+use crate::server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 const PLAN: &str = r#"
@@ -31,7 +28,7 @@ fn record(id: u64) -> Value {
 }
 
 fn twenty_crashes_under_load_lose_nothing_and_count_nothing_twice(backend: Backend) {
-    let store = server::TestStore::new(backend);
+    let store = crate::server::TestStore::new(backend);
     {
         let server = Server::start_on(&store, &[]);
         assert_eq!(server.post_raw("/v1/plans", "application/toml", PLAN).status, 201);

@@ -1,0 +1,22 @@
+//! The integration tests, in one binary (one link instead of thirteen): the
+//! real `rollover` binary, driven over its CLI, HTTP, RADIUS and Diameter,
+//! against real peers, on SQLite and PostgreSQL.
+
+mod common;
+mod network;
+#[macro_use]
+mod server;
+
+mod api;
+mod bad_input;
+mod browser;
+mod crash;
+mod diameter;
+mod explain;
+mod hostile;
+mod radius;
+mod schemathesis;
+mod security;
+mod sessions;
+mod simulate;
+mod webhooks;

@@ -1,0 +1,31 @@
+//! `POST /v1/clock`, `GET /v1/clock` and `GET /metrics`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use rollover_service::Service;
+
+use super::{ApiResult, ok};
+use crate::{json, wire};
+use crate::problem::{Code, Problem};
+use axum::http::header;
+use axum::response::IntoResponse;
+
+pub(super) async fn post_clock(State(service): State<Service>, body: Bytes) -> ApiResult {
+    if !service.clock_is_simulated() {
+        return Err(Problem::new(Code::ClockNotSimulated, "the clock can be moved only when serving with --clock simulated", None));
+    }
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["now"])?;
+    let now = json::instant(&fields, "", "now")?.ok_or_else(|| Problem::required("now"))?;
+    let now = service.set_clock(now).await?;
+    Ok(ok(wire::ClockOut::at(now, None)))
+}
+
+pub(super) async fn get_metrics(State(service): State<Service>) -> ApiResult {
+    let text = service.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+pub(super) async fn get_clock(State(service): State<Service>) -> ApiResult {
+    Ok(ok(wire::ClockOut::at(service.now(), Some(service.clock_is_simulated()))))
+}

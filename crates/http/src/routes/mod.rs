@@ -1,0 +1,90 @@
+//! The `/v1` routes, one module per resource: `plans`, `subscriptions`
+//! (purchase, events, balance, tokens), `usage`, `sessions`, `ledger` and
+//! `admin` (clock, metrics, health, the API description). Each handler reads
+//! its request field by field ([`crate::json`]), calls the service, and
+//! writes a typed response ([`crate::wire`]); errors are problems
+//! ([`crate::problem`]).
+
+mod admin;
+mod ledger;
+mod plans;
+mod sessions;
+mod subscriptions;
+mod usage;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rollover_service::Service;
+use serde::Serialize;
+
+use crate::problem::{Code, Problem};
+
+/// Most records in one `POST /v1/usage`, and the default.
+pub const MAX_RECORDS: usize = 10_000;
+
+/// Request limits an operator may lower.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most records in one `POST /v1/usage` (at most 10,000).
+    pub max_records: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest one request may take to arrive and be answered.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_records: MAX_RECORDS, max_body_bytes: 4 << 20, request_timeout: std::time::Duration::from_secs(30) }
+    }
+}
+
+pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>, limits: Limits) -> Router {
+    let auth_state = (security.clone(), service.clone());
+    Router::new()
+        .route("/v1/plans", post(plans::post_plans).get(plans::get_plans))
+        .route("/v1/plans/{id}", get(plans::get_plan))
+        .route("/v1/subscriptions", post(subscriptions::post_subscription))
+        .route("/v1/subscriptions/{id}/events", post(subscriptions::post_event))
+        .route("/v1/subscriptions/{id}/balance", get(subscriptions::get_balance))
+        .route("/v1/subscriptions/{id}/ledger", get(ledger::get_ledger))
+        .route("/v1/subscriptions/{id}/tokens", post(subscriptions::post_token))
+        .route("/v1/usage", post(usage::post_usage))
+        .route("/v1/sessions", post(sessions::post_session))
+        .route("/v1/sessions/{id}/update", post(sessions::update_session))
+        .route("/v1/sessions/{id}", axum::routing::delete(sessions::end_session))
+        .route("/v1/clock", post(admin::post_clock).get(admin::get_clock))
+        .route("/metrics", get(admin::get_metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::docs::OPENAPI) }))
+        .route("/docs", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::docs::page()) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .fallback(|| async { Problem::new(Code::NoSuchEndpoint, "no such endpoint", None) })
+        .layer(axum::middleware::from_fn_with_state(auth_state, crate::auth::authorize))
+        .layer(axum::middleware::from_fn_with_state(limits, crate::guard::check))
+        .layer(axum::Extension(security))
+        .layer(axum::Extension(limits))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(service)
+}
+
+type ApiResult = Result<Response, Problem>;
+
+fn created(value: impl Serialize) -> Response {
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+fn ok(value: impl Serialize) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+/// An id for a subscription or session the client did not name.
+fn generated_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("sub-{:x}-{n:x}", rollover_service::wall_micros())
+}

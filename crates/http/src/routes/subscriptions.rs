@@ -1,0 +1,127 @@
+//! `POST /v1/subscriptions` (the purchase), `POST .../events`, `GET
+//! .../balance` and `POST .../tokens`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use rollover_service::Service;
+use serde_json::Value;
+
+use super::{ApiResult, created, ok};
+use crate::{json, wire};
+use crate::problem::{Code, Problem};
+use rollover_core::{GrantExpiry, Instant};
+use rollover_service::{LifecycleEvent, NewSubscription, SubscriptionIdentifiers};
+
+use super::generated_id;
+
+pub(super) async fn post_subscription(State(service): State<Service>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["id", "plan", "at", "identifiers"])?;
+    let id = match json::id(&fields, "", "id")? {
+        Some(id) => id,
+        None => generated_id(),
+    };
+    let plan = json::required_string(&fields, "", "plan")?.to_string();
+    let at = json::instant(&fields, "", "at")?;
+    let mut identifiers = SubscriptionIdentifiers::default();
+    match fields.get("identifiers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(ids)) => {
+            json::only(ids, "identifiers", &["iccid", "imsi", "msisdn", "external_id"])?;
+            let digits = |key: &str, lengths: std::ops::RangeInclusive<usize>| -> Result<Option<String>, Problem> {
+                match json::string(ids, "identifiers", key)? {
+                    None => Ok(None),
+                    Some(s) if lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(s.to_string())),
+                    Some(_) => Err(Problem::invalid(
+                        format!("identifiers.{key}"),
+                        format!("must be {} to {} digits", lengths.start(), lengths.end()),
+                    )),
+                }
+            };
+            identifiers.iccid = digits("iccid", 18..=22)?;
+            identifiers.imsi = digits("imsi", 6..=15)?;
+            identifiers.msisdn = digits("msisdn", 5..=15)?;
+            identifiers.external_id = json::id(ids, "identifiers", "external_id")?;
+        }
+        Some(_) => return Err(Problem::invalid("identifiers", "must be an object")),
+    }
+    let id = service.create_subscription(NewSubscription { id, plan, at, identifiers }).await?;
+    Ok(created(wire::Created { id: &id }))
+}
+
+
+
+pub(super) async fn post_event(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    let actions = ["install", "first_use", "grant", "change_plan", "suspend", "resume", "cancel"];
+    let mut allowed = actions.to_vec();
+    allowed.push("at");
+    json::only(&fields, "", &allowed)?;
+    let present: Vec<&str> = actions.iter().copied().filter(|a| fields.contains_key(*a)).collect();
+    let action = match present.as_slice() {
+        [one] => *one,
+        [] => return Err(Problem::new(Code::MissingField, format!("give one of {}", actions.join(", ")), None)),
+        many => return Err(Problem::new(Code::InvalidField, format!("one event per request; got {}", many.join(", ")), None)),
+    };
+    let at = json::instant(&fields, "", "at")?;
+    let event = match action {
+        "install" => json::must_be_true(&fields, "install").map(|_| LifecycleEvent::Install)?,
+        "first_use" => json::must_be_true(&fields, "first_use").map(|_| LifecycleEvent::FirstUse)?,
+        "suspend" => json::must_be_true(&fields, "suspend").map(|_| LifecycleEvent::Suspend)?,
+        "resume" => json::must_be_true(&fields, "resume").map(|_| LifecycleEvent::Resume)?,
+        "cancel" => json::must_be_true(&fields, "cancel").map(|_| LifecycleEvent::Cancel)?,
+        "change_plan" => LifecycleEvent::ChangePlan(json::required_string(&fields, "", "change_plan")?.to_string()),
+        _ => {
+            let Some(Value::Object(grant)) = fields.get("grant") else {
+                return Err(Problem::invalid("grant", "must be an object with kind, data and expires"));
+            };
+            json::only(grant, "grant", &["kind", "data", "expires"])?;
+            let kind = json::kind(grant, "grant", "kind")?;
+            let bytes = json::bytes(grant, "grant", "data")?;
+            if bytes == 0 {
+                return Err(Problem::about(Code::ValueOutOfRange, "grant.data", "must be more than zero"));
+            }
+            let expires = match json::required_string(grant, "grant", "expires")? {
+                "period_end" => GrantExpiry::PeriodEnd,
+                "never" => GrantExpiry::Never,
+                text => GrantExpiry::At(Instant::parse_rfc3339(text).map_err(|e| Problem::invalid("grant.expires", format!("{e}, or \"period_end\" or \"never\"")))?),
+            };
+            LifecycleEvent::Grant { kind, bytes, expires }
+        }
+    };
+    let outcome = service.apply_event(&id, event, at).await?;
+    Ok(ok(wire::EventOutcomeOut::from(outcome)))
+}
+
+pub(super) async fn get_balance(State(service): State<Service>, Path(id): Path<String>) -> ApiResult {
+    let balance = service.balance(&id).await?;
+    let plans = service.plans();
+    let plan = plans.catalog.get(balance.plan.ix);
+    Ok(ok(wire::BalanceOut::of(balance, plan)))
+}
+
+/// Longest a customer token may live.
+const MAX_TOKEN_SECONDS: u64 = 366 * 86_400;
+
+/// Mints a customer token: read access to this subscription's balance and
+/// ledger only, until it expires.
+pub(super) async fn post_token(
+    State(service): State<Service>,
+    axum::Extension(security): axum::Extension<std::sync::Arc<crate::auth::Security>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let fields = if body.is_empty() { json::Fields::new() } else { json::parse_object(&body)? };
+    json::only(&fields, "", &["expires_in_seconds"])?;
+    let seconds = match fields.get("expires_in_seconds") {
+        None | Some(Value::Null) => 30 * 86_400,
+        Some(Value::Number(n)) => json::whole_number(n)
+            .filter(|s| (1..=MAX_TOKEN_SECONDS).contains(s))
+            .ok_or_else(|| Problem::invalid("expires_in_seconds", format!("must be 1 to {MAX_TOKEN_SECONDS}")))?,
+        Some(_) => return Err(Problem::invalid("expires_in_seconds", "must be a number")),
+    };
+    service.balance(&id).await?;
+    let expires = service.now().plus_micros(seconds as i64 * 1_000_000);
+    let token = security.customer_token(&id, expires);
+    Ok(created(wire::TokenOut { token, subscription: &id, expires_at: expires.to_rfc3339(&rollover_core::Zone::utc()) }))
+}

@@ -1,0 +1,276 @@
+//! The response bodies, typed: each is the shape the OpenAPI document's
+//! schema of the same name describes (a test checks every answer against
+//! it). Domain values are converted here, at the edge; none of them is
+//! serialized directly.
+
+use rollover_core::explain::{Lang, explain_plan};
+use rollover_core::{Instant, Plan, Zone};
+use rollover_service::{Balance, EventOutcome, FinalAction, SessionAnswer, UsageResult};
+use serde::Serialize;
+
+use crate::json;
+
+/// `{"id"}`: what a creation answers.
+#[derive(Serialize)]
+pub struct Created<'a> {
+    pub id: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct PlanVersion {
+    pub id: String,
+    pub version: u32,
+}
+
+/// `POST /v1/plans`.
+#[derive(Serialize)]
+pub struct PlanVersions {
+    pub plans: Vec<PlanVersion>,
+}
+
+#[derive(Serialize)]
+pub struct PlanSummary<'a> {
+    pub id: &'a str,
+    pub version: u32,
+    pub name: &'a str,
+    pub currency: &'a str,
+    pub price: String,
+}
+
+impl<'a> PlanSummary<'a> {
+    pub fn of(plan: &'a Plan, version: u32) -> PlanSummary<'a> {
+        PlanSummary { id: &plan.id, version, name: &plan.name, currency: plan.currency.code(), price: plan.currency.format(plan.price_minor) }
+    }
+}
+
+/// `GET /v1/plans`.
+#[derive(Serialize)]
+pub struct PlanList<'a> {
+    pub plans: Vec<PlanSummary<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct Explanation {
+    pub en: String,
+    pub zh: String,
+}
+
+/// `GET /v1/plans/{id}`.
+#[derive(Serialize)]
+pub struct PlanOut<'a> {
+    #[serde(flatten)]
+    pub summary: PlanSummary<'a>,
+    pub timezone: &'a str,
+    pub document: Option<String>,
+    pub explanation: Explanation,
+}
+
+impl<'a> PlanOut<'a> {
+    pub fn of(plan: &'a Plan, version: u32, document: Option<String>) -> PlanOut<'a> {
+        let explanation = Explanation { en: explain_plan(plan, Lang::En), zh: explain_plan(plan, Lang::Zh) };
+        PlanOut { summary: PlanSummary::of(plan, version), timezone: plan.zone.name(), document, explanation }
+    }
+}
+
+/// `POST /v1/subscriptions/{id}/events`.
+#[derive(Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EventOutcomeOut {
+    Applied,
+    Refused { reason: &'static str, detail: &'static str },
+}
+
+impl From<EventOutcome> for EventOutcomeOut {
+    fn from(outcome: EventOutcome) -> EventOutcomeOut {
+        match outcome {
+            EventOutcome::Applied => EventOutcomeOut::Applied,
+            EventOutcome::Refused(refusal) => EventOutcomeOut::Refused { reason: refusal.code(), detail: refusal.text() },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct BucketOut {
+    pub kind: String,
+    pub remaining_bytes: u64,
+    pub expires_at: Option<String>,
+    pub rolls_over: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carry_expires_at: Option<String>,
+}
+
+/// `GET /v1/subscriptions/{id}/balance`: instants and money in the plan's
+/// zone and currency.
+#[derive(Serialize)]
+pub struct BalanceOut {
+    pub id: String,
+    pub plan: PlanVersion,
+    pub as_of: String,
+    pub status: &'static str,
+    pub total_bytes: u64,
+    pub buckets: Vec<BucketOut>,
+    pub currency: String,
+    pub charges: String,
+    pub fees: String,
+    pub throttled_bytes: u64,
+    pub rejected_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_remaining_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl BalanceOut {
+    pub fn of(balance: Balance, plan: &Plan) -> BalanceOut {
+        let zone = &plan.zone;
+        let buckets = balance
+            .buckets
+            .into_iter()
+            .map(|b| BucketOut {
+                kind: b.kind,
+                remaining_bytes: b.remaining_bytes,
+                expires_at: b.expires_at.and_then(|e| json::show(e, zone)),
+                rolls_over: b.rolls_over,
+                carry_expires_at: b.carry_expires_at.and_then(|e| json::show(e, zone)),
+            })
+            .collect();
+        BalanceOut {
+            id: balance.id,
+            plan: PlanVersion { id: balance.plan.id, version: balance.plan.version },
+            as_of: balance.at.to_rfc3339(zone),
+            status: balance.status.name(),
+            total_bytes: balance.total_bytes,
+            buckets,
+            currency: plan.currency.code().to_string(),
+            charges: plan.currency.format(balance.charges_minor),
+            fees: plan.currency.format(balance.fees_minor),
+            throttled_bytes: balance.throttled_bytes,
+            rejected_bytes: balance.rejected_bytes,
+            daily_remaining_bytes: balance.daily_remaining_bytes,
+            expires_at: balance.expires_at.map(|e| e.to_rfc3339(zone)),
+        }
+    }
+}
+
+/// `POST /v1/subscriptions/{id}/tokens`.
+#[derive(Serialize)]
+pub struct TokenOut<'a> {
+    pub token: String,
+    pub subscription: &'a str,
+    pub expires_at: String,
+}
+
+/// `GET` and `POST /v1/clock`.
+#[derive(Serialize)]
+pub struct ClockOut {
+    pub now: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<bool>,
+}
+
+impl ClockOut {
+    pub fn at(now: Instant, simulated: Option<bool>) -> ClockOut {
+        ClockOut { now: now.to_rfc3339(&Zone::utc()), simulated }
+    }
+}
+
+/// How one usage record (or a session's report) was taken. The `id` is left
+/// out inside a session answer.
+#[derive(Serialize)]
+pub struct UsageOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawn_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_reason: Option<&'static str>,
+}
+
+const CONFLICT_DETAIL: &str = "this id was accepted before with other bytes, another instant or another country; the record is not rated";
+
+impl<'a> UsageOut<'a> {
+    pub fn of(id: Option<&'a str>, result: &UsageResult) -> UsageOut<'a> {
+        let bare = |status| UsageOut {
+            id,
+            status,
+            reason: None,
+            detail: None,
+            drawn_bytes: None,
+            throttled_bytes: None,
+            rejected_bytes: None,
+            late: false,
+            rejected_reason: None,
+        };
+        match result {
+            UsageResult::Accepted { drawn_bytes, throttled_bytes, rejected_bytes, late, rejected_reason } => UsageOut {
+                drawn_bytes: Some(*drawn_bytes),
+                throttled_bytes: Some(*throttled_bytes),
+                rejected_bytes: Some(*rejected_bytes),
+                late: *late,
+                rejected_reason: rejected_reason.map(|r| r.name()),
+                ..bare("accepted")
+            },
+            UsageResult::Duplicate => bare("duplicate"),
+            UsageResult::Conflict => UsageOut { reason: Some("id_reused"), detail: Some(CONFLICT_DETAIL.into()), ..bare("conflict") },
+            UsageResult::Rejected(rejection) => UsageOut { reason: Some(rejection.code()), detail: Some(rejection.to_string()), ..bare("rejected") },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FinalUnitOut {
+    Terminate,
+    Throttle { throttle_kbps: Option<u32> },
+}
+
+/// An online charging session's answer.
+#[derive(Serialize)]
+pub struct SessionOut<'a> {
+    pub id: &'a str,
+    pub subscription: &'a str,
+    pub result: &'static str,
+    pub granted_bytes: u64,
+    pub validity_seconds: u64,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_unit: Option<FinalUnitOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<UsageOut<'a>>,
+}
+
+impl<'a> SessionOut<'a> {
+    pub fn of(answer: &'a SessionAnswer) -> SessionOut<'a> {
+        let result = if answer.not_covered {
+            "not_covered"
+        } else if answer.credit_limit_reached {
+            "credit_limit_reached"
+        } else {
+            "ok"
+        };
+        SessionOut {
+            id: &answer.session,
+            subscription: &answer.subscription,
+            result,
+            granted_bytes: answer.granted_bytes,
+            validity_seconds: answer.validity_seconds,
+            status: answer.status.name(),
+            final_unit: answer.final_unit.map(|action| match action {
+                FinalAction::Terminate => FinalUnitOut::Terminate,
+                FinalAction::Throttle { throttle_kbps } => FinalUnitOut::Throttle { throttle_kbps },
+            }),
+            used: answer.used.as_ref().map(|used| UsageOut::of(None, used)),
+        }
+    }
+}

@@ -12,16 +12,7 @@ use serde_json::{Value, json};
 use crate::server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
-const PLAN: &str = r#"
-[[plan]]
-id = "huge"
-name = "1 TB"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "1000GiB" }
-"#;
+const PLAN: &str = include_str!("fixtures/crash-plan.toml");
 
 fn record(id: u64) -> Value {
     json!({"id": format!("r{id}"), "subscription": "s", "at": "2026-05-01T12:00:00Z", "bytes": MIB})

@@ -15,17 +15,7 @@ use crate::server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
-const MORE_PLANS: &str = r#"
-[[plan]]
-id = "cn-10g"
-name = "10 GB in China"
-currency = "CNY"
-price = "30.00"
-timezone = "Asia/Shanghai"
-period = { kind = "monthly" }
-allowance = { data = "10GiB" }
-coverage = { countries = ["CN"] }
-"#;
+const MORE_PLANS: &str = include_str!("fixtures/diameter-more-plans.toml");
 
 const CONFIG: &str = "[diameter]\nlisten = \"127.0.0.1:0\"\norigin_host = \"ocs.rollover.test\"\norigin_realm = \"rollover.test\"\n";
 

@@ -16,36 +16,7 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 const SECRET: &str = "s3cret-for-tests";
 
-const PLANS: &str = r#"
-[[plan]]
-id = "cn-10g"
-name = "10 GB in China and Hong Kong"
-currency = "CNY"
-price = "30.00"
-timezone = "Asia/Shanghai"
-period = { kind = "monthly" }
-allowance = { data = "10GiB" }
-coverage = { countries = ["CN", "HK"] }
-
-[[plan]]
-id = "tiny-throttle"
-name = "100 MB, then 128 kbps"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "100MiB" }
-exhausted = { action = "throttle", throttle_kbps = 128 }
-
-[[plan]]
-id = "pass-7d"
-name = "5 GB for 7 days"
-currency = "EUR"
-price = "9.00"
-timezone = "UTC"
-period = { kind = "once", length = "7 days" }
-allowance = { data = "5GiB" }
-"#;
+const PLANS: &str = include_str!("fixtures/radius-plans.toml");
 
 fn config(extra: &str) -> String {
     format!("[radius]\nlisten = \"127.0.0.1:0\"\nclients = [{{ address = \"127.0.0.0/8\", secret = \"{SECRET}\" }}]\n{extra}")

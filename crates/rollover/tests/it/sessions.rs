@@ -6,26 +6,7 @@ use crate::server::{Backend, Server};
 
 const MIB: u64 = 1 << 20;
 
-const MORE_PLANS: &str = r#"
-[[plan]]
-id = "cn-only"
-name = "1000 MB in China"
-currency = "CNY"
-price = "5.00"
-timezone = "Asia/Shanghai"
-period = { kind = "monthly" }
-allowance = { data = "1000MiB" }
-coverage = { countries = ["CN"] }
-
-[[plan]]
-id = "big"
-name = "1000 MB"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "1000MiB" }
-"#;
+const MORE_PLANS: &str = include_str!("fixtures/sessions-more-plans.toml");
 
 fn server_with(backend: Backend, subscriptions: &[(&str, &str)]) -> Server {
     let server = Server::start(backend);

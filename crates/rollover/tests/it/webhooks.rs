@@ -110,18 +110,7 @@ impl Receiver {
     }
 }
 
-const PLAN: &str = r#"
-[[plan]]
-id = "ten"
-name = "10 GB monthly, unused data carries into next month"
-currency = "EUR"
-price = "10.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "10GiB" }
-rollover = { from = ["allowance"] }
-order = { kinds = ["carry", "allowance"] }
-"#;
+const PLAN: &str = include_str!("fixtures/webhooks-plan.toml");
 
 fn usage(server: &Server, id: &str, at: &str, gib: u64) {
     let reply = server.post("/v1/usage", &json!({"records": [{"id": id, "subscription": "s", "at": at, "bytes": gib << 30}]}));

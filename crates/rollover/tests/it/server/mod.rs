@@ -11,26 +11,7 @@ use serde_json::Value;
 
 /// Two small monthly plans the session tests share: one blocks when used,
 /// one throttles to 64 kbps.
-pub const SMALL_PLANS: &str = r#"
-[[plan]]
-id = "small-block"
-name = "250 MB, blocked when used"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "250MiB" }
-
-[[plan]]
-id = "small-throttle"
-name = "100 MB, then 64 kbps"
-currency = "EUR"
-price = "5.00"
-timezone = "UTC"
-period = { kind = "monthly" }
-allowance = { data = "100MiB" }
-exhausted = { action = "throttle", throttle_kbps = 64 }
-"#;
+pub const SMALL_PLANS: &str = include_str!("../fixtures/shared-small-plans.toml");
 
 /// Which store a test's server runs on.
 #[derive(Clone, Copy, Debug)]

@@ -2,6 +2,7 @@
 //! `(id, version)`, backed by the store's plan documents.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rollover_core::{Catalog, Plan, PlanIx};
@@ -65,19 +66,36 @@ impl Plans {
 /// publishes it with one pointer swap. So no lock is ever held across work
 /// whose length a client controls.
 #[derive(Debug, Default)]
-pub struct SharedPlans(RwLock<Arc<Plans>>);
+pub struct SharedPlans {
+    current: RwLock<Arc<Plans>>,
+    /// Counts publishes, so a holder of a snapshot can tell it is still the
+    /// newest with one load and no lock.
+    version: AtomicU64,
+}
 
 impl SharedPlans {
     pub fn new(plans: Plans) -> SharedPlans {
-        SharedPlans(RwLock::new(Arc::new(plans)))
+        SharedPlans { current: RwLock::new(Arc::new(plans)), version: AtomicU64::new(0) }
     }
 
     pub fn snapshot(&self) -> Arc<Plans> {
-        self.0.read().expect("the plan lock is never poisoned").clone()
+        self.current.read().expect("the plan lock is never poisoned").clone()
+    }
+
+    /// Replaces `held` with the newest catalog if a newer one was published
+    /// since `held_version`. A shard worker calls this once per command and
+    /// then borrows its copy: no lock and no shared counter per use.
+    pub fn refresh(&self, held: &mut Arc<Plans>, held_version: &mut u64) {
+        let version = self.version.load(Ordering::Acquire);
+        if version != *held_version {
+            *held = self.snapshot();
+            *held_version = version;
+        }
     }
 
     /// Replaces the catalog; snapshots already taken keep the old one.
     pub fn publish(&self, plans: Plans) {
-        *self.0.write().expect("the plan lock is never poisoned") = Arc::new(plans);
+        *self.current.write().expect("the plan lock is never poisoned") = Arc::new(plans);
+        self.version.fetch_add(1, Ordering::Release);
     }
 }

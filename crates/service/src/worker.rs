@@ -195,6 +195,10 @@ struct Reservation {
 pub(crate) struct Worker {
     number: usize,
     plans: Arc<SharedPlans>,
+    /// This worker's copy of the newest catalog, refreshed before each
+    /// command (see [`SharedPlans::refresh`]).
+    catalog: Arc<Plans>,
+    catalog_version: u64,
     clock: Arc<Clock>,
     writer: SyncSender<Write>,
     config: Config,
@@ -223,6 +227,8 @@ impl Worker {
     ) -> Worker {
         Worker {
             number,
+            catalog: plans.snapshot(),
+            catalog_version: u64::MAX,
             plans,
             clock,
             writer,
@@ -258,6 +264,7 @@ impl Worker {
     }
 
     fn handle(&mut self, command: Command) {
+        self.plans.refresh(&mut self.catalog, &mut self.catalog_version);
         match command {
             Command::Create { row, plan, at, reply } => {
                 let _ = reply.send(self.create(row, plan, at));
@@ -297,7 +304,7 @@ impl Worker {
             }
             Command::Statuses { reply } => {
                 let now = self.clock.now();
-                let plans = self.plans.snapshot();
+                let plans = &*self.catalog;
                 let mut counts: Vec<(&'static str, u64)> = Vec::new();
                 for live in &self.subscriptions {
                     let status = live.subscription.status(&plans.catalog, now.max(live.advanced_to)).name();
@@ -318,7 +325,7 @@ impl Worker {
     }
 
     fn replay(&mut self, row: &EventRow) -> Result<(), ServiceError> {
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         self.scratch.clear();
         match self.index.get(&row.subscription) {
             None => {
@@ -327,7 +334,6 @@ impl Worker {
                 let slot = self.subscriptions.len();
                 self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None, counters: None });
                 self.index.insert(row.subscription.clone(), slot);
-                drop(plans);
                 self.refile(slot);
             }
             Some(&slot) => {
@@ -347,7 +353,6 @@ impl Worker {
                     };
                     live.keys.insert(key.clone(), Stamp { at_micros: row.at_micros, fingerprint }, applied_at, self.config.max_age_micros);
                 }
-                drop(plans);
                 self.refile(slot);
             }
         }
@@ -356,7 +361,7 @@ impl Worker {
 
     /// Files the subscription under its next boundary in the timer index.
     fn refile(&mut self, slot: usize) {
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let live = &mut self.subscriptions[slot];
         let mut next = live.subscription.next_boundary(&plans.catalog);
         if let Some(notify) = &self.notify {
@@ -372,6 +377,7 @@ impl Worker {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        self.plans.refresh(&mut self.catalog, &mut self.catalog_version);
         while let Some(&(at, slot)) = self.timers.first() {
             if at > now {
                 break;
@@ -392,7 +398,7 @@ impl Worker {
 
     fn before(&self, slot: usize, at: Instant) -> Option<Snapshot> {
         self.notify.as_ref()?;
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let live = &self.subscriptions[slot];
         Some(notify::snapshot(&live.subscription, &plans.catalog, at, live.advanced_to))
     }
@@ -401,7 +407,7 @@ impl Worker {
     /// change is in `self.scratch`.
     fn after(&mut self, slot: usize, before: Option<Snapshot>, now: Instant, key_instant: Instant) {
         let (Some(before), Some(notify)) = (before, &self.notify) else { return };
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let live = &self.subscriptions[slot];
         let found = notify::changes(&live.id, before, &live.subscription, &plans.catalog, now, key_instant, &self.scratch, notify.notice_micros);
         if !found.is_empty() {
@@ -416,7 +422,7 @@ impl Worker {
         let status_before = self.watched(slot, self.subscriptions[slot].advanced_to);
         let key_instant;
         {
-            let plans = self.plans.snapshot();
+            let plans = &*self.catalog;
             let live = &mut self.subscriptions[slot];
             key_instant = live.subscription.next_boundary(&plans.catalog).min(live.timer);
             self.scratch.clear();
@@ -431,14 +437,14 @@ impl Worker {
     /// The subscription's status at `at`, when something watches statuses.
     fn watched(&self, slot: usize, at: Instant) -> Option<Status> {
         self.config.status_changes.as_ref()?;
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         Some(self.subscriptions[slot].subscription.status(&plans.catalog, at))
     }
 
     /// Tells the watcher when the status at `at` differs from `before`.
     fn report_status(&self, slot: usize, before: Option<Status>, at: Instant) {
         let (Some(from), Some(watch)) = (before, &self.config.status_changes) else { return };
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let live = &self.subscriptions[slot];
         let to = live.subscription.status(&plans.catalog, at);
         if to != from {
@@ -469,12 +475,11 @@ impl Worker {
             return Err(ServiceError::SubscriptionExists { id: row.id });
         }
         let (now, at) = self.now_and(at, self.config.max_backdate_micros)?;
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         self.scratch.clear();
         let mut subscription = Subscription::purchase(&plans.catalog, plan.ix, at, &mut self.scratch);
         let applied_at = now.max(at);
         subscription.advance(&plans.catalog, applied_at, &mut self.scratch);
-        drop(plans);
         let event = EventRow {
             seq: 0,
             subscription: row.id.clone(),
@@ -530,11 +535,10 @@ impl Worker {
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
         let status_before = self.watched(slot, now.max(at));
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let live = &mut self.subscriptions[slot];
         self.scratch.clear();
         let outcome = live.subscription.apply(&plans.catalog, event, at, &mut self.scratch);
-        drop(plans);
         live.advanced_to = live.advanced_to.max(at);
         let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body };
         self.after(slot, before, now.max(at), at);
@@ -559,7 +563,7 @@ impl Worker {
                 self.bring_up(slot, now);
             }
         }
-        let plans = self.plans.snapshot();
+        let plans = self.catalog.clone();
         let mut batch = UsageBatch {
             now,
             results: Vec::with_capacity(records.len()),
@@ -709,7 +713,7 @@ impl Worker {
         let now = self.clock.now();
         self.bring_up(slot, now);
         self.flush_outbox();
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let live = &self.subscriptions[slot];
         let s = &live.subscription;
         let catalog = &plans.catalog;
@@ -759,7 +763,7 @@ impl Worker {
         self.bring_up(slot, now);
         let before = self.before(slot, now.max(at));
         let status_before = self.watched(slot, now.max(at));
-        let plans = self.plans.snapshot();
+        let plans = &*self.catalog;
         let catalog = &plans.catalog;
         let live = &mut self.subscriptions[slot];
         let sessions = live.sessions.get_or_insert_with(Default::default);
@@ -847,7 +851,6 @@ impl Worker {
         if sessions.is_empty() {
             live.sessions = None;
         }
-        drop(plans);
         self.after(slot, before, now.max(at), at);
         self.report_status(slot, status_before, now.max(at));
         self.refile(slot);

@@ -1,5 +1,9 @@
 //! `rollover serve` configuration: a TOML file, then environment variables
-//! `ROLLOVER_<SECTION>_<KEY>` over it, then flags over both.
+//! `ROLLOVER_<SECTION>_<KEY>` over it, then flags over both. They are read
+//! into [`Config`], the raw shape (strings and numbers as written), and
+//! converted once by [`Config::settings`] into [`Settings`]: socket
+//! addresses, a clock mode, durations, hashed keys, the listeners' own
+//! configurations. Everything after start-up takes `Settings` as given.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -301,6 +305,46 @@ fn check_webhook_url(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The clock `serve` runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    Wall,
+    /// Starts at `start` on a new store (now when absent); a store's own
+    /// clock wins over it.
+    Simulated { start: Option<rollover_core::Instant> },
+}
+
+impl ClockMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockMode::Wall => "wall",
+            ClockMode::Simulated { .. } => "simulated",
+        }
+    }
+}
+
+/// The settings `serve` runs with, checked and converted from [`Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store_url: String,
+    /// The store URL without a password, for logs.
+    pub store_label: String,
+    pub clock: ClockMode,
+    pub demo: bool,
+    /// The service's settings; `status_changes` is wired by `serve`.
+    pub service: rollover_service::Config,
+    pub api_keys: Vec<rollover_http::auth::ApiKey>,
+    /// `None`: make a random one at start.
+    pub token_secret: Option<Vec<u8>>,
+    pub token_requests_per_second: u32,
+    pub limits: rollover_http::Limits,
+    pub server: rollover_http::server::ServerLimits,
+    pub radius: Option<rollover_gateway::radius::Config>,
+    pub coa: rollover_gateway::coa::Config,
+    pub diameter: Option<rollover_gateway::diameter::Config>,
+}
+
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
     value.parse().map_err(|_| format!("{name}={value:?} is not valid"))
 }
@@ -375,6 +419,42 @@ impl Config {
         }
         config.check()?;
         Ok(config)
+    }
+
+    /// Checks everything once more (flags may have changed the shape since
+    /// [`Config::load`]) and converts it into the settings `serve` runs with.
+    pub fn settings(&self) -> Result<Settings, String> {
+        self.check()?;
+        let clock = match self.clock.mode.as_str() {
+            "simulated" => ClockMode::Simulated {
+                start: self.clock.start.as_deref().map(rollover_core::Instant::parse_rfc3339).transpose().map_err(|e| format!("clock.start: {e}"))?,
+            },
+            _ => ClockMode::Wall,
+        };
+        let seconds = |s: i64| s.saturating_mul(1_000_000);
+        Ok(Settings {
+            listen: self.listen()?,
+            store_url: self.store.url.clone(),
+            store_label: self.store_label(),
+            clock,
+            demo: self.demo.enabled,
+            service: rollover_service::Config {
+                workers: self.service.workers,
+                max_age_micros: seconds(self.service.max_age_seconds),
+                future_skew_micros: seconds(self.service.future_skew_seconds),
+                max_backdate_micros: seconds(self.service.max_backdate_seconds),
+                notify: self.notify(),
+                ..rollover_service::Config::default()
+            },
+            api_keys: self.api_keys(),
+            token_secret: self.security.token_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            token_requests_per_second: self.security.token_requests_per_second,
+            limits: self.limits(),
+            server: self.server_limits(),
+            radius: self.radius()?,
+            coa: self.coa()?,
+            diameter: self.diameter()?,
+        })
     }
 
     fn check(&self) -> Result<(), String> {
@@ -690,6 +770,18 @@ mod tests {
         let err = Config::load(None, env(&[("ROLLOVER_SECURITY_TOKEN_SECRET", "x")])).unwrap_err();
         assert!(err.contains("at least 32 bytes"), "{err}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn settings_are_converted_once() {
+        let config = Config::load(None, env(&[("ROLLOVER_CLOCK", "simulated"), ("ROLLOVER_CLOCK_START", "2026-01-01T00:00:00Z"), ("ROLLOVER_SERVICE_MAX_AGE_SECONDS", "60")])).unwrap();
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.clock, ClockMode::Simulated { start: Some(rollover_core::Instant::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()) });
+        assert_eq!(settings.service.max_age_micros, 60_000_000);
+        assert_eq!(settings.listen.port(), 8080);
+        let mut flagged = config.clone();
+        flagged.clock.mode = "sideways".into();
+        assert!(flagged.settings().unwrap_err().contains("clock.mode"), "a flag is checked like the file");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use rollover_core::Instant;
 use rollover_service::{Clock, Config as ServiceConfig, Service};
 
-use crate::config::Config;
+use crate::config::{ClockMode, Config, Settings};
 use crate::demo;
 
 pub fn run(config_file: Option<PathBuf>, clock_flag: Option<String>, log_json: bool) -> ExitCode {
@@ -20,6 +20,13 @@ pub fn run(config_file: Option<PathBuf>, clock_flag: Option<String>, log_json: b
     if let Some(mode) = clock_flag {
         config.clock.mode = mode;
     }
+    let settings = match config.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("rollover serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
     init_logs(log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
         Ok(runtime) => runtime,
@@ -28,7 +35,7 @@ pub fn run(config_file: Option<PathBuf>, clock_flag: Option<String>, log_json: b
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("rollover serve: {error}");
@@ -115,21 +122,14 @@ mod tests {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let listen = config.listen()?;
-    let url = config.store.url.clone();
-    let clock = if config.clock.mode == "simulated" {
-        let start = match &config.clock.start {
-            Some(text) => Instant::parse_rfc3339(text)?,
-            None => Instant::from_micros(rollover_service::wall_micros()),
-        };
-        Clock::simulated(start)
-    } else {
-        Clock::Wall
+async fn serve(settings: Settings) -> Result<(), String> {
+    let listen = settings.listen;
+    let url = settings.store_url.clone();
+    let clock = match settings.clock {
+        ClockMode::Simulated { start } => Clock::simulated(start.unwrap_or_else(|| Instant::from_micros(rollover_service::wall_micros()))),
+        ClockMode::Wall => Clock::Wall,
     };
-    let radius = config.radius()?;
-    let coa = config.coa()?;
-    let diameter = config.diameter()?;
+    let (radius, coa, diameter) = (settings.radius.clone(), settings.coa.clone(), settings.diameter.clone());
     // Status changes drive CoA and Disconnect, when a NAS takes them.
     let (status_changes, status_watch) = if radius.is_some() && !coa.nas.is_empty() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -137,22 +137,14 @@ async fn serve(config: Config) -> Result<(), String> {
     } else {
         (None, None)
     };
-    let service_config = ServiceConfig {
-        workers: config.service.workers,
-        max_age_micros: config.service.max_age_seconds * 1_000_000,
-        future_skew_micros: config.service.future_skew_seconds * 1_000_000,
-        max_backdate_micros: config.service.max_backdate_seconds * 1_000_000,
-        notify: config.notify(),
-        status_changes,
-        ..ServiceConfig::default()
-    };
+    let service_config = ServiceConfig { status_changes, ..settings.service.clone() };
     let started = std::time::Instant::now();
     let service = tokio::task::spawn_blocking(move || Service::start_url(&url, clock, service_config))
         .await
         .map_err(|e| format!("start-up failed: {e}"))?
         .map_err(|e| e.to_string())?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "state rebuilt from the store");
-    if config.demo.enabled && service.is_empty() {
+    if settings.demo && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
     }
     let mut network = String::new();
@@ -174,24 +166,24 @@ async fn serve(config: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     // Scripts and tests read this line to find the ports.
-    println!("rollover listening on http://{bound}{network} (store {}, clock {})", config.store_label(), config.clock.mode);
-    let token_secret = match &config.security.token_secret {
-        Some(secret) => secret.as_bytes().to_vec(),
+    println!("rollover listening on http://{bound}{network} (store {}, clock {})", settings.store_label, settings.clock.name());
+    let token_secret = match &settings.token_secret {
+        Some(secret) => secret.clone(),
         None => {
             tracing::warn!("no security.token_secret: customer tokens will not survive a restart");
             crate::keys::random_bytes(32).map_err(|e| format!("cannot make a token secret: {e}"))?
         }
     };
-    let security = std::sync::Arc::new(rollover_http::auth::Security::new(config.api_keys(), token_secret, config.security.token_requests_per_second));
+    let security = std::sync::Arc::new(rollover_http::auth::Security::new(settings.api_keys.clone(), token_secret, settings.token_requests_per_second));
     if security.is_open() {
         tracing::warn!("no API key configured: the API is open to anyone who can reach {bound}");
     }
     let server_metrics = std::sync::Arc::new(rollover_http::server::ServerMetrics::default());
     let rendered = server_metrics.clone();
     service.add_metrics(Box::new(move |out| rendered.render(out)));
-    raise_open_file_limit(config.server.max_connections);
-    let app = rollover_http::router(service, security, config.limits());
-    rollover_http::server::serve(listener, app, config.server_limits(), server_metrics, shutdown()).await;
+    raise_open_file_limit(settings.server.max_connections);
+    let app = rollover_http::router(service, security, settings.limits);
+    rollover_http::server::serve(listener, app, settings.server, server_metrics, shutdown()).await;
     Ok(())
 }
 

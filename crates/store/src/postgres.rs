@@ -101,7 +101,7 @@ fn split_schema(url: &str) -> Result<(String, String)> {
 }
 
 /// How long a new writer waits for the lock of one that just went away.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl PostgresStore {
     /// Connects, creates the schema if needed and brings it up to date.

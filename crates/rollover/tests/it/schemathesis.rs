@@ -31,7 +31,7 @@ fn schemathesis_finds_nothing(backend: Backend) {
         .arg(root.join("crates/rollover/tests/schemathesis/schemathesis.toml"))
         .args(["run", &format!("{}/openapi.json", server.base)])
         .args(["-H", &format!("Authorization: Bearer {KEY}")])
-        .args(["--max-time", "40", "--workers", "2", "--seed", "20261201", "--request-timeout", "20"])
+        .args(["--max-time", "30", "--workers", "2", "--seed", "20261201", "--request-timeout", "20"])
         .env("NO_COLOR", "1")
         .output()
         .expect("Schemathesis runs");

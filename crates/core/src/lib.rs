@@ -7,7 +7,6 @@
 pub mod amount;
 pub mod catalog;
 pub mod engine;
-pub mod explain;
 pub mod ledger;
 pub mod money;
 pub mod names;

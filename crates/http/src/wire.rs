@@ -3,7 +3,7 @@
 //! it). Domain values are converted here, at the edge; none of them is
 //! serialized directly.
 
-use rollover_core::explain::{Lang, explain_plan};
+use rollover_explain::{Lang, explain_plan};
 use rollover_core::{Instant, Plan, Zone};
 use rollover_service::{Balance, EventOutcome, FinalAction, SessionAnswer, UsageResult};
 use serde::Serialize;

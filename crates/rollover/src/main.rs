@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rollover_core::explain::{Lang, explain_plan};
+use rollover_explain::{Lang, explain_plan};
 use rollover_terms::file::is_scenario;
 use rollover_terms::{parse_plans, parse_scenario, run};
 
@@ -145,7 +145,7 @@ fn simulate(path: &Path, json: bool, show_ledger: bool) -> ExitCode {
             println!("{line}");
         }
         if show_ledger {
-            for line in rollover_core::explain::ledger_lines(&scenario.catalog, &report.ledger) {
+            for line in rollover_explain::ledger_lines(&scenario.catalog, &report.ledger) {
                 println!("{line}");
             }
         }

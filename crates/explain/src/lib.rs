@@ -8,13 +8,13 @@ use std::fmt::Write as _;
 
 use jiff::civil::Date;
 
-use crate::amount::{UnitBase, format_exact, format_human};
-use crate::catalog::Catalog;
-use crate::engine::{Event, Subscription};
-use crate::ledger::{Cause, Change, Entry, Lifecycle};
-use crate::names::Kind;
-use crate::plan::{Anchor, Exhausted, OnPlanChange, Period, Plan, Starts, Window};
-use crate::time::{Instant, Length, MICROS_PER_DAY, MICROS_PER_HOUR, Zone};
+use rollover_core::amount::{UnitBase, format_exact, format_human};
+use rollover_core::catalog::Catalog;
+use rollover_core::engine::{Event, Subscription};
+use rollover_core::ledger::{Cause, Change, Entry, Lifecycle};
+use rollover_core::names::Kind;
+use rollover_core::plan::{Anchor, Exhausted, OnPlanChange, Period, Plan, Starts, Window};
+use rollover_core::time::{Instant, Length, MICROS_PER_DAY, MICROS_PER_HOUR, Zone};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -247,8 +247,8 @@ fn compute_example(plan: &Plan) -> Example {
     let mut second_allowance = None;
     for entry in &ledger[mark..] {
         match entry.change {
-            Change::Granted { bytes, expires, source: crate::ledger::Source::Carry } => carry = Some((bytes, expires)),
-            Change::Granted { bytes, source: crate::ledger::Source::Period(_), .. } => second_allowance = Some(bytes),
+            Change::Granted { bytes, expires, source: rollover_core::ledger::Source::Carry } => carry = Some((bytes, expires)),
+            Change::Granted { bytes, source: rollover_core::ledger::Source::Period(_), .. } => second_allowance = Some(bytes),
             Change::Forfeited { bytes, cause: Cause::Cap } => cut_bytes += bytes,
             _ => {}
         }
@@ -261,7 +261,7 @@ fn compute_example(plan: &Plan) -> Example {
         let bytes = cap.bytes + cap.bytes / 2;
         let at = start.plus_micros(MICROS_PER_HOUR);
         match day.apply(&catalog, Event::Usage { bytes, country: None }, at, &mut ledger) {
-            crate::engine::Outcome::Rated(r) => (bytes, r.drawn_bytes + r.unmetered_bytes, r.throttled_bytes),
+            rollover_core::engine::Outcome::Rated(r) => (bytes, r.drawn_bytes + r.unmetered_bytes, r.throttled_bytes),
             _ => (bytes, 0, 0),
         }
     });
@@ -872,11 +872,11 @@ fn example_zh(plan: &Plan, ex: &Example, zone: &str) -> String {
 /// One line per ledger entry, for support staff: when, which bucket, what.
 /// Instants are shown in the first plan's zone and money in its currency.
 pub fn ledger_lines(catalog: &Catalog, ledger: &[Entry]) -> Vec<String> {
-    use crate::ledger::{Source, ThrottleReason};
+    use rollover_core::ledger::{Source, ThrottleReason};
     let Some(first) = catalog.plans().first() else { return Vec::new() };
     let zone = &first.zone;
     let money = |minor: i64| format!("{} {}", first.currency.format(minor), first.currency.code());
-    let plan_id = |ix: crate::catalog::PlanIx| catalog.get(ix).id.clone();
+    let plan_id = |ix: rollover_core::catalog::PlanIx| catalog.get(ix).id.clone();
     ledger
         .iter()
         .map(|entry| {

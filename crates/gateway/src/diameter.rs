@@ -12,7 +12,7 @@
 //! A Credit-Control session maps onto the service's reservation sessions,
 //! one per Rating-Group (`{Session-Id}#{Rating-Group}`). Used-Service-Unit is
 //! incremental and is rated under the key
-//! `session:{Session-Id}#{Rating-Group}:{CC-Request-Number}`; a request
+//! `#session:{CC-Request-Number}:{Session-Id}#{Rating-Group}`; a request
 //! whose CC-Request-Number was already answered gets that answer again.
 //! Requests are handled concurrently; answers go out as they are ready,
 //! each after the usage it reports is committed.
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollover_core::{Country, Status};
-use rollover_net::diameter::{self as wire, Avp, Message, code, command, result};
+use rollover_net::diameter::{self as wire, Avp, Message, RequestType, code, command, result};
 use rollover_service::{FinalAction, Service, ServiceError, SessionAnswer, SessionOp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -351,14 +351,14 @@ impl Server {
             required(c)?;
         }
         let kind_avp = required(code::CC_REQUEST_TYPE)?;
-        let kind = kind_avp.as_u32().filter(|k| (1..=4).contains(k)).ok_or_else(|| Refusal::invalid(Some(kind_avp), "CC-Request-Type must be 1 to 4"))?;
+        let kind = kind_avp.as_u32().and_then(RequestType::from_u32).ok_or_else(|| Refusal::invalid(Some(kind_avp), "CC-Request-Type must be 1 to 4"))?;
         let number_avp = required(code::CC_REQUEST_NUMBER)?;
         let number = number_avp.as_u32().ok_or_else(|| Refusal::invalid(Some(number_avp), "CC-Request-Number is an Unsigned32"))?;
         let units = units(request)?;
         let country = visited_country(request);
 
         let state = match kind {
-            1 | 4 => {
+            RequestType::Initial | RequestType::Event => {
                 let subscription = self.subscriber(request)?;
                 let fresh = GySession { subscription, country, groups: Vec::new(), last: None, ended: false, seen: std::time::Instant::now() };
                 let mut sessions = self.sessions.lock().expect("gy session lock");
@@ -382,10 +382,10 @@ impl Server {
             self.counters.bump("ccr_repeated");
             return Ok(answer.clone());
         }
-        if state.ended && kind != 4 {
+        if state.ended && kind != RequestType::Event {
             return Err(Refusal { code: result::UNKNOWN_SESSION_ID, failed: None, message: format!("credit-control session {session_id} has ended") });
         }
-        if kind == 1 && state.last.is_some() {
+        if kind == RequestType::Initial && state.last.is_some() {
             return Err(Refusal::invalid(Some(kind_avp), "a second CCR-Initial for an open session"));
         }
         if country.is_some() {
@@ -394,7 +394,7 @@ impl Server {
         let subscription = state.subscription.clone();
         let mut answered = Vec::new();
         match kind {
-            1 => {
+            RequestType::Initial => {
                 for unit in &units {
                     let name = unit_session(&session_id, unit.group);
                     let answer = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: unit.requested }, None, state.country).await;
@@ -404,7 +404,7 @@ impl Server {
                     answered.push((unit, answer));
                 }
             }
-            2 => {
+            RequestType::Update => {
                 for unit in &units {
                     let name = unit_session(&session_id, unit.group);
                     let answer = if state.groups.contains(&unit.group) {
@@ -428,7 +428,7 @@ impl Server {
                     answered.push((unit, answer));
                 }
             }
-            3 => {
+            RequestType::Termination => {
                 // Every open rating group ends, reported or not.
                 let mut ending: Vec<Unit> = units.clone();
                 for group in &state.groups {
@@ -451,7 +451,7 @@ impl Server {
                 state.groups.clear();
                 state.ended = true;
             }
-            _ => {
+            RequestType::Event => {
                 // Event: a one-shot debit of what is reported.
                 for unit in &units {
                     let name = format!("{}#event{}", unit_session(&session_id, unit.group), number);
@@ -504,7 +504,7 @@ impl Server {
         avps.push(Avp::u32(code::RESULT_CODE, top));
         avps.extend(self.identity());
         avps.push(Avp::u32(code::AUTH_APPLICATION_ID, wire::APP_CREDIT_CONTROL));
-        avps.push(Avp::u32(code::CC_REQUEST_TYPE, kind));
+        avps.push(Avp::u32(code::CC_REQUEST_TYPE, kind.to_u32()));
         avps.push(Avp::u32(code::CC_REQUEST_NUMBER, number));
         avps.extend(group_avps);
         state.last = Some((number, avps.clone()));
@@ -513,8 +513,8 @@ impl Server {
 
     /// The result code and the AVPs (inside the MSCC, or at the top level)
     /// of one rating group's answer.
-    fn grant(&self, answer: &SessionAnswer, kind: u32) -> (u32, Vec<Avp>) {
-        if kind == 3 || kind == 4 {
+    fn grant(&self, answer: &SessionAnswer, kind: RequestType) -> (u32, Vec<Avp>) {
+        if matches!(kind, RequestType::Termination | RequestType::Event) {
             return (result::SUCCESS, Vec::new());
         }
         if answer.not_covered {
@@ -664,8 +664,8 @@ fn units(request: &Message) -> Result<Vec<Unit>, Refusal> {
     }
     if units.is_empty() {
         let has_units = request.avps.iter().any(|a| matches!(a.code, code::REQUESTED_SERVICE_UNIT | code::USED_SERVICE_UNIT) && a.vendor.is_none());
-        let kind = request.find(code::CC_REQUEST_TYPE).and_then(Avp::as_u32);
-        if has_units || kind != Some(3) {
+        let kind = request.find(code::CC_REQUEST_TYPE).and_then(Avp::as_u32).and_then(RequestType::from_u32);
+        if has_units || kind != Some(RequestType::Termination) {
             units.push(read(&request.avps, true)?);
         }
     }

@@ -124,7 +124,10 @@ pub fn required_string<'a>(fields: &'a Fields, path: &str, key: &str) -> Result<
 pub fn is_valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     let allowed = |b: &u8| b.is_ascii_alphanumeric() || b".-_:;@+=".contains(b);
-    (1..=128).contains(&bytes.len()) && bytes[0].is_ascii_alphanumeric() && bytes.iter().all(allowed)
+    // `acct:` and `acct-stop:` name RADIUS counter reports in logs written
+    // before internal keys took their `#` prefix: reserved.
+    let reserved = id.starts_with("acct:") || id.starts_with("acct-stop:");
+    (1..=128).contains(&bytes.len()) && bytes[0].is_ascii_alphanumeric() && bytes.iter().all(allowed) && !reserved
 }
 
 pub fn id(fields: &Fields, path: &str, key: &str) -> Result<Option<String>, Problem> {
@@ -132,7 +135,7 @@ pub fn id(fields: &Fields, path: &str, key: &str) -> Result<Option<String>, Prob
         None => Ok(None),
         Some(s) if !is_valid_id(s) => Err(Problem::invalid(
             join(path, key),
-            "must be 1 to 128 characters of ASCII letters, digits and . _ : ; @ + = -, starting with a letter or digit",
+            "must be 1 to 128 characters of ASCII letters, digits and . _ : ; @ + = -, starting with a letter or digit (and not with acct: or acct-stop:)",
         )),
         Some(s) => Ok(Some(s.to_string())),
     }

@@ -11,6 +11,36 @@ pub const MAX_MESSAGE: usize = 1 << 16;
 /// Grouped AVPs nested deeper than this are refused.
 const MAX_DEPTH: usize = 8;
 
+/// CC-Request-Type (RFC 4006, section 8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestType {
+    Initial,
+    Update,
+    Termination,
+    Event,
+}
+
+impl RequestType {
+    pub fn from_u32(value: u32) -> Option<RequestType> {
+        Some(match value {
+            1 => RequestType::Initial,
+            2 => RequestType::Update,
+            3 => RequestType::Termination,
+            4 => RequestType::Event,
+            _ => return None,
+        })
+    }
+
+    pub fn to_u32(self) -> u32 {
+        match self {
+            RequestType::Initial => 1,
+            RequestType::Update => 2,
+            RequestType::Termination => 3,
+            RequestType::Event => 4,
+        }
+    }
+}
+
 pub const FLAG_REQUEST: u8 = 0x80;
 pub const FLAG_PROXIABLE: u8 = 0x40;
 pub const FLAG_ERROR: u8 = 0x20;

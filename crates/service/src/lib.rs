@@ -14,6 +14,7 @@ mod api;
 mod clock;
 mod config;
 mod error;
+mod keys;
 pub mod notify;
 mod sender;
 pub mod metrics;
@@ -345,7 +346,7 @@ impl Service {
     /// reservation is held in memory by the subscription's worker: bytes it
     /// holds are not available to other sessions of the subscription. Usage
     /// reported by a session is rated and committed like any usage record
-    /// (idempotency key `session:{id}:{request_number}`).
+    /// (idempotency key `#session:{request_number}:{id}`, see `keys.rs`).
     pub async fn session(&self, session: &str, subscription: Option<&str>, op: SessionOp, at: Option<Instant>) -> Result<SessionAnswer, ServiceError> {
         self.session_in(session, subscription, op, at, None).await
     }

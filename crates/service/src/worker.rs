@@ -20,10 +20,11 @@ use crate::notify::{self, NotifyConfig, Snapshot};
 use rollover_store::NotificationRow;
 use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans, SharedPlans};
+use crate::keys::{Key, Keys, Stamp, fingerprint};
 use crate::replay;
 use crate::writer::Write;
 use crate::{
-    Balance, BalanceBucket, Config, Counter, EventOutcome, FinalAction, MAX_RECORD_BYTES, OpenCounter, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageRejection,
+    Balance, BalanceBucket, Config, EventOutcome, FinalAction, MAX_RECORD_BYTES, OpenCounter, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageRejection,
     UsageResult,
 };
 use rollover_core::{Country, Status};
@@ -106,23 +107,6 @@ struct CounterState {
     at_micros: i64,
 }
 
-/// The idempotency key of a counter report.
-fn counter_key(counter: &Counter) -> String {
-    let prefix = if counter.stop { "acct-stop" } else { "acct" };
-    format!("{prefix}:{}:{}", counter.total, counter.session)
-}
-
-/// A counter report read back from its key: `(session, total, stop)`.
-fn parse_counter_key(key: &str) -> Option<(&str, u64, bool)> {
-    let (stop, rest) = if let Some(rest) = key.strip_prefix("acct-stop:") {
-        (true, rest)
-    } else {
-        (false, key.strip_prefix("acct:")?)
-    };
-    let (total, session) = rest.split_once(':')?;
-    Some((session, total.parse().ok()?, stop))
-}
-
 impl Live {
     fn counter(&self, session: &str) -> CounterState {
         self.counters.as_ref().and_then(|m| m.get(session)).copied().unwrap_or_default()
@@ -134,52 +118,6 @@ impl Live {
         if counters.len() > 64 {
             let oldest = now.micros() - max_age_micros;
             counters.retain(|_, c| c.at_micros >= oldest);
-        }
-    }
-}
-
-/// The idempotency keys of one subscription's accepted records, each with
-/// the record's own instant and a fingerprint of what it said. A key is kept
-/// while a retry of its record could still be accepted: a record stamped
-/// further back than the maximum age is rejected as too old anyway, so its
-/// key can go, and memory stays bounded by the records of the last
-/// `max_age`.
-#[derive(Default)]
-struct Keys {
-    stamped: HashMap<String, Stamp>,
-    /// Sweep when the map grows past this.
-    sweep_at: usize,
-}
-
-/// What a retry of a record must repeat to be the same record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    at_micros: i64,
-    /// The record's bytes and country (see [`fingerprint`]).
-    fingerprint: u64,
-}
-
-/// Bytes (at most 2^40) in the low bits, the country's two letters above.
-fn fingerprint(bytes: u64, country: Option<&str>) -> u64 {
-    let letters = country.map_or(0, |c| c.bytes().fold(0u64, |n, b| n << 8 | b as u64));
-    bytes ^ letters << 44
-}
-
-impl Keys {
-    fn get(&self, key: &str) -> Option<Stamp> {
-        self.stamped.get(key).copied()
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        self.stamped.contains_key(key)
-    }
-
-    fn insert(&mut self, key: String, stamp: Stamp, now: Instant, max_age_micros: i64) {
-        self.stamped.insert(key, stamp);
-        if self.stamped.len() > self.sweep_at {
-            let oldest = now.micros() - max_age_micros;
-            self.stamped.retain(|_, stamp| stamp.at_micros >= oldest);
-            self.sweep_at = (self.stamped.len() * 2).max(64);
         }
     }
 }
@@ -342,7 +280,7 @@ impl Worker {
                 live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
                 if let Some(key) = &row.key {
                     let applied_at = Instant::from_micros(row.applied_at_micros);
-                    if let Some((session, total, stop)) = parse_counter_key(key) {
+                    if let Key::Counter { session, total, stop } = Key::decode(key) {
                         let last = live.counter(session);
                         let state = CounterState { total: total.max(last.total), stopped: stop || last.stopped, at_micros: row.at_micros };
                         live.set_counter(session, state, applied_at, self.config.max_age_micros);
@@ -611,7 +549,7 @@ impl Worker {
         // A counter report becomes a record of the counter's growth.
         let (key, bytes) = match &record.counter {
             None => {
-                if let Some(earlier) = live.keys.get(&record.id) {
+                if let Some(earlier) = live.keys.get(&Key::Record(&record.id).encode()) {
                     if earlier != stamp {
                         self.metrics.conflict.fetch_add(1, Relaxed);
                         return Err(UsageResult::Conflict);
@@ -619,10 +557,10 @@ impl Worker {
                     self.metrics.duplicate.fetch_add(1, Relaxed);
                     return Err(UsageResult::Duplicate);
                 }
-                (record.id.clone(), record.bytes)
+                (Key::Record(&record.id).encode(), record.bytes)
             }
             Some(counter) => {
-                let key = counter_key(counter);
+                let key = Key::Counter { session: &counter.session, total: counter.total, stop: counter.stop }.encode();
                 let last = live.counter(&counter.session);
                 if live.keys.contains(&key) {
                     self.metrics.duplicate.fetch_add(1, Relaxed);
@@ -800,7 +738,7 @@ impl Worker {
         }
         let mut used = None;
         if let Some((used_bytes, number)) = report {
-            let key = format!("session:{session}:{number}");
+            let key = Key::Session { session, number }.encode();
             if live.keys.contains(&key) {
                 used = Some(UsageResult::Duplicate);
             } else {

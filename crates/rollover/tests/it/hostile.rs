@@ -287,7 +287,7 @@ fn hostile_fields_get_a_problem_naming_them(backend: Backend) {
     assert_eq!(reply.body["code"], "invalid_json");
     let reply = server.post("/v1/usage", &json!({"records": [record("o", "2026-03-01T00:00:00+25:00")]}));
     assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("records[0].at")), "{}", reply.body);
-    for id in [".", "..", "a\u{200b}b", "a\u{202e}b", " a", "a/b", "-lead"] {
+    for id in [".", "..", "a\u{200b}b", "a\u{202e}b", " a", "a/b", "-lead", "acct:100:127.0.0.1/s1"] {
         let reply = server.post("/v1/subscriptions", &json!({"id": id, "plan": "m10"}));
         assert_eq!((reply.status, reply.body["field"].as_str()), (400, Some("id")), "{id:?}: {}", reply.body);
         let reply = server.post("/v1/usage", &json!({"records": [record(id, NOW)]}));
@@ -324,6 +324,12 @@ fn a_reused_usage_id_with_other_bytes_is_a_conflict(backend: Backend) {
     }
     let ledger = server.get("/v1/subscriptions/s1/ledger?type=drawn").body;
     assert_eq!(ledger["total"], 1, "the conflicting records drew nothing: {ledger}");
+    // A client's record id cannot pose as a session's report: both are rated.
+    assert_eq!(server.post("/v1/sessions", &json!({"id": "g1", "subscription": "s1"})).status, 201);
+    let posing = server.post("/v1/usage", &json!({"records": [{"id": "session:1:g1", "subscription": "s1", "at": NOW, "bytes": 10}]}));
+    assert_eq!(posing.body["results"][0]["status"], "accepted", "{}", posing.body);
+    let report = server.post("/v1/sessions/g1/update", &json!({"used_bytes": 20, "request_number": 1}));
+    assert_eq!(report.body["used"]["status"], "accepted", "{}", report.body);
 }
 
 /// A small random generator: the storm is reproducible from its seed.

@@ -274,3 +274,48 @@ impl<'a> SessionOut<'a> {
         }
     }
 }
+
+/// One line of `GET /v1/subscriptions/{id}/ledger`: a ledger entry or a
+/// network note, with the fields its `type` has.
+#[derive(Serialize, Default)]
+pub struct LedgerEntryOut {
+    pub at: String,
+    #[serde(rename = "type")]
+    pub entry_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u32>,
+    #[serde(rename = "kind", skip_serializing_if = "Option::is_none")]
+    pub bucket_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// For `granted`: `null` when the bucket never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub into_bucket: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
+}
+
+/// A page of the ledger.
+#[derive(Serialize)]
+pub struct LedgerOut {
+    pub entries: Vec<LedgerEntryOut>,
+    pub total: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}

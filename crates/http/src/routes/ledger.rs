@@ -3,14 +3,13 @@
 
 use axum::extract::{Path, State};
 use rollover_service::Service;
-use serde_json::{Value, json};
 
 use super::{ApiResult, ok};
-use crate::json;
+use crate::{json, wire};
 use crate::problem::{Code, Problem};
 use axum::extract::Query;
 use rollover_core::Instant;
-use rollover_core::ledger::{Change, Lifecycle, Source, ThrottleReason};
+use rollover_core::ledger::{Change, Entry, Lifecycle, Source, ThrottleReason};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -58,69 +57,111 @@ pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<St
         return Err(Problem::about(Code::InvalidQuery, "offset", format!("must be 0 to {LEDGER_OFFSET_MAX}")));
     }
     let ledger = service.ledger(&id).await?;
-    let (entries, late) = (ledger.entries, ledger.late);
     let plans = service.plans();
     let plan = plans.catalog.get(ledger.plan);
-    let zone = &plan.zone;
-    let money = |minor: i64| plan.currency.format(minor);
     // Network notes go after the entries of their instant.
     let mut notes = ledger.notes.into_iter().peekable();
-    let mut merged: Vec<(Instant, Value)> = Vec::with_capacity(entries.len());
-    for (e, late) in entries.iter().zip(late) {
+    let mut lines: Vec<Line> = Vec::with_capacity(ledger.entries.len());
+    for (entry, late) in ledger.entries.iter().zip(ledger.late) {
         while let Some((at, _)) = notes.peek()
-            && *at < e.at
+            && *at < entry.at
         {
             let (at, note) = notes.next().expect("peeked");
-            merged.push((at, json!({"type": "network", "note": note})));
+            lines.push(Line::Note(at, note));
         }
-        if cause.is_some_and(|c| !matches!(e.change, Change::Forfeited { cause, .. } if cause == c)) {
-            continue;
-        }
-        merged.push((e.at, entry_json(e, late, zone, &money)));
+        lines.push(Line::Entry(entry, late));
     }
-    merged.extend(notes.map(|(at, note)| (at, json!({"type": "network", "note": note}))));
-    let selected: Vec<Value> = merged
-        .into_iter()
-        .filter(|(at, v)| from.is_none_or(|f| *at >= f) && to.is_none_or(|t| *at < t) && (cause.is_none() || v["type"] != "network"))
-        .map(|(at, mut v)| {
-            v["at"] = json!(at.to_rfc3339(zone));
-            v
-        })
-        .filter(|v| query.entry_type.as_deref().is_none_or(|t| v["type"] == t))
-        .collect();
+    lines.extend(notes.map(|(at, note)| Line::Note(at, note)));
+    // Filter and page first; only the page is written out.
+    let wanted = |line: &Line| {
+        let at = line.at();
+        let in_window = from.is_none_or(|f| at >= f) && to.is_none_or(|t| at < t);
+        let of_cause = match (cause, line) {
+            (None, _) => true,
+            (Some(c), Line::Entry(e, _)) => matches!(e.change, Change::Forfeited { cause, .. } if cause == c),
+            (Some(_), Line::Note(..)) => false,
+        };
+        in_window && of_cause && query.entry_type.as_deref().is_none_or(|t| line.entry_type() == t)
+    };
+    let selected: Vec<Line> = lines.into_iter().filter(wanted).collect();
     let total = selected.len();
-    let page: Vec<Value> = selected.into_iter().skip(offset).take(limit).collect();
-    let mut out = json!({"entries": page, "total": total});
-    if offset + limit < total {
-        out["next_offset"] = json!(offset + limit);
-    }
-    Ok(ok(out))
+    let entries = selected.into_iter().skip(offset).take(limit).map(|line| line.out(plan)).collect();
+    let next_offset = (offset.saturating_add(limit) < total).then_some(offset + limit);
+    Ok(ok(wire::LedgerOut { entries, total, next_offset }))
 }
 
-fn entry_json(e: &rollover_core::ledger::Entry, late: bool, zone: &rollover_core::Zone, money: &dyn Fn(i64) -> String) -> Value {
-    let mut v = match e.change {
-        Change::Granted { bytes, expires, source } => json!({
-            "type": "granted", "bytes": bytes, "expires_at": json::show(expires, zone),
-            "source": match source { Source::Period(_) => "period", Source::Grant => "grant", Source::ExtraBlock => "extra_block", Source::Carry => "carry" },
-        }),
-        Change::Drawn { bytes } => json!({"type": "drawn", "bytes": bytes}),
-        Change::CarriedOut { bytes, into } => json!({"type": "carried_out", "bytes": bytes, "into_bucket": into}),
-        Change::Forfeited { bytes, cause } => json!({"type": "forfeited", "bytes": bytes, "cause": cause.name()}),
-        Change::Fee { minor, period } => json!({"type": "fee", "amount": money(minor), "period": period}),
-        Change::Charged { minor, bytes } => json!({"type": "charged", "amount": money(minor), "bytes": bytes}),
-        Change::Unmetered { bytes } => json!({"type": "accepted_unmetered", "bytes": bytes}),
-        Change::Throttled { bytes, reason } => json!({"type": "throttled", "bytes": bytes, "reason": match reason { ThrottleReason::DailyCap => "daily_cap", ThrottleReason::Exhausted => "exhausted" }}),
-        Change::Rejected { bytes, reason } => json!({"type": "rejected", "bytes": bytes, "reason": reason.name()}),
-        Change::Lifecycle(event) => json!({"type": "lifecycle", "event": lifecycle_name(event)}),
-    };
-    if late {
-        v["late"] = json!(true);
+/// A line of the ledger before it is written: an entry of the engine's, or
+/// a network note from the log.
+enum Line<'a> {
+    Entry(&'a Entry, bool),
+    Note(Instant, String),
+}
+
+impl Line<'_> {
+    fn at(&self) -> Instant {
+        match self {
+            Line::Entry(e, _) => e.at,
+            Line::Note(at, _) => *at,
+        }
     }
-    if let Some(kind) = e.kind {
-        v["bucket"] = json!(e.bucket);
-        v["kind"] = json!(kind.name());
+
+    fn entry_type(&self) -> &'static str {
+        let Line::Entry(e, _) = self else { return "network" };
+        match e.change {
+            Change::Granted { .. } => "granted",
+            Change::Drawn { .. } => "drawn",
+            Change::CarriedOut { .. } => "carried_out",
+            Change::Forfeited { .. } => "forfeited",
+            Change::Fee { .. } => "fee",
+            Change::Charged { .. } => "charged",
+            Change::Unmetered { .. } => "accepted_unmetered",
+            Change::Throttled { .. } => "throttled",
+            Change::Rejected { .. } => "rejected",
+            Change::Lifecycle(_) => "lifecycle",
+        }
     }
-    v
+
+    fn out(self, plan: &rollover_core::Plan) -> wire::LedgerEntryOut {
+        let zone = &plan.zone;
+        let at = self.at().to_rfc3339(zone);
+        let entry_type = self.entry_type();
+        let (e, late) = match self {
+            Line::Note(_, note) => return wire::LedgerEntryOut { at, entry_type, note: Some(note), ..Default::default() },
+            Line::Entry(e, late) => (e, late),
+        };
+        let mut out = wire::LedgerEntryOut { at, entry_type, late, ..Default::default() };
+        if let Some(kind) = e.kind {
+            out.bucket = Some(e.bucket);
+            out.bucket_kind = Some(kind.name());
+        }
+        match e.change {
+            Change::Granted { bytes, expires, source } => {
+                out.bytes = Some(bytes);
+                out.expires_at = Some(json::show(expires, zone));
+                out.source = Some(match source {
+                    Source::Period(_) => "period",
+                    Source::Grant => "grant",
+                    Source::ExtraBlock => "extra_block",
+                    Source::Carry => "carry",
+                });
+            }
+            Change::Drawn { bytes } | Change::Unmetered { bytes } => out.bytes = Some(bytes),
+            Change::CarriedOut { bytes, into } => (out.bytes, out.into_bucket) = (Some(bytes), Some(into)),
+            Change::Forfeited { bytes, cause } => (out.bytes, out.cause) = (Some(bytes), Some(cause.name())),
+            Change::Fee { minor, period } => (out.amount, out.period) = (Some(plan.currency.format(minor)), Some(period)),
+            Change::Charged { minor, bytes } => (out.amount, out.bytes) = (Some(plan.currency.format(minor)), Some(bytes)),
+            Change::Throttled { bytes, reason } => {
+                out.bytes = Some(bytes);
+                out.reason = Some(match reason {
+                    ThrottleReason::DailyCap => "daily_cap",
+                    ThrottleReason::Exhausted => "exhausted",
+                });
+            }
+            Change::Rejected { bytes, reason } => (out.bytes, out.reason) = (Some(bytes), Some(reason.name())),
+            Change::Lifecycle(event) => out.event = Some(lifecycle_name(event)),
+        }
+        out
+    }
 }
 
 fn lifecycle_name(event: Lifecycle) -> &'static str {

@@ -231,6 +231,8 @@ pub struct Plan {
 const MAX_ORDER_KINDS: usize = 64;
 
 impl Plan {
+    /// Checks every field of a drafted plan and every rule between fields,
+    /// naming the field that breaks one. Each section has its own reader.
     pub fn from_draft(draft: &PlanDraft) -> Result<Plan, PlanError> {
         let id = required(&draft.id, "id")?;
         if id.is_empty()
@@ -249,80 +251,7 @@ impl Plan {
         let price_minor = currency.parse_price(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
         let zone_name = required(&draft.timezone, "timezone")?;
         let zone = Zone::parse(zone_name).map_err(|e| error("timezone", e))?;
-
-        let period_draft = required(&draft.period, "period")?;
-        let kind = one_of(required(&period_draft.kind, "period.kind")?, "period.kind", &["monthly", "days", "once"])?;
-        if kind != "monthly" && period_draft.anchor.is_some() {
-            return Err(error("period.anchor", "is only for kind = \"monthly\""));
-        }
-        if kind != "days" && period_draft.days.is_some() {
-            return Err(error("period.days", "is only for kind = \"days\""));
-        }
-        if kind != "once" && period_draft.length.is_some() {
-            return Err(error("period.length", "is only for kind = \"once\""));
-        }
-        let period = match kind {
-            "monthly" => {
-                let anchor = match period_draft.anchor.as_deref() {
-                    None => Anchor::Calendar,
-                    Some(text) => match one_of(text, "period.anchor", &["calendar", "start"])? {
-                        "calendar" => Anchor::Calendar,
-                        _ => Anchor::Start,
-                    },
-                };
-                Period::Monthly(anchor)
-            }
-            "days" => {
-                let days = *required(&period_draft.days, "period.days")?;
-                if !(1..=3660).contains(&days) {
-                    return Err(error("period.days", format!("{days} is out of range: use 1 to 3660")));
-                }
-                Period::Days(days as u32)
-            }
-            _ => {
-                let text = required(&period_draft.length, "period.length")?;
-                let length = Length::parse(text).map_err(|e| error("period.length", e))?;
-                match length {
-                    Length::Exact(_) | Length::CalendarDays(_) => Period::Once(length),
-                    _ => {
-                        return Err(error(
-                            "period.length",
-                            format!("\"{text}\": use \"N days\", \"N hours\" or \"N calendar days\""),
-                        ));
-                    }
-                }
-            }
-        };
-        let starts = match period_draft.starts.as_deref() {
-            None => Starts::Purchase,
-            Some(text) => match one_of(text, "period.starts", &["purchase", "install", "first_use"])? {
-                "purchase" => Starts::Purchase,
-                "install" => Starts::Install,
-                _ => Starts::FirstUse,
-            },
-        };
-        let activate_within = match period_draft.activate_within.as_deref() {
-            None => None,
-            Some(text) => {
-                let length = Length::parse(text).map_err(|e| error("period.activate_within", e))?;
-                match length {
-                    Length::Exact(_) | Length::CalendarDays(_) | Length::Months(_) => Some(length),
-                    _ => {
-                        return Err(error(
-                            "period.activate_within",
-                            format!("\"{text}\": use \"N days\", \"N hours\", \"N calendar days\" or \"N months\""),
-                        ));
-                    }
-                }
-            }
-        };
-        let prorate_daily = match period_draft.proration.as_deref() {
-            None => false,
-            Some(text) => one_of(text, "period.proration", &["none", "daily"])? == "daily",
-        };
-        if period_draft.proration.is_some() && period != Period::Monthly(Anchor::Calendar) {
-            return Err(error("period.proration", "is only for kind = \"monthly\" with anchor = \"calendar\""));
-        }
+        let (period, starts, activate_within, prorate_daily) = period_of(required(&draft.period, "period")?)?;
 
         let mut units_seen = Vec::new();
         let allowance_bytes = match &draft.allowance {
@@ -337,41 +266,7 @@ impl Plan {
                 Some(bytes)
             }
         };
-
-        let rollover = match &draft.rollover {
-            None => None,
-            Some(rollover) => {
-                let from_list = required(&rollover.from, "rollover.from")?;
-                if from_list.is_empty() {
-                    return Err(error("rollover.from", "must name at least one bucket kind (or leave out [plan.rollover])"));
-                }
-                let from = kinds(from_list, "rollover.from")?;
-                let expires_after = match rollover.expires_after.as_deref() {
-                    None => Length::Periods(1),
-                    Some(text) => match Length::parse(text).map_err(|e| error("rollover.expires_after", e))? {
-                        length @ (Length::Periods(_) | Length::Months(_) | Length::Never) => length,
-                        _ => {
-                            return Err(error(
-                                "rollover.expires_after",
-                                format!("\"{text}\": use \"N periods\", \"N months\" or \"never\""),
-                            ));
-                        }
-                    },
-                };
-                let cap_bytes = rollover.cap.as_deref().map(|t| positive_amount(t, "rollover.cap")).transpose()?;
-                let max_per_period_bytes =
-                    rollover.max_per_period.as_deref().map(|t| positive_amount(t, "rollover.max_per_period")).transpose()?;
-                let on_plan_change = match rollover.on_plan_change.as_deref() {
-                    None => OnPlanChange::Forfeit,
-                    Some(text) => match one_of(text, "rollover.on_plan_change", &["forfeit", "keep"])? {
-                        "forfeit" => OnPlanChange::Forfeit,
-                        _ => OnPlanChange::Keep,
-                    },
-                };
-                Some(Rollover { from, expires_after, cap_bytes, max_per_period_bytes, on_plan_change })
-            }
-        };
-
+        let rollover = draft.rollover.as_ref().map(rollover_of).transpose()?;
         let order = match &draft.order {
             None => Vec::new(),
             Some(order) => {
@@ -382,86 +277,9 @@ impl Plan {
                 kinds(list, "order.kinds")?
             }
         };
-
-        let daily_cap = match &draft.daily_cap {
-            None => None,
-            Some(cap) => {
-                let text = required(&cap.data, "daily_cap.data")?;
-                let (bytes, unit) = parse_bytes_with_unit(text).map_err(|e| error("daily_cap.data", format!("\"{text}\": {e}")))?;
-                if bytes == 0 {
-                    return Err(error("daily_cap.data", "must be more than zero"));
-                }
-                units_seen.push(unit);
-                let window = match cap.window.as_deref() {
-                    None => Window::CalendarDay,
-                    Some(text) => match one_of(text, "daily_cap.window", &["calendar_day", "rolling_24h"])? {
-                        "calendar_day" => Window::CalendarDay,
-                        _ => Window::Rolling24h,
-                    },
-                };
-                let throttle_kbps = cap.throttle_kbps.map(|v| kbps(v, "daily_cap.throttle_kbps")).transpose()?;
-                Some(DailyCap { bytes, window, throttle_kbps })
-            }
-        };
-
-        let exhausted = match &draft.exhausted {
-            None => Exhausted::Block,
-            Some(exhausted) => {
-                let action = one_of(
-                    required(&exhausted.action, "exhausted.action")?,
-                    "exhausted.action",
-                    &["block", "throttle", "extra_blocks", "pay_as_you_go"],
-                )?;
-                let only = |present: bool, field: &str, actions: &str| {
-                    if present { Err(error(field, format!("is only for action = {actions}"))) } else { Ok(()) }
-                };
-                only(exhausted.throttle_kbps.is_some() && action != "throttle", "exhausted.throttle_kbps", "\"throttle\"")?;
-                only(exhausted.block.is_some() && action != "extra_blocks", "exhausted.block", "\"extra_blocks\"")?;
-                only(exhausted.unit.is_some() && action != "pay_as_you_go", "exhausted.unit", "\"pay_as_you_go\"")?;
-                only(
-                    exhausted.price.is_some() && action != "extra_blocks" && action != "pay_as_you_go",
-                    "exhausted.price",
-                    "\"extra_blocks\" or \"pay_as_you_go\"",
-                )?;
-                let price = |field: &str| -> Result<i64, PlanError> {
-                    let text = required(&exhausted.price, field)?;
-                    currency.parse_price(text).map_err(|e| error(field, format!("\"{text}\": {e}")))
-                };
-                match action {
-                    "block" => Exhausted::Block,
-                    "throttle" => Exhausted::Throttle {
-                        throttle_kbps: kbps(*required(&exhausted.throttle_kbps, "exhausted.throttle_kbps")?, "exhausted.throttle_kbps")?,
-                    },
-                    "extra_blocks" => {
-                        let block_bytes = positive_amount(required(&exhausted.block, "exhausted.block")?, "exhausted.block")?;
-                        Exhausted::ExtraBlocks { block_bytes, price_minor: price("exhausted.price")? }
-                    }
-                    _ => {
-                        let unit_bytes = positive_amount(required(&exhausted.unit, "exhausted.unit")?, "exhausted.unit")?;
-                        Exhausted::PayAsYouGo { unit_bytes, price_minor: price("exhausted.price")? }
-                    }
-                }
-            }
-        };
-
-        let coverage = match &draft.coverage {
-            None => None,
-            Some(coverage) => {
-                let list = required(&coverage.countries, "coverage.countries")?;
-                if list.is_empty() {
-                    return Err(error("coverage.countries", "must name at least one country (or leave out [plan.coverage])"));
-                }
-                let mut countries = Vec::with_capacity(list.len());
-                for code in list {
-                    let country = Country::parse(code).map_err(|e| error("coverage.countries", e))?;
-                    if countries.contains(&country) {
-                        return Err(error("coverage.countries", format!("\"{code}\" is listed twice")));
-                    }
-                    countries.push(country);
-                }
-                Some(countries)
-            }
-        };
+        let daily_cap = draft.daily_cap.as_ref().map(|cap| daily_cap_of(cap, &mut units_seen)).transpose()?;
+        let exhausted = draft.exhausted.as_ref().map(|e| exhausted_of(e, &currency)).transpose()?.unwrap_or(Exhausted::Block);
+        let coverage = draft.coverage.as_ref().map(coverage_of).transpose()?;
 
         let unit_base = units_seen.first().map(|u| UnitBase::of_unit(*u)).unwrap_or(UnitBase::Binary);
         Ok(Plan {
@@ -564,6 +382,190 @@ impl Plan {
         let fee = prorate_half_up(self.price_minor, remaining_days as i64, days_in_month as i64);
         (allowance, fee)
     }
+}
+
+/// `[plan.period]`: the period, when period 1 starts, the activation window,
+/// and whether the first period is prorated.
+fn period_of(period_draft: &PeriodDraft) -> Result<(Period, Starts, Option<Length>, bool), PlanError> {
+    let kind = one_of(required(&period_draft.kind, "period.kind")?, "period.kind", &["monthly", "days", "once"])?;
+    if kind != "monthly" && period_draft.anchor.is_some() {
+        return Err(error("period.anchor", "is only for kind = \"monthly\""));
+    }
+    if kind != "days" && period_draft.days.is_some() {
+        return Err(error("period.days", "is only for kind = \"days\""));
+    }
+    if kind != "once" && period_draft.length.is_some() {
+        return Err(error("period.length", "is only for kind = \"once\""));
+    }
+    let period = match kind {
+        "monthly" => {
+            let anchor = match period_draft.anchor.as_deref() {
+                None => Anchor::Calendar,
+                Some(text) => match one_of(text, "period.anchor", &["calendar", "start"])? {
+                    "calendar" => Anchor::Calendar,
+                    _ => Anchor::Start,
+                },
+            };
+            Period::Monthly(anchor)
+        }
+        "days" => {
+            let days = *required(&period_draft.days, "period.days")?;
+            if !(1..=3660).contains(&days) {
+                return Err(error("period.days", format!("{days} is out of range: use 1 to 3660")));
+            }
+            Period::Days(days as u32)
+        }
+        _ => {
+            let text = required(&period_draft.length, "period.length")?;
+            let length = Length::parse(text).map_err(|e| error("period.length", e))?;
+            match length {
+                Length::Exact(_) | Length::CalendarDays(_) => Period::Once(length),
+                _ => {
+                    return Err(error(
+                        "period.length",
+                        format!("\"{text}\": use \"N days\", \"N hours\" or \"N calendar days\""),
+                    ));
+                }
+            }
+        }
+    };
+    let starts = match period_draft.starts.as_deref() {
+        None => Starts::Purchase,
+        Some(text) => match one_of(text, "period.starts", &["purchase", "install", "first_use"])? {
+            "purchase" => Starts::Purchase,
+            "install" => Starts::Install,
+            _ => Starts::FirstUse,
+        },
+    };
+    let activate_within = match period_draft.activate_within.as_deref() {
+        None => None,
+        Some(text) => {
+            let length = Length::parse(text).map_err(|e| error("period.activate_within", e))?;
+            match length {
+                Length::Exact(_) | Length::CalendarDays(_) | Length::Months(_) => Some(length),
+                _ => {
+                    return Err(error(
+                        "period.activate_within",
+                        format!("\"{text}\": use \"N days\", \"N hours\", \"N calendar days\" or \"N months\""),
+                    ));
+                }
+            }
+        }
+    };
+    let prorate_daily = match period_draft.proration.as_deref() {
+        None => false,
+        Some(text) => one_of(text, "period.proration", &["none", "daily"])? == "daily",
+    };
+    if period_draft.proration.is_some() && period != Period::Monthly(Anchor::Calendar) {
+        return Err(error("period.proration", "is only for kind = \"monthly\" with anchor = \"calendar\""));
+    }
+    Ok((period, starts, activate_within, prorate_daily))
+}
+
+/// `[plan.rollover]`.
+fn rollover_of(rollover: &RolloverDraft) -> Result<Rollover, PlanError> {
+    let from_list = required(&rollover.from, "rollover.from")?;
+    if from_list.is_empty() {
+        return Err(error("rollover.from", "must name at least one bucket kind (or leave out [plan.rollover])"));
+    }
+    let from = kinds(from_list, "rollover.from")?;
+    let expires_after = match rollover.expires_after.as_deref() {
+        None => Length::Periods(1),
+        Some(text) => match Length::parse(text).map_err(|e| error("rollover.expires_after", e))? {
+            length @ (Length::Periods(_) | Length::Months(_) | Length::Never) => length,
+            _ => {
+                return Err(error(
+                    "rollover.expires_after",
+                    format!("\"{text}\": use \"N periods\", \"N months\" or \"never\""),
+                ));
+            }
+        },
+    };
+    let cap_bytes = rollover.cap.as_deref().map(|t| positive_amount(t, "rollover.cap")).transpose()?;
+    let max_per_period_bytes =
+        rollover.max_per_period.as_deref().map(|t| positive_amount(t, "rollover.max_per_period")).transpose()?;
+    let on_plan_change = match rollover.on_plan_change.as_deref() {
+        None => OnPlanChange::Forfeit,
+        Some(text) => match one_of(text, "rollover.on_plan_change", &["forfeit", "keep"])? {
+            "forfeit" => OnPlanChange::Forfeit,
+            _ => OnPlanChange::Keep,
+        },
+    };
+    Ok(Rollover { from, expires_after, cap_bytes, max_per_period_bytes, on_plan_change })
+}
+
+/// `[plan.daily_cap]`; the unit its amount is written in joins `units_seen`.
+fn daily_cap_of(cap: &DailyCapDraft, units_seen: &mut Vec<u64>) -> Result<DailyCap, PlanError> {
+    let text = required(&cap.data, "daily_cap.data")?;
+    let (bytes, unit) = parse_bytes_with_unit(text).map_err(|e| error("daily_cap.data", format!("\"{text}\": {e}")))?;
+    if bytes == 0 {
+        return Err(error("daily_cap.data", "must be more than zero"));
+    }
+    units_seen.push(unit);
+    let window = match cap.window.as_deref() {
+        None => Window::CalendarDay,
+        Some(text) => match one_of(text, "daily_cap.window", &["calendar_day", "rolling_24h"])? {
+            "calendar_day" => Window::CalendarDay,
+            _ => Window::Rolling24h,
+        },
+    };
+    let throttle_kbps = cap.throttle_kbps.map(|v| kbps(v, "daily_cap.throttle_kbps")).transpose()?;
+    Ok(DailyCap { bytes, window, throttle_kbps })
+}
+
+/// `[plan.exhausted]`: prices are in the plan's currency.
+fn exhausted_of(exhausted: &ExhaustedDraft, currency: &Currency) -> Result<Exhausted, PlanError> {
+    let action = one_of(
+        required(&exhausted.action, "exhausted.action")?,
+        "exhausted.action",
+        &["block", "throttle", "extra_blocks", "pay_as_you_go"],
+    )?;
+    let only = |present: bool, field: &str, actions: &str| {
+        if present { Err(error(field, format!("is only for action = {actions}"))) } else { Ok(()) }
+    };
+    only(exhausted.throttle_kbps.is_some() && action != "throttle", "exhausted.throttle_kbps", "\"throttle\"")?;
+    only(exhausted.block.is_some() && action != "extra_blocks", "exhausted.block", "\"extra_blocks\"")?;
+    only(exhausted.unit.is_some() && action != "pay_as_you_go", "exhausted.unit", "\"pay_as_you_go\"")?;
+    only(
+        exhausted.price.is_some() && action != "extra_blocks" && action != "pay_as_you_go",
+        "exhausted.price",
+        "\"extra_blocks\" or \"pay_as_you_go\"",
+    )?;
+    let price = |field: &str| -> Result<i64, PlanError> {
+        let text = required(&exhausted.price, field)?;
+        currency.parse_price(text).map_err(|e| error(field, format!("\"{text}\": {e}")))
+    };
+    Ok(match action {
+        "block" => Exhausted::Block,
+        "throttle" => Exhausted::Throttle {
+            throttle_kbps: kbps(*required(&exhausted.throttle_kbps, "exhausted.throttle_kbps")?, "exhausted.throttle_kbps")?,
+        },
+        "extra_blocks" => {
+            let block_bytes = positive_amount(required(&exhausted.block, "exhausted.block")?, "exhausted.block")?;
+            Exhausted::ExtraBlocks { block_bytes, price_minor: price("exhausted.price")? }
+        }
+        _ => {
+            let unit_bytes = positive_amount(required(&exhausted.unit, "exhausted.unit")?, "exhausted.unit")?;
+            Exhausted::PayAsYouGo { unit_bytes, price_minor: price("exhausted.price")? }
+        }
+    })
+}
+
+/// `[plan.coverage]`.
+fn coverage_of(coverage: &CoverageDraft) -> Result<Vec<Country>, PlanError> {
+    let list = required(&coverage.countries, "coverage.countries")?;
+    if list.is_empty() {
+        return Err(error("coverage.countries", "must name at least one country (or leave out [plan.coverage])"));
+    }
+    let mut countries = Vec::with_capacity(list.len());
+    for code in list {
+        let country = Country::parse(code).map_err(|e| error("coverage.countries", e))?;
+        if countries.contains(&country) {
+            return Err(error("coverage.countries", format!("\"{code}\" is listed twice")));
+        }
+        countries.push(country);
+    }
+    Ok(countries)
 }
 
 #[cfg(test)]

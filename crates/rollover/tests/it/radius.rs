@@ -193,7 +193,10 @@ fn retransmissions_are_answered_once_rated_and_counters_survive_a_restart(backen
     // Garbage and truncated packets are dropped and counted.
     socket.send_to(&[4, 1, 0, 200, 9, 9], radius).unwrap();
     socket.send_to(&first[..first.len() - 3], radius).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    while metric(&server, "rollover_radius_packets_total{outcome=\"malformed\"}") < 2 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(metric(&server, "rollover_radius_packets_total{outcome=\"malformed\"}"), 2);
     // A second session, silent after the restart.
     exchange(&socket, radius, &interim_of("sess-s", 9, MIB));

@@ -10,9 +10,10 @@ use rollover_core::ledger::Cause;
 use rollover_core::plan::{
     AllowanceDraft, CoverageDraft, DailyCapDraft, ExhaustedDraft, OrderDraft, PeriodDraft, Plan, PlanDraft, RolloverDraft,
 };
+use rollover_core::money::Currency;
 use rollover_core::{Catalog, Country, Instant, Kind, PlanIx};
 
-use crate::raw::{RawEvent, RawExpect, RawFile, RawPlan, S};
+use crate::raw::{RawEvent, RawExpect, RawFile, RawGrant, RawPlan, S};
 
 /// What is wrong with a file, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,38 +415,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
             };
             Event::Usage { bytes, country }
         } else if let Some(grant) = &e.grant {
-            let field = format!("{label} grant");
-            let g = grant.get_ref();
-            let kind_value = g.kind.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.kind"), "is required"))?;
-            let kind = Kind::parse(kind_value.get_ref()).map_err(|m| ctx.error(&kind_value.span(), format!("{field}.kind"), m))?;
-            if kind.is_reserved() {
-                return Err(ctx.error(
-                    &kind_value.span(),
-                    format!("{field}.kind"),
-                    format!("\"{kind}\" is reserved for data the plan itself creates; use e.g. \"gift\", \"addon\" or \"topup\""),
-                ));
-            }
-            let data_value = g.data.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.data"), "is required"))?;
-            let bytes = amount(&ctx, data_value, &format!("{field}.data"))?.bytes;
-            if bytes == 0 {
-                return Err(ctx.error(&data_value.span(), format!("{field}.data"), "must be more than zero"));
-            }
-            let expires_value =
-                g.expires.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.expires"), "is required"))?;
-            let expires = match expires_value.get_ref().as_str() {
-                "period_end" => GrantExpiry::PeriodEnd,
-                "never" => GrantExpiry::Never,
-                _ => {
-                    let expires = Instant::parse_rfc3339(expires_value.get_ref()).map_err(|m| {
-                        ctx.error(&expires_value.span(), format!("{field}.expires"), format!("{m}, or \"period_end\" or \"never\""))
-                    })?;
-                    if expires <= at {
-                        return Err(ctx.error(&expires_value.span(), format!("{field}.expires"), "must be after the grant's own instant"));
-                    }
-                    GrantExpiry::At(expires)
-                }
-            };
-            Event::Grant { kind, bytes, expires }
+            grant_of(&ctx, &label, grant, at)?
         } else if let Some(value) = &e.install {
             must_be_true(&ctx, value, &format!("{label} install"))?;
             Event::Install
@@ -488,100 +458,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
     let currency = catalog.get(purchase).currency;
     let mut expects = Vec::with_capacity(raw.expect.len());
     for (index, raw_expect) in raw.expect.iter().enumerate() {
-        let number = index + 1;
-        let label = format!("expect #{number}");
-        let span = raw_expect.span();
-        let x: &RawExpect = raw_expect.get_ref();
-        let at_value = x.at.as_ref().ok_or_else(|| ctx.error(&span, format!("{label} at"), "is required"))?;
-        let at = instant(&ctx, at_value, &format!("{label} at"))?;
-        if at < purchased_at {
-            return Err(ctx.error(&at_value.span(), format!("{label} at"), "is before the purchase: there is no subscription yet"));
-        }
-        let amount_field = |value: &Option<S<String>>, name: &str| -> Result<Option<Amount>, FileError> {
-            value.as_ref().map(|v| amount(&ctx, v, &format!("{label} {name}"))).transpose()
-        };
-        let money_field = |value: &Option<S<String>>, name: &str| -> Result<Option<Money>, FileError> {
-            value
-                .as_ref()
-                .map(|v| {
-                    currency
-                        .parse_amount(v.get_ref())
-                        .map(|minor| Money { minor, text: v.get_ref().clone() })
-                        .map_err(|m| ctx.error(&v.span(), format!("{label} {name}"), m.to_string()))
-                })
-                .transpose()
-        };
-        let status = match &x.status {
-            None => None,
-            Some(v) => Some(Status::parse(v.get_ref()).ok_or_else(|| {
-                ctx.error(
-                    &v.span(),
-                    format!("{label} status"),
-                    format!("\"{}\" is not a status: pending, active, throttled, depleted, suspended, expired, lapsed, cancelled", v.get_ref()),
-                )
-            })?),
-        };
-        let kind_of = |value: &Option<S<String>>, field: &str| -> Result<Option<Kind>, FileError> {
-            value.as_ref().map(|v| Kind::parse(v.get_ref()).map_err(|m| ctx.error(&v.span(), field, m))).transpose()
-        };
-        let buckets = match &x.buckets {
-            None => None,
-            Some(list) => {
-                let mut out = Vec::new();
-                for (i, b) in list.get_ref().iter().enumerate() {
-                    let field = format!("{label} buckets[{i}]");
-                    let b = b.get_ref();
-                    out.push(ExpectedBucket {
-                        kind: kind_of(&b.kind, &format!("{field}.kind"))?,
-                        remaining: b.remaining.as_ref().map(|v| amount(&ctx, v, &format!("{field}.remaining"))).transpose()?,
-                        expires: b.expires.as_ref().map(|v| instant(&ctx, v, &format!("{field}.expires"))).transpose()?,
-                    });
-                }
-                Some(out)
-            }
-        };
-        let forfeited = match &x.forfeited {
-            None => None,
-            Some(list) => {
-                let mut out = Vec::new();
-                for (i, f) in list.get_ref().iter().enumerate() {
-                    let field = format!("{label} forfeited[{i}]");
-                    let f = f.get_ref();
-                    let cause = match &f.cause {
-                        None => None,
-                        Some(v) => Some(Cause::parse(v.get_ref()).ok_or_else(|| {
-                            ctx.error(
-                                &v.span(),
-                                format!("{field}.cause"),
-                                format!("\"{}\" is not a cause: expired, cap, plan_change, cancelled", v.get_ref()),
-                            )
-                        })?),
-                    };
-                    out.push(ExpectedForfeit {
-                        kind: kind_of(&f.kind, &format!("{field}.kind"))?,
-                        data: f.data.as_ref().map(|v| amount(&ctx, v, &format!("{field}.data"))).transpose()?,
-                        cause,
-                    });
-                }
-                Some(out)
-            }
-        };
-        expects.push(Expect {
-            number,
-            line: ctx.line_of(span.start),
-            at,
-            at_text: at_value.get_ref().clone(),
-            status,
-            total: amount_field(&x.total, "total")?,
-            buckets,
-            forfeited,
-            charges: money_field(&x.charges, "charges")?,
-            fees: money_field(&x.fees, "fees")?,
-            throttled: amount_field(&x.throttled, "throttled")?,
-            rejected: amount_field(&x.rejected, "rejected")?,
-            daily_remaining: amount_field(&x.daily_remaining, "daily_remaining")?,
-            expires: x.expires.as_ref().map(|v| instant(&ctx, v, &format!("{label} expires"))).transpose()?,
-        });
+        expects.push(expect_of(&ctx, index, raw_expect, purchased_at, currency)?);
     }
     Ok(Scenario {
         title: raw.title.map(|t| t.into_inner()),
@@ -590,5 +467,139 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
         purchased_at,
         events,
         expects,
+    })
+}
+
+/// A grant event: its kind (not one the plan makes), data and expiry.
+fn grant_of(ctx: &Ctx, label: &str, grant: &S<RawGrant>, at: Instant) -> Result<Event, FileError> {
+    let field = format!("{label} grant");
+    let g = grant.get_ref();
+    let kind_value = g.kind.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.kind"), "is required"))?;
+    let kind = Kind::parse(kind_value.get_ref()).map_err(|m| ctx.error(&kind_value.span(), format!("{field}.kind"), m))?;
+    if kind.is_reserved() {
+        return Err(ctx.error(
+            &kind_value.span(),
+            format!("{field}.kind"),
+            format!("\"{kind}\" is reserved for data the plan itself creates; use e.g. \"gift\", \"addon\" or \"topup\""),
+        ));
+    }
+    let data_value = g.data.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.data"), "is required"))?;
+    let bytes = amount(ctx, data_value, &format!("{field}.data"))?.bytes;
+    if bytes == 0 {
+        return Err(ctx.error(&data_value.span(), format!("{field}.data"), "must be more than zero"));
+    }
+    let expires_value =
+        g.expires.as_ref().ok_or_else(|| ctx.error(&grant.span(), format!("{field}.expires"), "is required"))?;
+    let expires = match expires_value.get_ref().as_str() {
+        "period_end" => GrantExpiry::PeriodEnd,
+        "never" => GrantExpiry::Never,
+        _ => {
+            let expires = Instant::parse_rfc3339(expires_value.get_ref()).map_err(|m| {
+                ctx.error(&expires_value.span(), format!("{field}.expires"), format!("{m}, or \"period_end\" or \"never\""))
+            })?;
+            if expires <= at {
+                return Err(ctx.error(&expires_value.span(), format!("{field}.expires"), "must be after the grant's own instant"));
+            }
+            GrantExpiry::At(expires)
+        }
+    };
+    Ok(Event::Grant { kind, bytes, expires })
+}
+
+/// One `[[expect]]`: every field it checks, in the purchased plan's currency.
+fn expect_of(ctx: &Ctx, index: usize, raw_expect: &S<RawExpect>, purchased_at: Instant, currency: Currency) -> Result<Expect, FileError> {
+    let number = index + 1;
+    let label = format!("expect #{number}");
+    let span = raw_expect.span();
+    let x: &RawExpect = raw_expect.get_ref();
+    let at_value = x.at.as_ref().ok_or_else(|| ctx.error(&span, format!("{label} at"), "is required"))?;
+    let at = instant(ctx, at_value, &format!("{label} at"))?;
+    if at < purchased_at {
+        return Err(ctx.error(&at_value.span(), format!("{label} at"), "is before the purchase: there is no subscription yet"));
+    }
+    let amount_field = |value: &Option<S<String>>, name: &str| -> Result<Option<Amount>, FileError> {
+        value.as_ref().map(|v| amount(ctx, v, &format!("{label} {name}"))).transpose()
+    };
+    let money_field = |value: &Option<S<String>>, name: &str| -> Result<Option<Money>, FileError> {
+        value
+            .as_ref()
+            .map(|v| {
+                currency
+                    .parse_amount(v.get_ref())
+                    .map(|minor| Money { minor, text: v.get_ref().clone() })
+                    .map_err(|m| ctx.error(&v.span(), format!("{label} {name}"), m.to_string()))
+            })
+            .transpose()
+    };
+    let status = match &x.status {
+        None => None,
+        Some(v) => Some(Status::parse(v.get_ref()).ok_or_else(|| {
+            ctx.error(
+                &v.span(),
+                format!("{label} status"),
+                format!("\"{}\" is not a status: pending, active, throttled, depleted, suspended, expired, lapsed, cancelled", v.get_ref()),
+            )
+        })?),
+    };
+    let kind_of = |value: &Option<S<String>>, field: &str| -> Result<Option<Kind>, FileError> {
+        value.as_ref().map(|v| Kind::parse(v.get_ref()).map_err(|m| ctx.error(&v.span(), field, m))).transpose()
+    };
+    let buckets = match &x.buckets {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, b) in list.get_ref().iter().enumerate() {
+                let field = format!("{label} buckets[{i}]");
+                let b = b.get_ref();
+                out.push(ExpectedBucket {
+                    kind: kind_of(&b.kind, &format!("{field}.kind"))?,
+                    remaining: b.remaining.as_ref().map(|v| amount(ctx, v, &format!("{field}.remaining"))).transpose()?,
+                    expires: b.expires.as_ref().map(|v| instant(ctx, v, &format!("{field}.expires"))).transpose()?,
+                });
+            }
+            Some(out)
+        }
+    };
+    let forfeited = match &x.forfeited {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, f) in list.get_ref().iter().enumerate() {
+                let field = format!("{label} forfeited[{i}]");
+                let f = f.get_ref();
+                let cause = match &f.cause {
+                    None => None,
+                    Some(v) => Some(Cause::parse(v.get_ref()).ok_or_else(|| {
+                        ctx.error(
+                            &v.span(),
+                            format!("{field}.cause"),
+                            format!("\"{}\" is not a cause: expired, cap, plan_change, cancelled", v.get_ref()),
+                        )
+                    })?),
+                };
+                out.push(ExpectedForfeit {
+                    kind: kind_of(&f.kind, &format!("{field}.kind"))?,
+                    data: f.data.as_ref().map(|v| amount(ctx, v, &format!("{field}.data"))).transpose()?,
+                    cause,
+                });
+            }
+            Some(out)
+        }
+    };
+    Ok(Expect {
+        number,
+        line: ctx.line_of(span.start),
+        at,
+        at_text: at_value.get_ref().clone(),
+        status,
+        total: amount_field(&x.total, "total")?,
+        buckets,
+        forfeited,
+        charges: money_field(&x.charges, "charges")?,
+        fees: money_field(&x.fees, "fees")?,
+        throttled: amount_field(&x.throttled, "throttled")?,
+        rejected: amount_field(&x.rejected, "rejected")?,
+        daily_remaining: amount_field(&x.daily_remaining, "daily_remaining")?,
+        expires: x.expires.as_ref().map(|v| instant(&ctx, v, &format!("{label} expires"))).transpose()?,
     })
 }

@@ -736,48 +736,26 @@ impl Worker {
                 rows.push(EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body: EventBody::FirstUse });
             }
         }
-        let mut used = None;
-        if let Some((used_bytes, number)) = report {
-            let key = Key::Session { session, number }.encode();
-            if live.keys.contains(&key) {
-                used = Some(UsageResult::Duplicate);
-            } else {
-                let outcome = live.subscription.apply(catalog, Event::Usage { bytes: used_bytes, country }, at, &mut self.scratch);
-                let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
-                let stamp = Stamp { at_micros: at.micros(), fingerprint: fingerprint(used_bytes, country.as_ref().map(Country::as_str)) };
-                live.keys.insert(key.clone(), stamp, now, self.config.max_age_micros);
-                rows.push(EventRow {
-                    seq: 0,
-                    subscription: id.to_string(),
-                    applied_at_micros: now.micros(),
-                    at_micros: at.micros(),
-                    key: Some(key),
-                    body: EventBody::Usage { bytes: used_bytes, country: country.map(|c| c.as_str().to_string()) },
-                });
-                used = Some(accepted(&rating, false));
-            }
-        }
+        let used = report.map(|(used_bytes, number)| {
+            let report = Report { subscription: id, session, number, used_bytes, country, at, now };
+            rate_report(&mut live.subscription, &mut live.keys, catalog, &mut self.scratch, report, self.config.max_age_micros, &mut rows)
+        });
         live.advanced_to = live.advanced_to.max(now).max(at);
         let held_by_others: u64 = sessions.iter().filter(|(name, _)| name.as_str() != session).map(|(_, r)| r.reserved_bytes).sum();
-        let not_covered = !catalog.get(live.subscription.plan()).covers(country);
-        let (available, unbounded, action) = if not_covered { (0, false, FinalAction::Terminate) } else { availability(&live.subscription, catalog, now) };
-        let available = available.saturating_sub(held_by_others);
-        let max_grant = self.config.session_max_grant_bytes;
-        let wanted = requested.unwrap_or(max_grant).min(max_grant);
-        let granted = if unbounded { wanted } else { wanted.min(available) };
         let ending = matches!(op, SessionOp::End { .. });
-        let credit_limit_reached = !ending && granted == 0 && wanted > 0;
-        let final_unit = (!ending && !unbounded && granted >= available).then_some(action);
+        let wanted = requested.unwrap_or(self.config.session_max_grant_bytes).min(self.config.session_max_grant_bytes);
+        let grant = grant(&live.subscription, catalog, now, country, wanted, held_by_others, ending);
+        let granted = grant.granted_bytes;
         let answer = SessionAnswer {
             session: session.to_string(),
             subscription: id.to_string(),
             granted_bytes: granted,
             validity_seconds: self.config.session_validity_seconds,
-            credit_limit_reached,
-            final_unit,
+            credit_limit_reached: grant.credit_limit_reached,
+            final_unit: grant.final_unit,
             used,
             status: live.subscription.status(catalog, now),
-            not_covered,
+            not_covered: grant.not_covered,
         };
         if ending {
             sessions.remove(session);
@@ -837,6 +815,67 @@ fn status_change(id: &str, subscription: &Subscription, catalog: &rollover_core:
         _ => None,
     };
     StatusChange { subscription: id.to_string(), from, to, at, throttle_kbps }
+}
+
+/// One numbered report of a session's usage.
+struct Report<'a> {
+    subscription: &'a str,
+    session: &'a str,
+    number: u32,
+    used_bytes: u64,
+    country: Option<Country>,
+    at: Instant,
+    now: Instant,
+}
+
+/// Rates a session's report once, under its key: a report already rated is
+/// a duplicate. Its row joins `rows`.
+fn rate_report(
+    subscription: &mut Subscription,
+    keys: &mut Keys,
+    catalog: &rollover_core::Catalog,
+    ledger: &mut Vec<Entry>,
+    report: Report,
+    max_age_micros: i64,
+    rows: &mut Vec<EventRow>,
+) -> UsageResult {
+    let Report { subscription: id, session, number, used_bytes, country, at, now } = report;
+    let key = Key::Session { session, number }.encode();
+    if keys.contains(&key) {
+        return UsageResult::Duplicate;
+    }
+    let outcome = subscription.apply(catalog, Event::Usage { bytes: used_bytes, country }, at, ledger);
+    let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
+    let stamp = Stamp { at_micros: at.micros(), fingerprint: fingerprint(used_bytes, country.as_ref().map(Country::as_str)) };
+    keys.insert(key.clone(), stamp, now, max_age_micros);
+    let body = EventBody::Usage { bytes: used_bytes, country: country.map(|c| c.as_str().to_string()) };
+    rows.push(keyed_row(id.to_string(), now, at, key, body));
+    accepted(&rating, false)
+}
+
+/// What one session step grants.
+struct Grant {
+    granted_bytes: u64,
+    credit_limit_reached: bool,
+    final_unit: Option<FinalAction>,
+    not_covered: bool,
+}
+
+/// The grant for `wanted` bytes (already capped at the most one grant may
+/// be) when other sessions of the subscription hold `held_by_others`: what is
+/// available in the visited country, whether that is the last of it, and
+/// what happens then. An ending step asks for nothing more.
+fn grant(subscription: &Subscription, catalog: &rollover_core::Catalog, now: Instant, country: Option<Country>, wanted: u64, held_by_others: u64, ending: bool) -> Grant {
+    let not_covered = !catalog.get(subscription.plan()).covers(country);
+    let (available, unbounded, action) = if not_covered { (0, false, FinalAction::Terminate) } else { availability(subscription, catalog, now) };
+    let available = available.saturating_sub(held_by_others);
+    let granted_bytes = if unbounded { wanted } else { wanted.min(available) };
+    Grant {
+        granted_bytes,
+        credit_limit_reached: !ending && granted_bytes == 0 && wanted > 0,
+        final_unit: (!ending && !unbounded && granted_bytes >= available).then_some(action),
+        not_covered,
+    }
 }
 
 /// Full-speed data a session may reserve now, whether the plan can always

@@ -465,7 +465,18 @@ impl Server {
                 state.ended = true;
             }
         }
-        let mut avps = vec![Avp::text(code::SESSION_ID, &session_id)];
+        let avps = self.answer_avps(&session_id, kind, number, &answered)?;
+        state.last = Some((number, avps.clone()));
+        Ok(avps)
+    }
+
+    /// The result code and the AVPs (inside the MSCC, or at the top level)
+    /// of one rating group's answer.
+    /// The CCA's AVPs for the rating groups' answers: one
+    /// Multiple-Services-Credit-Control each (or the top level's units at the
+    /// top), and a Result-Code of success when any group succeeded.
+    fn answer_avps(&self, session_id: &str, kind: RequestType, number: u32, answered: &[(&Unit, Result<SessionAnswer, ServiceError>)]) -> Result<Vec<Avp>, Refusal> {
+        let mut avps = vec![Avp::text(code::SESSION_ID, session_id)];
         let mut top = result::SUCCESS;
         let mut group_avps = Vec::new();
         let mut any_success = answered.is_empty();
@@ -507,12 +518,9 @@ impl Server {
         avps.push(Avp::u32(code::CC_REQUEST_TYPE, kind.to_u32()));
         avps.push(Avp::u32(code::CC_REQUEST_NUMBER, number));
         avps.extend(group_avps);
-        state.last = Some((number, avps.clone()));
         Ok(avps)
     }
 
-    /// The result code and the AVPs (inside the MSCC, or at the top level)
-    /// of one rating group's answer.
     fn grant(&self, answer: &SessionAnswer, kind: RequestType) -> (u32, Vec<Avp>) {
         if matches!(kind, RequestType::Termination | RequestType::Event) {
             return (result::SUCCESS, Vec::new());

@@ -76,7 +76,19 @@ pub fn vendor_preset(vendor: &str) -> Option<(Vec<AttributeTemplate>, Vec<Attrib
     }
 }
 
-pub const REQUEST_OUTCOMES: &[&str] = &["coa_sent", "coa_ack", "coa_nak", "disconnect_sent", "disconnect_ack", "disconnect_nak", "no_answer", "no_nas_configured"];
+crate::metrics::outcomes! {
+    /// What the listener counts, by outcome.
+    pub enum RequestOutcome {
+        CoaSent = "coa_sent",
+        CoaAck = "coa_ack",
+        CoaNak = "coa_nak",
+        DisconnectSent = "disconnect_sent",
+        DisconnectAck = "disconnect_ack",
+        DisconnectNak = "disconnect_nak",
+        NoAnswer = "no_answer",
+        NoNasConfigured = "no_nas_configured",
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -97,7 +109,7 @@ fn action_for(change: &StatusChange) -> Option<Action> {
 /// Runs until the service stops sending status changes.
 pub async fn run(config: Config, service: Service, sessions: Arc<Sessions>, mut changes: UnboundedReceiver<StatusChange>) {
     let config = Arc::new(config);
-    let counters = Arc::new(Counters::new("rollover_radius_dynamic_authorization_total", "CoA and Disconnect requests sent to NASes, and their answers.", "outcome", REQUEST_OUTCOMES));
+    let counters = Arc::new(Counters::new("rollover_radius_dynamic_authorization_total", "CoA and Disconnect requests sent to NASes, and their answers.", "outcome"));
     let source = counters.clone();
     service.add_metrics(Box::new(move |out| source.render(out)));
     let identifier = Arc::new(AtomicU8::new(0));
@@ -105,7 +117,7 @@ pub async fn run(config: Config, service: Service, sessions: Arc<Sessions>, mut 
         let Some(action) = action_for(&change) else { continue };
         for session in sessions.of(&change.subscription) {
             let Some(nas) = config.nas.iter().find(|n| n.address == session.nas).cloned() else {
-                counters.bump("no_nas_configured");
+                counters.bump(RequestOutcome::NoNasConfigured);
                 tracing::warn!(subscription = %change.subscription, nas = %session.nas, "coa: the NAS holding the session has no dynamic authorization configured");
                 continue;
             };
@@ -122,7 +134,7 @@ pub async fn run(config: Config, service: Service, sessions: Arc<Sessions>, mut 
 }
 
 /// Builds, sends and retries one request; returns the ledger note.
-async fn send(config: &Config, nas: &Nas, session: &NasSession, action: Action, counters: &Counters, identifier: &AtomicU8) -> String {
+async fn send(config: &Config, nas: &Nas, session: &NasSession, action: Action, counters: &Counters<RequestOutcome>, identifier: &AtomicU8) -> String {
     let (code, name, what) = match action {
         Action::Throttle(kbps) => (wire::COA_REQUEST, "CoA-Request", match kbps {
             Some(kbps) => format!("throttle to {kbps} kbit/s"),
@@ -167,7 +179,7 @@ async fn send(config: &Config, nas: &Nas, session: &NasSession, action: Action, 
     let bytes = wire::sign_request(request, &nas.secret);
     let mut authenticator = [0u8; 16];
     authenticator.copy_from_slice(&bytes[4..20]);
-    let sent_counter = if code == wire::COA_REQUEST { "coa_sent" } else { "disconnect_sent" };
+    let sent_counter = if code == wire::COA_REQUEST { RequestOutcome::CoaSent } else { RequestOutcome::DisconnectSent };
     counters.bump(sent_counter);
     let head = format!("{name} ({what}) for session {} to NAS {}", session.session_id, nas.coa);
     let socket = match UdpSocket::bind(if nas.coa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).await {
@@ -194,25 +206,25 @@ async fn send(config: &Config, nas: &Nas, session: &NasSession, action: Action, 
             let cause = packet.integer(wire::ERROR_CAUSE).map(|c| format!(", Error-Cause {c}")).unwrap_or_default();
             return match packet.code {
                 wire::COA_ACK => {
-                    counters.bump("coa_ack");
+                    counters.bump(RequestOutcome::CoaAck);
                     format!("{head}: ACK")
                 }
                 wire::DISCONNECT_ACK => {
-                    counters.bump("disconnect_ack");
+                    counters.bump(RequestOutcome::DisconnectAck);
                     format!("{head}: ACK")
                 }
                 wire::COA_NAK => {
-                    counters.bump("coa_nak");
+                    counters.bump(RequestOutcome::CoaNak);
                     format!("{head}: NAK{cause}")
                 }
                 wire::DISCONNECT_NAK => {
-                    counters.bump("disconnect_nak");
+                    counters.bump(RequestOutcome::DisconnectNak);
                     format!("{head}: NAK{cause}")
                 }
                 other => format!("{head}: unexpected answer code {other}"),
             };
         }
     }
-    counters.bump("no_answer");
+    counters.bump(RequestOutcome::NoAnswer);
     format!("{head}: no answer after {} attempts", config.attempts.max(1))
 }

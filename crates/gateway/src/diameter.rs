@@ -42,20 +42,23 @@ pub struct Config {
     pub quota_threshold_percent: u8,
 }
 
-pub const MESSAGE_OUTCOMES: &[&str] = &[
-    "connections",
-    "cer",
-    "cer_refused",
-    "dwr_answered",
-    "dwr_sent",
-    "dpr",
-    "ccr",
-    "ccr_repeated",
-    "ccr_refused",
-    "malformed",
-    "unsupported",
-    "watchdog_closed",
-];
+crate::metrics::outcomes! {
+    /// What the listener counts, by outcome.
+    pub enum MessageOutcome {
+        Connections = "connections",
+        Cer = "cer",
+        CerRefused = "cer_refused",
+        DwrAnswered = "dwr_answered",
+        DwrSent = "dwr_sent",
+        Dpr = "dpr",
+        Ccr = "ccr",
+        CcrRepeated = "ccr_repeated",
+        CcrRefused = "ccr_refused",
+        Malformed = "malformed",
+        Unsupported = "unsupported",
+        WatchdogClosed = "watchdog_closed",
+    }
+}
 
 /// One Credit-Control session, as the Gy server knows it.
 struct GySession {
@@ -82,7 +85,7 @@ pub struct Server {
     listener: TcpListener,
     service: Service,
     config: Config,
-    pub counters: Arc<Counters>,
+    pub counters: Arc<Counters<MessageOutcome>>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<GySession>>>>,
     /// Sweep idle sessions when the table reaches this size.
     sweep_at: std::sync::atomic::AtomicUsize,
@@ -92,7 +95,7 @@ pub struct Server {
 impl Server {
     pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, String> {
         let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("diameter: cannot listen on {}: {e}", config.listen))?;
-        let counters = Arc::new(Counters::new("rollover_diameter_messages_total", "Diameter messages and connections by outcome.", "outcome", MESSAGE_OUTCOMES));
+        let counters = Arc::new(Counters::new("rollover_diameter_messages_total", "Diameter messages and connections by outcome.", "outcome"));
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));
         let origin_state = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
@@ -107,7 +110,7 @@ impl Server {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
-                    self.counters.bump("connections");
+                    self.counters.bump(MessageOutcome::Connections);
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(self.clone().connection(stream, peer));
                 }
@@ -155,19 +158,19 @@ impl Server {
                     avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
                     let dwr = Message { flags: wire::FLAG_REQUEST, command: command::DEVICE_WATCHDOG, application: wire::APP_COMMON, hop_by_hop, end_to_end: hop_by_hop, avps };
                     let _ = tx.send(dwr.encode());
-                    self.counters.bump("dwr_sent");
+                    self.counters.bump(MessageOutcome::DwrSent);
                     watchdog_pending = true;
                     continue;
                 }
                 Err(_) => {
-                    self.counters.bump("watchdog_closed");
+                    self.counters.bump(MessageOutcome::WatchdogClosed);
                     tracing::info!(%peer, host = %peer_host, "diameter: peer silent past the watchdog; closing");
                     break;
                 }
                 Ok(Ok(Some(bytes))) => bytes,
                 Ok(Ok(None)) => break,
                 Ok(Err(error)) => {
-                    self.counters.bump("malformed");
+                    self.counters.bump(MessageOutcome::Malformed);
                     tracing::warn!(%peer, %error, "diameter: unreadable stream; closing");
                     break;
                 }
@@ -176,7 +179,7 @@ impl Server {
             let message = match Message::decode(&bytes) {
                 Ok(message) => message,
                 Err(error) => {
-                    self.counters.bump("malformed");
+                    self.counters.bump(MessageOutcome::Malformed);
                     tracing::warn!(%peer, %error, "diameter: malformed message");
                     // The frame was whole: answer what can be answered.
                     if bytes.len() >= wire::HEADER && bytes[4] & wire::FLAG_REQUEST != 0 {
@@ -202,17 +205,17 @@ impl Server {
             }
             if !open {
                 if message.command != command::CAPABILITIES_EXCHANGE {
-                    self.counters.bump("unsupported");
+                    self.counters.bump(MessageOutcome::Unsupported);
                     tracing::warn!(%peer, command = message.command, "diameter: first message is not a CER; closing");
                     break;
                 }
                 let (answer, accepted) = self.capabilities(&message, local);
                 let _ = tx.send(answer.encode());
                 if !accepted {
-                    self.counters.bump("cer_refused");
+                    self.counters.bump(MessageOutcome::CerRefused);
                     break;
                 }
-                self.counters.bump("cer");
+                self.counters.bump(MessageOutcome::Cer);
                 peer_host = message.find(code::ORIGIN_HOST).and_then(Avp::as_text).unwrap_or("").to_string();
                 tracing::info!(%peer, host = %peer_host, "diameter: peer connected");
                 open = true;
@@ -220,14 +223,14 @@ impl Server {
             }
             match message.command {
                 command::DEVICE_WATCHDOG => {
-                    self.counters.bump("dwr_answered");
+                    self.counters.bump(MessageOutcome::DwrAnswered);
                     let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
                     avps.extend(self.identity());
                     avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
                     let _ = tx.send(message.answer(avps).encode());
                 }
                 command::DISCONNECT_PEER => {
-                    self.counters.bump("dpr");
+                    self.counters.bump(MessageOutcome::Dpr);
                     let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
                     avps.extend(self.identity());
                     let _ = tx.send(message.answer(avps).encode());
@@ -235,7 +238,7 @@ impl Server {
                     break;
                 }
                 command::CAPABILITIES_EXCHANGE => {
-                    self.counters.bump("unsupported");
+                    self.counters.bump(MessageOutcome::Unsupported);
                     let _ = tx.send(self.protocol_error(&message, 3008).encode());
                 }
                 command::CREDIT_CONTROL if message.application == wire::APP_CREDIT_CONTROL => {
@@ -246,11 +249,11 @@ impl Server {
                     });
                 }
                 command::CREDIT_CONTROL => {
-                    self.counters.bump("unsupported");
+                    self.counters.bump(MessageOutcome::Unsupported);
                     let _ = tx.send(self.protocol_error(&message, result::APPLICATION_UNSUPPORTED).encode());
                 }
                 _ => {
-                    self.counters.bump("unsupported");
+                    self.counters.bump(MessageOutcome::Unsupported);
                     let _ = tx.send(self.protocol_error(&message, result::COMMAND_UNSUPPORTED).encode());
                 }
             }
@@ -313,11 +316,11 @@ impl Server {
     }
 
     async fn credit_control(&self, request: &Message) -> Message {
-        self.counters.bump("ccr");
+        self.counters.bump(MessageOutcome::Ccr);
         match self.rate(request).await {
             Ok(avps) => request.answer(avps),
             Err(refusal) => {
-                self.counters.bump("ccr_refused");
+                self.counters.bump(MessageOutcome::CcrRefused);
                 let mut avps = Vec::new();
                 if let Some(session) = request.find(code::SESSION_ID) {
                     avps.push(session.clone());
@@ -379,7 +382,7 @@ impl Server {
         if let Some((last, answer)) = &state.last
             && *last == number
         {
-            self.counters.bump("ccr_repeated");
+            self.counters.bump(MessageOutcome::CcrRepeated);
             return Ok(answer.clone());
         }
         if state.ended && kind != RequestType::Event {

@@ -1,39 +1,64 @@
-//! Counters of the network listeners, rendered into `/metrics`.
+//! Counters of the network listeners, rendered into `/metrics`. Each
+//! listener's outcomes are an enum (made by [`outcomes!`]), so a counter
+//! that does not exist cannot be bumped.
 
 use std::fmt::Write;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A fixed set of named counters with one label each, lock-free to bump.
-pub struct Counters {
+/// The outcomes one listener counts.
+pub trait Outcome: Copy {
+    /// Every outcome's label value, in order.
+    const NAMES: &'static [&'static str];
+    fn index(self) -> usize;
+}
+
+/// Defines an enum of outcomes, each with its label value.
+macro_rules! outcomes {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident = $label:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),* }
+
+        impl $crate::metrics::Outcome for $name {
+            const NAMES: &'static [&'static str] = &[$($label),*];
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+pub(crate) use outcomes;
+
+/// One counter per outcome, with one label, lock-free to bump.
+pub struct Counters<O: Outcome> {
     metric: &'static str,
     help: &'static str,
     label: &'static str,
-    names: &'static [&'static str],
     values: Vec<AtomicU64>,
+    outcomes: PhantomData<O>,
 }
 
-impl Counters {
-    pub fn new(metric: &'static str, help: &'static str, label: &'static str, names: &'static [&'static str]) -> Counters {
-        Counters { metric, help, label, names, values: names.iter().map(|_| AtomicU64::new(0)).collect() }
+impl<O: Outcome> Counters<O> {
+    pub fn new(metric: &'static str, help: &'static str, label: &'static str) -> Counters<O> {
+        Counters { metric, help, label, values: O::NAMES.iter().map(|_| AtomicU64::new(0)).collect(), outcomes: PhantomData }
     }
 
-    /// Adds one to `name`, which must be one of the names given to `new`.
-    pub fn bump(&self, name: &str) {
-        self.add(name, 1);
+    pub fn bump(&self, outcome: O) {
+        self.add(outcome, 1);
     }
 
-    pub fn add(&self, name: &str, n: u64) {
-        let index = self.names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("{name} is not a counter of {}", self.metric));
-        self.values[index].fetch_add(n, Ordering::Relaxed);
+    pub fn add(&self, outcome: O, n: u64) {
+        self.values[outcome.index()].fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn get(&self, name: &str) -> u64 {
-        self.names.iter().position(|n| *n == name).map_or(0, |i| self.values[i].load(Ordering::Relaxed))
+    pub fn get(&self, outcome: O) -> u64 {
+        self.values[outcome.index()].load(Ordering::Relaxed)
     }
 
     pub fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", self.metric, self.help, self.metric);
-        for (name, value) in self.names.iter().zip(&self.values) {
+        for (name, value) in O::NAMES.iter().zip(&self.values) {
             let _ = writeln!(out, "{}{{{}=\"{name}\"}} {}", self.metric, self.label, value.load(Ordering::Relaxed));
         }
     }

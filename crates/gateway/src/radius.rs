@@ -224,26 +224,29 @@ impl Answered {
     }
 }
 
-pub const PACKET_OUTCOMES: &[&str] = &[
-    "received",
-    "answered",
-    "retransmission_answered",
-    "retransmission_in_flight",
-    "unknown_client",
-    "malformed",
-    "unsupported_code",
-    "bad_authenticator",
-    "unknown_subscriber",
-    "not_rated",
-    "busy",
-];
+crate::metrics::outcomes! {
+    /// What the listener counts, by outcome.
+    pub enum PacketOutcome {
+        Received = "received",
+        Answered = "answered",
+        RetransmissionAnswered = "retransmission_answered",
+        RetransmissionInFlight = "retransmission_in_flight",
+        UnknownClient = "unknown_client",
+        Malformed = "malformed",
+        UnsupportedCode = "unsupported_code",
+        BadAuthenticator = "bad_authenticator",
+        UnknownSubscriber = "unknown_subscriber",
+        NotRated = "not_rated",
+        Busy = "busy",
+    }
+}
 
 pub struct Server {
     socket: Arc<UdpSocket>,
     service: Service,
     config: Config,
     pub sessions: Arc<Sessions>,
-    pub counters: Arc<Counters>,
+    pub counters: Arc<Counters<PacketOutcome>>,
     in_flight: Mutex<HashSet<RequestKey>>,
     answered: Mutex<Answered>,
 }
@@ -263,7 +266,7 @@ impl Server {
     pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, String> {
         let socket = UdpSocket::bind(config.listen).await.map_err(|e| format!("radius: cannot listen on {}: {e}", config.listen))?;
         grow_receive_buffer(&socket);
-        let counters = Arc::new(Counters::new("rollover_radius_packets_total", "RADIUS accounting packets by outcome.", "outcome", PACKET_OUTCOMES));
+        let counters = Arc::new(Counters::new("rollover_radius_packets_total", "RADIUS accounting packets by outcome.", "outcome"));
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));
         // Sessions open before a restart are known again from the log: by
@@ -330,46 +333,46 @@ impl Server {
     /// Checks one datagram and, when it is a fresh accounting request, adds
     /// it to `batch`.
     fn accept(&self, bytes: &[u8], peer: SocketAddr, batch: &mut Vec<Pending>) {
-        self.counters.bump("received");
+        self.counters.bump(PacketOutcome::Received);
         let Some(client) = self.client(peer.ip()) else {
-            self.counters.bump("unknown_client");
+            self.counters.bump(PacketOutcome::UnknownClient);
             tracing::debug!(%peer, "radius: packet from an address that is not a client; dropped");
             return;
         };
         let request = match Packet::decode(bytes) {
             Ok(packet) => packet,
             Err(error) => {
-                self.counters.bump("malformed");
+                self.counters.bump(PacketOutcome::Malformed);
                 tracing::debug!(%peer, %error, "radius: malformed packet dropped");
                 return;
             }
         };
         if request.code != wire::ACCOUNTING_REQUEST {
-            self.counters.bump("unsupported_code");
+            self.counters.bump(PacketOutcome::UnsupportedCode);
             tracing::debug!(%peer, code = request.code, "radius: not an Accounting-Request; dropped");
             return;
         }
         if !wire::request_authentic(bytes, &client.secret) {
-            self.counters.bump("bad_authenticator");
+            self.counters.bump(PacketOutcome::BadAuthenticator);
             tracing::debug!(%peer, "radius: Request Authenticator does not match the client's secret; dropped");
             return;
         }
         let key = (peer, request.identifier, request.authenticator);
         if let Some(answer) = self.answered.lock().expect("answer cache lock").answers.get(&key) {
-            self.counters.bump("retransmission_answered");
+            self.counters.bump(PacketOutcome::RetransmissionAnswered);
             let _ = self.socket.try_send_to(answer, peer);
             return;
         }
         if !self.in_flight.lock().expect("in-flight lock").insert(key) {
             // The first copy is still being committed; its answer will go.
-            self.counters.bump("retransmission_in_flight");
+            self.counters.bump(PacketOutcome::RetransmissionInFlight);
             return;
         }
         let accounting = match Accounting::from_packet(&request) {
             Ok(accounting) => accounting,
             Err(error) => {
                 self.in_flight.lock().expect("in-flight lock").remove(&key);
-                self.counters.bump("malformed");
+                self.counters.bump(PacketOutcome::Malformed);
                 tracing::debug!(%peer, %error, "radius: unusable Accounting-Request dropped");
                 return;
             }
@@ -392,7 +395,7 @@ impl Server {
             AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => {
                 let Some(session_id) = accounting.session_id.clone() else {
                     self.in_flight.lock().expect("in-flight lock").remove(&key);
-                    self.counters.bump("malformed");
+                    self.counters.bump(PacketOutcome::Malformed);
                     tracing::debug!(%peer, "radius: accounting without Acct-Session-Id dropped");
                     return;
                 };
@@ -423,7 +426,7 @@ impl Server {
                     None => {
                         // Answered all the same: the NAS would only send it
                         // again, and no retry can make it known.
-                        self.counters.bump("unknown_subscriber");
+                        self.counters.bump(PacketOutcome::UnknownSubscriber);
                         tracing::warn!(session = %name, imsi = ?accounting.imsi, user = ?accounting.user_name, msisdn = ?accounting.calling_station_id, "radius: no subscription matches; usage not rated");
                     }
                 }
@@ -472,7 +475,7 @@ impl Server {
             Err(error) => {
                 // Nothing is answered: the NAS sends again, and those copies
                 // are rated then.
-                let counter = if error == ServiceError::Busy { "busy" } else { "not_rated" };
+                let counter = if error == ServiceError::Busy { PacketOutcome::Busy } else { PacketOutcome::NotRated };
                 self.counters.add(counter, batch.len() as u64);
                 tracing::warn!(%error, packets = batch.len(), "radius: cannot rate now; not answered, the NAS will retransmit");
                 let mut in_flight = self.in_flight.lock().expect("in-flight lock");
@@ -484,7 +487,7 @@ impl Server {
         };
         for (result, &owner) in results.iter().zip(&owners) {
             if let UsageResult::Rejected(why) = result {
-                self.counters.bump("not_rated");
+                self.counters.bump(PacketOutcome::NotRated);
                 tracing::warn!(session = ?batch[owner].session, why = %why, "radius: report logged and not rated");
             }
         }
@@ -504,7 +507,7 @@ impl Server {
         }
         for (key, answer) in answers {
             let _ = self.socket.send_to(&answer, key.0).await;
-            self.counters.bump("answered");
+            self.counters.bump(PacketOutcome::Answered);
         }
     }
 }

@@ -892,3 +892,111 @@ impl Subscription {
         catalog.get(self.plan)
     }
 }
+
+/// Table-driven checks of the engine's bounds: one plan drafted in code,
+/// events in order, and what each must leave behind.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{AllowanceDraft, ExhaustedDraft, PeriodDraft, PlanDraft};
+
+    const MIB: u64 = 1 << 20;
+
+    fn plan(exhausted: Option<(&str, &str, &str)>, price: &str) -> Catalog {
+        let draft = PlanDraft {
+            id: Some("p".into()),
+            name: Some("P".into()),
+            currency: Some("USD".into()),
+            price: Some(price.into()),
+            timezone: Some("UTC".into()),
+            period: Some(PeriodDraft { kind: Some("monthly".into()), ..Default::default() }),
+            allowance: Some(AllowanceDraft { data: Some("1MiB".into()) }),
+            exhausted: exhausted.map(|(action, block, price)| ExhaustedDraft {
+                action: Some(action.into()),
+                block: (action == "extra_blocks").then(|| block.into()),
+                unit: (action == "pay_as_you_go").then(|| block.into()),
+                price: Some(price.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut catalog = Catalog::new();
+        catalog.add(Plan::from_draft(&draft).expect("a valid plan"));
+        catalog
+    }
+
+    fn at(text: &str) -> Instant {
+        Instant::parse_rfc3339(text).unwrap()
+    }
+
+    /// Buys the plan on 2026-05-01, applies `events` and returns the
+    /// subscription and the last outcome.
+    fn run(catalog: &Catalog, events: &[(&str, Event)]) -> (Subscription, Outcome) {
+        let mut ledger = Vec::new();
+        let mut s = Subscription::purchase(catalog, PlanIx(0), at("2026-05-01T00:00:00Z"), &mut ledger);
+        let mut last = Outcome::Applied;
+        for (when, event) in events {
+            last = s.apply(catalog, *event, at(when), &mut ledger);
+        }
+        (s, last)
+    }
+
+    fn usage(bytes: u64) -> Event {
+        Event::Usage { bytes, country: None }
+    }
+
+    fn rating(outcome: Outcome) -> Rating {
+        let Outcome::Rated(rating) = outcome else { panic!("{outcome:?} is not a rating") };
+        rating
+    }
+
+    #[test]
+    fn one_record_buys_at_most_the_block_limit() {
+        let catalog = plan(Some(("extra_blocks", "1B", "0.01")), "1.00");
+        let cases: [(u64, u64, u64, i64); 4] = [
+            // (record bytes, drawn, rejected, charges in cents)
+            (MIB, MIB, 0, 0),
+            (MIB + 1, MIB + 1, 0, 1),
+            (MIB + MAX_BLOCKS_PER_RECORD, MIB + MAX_BLOCKS_PER_RECORD, 0, MAX_BLOCKS_PER_RECORD as i64),
+            (MIB + MAX_BLOCKS_PER_RECORD + 5, MIB + MAX_BLOCKS_PER_RECORD, 5, MAX_BLOCKS_PER_RECORD as i64),
+        ];
+        for (bytes, drawn, rejected, charges) in cases {
+            let (s, outcome) = run(&catalog, &[("2026-05-02T00:00:00Z", usage(bytes))]);
+            let r = rating(outcome);
+            assert_eq!((r.drawn_bytes, r.rejected_bytes, s.charges_minor()), (drawn, rejected, charges), "{bytes} bytes");
+            assert_eq!(r.reject_reason, (rejected > 0).then_some(RejectReason::BlockLimit), "{bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn nothing_counts_before_the_purchase() {
+        let catalog = plan(None, "1.00");
+        let (s, outcome) = run(&catalog, &[("2026-04-30T23:59:59Z", usage(10))]);
+        let r = rating(outcome);
+        assert_eq!((r.drawn_bytes, r.rejected_bytes, r.reject_reason), (0, 10, Some(RejectReason::BeforePurchase)));
+        assert_eq!(s.total_bytes(), MIB);
+        let (s, outcome) = run(&catalog, &[("2026-04-30T00:00:00Z", Event::Suspend)]);
+        assert_eq!(outcome, Outcome::Refused(Refusal::BeforePurchase));
+        assert!(s.flags & SUSPENDED == 0);
+    }
+
+    #[test]
+    fn grants_stop_at_the_live_bucket_limit() {
+        let catalog = plan(None, "1.00");
+        let gift = Event::Grant { kind: Kind::parse("gift").unwrap(), bytes: 1, expires: GrantExpiry::Never };
+        let grants: Vec<(&str, Event)> = (0..MAX_LIVE_BUCKETS).map(|_| ("2026-05-02T00:00:00Z", gift)).collect();
+        let (s, outcome) = run(&catalog, &grants);
+        assert_eq!(s.buckets().len(), MAX_LIVE_BUCKETS, "the allowance and 999 gifts");
+        assert_eq!(outcome, Outcome::Refused(Refusal::TooManyBuckets), "the 1,000th gift does not fit");
+    }
+
+    #[test]
+    fn totals_saturate_instead_of_wrapping() {
+        // The most a price may be, and pay-as-you-go units of one byte.
+        let catalog = plan(Some(("pay_as_you_go", "1B", "10000000000.00")), "10000000000.00");
+        let events: Vec<(&str, Event)> = (0..20).map(|_| ("2026-05-02T00:00:00Z", usage(1 << 40))).collect();
+        let (s, _) = run(&catalog, &events);
+        assert_eq!(s.charges_minor(), i64::MAX, "20 TiB at 10^12 cents a byte is far past i64");
+        assert!(s.fees_minor() > 0);
+    }
+}

@@ -21,6 +21,8 @@ pub mod metrics;
 mod plans;
 mod replay;
 mod start;
+#[cfg(test)]
+mod tests;
 mod worker;
 mod writer;
 

@@ -1,0 +1,73 @@
+//! In-process tests of the service on a simulated clock and a SQLite store of
+//! their own: the rules that no HTTP layer stands between.
+
+use rollover_core::{Country, Instant};
+
+use crate::{Clock, Config, NewSubscription, Service, ServiceError, SubscriptionIdentifiers, UsageRecord, UsageResult};
+
+const PLAN: &str = "[[plan]]\nid = \"m\"\nname = \"M\"\ncurrency = \"EUR\"\nprice = \"5.00\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\nallowance = { data = \"1GiB\" }\n";
+
+fn at(text: &str) -> Instant {
+    Instant::parse_rfc3339(text).unwrap()
+}
+
+/// A service on a fresh store, its clock on 2026-03-01, plan `m` and `s1` on it.
+async fn service(name: &str) -> (Service, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rollover-service-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("sqlite://{}", dir.join("rollover.db").display());
+    let service = tokio::task::spawn_blocking(move || Service::start_url(&url, Clock::simulated(at("2026-03-01T00:00:00Z")), Config::default()))
+        .await
+        .unwrap()
+        .expect("the service starts");
+    service.add_plans(PLAN).await.unwrap();
+    let new = NewSubscription { id: "s1".into(), plan: "m".into(), at: None, identifiers: SubscriptionIdentifiers::default() };
+    service.create_subscription(new).await.unwrap();
+    (service, dir)
+}
+
+fn record(id: &str, bytes: u64, country: Option<&str>) -> UsageRecord {
+    UsageRecord { id: id.into(), subscription: "s1".into(), at: at("2026-03-01T00:00:00Z"), bytes, country: country.map(|c| Country::parse(c).unwrap()), counter: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_of_one_plan_get_one_version_each() {
+    let (service, dir) = service("uploads").await;
+    let uploads: Vec<_> = (0..20)
+        .map(|n| {
+            let service = service.clone();
+            tokio::spawn(async move { service.add_plans(&PLAN.replace("name = \"M\"", &format!("name = \"M {n}\""))).await.unwrap()[0].1 })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for upload in uploads {
+        versions.push(upload.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (2..=21).collect::<Vec<u32>>(), "version 1 was the first upload");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_is_the_same_only_if_it_says_the_same() {
+    let (service, dir) = service("keys").await;
+    let results = service.record_usage(vec![record("a", 10, None), record("a", 10, None), record("a", 11, None), record("a", 10, Some("FR"))]).await.unwrap();
+    assert!(matches!(results[0], UsageResult::Accepted { drawn_bytes: 10, .. }), "{results:?}");
+    assert_eq!(results[1..], [UsageResult::Duplicate, UsageResult::Conflict, UsageResult::Conflict]);
+    assert_eq!(service.balance("s1").await.unwrap().total_bytes, (1 << 30) - 10);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instants_are_bounded() {
+    let (service, dir) = service("instants").await;
+    let old = NewSubscription { id: "s2".into(), plan: "m".into(), at: Some(at("2020-01-01T00:00:00Z")), identifiers: SubscriptionIdentifiers::default() };
+    assert!(matches!(service.create_subscription(old).await, Err(ServiceError::InstantOutOfRange { field: "at", .. })));
+    let early = service.apply_event("s1", crate::LifecycleEvent::Suspend, Some(at("2026-02-28T00:00:00Z"))).await;
+    assert!(matches!(early, Err(ServiceError::InstantOutOfRange { field: "at", .. })), "{early:?}");
+    let leap = service.set_clock(at("2028-01-01T00:00:00Z")).await;
+    assert!(matches!(leap, Err(ServiceError::InstantOutOfRange { field: "now", .. })), "one step may not run years of boundaries: {leap:?}");
+    assert_eq!(service.set_clock(at("2026-06-01T00:00:00Z")).await.unwrap(), at("2026-06-01T00:00:00Z"));
+    assert!(matches!(service.set_clock(at("2026-05-01T00:00:00Z")).await, Err(ServiceError::ClockBackwards { .. })));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -407,50 +407,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
             current_plan = Some(ix);
             continue;
         }
-        let event = if let Some(usage) = &e.usage {
-            let bytes = amount(&ctx, usage, &format!("{label} usage"))?.bytes;
-            let country = match &e.country {
-                Some(c) => Some(Country::parse(c.get_ref()).map_err(|m| ctx.error(&c.span(), format!("{label} country"), m))?),
-                None => None,
-            };
-            Event::Usage { bytes, country }
-        } else if let Some(grant) = &e.grant {
-            grant_of(&ctx, &label, grant, at)?
-        } else if let Some(value) = &e.install {
-            must_be_true(&ctx, value, &format!("{label} install"))?;
-            Event::Install
-        } else if let Some(value) = &e.first_use {
-            must_be_true(&ctx, value, &format!("{label} first_use"))?;
-            Event::FirstUse
-        } else if let Some(plan_id) = &e.change_plan {
-            let ix = catalog.find(plan_id.get_ref()).ok_or_else(|| {
-                ctx.error(&plan_id.span(), format!("{label} change_plan"), format!("unknown plan \"{}\"", plan_id.get_ref()))
-            })?;
-            if Some(ix) == current_plan {
-                return Err(ctx.error(&plan_id.span(), format!("{label} change_plan"), format!("\"{}\" is already the current plan", plan_id.get_ref())));
-            }
-            current_plan = Some(ix);
-            Event::ChangePlan(ix)
-        } else if let Some(value) = &e.suspend {
-            must_be_true(&ctx, value, &format!("{label} suspend"))?;
-            if suspended {
-                return Err(ctx.error(&value.span(), format!("{label} suspend"), "the subscription is already suspended"));
-            }
-            suspended = true;
-            Event::Suspend
-        } else if let Some(value) = &e.resume {
-            must_be_true(&ctx, value, &format!("{label} resume"))?;
-            if !suspended {
-                return Err(ctx.error(&value.span(), format!("{label} resume"), "the subscription is not suspended"));
-            }
-            suspended = false;
-            Event::Resume
-        } else if let Some(value) = &e.cancel {
-            must_be_true(&ctx, value, &format!("{label} cancel"))?;
-            Event::Cancel
-        } else {
-            unreachable!("one action was found above")
-        };
+        let event = event_of(&ctx, &label, e, at, &catalog, &mut current_plan, &mut suspended)?;
         events.push(TimedEvent { at, line, event });
     }
     let (purchase, purchased_at) = purchase.ok_or_else(|| ctx.error(&first.span(), "event #1", "the first event must be a purchase"))?;
@@ -467,6 +424,56 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
         purchased_at,
         events,
         expects,
+    })
+}
+
+/// The engine event of one scenario event other than the purchase,
+/// checking it against the plan the subscription is on and whether it is
+/// suspended (both kept up to date here).
+fn event_of(ctx: &Ctx, label: &str, e: &RawEvent, at: Instant, catalog: &Catalog, current_plan: &mut Option<PlanIx>, suspended: &mut bool) -> Result<Event, FileError> {
+    Ok(if let Some(usage) = &e.usage {
+        let bytes = amount(ctx, usage, &format!("{label} usage"))?.bytes;
+        let country = match &e.country {
+            Some(c) => Some(Country::parse(c.get_ref()).map_err(|m| ctx.error(&c.span(), format!("{label} country"), m))?),
+            None => None,
+        };
+        Event::Usage { bytes, country }
+    } else if let Some(grant) = &e.grant {
+        grant_of(ctx, label, grant, at)?
+    } else if let Some(value) = &e.install {
+        must_be_true(ctx, value, &format!("{label} install"))?;
+        Event::Install
+    } else if let Some(value) = &e.first_use {
+        must_be_true(ctx, value, &format!("{label} first_use"))?;
+        Event::FirstUse
+    } else if let Some(plan_id) = &e.change_plan {
+        let ix = catalog.find(plan_id.get_ref()).ok_or_else(|| {
+            ctx.error(&plan_id.span(), format!("{label} change_plan"), format!("unknown plan \"{}\"", plan_id.get_ref()))
+        })?;
+        if Some(ix) == *current_plan {
+            return Err(ctx.error(&plan_id.span(), format!("{label} change_plan"), format!("\"{}\" is already the current plan", plan_id.get_ref())));
+        }
+        *current_plan = Some(ix);
+        Event::ChangePlan(ix)
+    } else if let Some(value) = &e.suspend {
+        must_be_true(ctx, value, &format!("{label} suspend"))?;
+        if *suspended {
+            return Err(ctx.error(&value.span(), format!("{label} suspend"), "the subscription is already suspended"));
+        }
+        *suspended = true;
+        Event::Suspend
+    } else if let Some(value) = &e.resume {
+        must_be_true(ctx, value, &format!("{label} resume"))?;
+        if !*suspended {
+            return Err(ctx.error(&value.span(), format!("{label} resume"), "the subscription is not suspended"));
+        }
+        *suspended = false;
+        Event::Resume
+    } else if let Some(value) = &e.cancel {
+        must_be_true(ctx, value, &format!("{label} cancel"))?;
+        Event::Cancel
+    } else {
+        unreachable!("one action was found above")
     })
 }
 

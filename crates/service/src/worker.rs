@@ -549,7 +549,8 @@ impl Worker {
         // A counter report becomes a record of the counter's growth.
         let (key, bytes) = match &record.counter {
             None => {
-                if let Some(earlier) = live.keys.get(&Key::Record(&record.id).encode()) {
+                let key = Key::Record(&record.id).encode();
+                if let Some(earlier) = live.keys.get(&key) {
                     if earlier != stamp {
                         self.metrics.conflict.fetch_add(1, Relaxed);
                         return Err(UsageResult::Conflict);
@@ -557,7 +558,7 @@ impl Worker {
                     self.metrics.duplicate.fetch_add(1, Relaxed);
                     return Err(UsageResult::Duplicate);
                 }
-                (Key::Record(&record.id).encode(), record.bytes)
+                (key, record.bytes)
             }
             Some(counter) => {
                 let key = Key::Counter { session: &counter.session, total: counter.total, stop: counter.stop }.encode();

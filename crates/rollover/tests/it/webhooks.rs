@@ -97,8 +97,12 @@ impl Receiver {
     }
 
     fn wait_for(&self, count: usize) -> Vec<(String, Value)> {
+        self.wait_for_within(count, Duration::from_secs(30))
+    }
+
+    fn wait_for_within(&self, count: usize, limit: Duration) -> Vec<(String, Value)> {
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
+        while started.elapsed() < limit {
             let delivered = self.delivered();
             if delivered.len() >= count {
                 std::thread::sleep(Duration::from_millis(300));
@@ -106,7 +110,7 @@ impl Receiver {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("only {} of {count} webhooks arrived", self.delivered().len());
+        panic!("only {} of {count} webhooks arrived within {limit:?}", self.delivered().len());
     }
 }
 
@@ -157,6 +161,10 @@ fn check(delivered: &[(String, Value)]) {
     assert_eq!(carry.1["data"]["remaining_bytes"], 3u64 << 30);
     assert_eq!(carry.1["data"]["expires_at"], "2026-05-01T00:00:00Z");
     assert_eq!(carry.1["subscription"], "s");
+    // The allowance is used up and has left the live buckets: the notice
+    // still says how much it was.
+    let full = delivered.iter().find(|(_, v)| v["type"] == "usage_100").unwrap();
+    assert_eq!((full.1["data"]["allowance_bytes"].as_u64(), full.1["data"]["used_bytes"].as_u64()), (Some(10 << 30), Some(10 << 30)), "{}", full.1);
 }
 
 fn signed_and_retried_until_delivered(backend: Backend) {
@@ -202,4 +210,22 @@ fn none_lost_across_a_crash(backend: Backend) {
     assert_eq!(receiver.delivered().len(), 5, "a delivered webhook is not sent again");
 }
 
-on_both_stores!(signed_and_retried_until_delivered, none_lost_across_a_crash);
+/// A receiver that takes the connection and never answers delays only its
+/// own deliveries: each endpoint has its own sender. One sender for all
+/// would keep the other endpoint waiting 10 s for each hung attempt.
+fn a_hung_receiver_delays_only_itself(backend: Backend) {
+    let receiver = Receiver::start();
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}/hook", hung.local_addr().unwrap());
+    let config = format!(
+        "[[webhooks]]\nid = \"hung\"\nurl = \"{hung_url}\"\nsecret = \"{SECRET}\"\n\n[[webhooks]]\nid = \"good\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n",
+        receiver.url
+    );
+    let server = Server::start_configured(backend, &config, &[("ROLLOVER_NOTIFICATIONS_NOTICE_DAYS", "3")]);
+    story(&server);
+    let delivered = receiver.wait_for_within(5, Duration::from_secs(9));
+    check(&delivered);
+    drop(hung);
+}
+
+on_both_stores!(signed_and_retried_until_delivered, none_lost_across_a_crash, a_hung_receiver_delays_only_itself);

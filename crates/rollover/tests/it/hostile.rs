@@ -102,7 +102,7 @@ fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 }
 
 fn idle_and_half_sent_connections_are_closed(backend: Backend) {
-    let config = "[server]\nheader_timeout_seconds = 1\nmax_connections = 32\n";
+    let config = "[server]\nheader_timeout_seconds = 1\nrequest_timeout_seconds = 1\nmax_connections = 32\n";
     let server = Server::start_configured(backend, config, &[]);
     let address = server.base.strip_prefix("http://").unwrap().to_string();
     let mut idle: Vec<TcpStream> = (0..64)
@@ -119,6 +119,14 @@ fn idle_and_half_sent_connections_are_closed(backend: Backend) {
         assert!(closed_within(stream, Duration::from_secs(10)), "connection {n} is still open");
     }
     alive(&server);
+    // A body that never finishes arriving gets 408 after the request timeout.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    slow.write_all(b"POST /v1/usage HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"records\"").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("\"code\":\"request_timeout\""), "{answer}");
     let metrics = server.get("/metrics").body.as_str().unwrap().to_string();
     let refused: u64 = metric(&metrics, "rollover_http_connections_total{outcome=\"refused\"}");
     assert!(refused >= 32, "past max_connections new connections are closed at once: {refused}");

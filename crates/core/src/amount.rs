@@ -151,30 +151,30 @@ impl UnitBase {
     }
 }
 
-/// Shows an amount to a person: MB below 1 GB, GB with two decimals above
-/// (rounded half up), in the plan's unit base. The customer-facing unit names
-/// are "MB" and "GB" in both bases, as carriers print them; the plan
-/// explanation says which base is meant.
+/// Shows an amount to a person: GB with two decimals from 1 GB, MB below
+/// that, KB below 1 MB and bytes below 1 KB, so that no amount above zero
+/// reads as zero; rounded half up, in the plan's unit base. The
+/// customer-facing unit names are "KB", "MB" and "GB" in both bases, as
+/// carriers print them; the plan explanation says which base is meant.
 pub fn format_human(bytes: u64, base: UnitBase) -> String {
-    let (mb, gb) = match base {
-        UnitBase::Binary => (1u128 << 20, 1u128 << 30),
-        UnitBase::Decimal => (1_000_000u128, 1_000_000_000u128),
+    let kb: u128 = match base {
+        UnitBase::Binary => 1 << 10,
+        UnitBase::Decimal => 1_000,
     };
+    let (mb, gb) = (kb * kb, kb * kb * kb);
     let bytes = bytes as u128;
-    if bytes < gb {
-        let hundredths = (bytes * 100 + mb / 2) / mb;
-        if hundredths.is_multiple_of(100) {
-            format!("{} MB", hundredths / 100)
-        } else {
-            format!("{}.{:02} MB", hundredths / 100, hundredths % 100)
-        }
+    let (unit_bytes, unit) = match bytes {
+        0 => return "0 MB".to_string(),
+        b if b < kb => return format!("{b} B"),
+        b if b < mb => (kb, "KB"),
+        b if b < gb => (mb, "MB"),
+        _ => (gb, "GB"),
+    };
+    let hundredths = (bytes * 100 + unit_bytes / 2) / unit_bytes;
+    if hundredths.is_multiple_of(100) {
+        format!("{} {unit}", hundredths / 100)
     } else {
-        let hundredths = (bytes * 100 + gb / 2) / gb;
-        if hundredths.is_multiple_of(100) {
-            format!("{} GB", hundredths / 100)
-        } else {
-            format!("{}.{:02} GB", hundredths / 100, hundredths % 100)
-        }
+        format!("{}.{:02} {unit}", hundredths / 100, hundredths % 100)
     }
 }
 
@@ -224,5 +224,12 @@ mod tests {
         assert_eq!(format_human(3 << 29, UnitBase::Binary), "1.50 GB");
         assert_eq!(format_human(324 << 20, UnitBase::Binary), "324 MB");
         assert_eq!(format_human(2_000_000_000, UnitBase::Decimal), "2 GB");
+        assert_eq!(format_human(0, UnitBase::Binary), "0 MB");
+        assert_eq!(format_human(1, UnitBase::Binary), "1 B");
+        assert_eq!(format_human(1024, UnitBase::Binary), "1 KB");
+        assert_eq!(format_human(1500, UnitBase::Decimal), "1.50 KB");
+        assert_eq!(format_human((1 << 20) - 1, UnitBase::Binary), "1024 KB");
+        assert_eq!(format_human(999_999_999, UnitBase::Decimal), "1000 MB");
+        assert_eq!(format_human(u64::MAX, UnitBase::Binary), "17179869184 GB");
     }
 }

@@ -27,6 +27,16 @@ fn replay_through_api(path: &std::path::Path, backend: Backend) {
     assert_eq!(reply.status, 201, "{name}: {}", reply.body);
     server.set_clock(&rfc3339(scenario.purchased_at));
     let plan_id = &scenario.catalog.get(scenario.purchase).id;
+    // Every plan reads back with its explanation in both languages (a plan
+    // whose carried data never expires once made the explainer panic).
+    for plan in scenario.catalog.plans() {
+        let reply = server.get(&format!("/v1/plans/{}", plan.id));
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        for lang in ["en", "zh"] {
+            let text = reply.body["explanation"][lang].as_str().unwrap_or_default();
+            assert!(text.starts_with(&plan.name), "{name}: plan {} has no {lang} explanation: {}", plan.id, reply.body);
+        }
+    }
     let reply = server.post("/v1/subscriptions", &json!({"id": "s1", "plan": plan_id, "at": rfc3339(scenario.purchased_at)}));
     assert_eq!(reply.status, 201, "{name}: {}", reply.body);
 

@@ -28,9 +28,11 @@ fn demo_plans_explained_in_english_and_chinese() {
     }
 }
 
+/// The plans of every scenario, the shared ones and ours: among them plans
+/// whose carried data never expires and prices of one cent.
 #[test]
 fn scenario_plans_explained() {
-    for file in toml_files(&shared_scenarios()) {
+    for file in toml_files(&shared_scenarios()).into_iter().chain(toml_files(&repo_root().join("scenarios"))) {
         let name = file.file_stem().unwrap().to_str().unwrap().to_string();
         for lang in ["en", "zh"] {
             let out = rollover(&["plan", "explain", file.to_str().unwrap(), "--lang", lang]);

@@ -2,6 +2,11 @@
 //! response follows: whatever answered it (a handler, the router, a body
 //! limit, an extractor), a client gets `application/problem+json`.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -52,12 +57,36 @@ pub async fn check(State(limits): State<crate::Limits>, request: Request, next: 
             }
         }
     }
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-        Ok(response) => as_problem(response).await,
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    match tokio::time::timeout(limits.request_timeout, CatchPanic(Box::pin(next.run(request)))).await {
+        Ok(Ok(response)) => as_problem(response).await,
+        Ok(Err(panic)) => {
+            let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("a panic");
+            tracing::error!(%method, path = %path.escape_debug(), failure = %what.escape_debug(), "a handler panicked; answered 500");
+            Problem::new(Code::Internal, "the server failed an internal check while handling this request; the failure is logged", None).into_response()
+        }
         Err(_) => {
             let seconds = limits.request_timeout.as_secs();
             Problem::new(Code::RequestTimeout, format!("the request was not complete within {seconds} s (server.request_timeout_seconds)"), None)
                 .into_response()
+        }
+    }
+}
+
+/// A handler's future whose panic becomes an `Err`, so that a bug answers
+/// one request 500 (and is logged) instead of dropping the connection
+/// without a word. The connection's task and every other request go on.
+struct CatchPanic<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.get_mut().0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(context))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
         }
     }
 }
@@ -101,4 +130,45 @@ async fn as_problem(response: Response) -> Response {
     }
     *problem.status_mut() = status;
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("an internal check failed")
+    }
+
+    /// A handler that panics answers 500 `internal` as problem details, and
+    /// the server goes on answering, on the same connection too.
+    #[test]
+    fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn_with_state(crate::Limits::default(), check));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut answer = |path: &str| {
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            let mut buffer = vec![0; 4096];
+            let n = stream.read(&mut buffer).unwrap();
+            String::from_utf8_lossy(&buffer[..n]).to_string()
+        };
+        let boom = answer("/boom");
+        assert!(boom.starts_with("HTTP/1.1 500"), "{boom}");
+        assert!(boom.contains("application/problem+json") && boom.contains("\"code\":\"internal\""), "{boom}");
+        let fine = answer("/fine");
+        assert!(fine.starts_with("HTTP/1.1 200") && fine.ends_with("fine"), "{fine}");
+    }
 }

@@ -80,6 +80,7 @@ codes! {
     ClockBackwards = "clock_backwards", UNPROCESSABLE_ENTITY, "The simulated clock cannot move backwards.";
     CatalogFull = "catalog_full", UNPROCESSABLE_ENTITY, "The catalog holds 10,000 plan versions, the most it may.";
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, "The API key, or this subscription's customer tokens, are over their rate; `Retry-After` says when to retry.";
+    Internal = "internal", INTERNAL_SERVER_ERROR, "A bug: handling the request failed an internal check. The operator's log has the method, the path and the failure; please report it. Whatever the request wrote before the failure was committed whole or not at all.";
     Busy = "busy", SERVICE_UNAVAILABLE, "A shard worker's queue is full; retry shortly.";
     Unavailable = "unavailable", SERVICE_UNAVAILABLE, "A part of the service has stopped or the store failed; the operator's logs say which.";
 }

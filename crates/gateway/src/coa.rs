@@ -143,35 +143,7 @@ async fn send(config: &Config, nas: &Nas, session: &NasSession, action: Action, 
         Action::Restore => (wire::COA_REQUEST, "CoA-Request", "restore full speed".to_string()),
         Action::Disconnect => (wire::DISCONNECT_REQUEST, "Disconnect-Request", "disconnect".to_string()),
     };
-    let mut attributes = vec![(wire::ACCT_SESSION_ID, session.session_id.as_bytes().to_vec())];
-    if let Some(user) = &session.user_name {
-        attributes.push((wire::USER_NAME, user.as_bytes().to_vec()));
-    }
-    if let Some(msisdn) = &session.calling_station_id {
-        attributes.push((wire::CALLING_STATION_ID, msisdn.as_bytes().to_vec()));
-    }
-    if let Some(ip) = session.framed_ip {
-        attributes.push((wire::FRAMED_IP_ADDRESS, ip.octets().to_vec()));
-    }
-    if let IpAddr::V4(nas_ip) = session.nas {
-        attributes.push((wire::NAS_IP_ADDRESS, nas_ip.octets().to_vec()));
-    }
-    let templates = match action {
-        Action::Throttle(_) => &nas.throttle,
-        Action::Restore => &nas.restore,
-        Action::Disconnect => &Vec::new(),
-    };
-    let kbps = match action {
-        Action::Throttle(Some(kbps)) => kbps.to_string(),
-        _ => "0".to_string(),
-    };
-    for template in templates {
-        let value = template.value.replace("{kbps}", &kbps);
-        attributes.push(match template.vendor {
-            Some(vendor) => Packet::vendor_attribute(vendor, template.attribute, value.as_bytes()),
-            None => (template.attribute, value.into_bytes()),
-        });
-    }
+    let mut attributes = attributes_of(nas, session, action);
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     attributes.push((wire::EVENT_TIMESTAMP, seconds.to_be_bytes().to_vec()));
     let id = identifier.fetch_add(1, Ordering::Relaxed);
@@ -203,28 +175,58 @@ async fn send(config: &Config, nas: &Nas, session: &NasSession, action: Action, 
             if packet.identifier != id {
                 continue;
             }
-            let cause = packet.integer(wire::ERROR_CAUSE).map(|c| format!(", Error-Cause {c}")).unwrap_or_default();
-            return match packet.code {
-                wire::COA_ACK => {
-                    counters.bump(RequestOutcome::CoaAck);
-                    format!("{head}: ACK")
-                }
-                wire::DISCONNECT_ACK => {
-                    counters.bump(RequestOutcome::DisconnectAck);
-                    format!("{head}: ACK")
-                }
-                wire::COA_NAK => {
-                    counters.bump(RequestOutcome::CoaNak);
-                    format!("{head}: NAK{cause}")
-                }
-                wire::DISCONNECT_NAK => {
-                    counters.bump(RequestOutcome::DisconnectNak);
-                    format!("{head}: NAK{cause}")
-                }
-                other => format!("{head}: unexpected answer code {other}"),
-            };
+            return answered(&packet, &head, counters);
         }
     }
     counters.bump(RequestOutcome::NoAnswer);
     format!("{head}: no answer after {} attempts", config.attempts.max(1))
+}
+
+/// The attributes that name the session to the NAS, then the action's own
+/// (the NAS's templates, with `{kbps}` filled in).
+fn attributes_of(nas: &Nas, session: &NasSession, action: Action) -> Vec<(u8, Vec<u8>)> {
+    let mut attributes = vec![(wire::ACCT_SESSION_ID, session.session_id.as_bytes().to_vec())];
+    if let Some(user) = &session.user_name {
+        attributes.push((wire::USER_NAME, user.as_bytes().to_vec()));
+    }
+    if let Some(msisdn) = &session.calling_station_id {
+        attributes.push((wire::CALLING_STATION_ID, msisdn.as_bytes().to_vec()));
+    }
+    if let Some(ip) = session.framed_ip {
+        attributes.push((wire::FRAMED_IP_ADDRESS, ip.octets().to_vec()));
+    }
+    if let IpAddr::V4(nas_ip) = session.nas {
+        attributes.push((wire::NAS_IP_ADDRESS, nas_ip.octets().to_vec()));
+    }
+    let templates = match action {
+        Action::Throttle(_) => &nas.throttle,
+        Action::Restore => &nas.restore,
+        Action::Disconnect => &Vec::new(),
+    };
+    let kbps = match action {
+        Action::Throttle(Some(kbps)) => kbps.to_string(),
+        _ => "0".to_string(),
+    };
+    for template in templates {
+        let value = template.value.replace("{kbps}", &kbps);
+        attributes.push(match template.vendor {
+            Some(vendor) => Packet::vendor_attribute(vendor, template.attribute, value.as_bytes()),
+            None => (template.attribute, value.into_bytes()),
+        });
+    }
+    attributes
+}
+
+/// The ledger note for the NAS's answer, counted by its code.
+fn answered(packet: &Packet, head: &str, counters: &Counters<RequestOutcome>) -> String {
+    let cause = packet.integer(wire::ERROR_CAUSE).map(|c| format!(", Error-Cause {c}")).unwrap_or_default();
+    let (outcome, note) = match packet.code {
+        wire::COA_ACK => (RequestOutcome::CoaAck, format!("{head}: ACK")),
+        wire::DISCONNECT_ACK => (RequestOutcome::DisconnectAck, format!("{head}: ACK")),
+        wire::COA_NAK => (RequestOutcome::CoaNak, format!("{head}: NAK{cause}")),
+        wire::DISCONNECT_NAK => (RequestOutcome::DisconnectNak, format!("{head}: NAK{cause}")),
+        other => return format!("{head}: unexpected answer code {other}"),
+    };
+    counters.bump(outcome);
+    note
 }

@@ -14,7 +14,8 @@
 //! incremental and is rated under the key
 //! `#session:{CC-Request-Number}:{Session-Id}#{Rating-Group}`; a request
 //! whose CC-Request-Number was already answered gets that answer again.
-//! Requests are handled concurrently; answers go out as they are ready,
+//! Requests are handled concurrently (at most `MAX_IN_FLIGHT` per peer;
+//! past that the connection is not read); answers go out as they are ready,
 //! each after the usage it reports is committed.
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use rollover_net::diameter::{self as wire, Avp, Message, RequestType, code, comm
 use rollover_service::{FinalAction, Service, ServiceError, SessionAnswer, SessionOp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::Counters;
 
@@ -58,6 +59,63 @@ crate::metrics::outcomes! {
         Unsupported = "unsupported",
         WatchdogClosed = "watchdog_closed",
     }
+}
+
+/// Credit-Control requests of one peer being rated at once; past this the
+/// connection is not read until one is answered.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Encoded answers waiting for a peer that reads slowly; past this, whoever
+/// answers waits, and so does reading.
+const WRITE_QUEUE: usize = 1024;
+
+/// One connected peer, as its connection's task knows it.
+struct Peer {
+    address: SocketAddr,
+    local: Option<SocketAddr>,
+    /// Its Origin-Host, once the capabilities exchange is done.
+    host: String,
+    open: bool,
+    watchdog_pending: bool,
+    hop_by_hop: u32,
+    /// Encoded messages for the writer task.
+    tx: mpsc::Sender<Vec<u8>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Peer {
+    /// Queues a message for the writer; waits while the queue is full (a
+    /// peer that does not read its answers), so reading waits too.
+    async fn send(&self, message: Message) {
+        // A closed writer means the peer is gone; the read loop ends next.
+        let _ = self.tx.send(message.encode()).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// The task that writes a connection's answers; those ready together go out
+/// in one write. It ends when every sender is dropped, shutting the socket.
+fn spawn_writer(mut writer: tokio::net::tcp::OwnedWriteHalf) -> (mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let writing = tokio::spawn(async move {
+        while let Some(mut bytes) = rx.recv().await {
+            while bytes.len() < 64 << 10
+                && let Ok(more) = rx.try_recv()
+            {
+                bytes.extend_from_slice(&more);
+            }
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    (tx, writing)
 }
 
 /// One Credit-Control session, as the Gy server knows it.
@@ -126,140 +184,143 @@ impl Server {
         [Avp::text(code::ORIGIN_HOST, &self.config.origin_host), Avp::text(code::ORIGIN_REALM, &self.config.origin_realm)]
     }
 
-    async fn connection(self: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+    async fn connection(self: Arc<Server>, stream: TcpStream, address: SocketAddr) {
         let local = stream.local_addr().ok();
-        let (mut reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let writing = tokio::spawn(async move {
-            // Answers ready together go out in one write.
-            while let Some(mut bytes) = rx.recv().await {
-                while bytes.len() < 64 << 10
-                    && let Ok(more) = rx.try_recv()
-                {
-                    bytes.extend_from_slice(&more);
-                }
-                if writer.write_all(&bytes).await.is_err() {
-                    break;
-                }
-            }
-            let _ = writer.shutdown().await;
-        });
-        let mut open = false;
-        let mut peer_host = String::new();
-        let mut watchdog_pending = false;
-        let mut hop_by_hop: u32 = rand_seed();
+        let (mut reader, writer) = stream.into_split();
+        let (tx, writing) = spawn_writer(writer);
+        let mut peer = Peer { address, local, host: String::new(), open: false, watchdog_pending: false, hop_by_hop: rand_seed(), tx, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) };
         loop {
             let read = tokio::time::timeout(self.config.watchdog, read_message(&mut reader)).await;
             let bytes = match read {
-                Err(_) if open && !watchdog_pending => {
-                    // Silence: ask the peer whether it is still there.
-                    hop_by_hop = hop_by_hop.wrapping_add(1);
-                    let mut avps = self.identity().to_vec();
-                    avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
-                    let dwr = Message { flags: wire::FLAG_REQUEST, command: command::DEVICE_WATCHDOG, application: wire::APP_COMMON, hop_by_hop, end_to_end: hop_by_hop, avps };
-                    let _ = tx.send(dwr.encode());
-                    self.counters.bump(MessageOutcome::DwrSent);
-                    watchdog_pending = true;
+                Err(_) if peer.open && !peer.watchdog_pending => {
+                    self.send_watchdog(&mut peer).await;
                     continue;
                 }
                 Err(_) => {
                     self.counters.bump(MessageOutcome::WatchdogClosed);
-                    tracing::info!(%peer, host = %peer_host, "diameter: peer silent past the watchdog; closing");
+                    tracing::info!(peer = %peer.address, host = %peer.host.escape_debug(), "diameter: peer silent past the watchdog; closing");
                     break;
                 }
                 Ok(Ok(Some(bytes))) => bytes,
                 Ok(Ok(None)) => break,
                 Ok(Err(error)) => {
                     self.counters.bump(MessageOutcome::Malformed);
-                    tracing::warn!(%peer, %error, "diameter: unreadable stream; closing");
+                    tracing::warn!(peer = %peer.address, %error, "diameter: unreadable stream; closing");
                     break;
                 }
             };
-            watchdog_pending = false;
+            peer.watchdog_pending = false;
             let message = match Message::decode(&bytes) {
                 Ok(message) => message,
                 Err(error) => {
-                    self.counters.bump(MessageOutcome::Malformed);
-                    tracing::warn!(%peer, %error, "diameter: malformed message");
-                    // The frame was whole: answer what can be answered.
-                    if bytes.len() >= wire::HEADER && bytes[4] & wire::FLAG_REQUEST != 0 {
-                        let header = Message {
-                            flags: bytes[4],
-                            command: u32::from_be_bytes([0, bytes[5], bytes[6], bytes[7]]),
-                            application: u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
-                            hop_by_hop: u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]),
-                            end_to_end: u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]),
-                            avps: Vec::new(),
-                        };
-                        let mut avps = vec![Avp::u32(code::RESULT_CODE, result::INVALID_AVP_LENGTH)];
-                        avps.extend(self.identity());
-                        avps.push(Avp::text(code::ERROR_MESSAGE, &error.to_string()).optional());
-                        let _ = tx.send(header.answer(avps).encode());
-                    }
+                    self.answer_malformed(&peer, &bytes, &error.to_string()).await;
                     continue;
                 }
             };
-            if !message.is_request() {
-                // A DWA to our DWR, or an answer nobody waits for.
-                continue;
-            }
-            if !open {
-                if message.command != command::CAPABILITIES_EXCHANGE {
-                    self.counters.bump(MessageOutcome::Unsupported);
-                    tracing::warn!(%peer, command = message.command, "diameter: first message is not a CER; closing");
-                    break;
-                }
-                let (answer, accepted) = self.capabilities(&message, local);
-                let _ = tx.send(answer.encode());
-                if !accepted {
-                    self.counters.bump(MessageOutcome::CerRefused);
-                    break;
-                }
-                self.counters.bump(MessageOutcome::Cer);
-                peer_host = message.find(code::ORIGIN_HOST).and_then(Avp::as_text).unwrap_or("").to_string();
-                tracing::info!(%peer, host = %peer_host, "diameter: peer connected");
-                open = true;
-                continue;
-            }
-            match message.command {
-                command::DEVICE_WATCHDOG => {
-                    self.counters.bump(MessageOutcome::DwrAnswered);
-                    let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
-                    avps.extend(self.identity());
-                    avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
-                    let _ = tx.send(message.answer(avps).encode());
-                }
-                command::DISCONNECT_PEER => {
-                    self.counters.bump(MessageOutcome::Dpr);
-                    let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
-                    avps.extend(self.identity());
-                    let _ = tx.send(message.answer(avps).encode());
-                    tracing::info!(%peer, host = %peer_host, "diameter: peer disconnected (DPR)");
-                    break;
-                }
-                command::CAPABILITIES_EXCHANGE => {
-                    self.counters.bump(MessageOutcome::Unsupported);
-                    let _ = tx.send(self.protocol_error(&message, 3008).encode());
-                }
-                command::CREDIT_CONTROL if message.application == wire::APP_CREDIT_CONTROL => {
-                    let (server, tx) = (self.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let answer = server.credit_control(&message).await;
-                        let _ = tx.send(answer.encode());
-                    });
-                }
-                command::CREDIT_CONTROL => {
-                    self.counters.bump(MessageOutcome::Unsupported);
-                    let _ = tx.send(self.protocol_error(&message, result::APPLICATION_UNSUPPORTED).encode());
-                }
-                _ => {
-                    self.counters.bump(MessageOutcome::Unsupported);
-                    let _ = tx.send(self.protocol_error(&message, result::COMMAND_UNSUPPORTED).encode());
-                }
+            // Answers (a DWA to our DWR, or one nobody waits for) need nothing.
+            if message.is_request() && self.handle(&mut peer, message).await == Flow::Close {
+                break;
             }
         }
-        drop(tx);
+        drop(peer);
         let _ = writing.await;
+    }
+
+    /// Asks a silent peer whether it is still there.
+    async fn send_watchdog(&self, peer: &mut Peer) {
+        peer.hop_by_hop = peer.hop_by_hop.wrapping_add(1);
+        let mut avps = self.identity().to_vec();
+        avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
+        let dwr = Message { flags: wire::FLAG_REQUEST, command: command::DEVICE_WATCHDOG, application: wire::APP_COMMON, hop_by_hop: peer.hop_by_hop, end_to_end: peer.hop_by_hop, avps };
+        peer.send(dwr).await;
+        self.counters.bump(MessageOutcome::DwrSent);
+        peer.watchdog_pending = true;
+    }
+
+    /// A whole frame that does not decode: a request still gets an answer
+    /// naming the failure, built from its header alone.
+    async fn answer_malformed(&self, peer: &Peer, bytes: &[u8], error: &str) {
+        self.counters.bump(MessageOutcome::Malformed);
+        tracing::warn!(peer = %peer.address, error = %error.escape_debug(), "diameter: malformed message");
+        if bytes.len() < wire::HEADER || bytes[4] & wire::FLAG_REQUEST == 0 {
+            return;
+        }
+        let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let header = Message { flags: bytes[4], command: word(4) & 0x00ff_ffff, application: word(8), hop_by_hop: word(12), end_to_end: word(16), avps: Vec::new() };
+        let mut avps = vec![Avp::u32(code::RESULT_CODE, result::INVALID_AVP_LENGTH)];
+        avps.extend(self.identity());
+        avps.push(Avp::text(code::ERROR_MESSAGE, error).optional());
+        peer.send(header.answer(avps)).await;
+    }
+
+    /// One request from the peer: the capabilities exchange first, then the
+    /// base protocol's requests and credit control.
+    async fn handle(self: &Arc<Server>, peer: &mut Peer, message: Message) -> Flow {
+        if !peer.open {
+            return self.open(peer, &message).await;
+        }
+        match message.command {
+            command::DEVICE_WATCHDOG => {
+                self.counters.bump(MessageOutcome::DwrAnswered);
+                let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
+                avps.extend(self.identity());
+                avps.push(Avp::u32(code::ORIGIN_STATE_ID, self.origin_state));
+                peer.send(message.answer(avps)).await;
+            }
+            command::DISCONNECT_PEER => {
+                self.counters.bump(MessageOutcome::Dpr);
+                let mut avps = vec![Avp::u32(code::RESULT_CODE, result::SUCCESS)];
+                avps.extend(self.identity());
+                peer.send(message.answer(avps)).await;
+                tracing::info!(peer = %peer.address, host = %peer.host.escape_debug(), "diameter: peer disconnected (DPR)");
+                return Flow::Close;
+            }
+            command::CAPABILITIES_EXCHANGE => {
+                self.counters.bump(MessageOutcome::Unsupported);
+                peer.send(self.protocol_error(&message, 3008)).await;
+            }
+            command::CREDIT_CONTROL if message.application == wire::APP_CREDIT_CONTROL => {
+                // Requests are rated concurrently, at most MAX_IN_FLIGHT at
+                // once per peer; past that, reading waits, and TCP pushes back.
+                let Ok(permit) = peer.in_flight.clone().acquire_owned().await else { return Flow::Close };
+                let (server, tx) = (self.clone(), peer.tx.clone());
+                tokio::spawn(async move {
+                    let answer = server.credit_control(&message).await;
+                    let _ = tx.send(answer.encode()).await;
+                    drop(permit);
+                });
+            }
+            command::CREDIT_CONTROL => {
+                self.counters.bump(MessageOutcome::Unsupported);
+                peer.send(self.protocol_error(&message, result::APPLICATION_UNSUPPORTED)).await;
+            }
+            _ => {
+                self.counters.bump(MessageOutcome::Unsupported);
+                peer.send(self.protocol_error(&message, result::COMMAND_UNSUPPORTED)).await;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The peer's first message, which must be a CER offering an application
+    /// we serve.
+    async fn open(&self, peer: &mut Peer, message: &Message) -> Flow {
+        if message.command != command::CAPABILITIES_EXCHANGE {
+            self.counters.bump(MessageOutcome::Unsupported);
+            tracing::warn!(peer = %peer.address, command = message.command, "diameter: first message is not a CER; closing");
+            return Flow::Close;
+        }
+        let (answer, accepted) = self.capabilities(message, peer.local);
+        peer.send(answer).await;
+        if !accepted {
+            self.counters.bump(MessageOutcome::CerRefused);
+            return Flow::Close;
+        }
+        self.counters.bump(MessageOutcome::Cer);
+        peer.host = message.find(code::ORIGIN_HOST).and_then(Avp::as_text).unwrap_or("").to_string();
+        tracing::info!(peer = %peer.address, host = %peer.host.escape_debug(), "diameter: peer connected");
+        peer.open = true;
+        Flow::Continue
     }
 
     fn protocol_error(&self, request: &Message, code_value: u32) -> Message {
@@ -348,133 +409,142 @@ impl Server {
 
     /// Rates one CCR; the AVPs of a successful answer, or why not.
     async fn rate(&self, request: &Message) -> Result<Vec<Avp>, Refusal> {
-        let required = |c: u32| request.find(c).ok_or_else(|| Refusal::missing(c));
-        let session_id = required(code::SESSION_ID)?.as_text().ok_or_else(|| Refusal::invalid(required(code::SESSION_ID).ok(), "Session-Id is not UTF-8"))?.to_string();
-        for c in [code::ORIGIN_HOST, code::ORIGIN_REALM, code::DESTINATION_REALM, code::AUTH_APPLICATION_ID, code::SERVICE_CONTEXT_ID] {
-            required(c)?;
-        }
-        let kind_avp = required(code::CC_REQUEST_TYPE)?;
-        let kind = kind_avp.as_u32().and_then(RequestType::from_u32).ok_or_else(|| Refusal::invalid(Some(kind_avp), "CC-Request-Type must be 1 to 4"))?;
-        let number_avp = required(code::CC_REQUEST_NUMBER)?;
-        let number = number_avp.as_u32().ok_or_else(|| Refusal::invalid(Some(number_avp), "CC-Request-Number is an Unsigned32"))?;
-        let units = units(request)?;
-        let country = visited_country(request);
-
-        let state = match kind {
-            RequestType::Initial | RequestType::Event => {
-                let subscription = self.subscriber(request)?;
-                let fresh = GySession { subscription, country, groups: Vec::new(), last: None, ended: false, seen: std::time::Instant::now() };
-                let mut sessions = self.sessions.lock().expect("gy session lock");
-                if sessions.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
-                    sessions.retain(|_, s| s.try_lock().map_or(true, |s| s.seen.elapsed() < if s.ended { GY_ENDED_KEEP } else { GY_SESSION_IDLE }));
-                    self.sweep_at.store((sessions.len() * 2).max(100_000), std::sync::atomic::Ordering::Relaxed);
-                }
-                sessions.entry(session_id.clone()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(fresh))).clone()
-            }
-            _ => self.session_state(&session_id).ok_or_else(|| Refusal {
-                code: result::UNKNOWN_SESSION_ID,
-                failed: None,
-                message: format!("no open credit-control session {session_id}"),
-            })?,
-        };
+        let ccr = Ccr::read(request)?;
+        let state = self.session_of(&ccr, request)?;
         let mut state = state.lock().await;
         state.seen = std::time::Instant::now();
         if let Some((last, answer)) = &state.last
-            && *last == number
+            && *last == ccr.number
         {
             self.counters.bump(MessageOutcome::CcrRepeated);
             return Ok(answer.clone());
         }
-        if state.ended && kind != RequestType::Event {
-            return Err(Refusal { code: result::UNKNOWN_SESSION_ID, failed: None, message: format!("credit-control session {session_id} has ended") });
+        if state.ended && ccr.kind != RequestType::Event {
+            return Err(Refusal { code: result::UNKNOWN_SESSION_ID, failed: None, message: format!("credit-control session {} has ended", ccr.session_id) });
         }
-        if kind == RequestType::Initial && state.last.is_some() {
-            return Err(Refusal::invalid(Some(kind_avp), "a second CCR-Initial for an open session"));
+        if ccr.kind == RequestType::Initial && state.last.is_some() {
+            return Err(Refusal::invalid(request.find(code::CC_REQUEST_TYPE), "a second CCR-Initial for an open session"));
         }
-        if country.is_some() {
-            state.country = country;
+        if ccr.country.is_some() {
+            state.country = ccr.country;
         }
-        let subscription = state.subscription.clone();
-        let mut answered = Vec::new();
-        match kind {
-            RequestType::Initial => {
-                for unit in &units {
-                    let name = unit_session(&session_id, unit.group);
-                    let answer = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: unit.requested }, None, state.country).await;
-                    if answer.is_ok() {
-                        state.groups.push(unit.group);
-                    }
-                    answered.push((unit, answer));
-                }
-            }
-            RequestType::Update => {
-                for unit in &units {
-                    let name = unit_session(&session_id, unit.group);
-                    let answer = if state.groups.contains(&unit.group) {
-                        let op = SessionOp::Update { used_bytes: unit.used, requested_bytes: unit.requested, request_number: number };
-                        self.service.session_in(&name, None, op, None, state.country).await
-                    } else {
-                        // A rating group first seen mid-session: open it, then rate what it reports.
-                        let started = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: unit.requested }, None, state.country).await;
-                        match started {
-                            Ok(started) if unit.used == 0 => Ok(started),
-                            Ok(_) => {
-                                let op = SessionOp::Update { used_bytes: unit.used, requested_bytes: unit.requested, request_number: number };
-                                self.service.session_in(&name, None, op, None, state.country).await
-                            }
-                            Err(e) => Err(e),
-                        }
-                    };
-                    if answer.is_ok() && !state.groups.contains(&unit.group) {
-                        state.groups.push(unit.group);
-                    }
-                    answered.push((unit, answer));
-                }
-            }
-            RequestType::Termination => {
-                // Every open rating group ends, reported or not.
-                let mut ending: Vec<Unit> = units.clone();
-                for group in &state.groups {
-                    if !ending.iter().any(|u| u.group == *group) {
-                        ending.push(Unit { group: *group, requested: None, used: 0, top_level: false });
-                    }
-                }
-                for unit in &ending {
-                    if !state.groups.contains(&unit.group) {
-                        continue;
-                    }
-                    let name = unit_session(&session_id, unit.group);
-                    let answer = self.service.session_in(&name, None, SessionOp::End { used_bytes: unit.used, request_number: number }, None, state.country).await;
-                    match answer {
-                        Err(ServiceError::UnknownSession { .. }) => tracing::warn!(session = %name, "diameter: reservation already gone at termination"),
-                        Err(e) if is_outage(&e) => return Err(Refusal::from_service(&e)),
-                        _ => {}
-                    }
-                }
-                state.groups.clear();
-                state.ended = true;
-            }
-            RequestType::Event => {
-                // Event: a one-shot debit of what is reported.
-                for unit in &units {
-                    let name = format!("{}#event{}", unit_session(&session_id, unit.group), number);
-                    let started = self.service.session_in(&name, Some(&subscription), SessionOp::Start { requested_bytes: Some(0) }, None, state.country).await;
-                    let answer = match started {
-                        Ok(_) => self.service.session_in(&name, None, SessionOp::End { used_bytes: unit.used, request_number: number }, None, state.country).await,
-                        Err(e) => Err(e),
-                    };
-                    answered.push((unit, answer));
-                }
-                state.ended = true;
-            }
-        }
-        let avps = self.answer_avps(&session_id, kind, number, &answered)?;
-        state.last = Some((number, avps.clone()));
+        let answered = match ccr.kind {
+            RequestType::Initial => self.initial(&ccr, &mut state).await,
+            RequestType::Update => self.update(&ccr, &mut state).await,
+            RequestType::Termination => self.terminate(&ccr, &mut state).await?,
+            RequestType::Event => self.event(&ccr, &mut state).await,
+        };
+        let avps = self.answer_avps(&ccr.session_id, ccr.kind, ccr.number, &answered)?;
+        state.last = Some((ccr.number, avps.clone()));
         Ok(avps)
     }
 
-    /// The result code and the AVPs (inside the MSCC, or at the top level)
-    /// of one rating group's answer.
+    /// The Gy session a CCR belongs to: a new one for an Initial or Event
+    /// request (sweeping idle ones when the table is large), else the open
+    /// one.
+    fn session_of(&self, ccr: &Ccr, request: &Message) -> Result<Arc<tokio::sync::Mutex<GySession>>, Refusal> {
+        if !matches!(ccr.kind, RequestType::Initial | RequestType::Event) {
+            return self.session_state(&ccr.session_id).ok_or_else(|| Refusal {
+                code: result::UNKNOWN_SESSION_ID,
+                failed: None,
+                message: format!("no open credit-control session {}", ccr.session_id),
+            });
+        }
+        let subscription = self.subscriber(request)?;
+        let fresh = GySession { subscription, country: ccr.country, groups: Vec::new(), last: None, ended: false, seen: std::time::Instant::now() };
+        let mut sessions = self.sessions.lock().expect("gy session lock");
+        if sessions.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
+            sessions.retain(|_, s| s.try_lock().map_or(true, |s| s.seen.elapsed() < if s.ended { GY_ENDED_KEEP } else { GY_SESSION_IDLE }));
+            self.sweep_at.store((sessions.len() * 2).max(100_000), std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(sessions.entry(ccr.session_id.clone()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(fresh))).clone())
+    }
+
+    /// Opens one reservation per rating group of `unit`.
+    async fn open_group(&self, state: &GySession, unit: &Unit, name: &str) -> Result<SessionAnswer, ServiceError> {
+        self.service.session_in(name, Some(&state.subscription), SessionOp::Start { requested_bytes: unit.requested }, None, state.country).await
+    }
+
+    /// Reports a rating group's usage and asks for its next grant.
+    async fn report_group(&self, ccr: &Ccr, state: &GySession, unit: &Unit, name: &str) -> Result<SessionAnswer, ServiceError> {
+        let op = SessionOp::Update { used_bytes: unit.used, requested_bytes: unit.requested, request_number: ccr.number };
+        self.service.session_in(name, None, op, None, state.country).await
+    }
+
+    /// CCR-Initial: a reservation for each rating group asked for.
+    async fn initial<'c>(&self, ccr: &'c Ccr, state: &mut GySession) -> Answered<'c> {
+        let mut answered = Vec::new();
+        for unit in &ccr.units {
+            let answer = self.open_group(state, unit, &unit_session(&ccr.session_id, unit.group)).await;
+            if answer.is_ok() {
+                state.groups.push(unit.group);
+            }
+            answered.push((unit, answer));
+        }
+        answered
+    }
+
+    /// CCR-Update: each group's usage rated and its next grant reserved; a
+    /// rating group first seen mid-session is opened, then rated.
+    async fn update<'c>(&self, ccr: &'c Ccr, state: &mut GySession) -> Answered<'c> {
+        let mut answered = Vec::new();
+        for unit in &ccr.units {
+            let name = unit_session(&ccr.session_id, unit.group);
+            let answer = if state.groups.contains(&unit.group) {
+                self.report_group(ccr, state, unit, &name).await
+            } else {
+                match self.open_group(state, unit, &name).await {
+                    Ok(started) if unit.used == 0 => Ok(started),
+                    Ok(_) => self.report_group(ccr, state, unit, &name).await,
+                    Err(error) => Err(error),
+                }
+            };
+            if answer.is_ok() && !state.groups.contains(&unit.group) {
+                state.groups.push(unit.group);
+            }
+            answered.push((unit, answer));
+        }
+        answered
+    }
+
+    /// CCR-Termination: every open rating group ends, reported or not. Only
+    /// an outage is an error; the answer carries no groups.
+    async fn terminate<'c>(&self, ccr: &'c Ccr, state: &mut GySession) -> Result<Answered<'c>, Refusal> {
+        let unreported = state.groups.iter().filter(|group| !ccr.units.iter().any(|unit| unit.group == **group));
+        let ending: Vec<(Option<u32>, u64)> = ccr.units.iter().map(|unit| (unit.group, unit.used)).chain(unreported.map(|group| (*group, 0))).collect();
+        for (group, used_bytes) in ending {
+            if !state.groups.contains(&group) {
+                continue;
+            }
+            let name = unit_session(&ccr.session_id, group);
+            let op = SessionOp::End { used_bytes, request_number: ccr.number };
+            match self.service.session_in(&name, None, op, None, state.country).await {
+                Err(ServiceError::UnknownSession { .. }) => tracing::warn!(session = %name, "diameter: reservation already gone at termination"),
+                Err(error) if is_outage(&error) => return Err(Refusal::from_service(&error)),
+                _ => {}
+            }
+        }
+        state.groups.clear();
+        state.ended = true;
+        Ok(Vec::new())
+    }
+
+    /// CCR-Event: a one-shot debit of what each group reports.
+    async fn event<'c>(&self, ccr: &'c Ccr, state: &mut GySession) -> Answered<'c> {
+        let mut answered = Vec::new();
+        for unit in &ccr.units {
+            let name = format!("{}#event{}", unit_session(&ccr.session_id, unit.group), ccr.number);
+            let start = SessionOp::Start { requested_bytes: Some(0) };
+            let answer = match self.service.session_in(&name, Some(&state.subscription), start, None, state.country).await {
+                Ok(_) => self.service.session_in(&name, None, SessionOp::End { used_bytes: unit.used, request_number: ccr.number }, None, state.country).await,
+                Err(error) => Err(error),
+            };
+            answered.push((unit, answer));
+        }
+        state.ended = true;
+        answered
+    }
+
     /// The CCA's AVPs for the rating groups' answers: one
     /// Multiple-Services-Credit-Control each (or the top level's units at the
     /// top), and a Result-Code of success when any group succeeded.
@@ -633,6 +703,34 @@ struct Unit {
     used: u64,
     /// From the request's top level (no MSCC): answered there too.
     top_level: bool,
+}
+
+/// The answers of a CCR's rating groups, each beside the unit it answers.
+type Answered<'c> = Vec<(&'c Unit, Result<SessionAnswer, ServiceError>)>;
+
+/// What a Credit-Control-Request asks, read and checked once.
+struct Ccr {
+    session_id: String,
+    kind: RequestType,
+    number: u32,
+    units: Vec<Unit>,
+    country: Option<Country>,
+}
+
+impl Ccr {
+    fn read(request: &Message) -> Result<Ccr, Refusal> {
+        let required = |c: u32| request.find(c).ok_or_else(|| Refusal::missing(c));
+        let session_avp = required(code::SESSION_ID)?;
+        let session_id = session_avp.as_text().ok_or_else(|| Refusal::invalid(Some(session_avp), "Session-Id is not UTF-8"))?.to_string();
+        for c in [code::ORIGIN_HOST, code::ORIGIN_REALM, code::DESTINATION_REALM, code::AUTH_APPLICATION_ID, code::SERVICE_CONTEXT_ID] {
+            required(c)?;
+        }
+        let kind_avp = required(code::CC_REQUEST_TYPE)?;
+        let kind = kind_avp.as_u32().and_then(RequestType::from_u32).ok_or_else(|| Refusal::invalid(Some(kind_avp), "CC-Request-Type must be 1 to 4"))?;
+        let number_avp = required(code::CC_REQUEST_NUMBER)?;
+        let number = number_avp.as_u32().ok_or_else(|| Refusal::invalid(Some(number_avp), "CC-Request-Number is an Unsigned32"))?;
+        Ok(Ccr { session_id, kind, number, units: units(request)?, country: visited_country(request) })
+    }
 }
 
 /// Octets in a Requested/Used-Service-Unit: CC-Total-Octets, or input plus

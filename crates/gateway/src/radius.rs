@@ -334,29 +334,7 @@ impl Server {
     /// it to `batch`.
     fn accept(&self, bytes: &[u8], peer: SocketAddr, batch: &mut Vec<Pending>) {
         self.counters.bump(PacketOutcome::Received);
-        let Some(client) = self.client(peer.ip()) else {
-            self.counters.bump(PacketOutcome::UnknownClient);
-            tracing::debug!(%peer, "radius: packet from an address that is not a client; dropped");
-            return;
-        };
-        let request = match Packet::decode(bytes) {
-            Ok(packet) => packet,
-            Err(error) => {
-                self.counters.bump(PacketOutcome::Malformed);
-                tracing::debug!(%peer, %error, "radius: malformed packet dropped");
-                return;
-            }
-        };
-        if request.code != wire::ACCOUNTING_REQUEST {
-            self.counters.bump(PacketOutcome::UnsupportedCode);
-            tracing::debug!(%peer, code = request.code, "radius: not an Accounting-Request; dropped");
-            return;
-        }
-        if !wire::request_authentic(bytes, &client.secret) {
-            self.counters.bump(PacketOutcome::BadAuthenticator);
-            tracing::debug!(%peer, "radius: Request Authenticator does not match the client's secret; dropped");
-            return;
-        }
+        let Some((client, request)) = self.authentic_request(bytes, peer) else { return };
         let key = (peer, request.identifier, request.authenticator);
         if let Some(answer) = self.answered.lock().expect("answer cache lock").answers.get(&key) {
             self.counters.bump(PacketOutcome::RetransmissionAnswered);
@@ -368,14 +346,14 @@ impl Server {
             self.counters.bump(PacketOutcome::RetransmissionInFlight);
             return;
         }
+        let drop_it = |why: &str| {
+            self.in_flight.lock().expect("in-flight lock").remove(&key);
+            self.counters.bump(PacketOutcome::Malformed);
+            tracing::debug!(%peer, why = %why.escape_debug(), "radius: unusable Accounting-Request dropped");
+        };
         let accounting = match Accounting::from_packet(&request) {
             Ok(accounting) => accounting,
-            Err(error) => {
-                self.in_flight.lock().expect("in-flight lock").remove(&key);
-                self.counters.bump(PacketOutcome::Malformed);
-                tracing::debug!(%peer, %error, "radius: unusable Accounting-Request dropped");
-                return;
-            }
+            Err(error) => return drop_it(&error.to_string()),
         };
         let nas = IpAddr::V4(accounting.nas_ip.unwrap_or(match peer.ip() {
             IpAddr::V4(v4) => v4,
@@ -384,56 +362,89 @@ impl Server {
         let at = Instant::from_micros(self.service.now().micros() - accounting.delay_seconds as i64 * 1_000_000);
         let mut pending = Pending { key, request, secret: client.secret.clone(), records: Vec::new(), session: None };
         match accounting.status {
-            AcctStatus::AccountingOn | AcctStatus::AccountingOff => {
-                let closed = self.sessions.take_nas(nas);
-                tracing::info!(%nas, sessions = closed.len(), on = (accounting.status == AcctStatus::AccountingOn), "radius: NAS restarted; closing its open sessions");
-                for (subscription, session) in closed {
-                    let counter = Counter { session: format!("{nas}/{}", session.session_id), total: session.total, stop: true };
-                    pending.records.push(UsageRecord::counter(subscription, at, None, counter));
-                }
-            }
+            AcctStatus::AccountingOn | AcctStatus::AccountingOff => self.nas_restarted(&accounting, nas, at, &mut pending),
             AcctStatus::Start | AcctStatus::InterimUpdate | AcctStatus::Stop => {
-                let Some(session_id) = accounting.session_id.clone() else {
-                    self.in_flight.lock().expect("in-flight lock").remove(&key);
-                    self.counters.bump(PacketOutcome::Malformed);
-                    tracing::debug!(%peer, "radius: accounting without Acct-Session-Id dropped");
-                    return;
-                };
-                let name = format!("{nas}/{session_id}");
-                match self.identify(&accounting) {
-                    Some(subscription) => {
-                        let country = accounting.sgsn_mcc_mnc.as_deref().and_then(rollover_net::mcc::country_of_mcc_mnc).and_then(|c| Country::parse(c).ok());
-                        let stop = accounting.status == AcctStatus::Stop;
-                        let total = accounting.total_octets();
-                        let session = NasSession {
-                            nas,
-                            session_id,
-                            user_name: accounting.user_name.clone(),
-                            calling_station_id: accounting.calling_station_id.clone(),
-                            framed_ip: accounting.framed_ip,
-                            total,
-                            seen: WallInstant::now(),
-                        };
-                        // Known at once, so that a status change this very
-                        // report causes finds the session to act on.
-                        if stop {
-                            self.sessions.remove(&subscription, nas, &session.session_id);
-                        } else {
-                            self.sessions.update(&subscription, session);
-                        }
-                        pending.records.push(UsageRecord::counter(subscription, at, country, Counter { session: name.clone(), total, stop }));
-                    }
-                    None => {
-                        // Answered all the same: the NAS would only send it
-                        // again, and no retry can make it known.
-                        self.counters.bump(PacketOutcome::UnknownSubscriber);
-                        tracing::warn!(session = %name, imsi = ?accounting.imsi, user = ?accounting.user_name, msisdn = ?accounting.calling_station_id, "radius: no subscription matches; usage not rated");
-                    }
-                }
-                pending.session = Some(name);
+                let Some(session_id) = accounting.session_id.clone() else { return drop_it("no Acct-Session-Id") };
+                self.session_report(&accounting, nas, session_id, at, &mut pending);
             }
         }
         batch.push(pending);
+    }
+
+    /// The datagram's client and its Accounting-Request, when the sender is
+    /// a client, the packet reads, and its authenticator matches the
+    /// client's secret; else counted and dropped.
+    fn authentic_request(&self, bytes: &[u8], peer: SocketAddr) -> Option<(&Client, Packet)> {
+        let Some(client) = self.client(peer.ip()) else {
+            self.counters.bump(PacketOutcome::UnknownClient);
+            tracing::debug!(%peer, "radius: packet from an address that is not a client; dropped");
+            return None;
+        };
+        let request = match Packet::decode(bytes) {
+            Ok(packet) => packet,
+            Err(error) => {
+                self.counters.bump(PacketOutcome::Malformed);
+                tracing::debug!(%peer, %error, "radius: malformed packet dropped");
+                return None;
+            }
+        };
+        if request.code != wire::ACCOUNTING_REQUEST {
+            self.counters.bump(PacketOutcome::UnsupportedCode);
+            tracing::debug!(%peer, code = request.code, "radius: not an Accounting-Request; dropped");
+            return None;
+        }
+        if !wire::request_authentic(bytes, &client.secret) {
+            self.counters.bump(PacketOutcome::BadAuthenticator);
+            tracing::debug!(%peer, "radius: Request Authenticator does not match the client's secret; dropped");
+            return None;
+        }
+        Some((client, request))
+    }
+
+    /// Accounting-On or -Off: the NAS restarted, so each session it had open
+    /// ends at its last counter.
+    fn nas_restarted(&self, accounting: &Accounting, nas: IpAddr, at: Instant, pending: &mut Pending) {
+        let closed = self.sessions.take_nas(nas);
+        tracing::info!(%nas, sessions = closed.len(), on = (accounting.status == AcctStatus::AccountingOn), "radius: NAS restarted; closing its open sessions");
+        for (subscription, session) in closed {
+            let counter = Counter { session: format!("{nas}/{}", session.session_id), total: session.total, stop: true };
+            pending.records.push(UsageRecord::counter(subscription, at, None, counter));
+        }
+    }
+
+    /// Start, Interim-Update or Stop: the session's counter as a usage
+    /// record, and the open-session table brought up to date. A report no
+    /// subscription matches is answered all the same: the NAS would only
+    /// send it again, and no retry can make it known.
+    fn session_report(&self, accounting: &Accounting, nas: IpAddr, session_id: String, at: Instant, pending: &mut Pending) {
+        let name = format!("{nas}/{session_id}");
+        let Some(subscription) = self.identify(accounting) else {
+            self.counters.bump(PacketOutcome::UnknownSubscriber);
+            tracing::warn!(session = %name, imsi = ?accounting.imsi, user = ?accounting.user_name, msisdn = ?accounting.calling_station_id, "radius: no subscription matches; usage not rated");
+            pending.session = Some(name);
+            return;
+        };
+        let country = accounting.sgsn_mcc_mnc.as_deref().and_then(rollover_net::mcc::country_of_mcc_mnc).and_then(|c| Country::parse(c).ok());
+        let stop = accounting.status == AcctStatus::Stop;
+        let total = accounting.total_octets();
+        let session = NasSession {
+            nas,
+            session_id,
+            user_name: accounting.user_name.clone(),
+            calling_station_id: accounting.calling_station_id.clone(),
+            framed_ip: accounting.framed_ip,
+            total,
+            seen: WallInstant::now(),
+        };
+        // Known at once, so that a status change this very report causes
+        // finds the session to act on.
+        if stop {
+            self.sessions.remove(&subscription, nas, &session.session_id);
+        } else {
+            self.sessions.update(&subscription, session);
+        }
+        pending.records.push(UsageRecord::counter(subscription, at, country, Counter { session: name.clone(), total, stop }));
+        pending.session = Some(name);
     }
 
     fn identify(&self, accounting: &Accounting) -> Option<String> {

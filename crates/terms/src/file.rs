@@ -13,7 +13,7 @@ use rollover_core::plan::{
 use rollover_core::money::Currency;
 use rollover_core::{Catalog, Country, Instant, Kind, PlanIx};
 
-use crate::raw::{RawEvent, RawExpect, RawFile, RawGrant, RawPlan, S};
+use crate::raw::{RawBucket, RawEvent, RawExpect, RawFile, RawForfeit, RawGrant, RawPlan, S};
 
 /// What is wrong with a file, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,7 +336,26 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
     for plan in plan_list {
         catalog.add(plan);
     }
-    let Some(first) = raw.event.first() else {
+    let (purchase, purchased_at, events) = events_of(&ctx, &raw.event, &catalog)?;
+    let currency = catalog.get(purchase).currency;
+    let mut expects = Vec::with_capacity(raw.expect.len());
+    for (index, raw_expect) in raw.expect.iter().enumerate() {
+        expects.push(expect_of(&ctx, index, raw_expect, purchased_at, currency)?);
+    }
+    Ok(Scenario {
+        title: raw.title.map(|t| t.into_inner()),
+        catalog,
+        purchase,
+        purchased_at,
+        events,
+        expects,
+    })
+}
+
+/// The scenario's events in order: the purchase first (its plan and
+/// instant), then the engine events, each checked against the ones before.
+fn events_of(ctx: &Ctx, raw_events: &[S<RawEvent>], catalog: &Catalog) -> Result<(PlanIx, Instant, Vec<TimedEvent>), FileError> {
+    let Some(first) = raw_events.first() else {
         return Err(ctx.error(&(0..0), "event", "a scenario needs events, starting with a purchase"));
     };
 
@@ -344,14 +363,14 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
     let mut current_plan: Option<PlanIx> = None;
     let mut suspended = false;
     let mut last_at: Option<Instant> = None;
-    let mut events = Vec::with_capacity(raw.event.len());
-    for (index, raw_event) in raw.event.iter().enumerate() {
+    let mut events = Vec::with_capacity(raw_events.len());
+    for (index, raw_event) in raw_events.iter().enumerate() {
         let number = index + 1;
         let label = format!("event #{number}");
         let span = raw_event.span();
         let e: &RawEvent = raw_event.get_ref();
         let at_value = e.at.as_ref().ok_or_else(|| ctx.error(&span, format!("{label} at"), "is required"))?;
-        let at = instant(&ctx, at_value, &format!("{label} at"))?;
+        let at = instant(ctx, at_value, &format!("{label} at"))?;
         // Errors about the event as a whole are reported on its `at` line.
         let span = at_value.span();
         if let Some(last) = last_at
@@ -362,32 +381,7 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
         last_at = Some(at);
         let line = ctx.line_of(raw_event.span().start);
 
-        let actions: Vec<&str> = [
-            ("purchase", e.purchase.is_some()),
-            ("usage", e.usage.is_some()),
-            ("grant", e.grant.is_some()),
-            ("install", e.install.is_some()),
-            ("first_use", e.first_use.is_some()),
-            ("change_plan", e.change_plan.is_some()),
-            ("suspend", e.suspend.is_some()),
-            ("resume", e.resume.is_some()),
-            ("cancel", e.cancel.is_some()),
-        ]
-        .iter()
-        .filter(|(_, present)| *present)
-        .map(|(name, _)| *name)
-        .collect();
-        match actions.len() {
-            0 => {
-                return Err(ctx.error(
-                    &span,
-                    label,
-                    "has no action: give one of purchase, usage, grant, install, first_use, change_plan, suspend, resume, cancel",
-                ));
-            }
-            1 => {}
-            _ => return Err(ctx.error(&span, label, format!("has more than one action ({}): one per event", actions.join(", ")))),
-        }
+        one_action(ctx, &label, &span, e)?;
         if let Some(country) = &e.country
             && e.usage.is_none()
         {
@@ -407,24 +401,32 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
             current_plan = Some(ix);
             continue;
         }
-        let event = event_of(&ctx, &label, e, at, &catalog, &mut current_plan, &mut suspended)?;
+        let event = event_of(ctx, &label, e, at, catalog, &mut current_plan, &mut suspended)?;
         events.push(TimedEvent { at, line, event });
     }
     let (purchase, purchased_at) = purchase.ok_or_else(|| ctx.error(&first.span(), "event #1", "the first event must be a purchase"))?;
+    Ok((purchase, purchased_at, events))
+}
 
-    let currency = catalog.get(purchase).currency;
-    let mut expects = Vec::with_capacity(raw.expect.len());
-    for (index, raw_expect) in raw.expect.iter().enumerate() {
-        expects.push(expect_of(&ctx, index, raw_expect, purchased_at, currency)?);
+/// Refuses an event with no action or with more than one.
+fn one_action(ctx: &Ctx, label: &str, span: &std::ops::Range<usize>, e: &RawEvent) -> Result<(), FileError> {
+    let present = [
+        ("purchase", e.purchase.is_some()),
+        ("usage", e.usage.is_some()),
+        ("grant", e.grant.is_some()),
+        ("install", e.install.is_some()),
+        ("first_use", e.first_use.is_some()),
+        ("change_plan", e.change_plan.is_some()),
+        ("suspend", e.suspend.is_some()),
+        ("resume", e.resume.is_some()),
+        ("cancel", e.cancel.is_some()),
+    ];
+    let actions: Vec<&str> = present.iter().filter(|(_, present)| *present).map(|(name, _)| *name).collect();
+    match actions.len() {
+        0 => Err(ctx.error(span, label, "has no action: give one of purchase, usage, grant, install, first_use, change_plan, suspend, resume, cancel")),
+        1 => Ok(()),
+        _ => Err(ctx.error(span, label, format!("has more than one action ({}): one per event", actions.join(", ")))),
     }
-    Ok(Scenario {
-        title: raw.title.map(|t| t.into_inner()),
-        catalog,
-        purchase,
-        purchased_at,
-        events,
-        expects,
-    })
 }
 
 /// The engine event of one scenario event other than the purchase,
@@ -548,51 +550,8 @@ fn expect_of(ctx: &Ctx, index: usize, raw_expect: &S<RawExpect>, purchased_at: I
             )
         })?),
     };
-    let kind_of = |value: &Option<S<String>>, field: &str| -> Result<Option<Kind>, FileError> {
-        value.as_ref().map(|v| Kind::parse(v.get_ref()).map_err(|m| ctx.error(&v.span(), field, m))).transpose()
-    };
-    let buckets = match &x.buckets {
-        None => None,
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, b) in list.get_ref().iter().enumerate() {
-                let field = format!("{label} buckets[{i}]");
-                let b = b.get_ref();
-                out.push(ExpectedBucket {
-                    kind: kind_of(&b.kind, &format!("{field}.kind"))?,
-                    remaining: b.remaining.as_ref().map(|v| amount(ctx, v, &format!("{field}.remaining"))).transpose()?,
-                    expires: b.expires.as_ref().map(|v| instant(ctx, v, &format!("{field}.expires"))).transpose()?,
-                });
-            }
-            Some(out)
-        }
-    };
-    let forfeited = match &x.forfeited {
-        None => None,
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, f) in list.get_ref().iter().enumerate() {
-                let field = format!("{label} forfeited[{i}]");
-                let f = f.get_ref();
-                let cause = match &f.cause {
-                    None => None,
-                    Some(v) => Some(Cause::parse(v.get_ref()).ok_or_else(|| {
-                        ctx.error(
-                            &v.span(),
-                            format!("{field}.cause"),
-                            format!("\"{}\" is not a cause: expired, cap, plan_change, cancelled", v.get_ref()),
-                        )
-                    })?),
-                };
-                out.push(ExpectedForfeit {
-                    kind: kind_of(&f.kind, &format!("{field}.kind"))?,
-                    data: f.data.as_ref().map(|v| amount(ctx, v, &format!("{field}.data"))).transpose()?,
-                    cause,
-                });
-            }
-            Some(out)
-        }
-    };
+    let buckets = x.buckets.as_ref().map(|list| expected_buckets(ctx, &label, list.get_ref())).transpose()?;
+    let forfeited = x.forfeited.as_ref().map(|list| expected_forfeits(ctx, &label, list.get_ref())).transpose()?;
     Ok(Expect {
         number,
         line: ctx.line_of(span.start),
@@ -609,4 +568,44 @@ fn expect_of(ctx: &Ctx, index: usize, raw_expect: &S<RawExpect>, purchased_at: I
         daily_remaining: amount_field(&x.daily_remaining, "daily_remaining")?,
         expires: x.expires.as_ref().map(|v| instant(&ctx, v, &format!("{label} expires"))).transpose()?,
     })
+}
+
+fn kind_of(ctx: &Ctx, value: &Option<S<String>>, field: &str) -> Result<Option<Kind>, FileError> {
+    value.as_ref().map(|v| Kind::parse(v.get_ref()).map_err(|m| ctx.error(&v.span(), field, m))).transpose()
+}
+
+/// An expect's `buckets`: each field optional, matched in any order.
+fn expected_buckets(ctx: &Ctx, label: &str, list: &[S<RawBucket>]) -> Result<Vec<ExpectedBucket>, FileError> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, b) in list.iter().enumerate() {
+        let field = format!("{label} buckets[{i}]");
+        let b = b.get_ref();
+        out.push(ExpectedBucket {
+            kind: kind_of(ctx, &b.kind, &format!("{field}.kind"))?,
+            remaining: b.remaining.as_ref().map(|v| amount(ctx, v, &format!("{field}.remaining"))).transpose()?,
+            expires: b.expires.as_ref().map(|v| instant(ctx, v, &format!("{field}.expires"))).transpose()?,
+        });
+    }
+    Ok(out)
+}
+
+/// An expect's `forfeited`: what was forfeited at its instant.
+fn expected_forfeits(ctx: &Ctx, label: &str, list: &[S<RawForfeit>]) -> Result<Vec<ExpectedForfeit>, FileError> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, f) in list.iter().enumerate() {
+        let field = format!("{label} forfeited[{i}]");
+        let f = f.get_ref();
+        let cause = match &f.cause {
+            None => None,
+            Some(v) => Some(Cause::parse(v.get_ref()).ok_or_else(|| {
+                ctx.error(&v.span(), format!("{field}.cause"), format!("\"{}\" is not a cause: expired, cap, plan_change, cancelled", v.get_ref()))
+            })?),
+        };
+        out.push(ExpectedForfeit {
+            kind: kind_of(ctx, &f.kind, &format!("{field}.kind"))?,
+            data: f.data.as_ref().map(|v| amount(ctx, v, &format!("{field}.data"))).transpose()?,
+            cause,
+        });
+    }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 
 use rollover_core::amount::{format_exact, format_in_unit};
 use rollover_core::ledger::{Change, Entry};
-use rollover_core::{Catalog, Instant, Subscription};
+use rollover_core::{Catalog, Instant, Subscription, Zone};
 use serde::Serialize;
 
 use crate::file::{ExpectedBucket, ExpectedForfeit, Expect, Scenario};
@@ -242,77 +242,74 @@ fn check(
             mismatch("expires", expires.to_rfc3339(zone), got.map_or("none".into(), |g| g.to_rfc3339(zone)));
         }
     }
-    if let Some(expected) = &expect.buckets {
-        let unit = expected.iter().find_map(|b| b.remaining.map(|r| r.unit_bytes));
-        let actual: Vec<(String, u64, Option<Instant>)> = subscription
-            .buckets()
-            .iter()
-            .map(|b| (b.kind.name(), b.remaining_bytes(), (!b.expires.is_never()).then_some(b.expires)))
-            .collect();
-        let fits = |want: &ExpectedBucket, have: &(String, u64, Option<Instant>)| {
-            want.kind.is_none_or(|k| k.name() == have.0)
-                && want.remaining.is_none_or(|r| r.bytes == have.1)
-                && want.expires.is_none_or(|e| Some(e) == have.2)
-        };
-        if !matches_exactly(expected, &actual, fits) {
-            let show_expected = expected
-                .iter()
-                .map(|b| {
-                    let mut parts = Vec::new();
-                    if let Some(kind) = b.kind {
-                        parts.push(format!("kind={kind}"));
-                    }
-                    if let Some(r) = b.remaining {
-                        parts.push(format!("remaining={}", show_amount(r.bytes, Some(r.unit_bytes))));
-                    }
-                    if let Some(e) = b.expires {
-                        parts.push(format!("expires={}", e.to_rfc3339(zone)));
-                    }
-                    format!("{{{}}}", parts.join(", "))
-                })
-                .collect::<Vec<_>>();
-            let show_actual = actual
-                .iter()
-                .map(|(kind, remaining, expires)| {
-                    let expires = expires.map_or("never".to_string(), |e| e.to_rfc3339(zone));
-                    format!("{{kind={kind}, remaining={}, expires={expires}}}", show_amount(*remaining, unit))
-                })
-                .collect::<Vec<_>>();
-            mismatch("buckets", format!("[{}]", show_expected.join(", ")), format!("[{}]", show_actual.join(", ")));
-        }
-    }
-    if let Some(expected) = &expect.forfeited {
-        let unit = expected.iter().find_map(|f| f.data.map(|d| d.unit_bytes));
-        let fits = |want: &ExpectedForfeit, have: &(String, u64, &'static str)| {
-            want.kind.is_none_or(|k| k.name() == have.0)
-                && want.data.is_none_or(|d| d.bytes == have.1)
-                && want.cause.is_none_or(|c| c.name() == have.2)
-        };
-        if !matches_exactly(expected, forfeits, fits) {
-            let show_expected = expected
-                .iter()
-                .map(|f| {
-                    let mut parts = Vec::new();
-                    if let Some(kind) = f.kind {
-                        parts.push(format!("kind={kind}"));
-                    }
-                    if let Some(d) = f.data {
-                        parts.push(format!("data={}", show_amount(d.bytes, Some(d.unit_bytes))));
-                    }
-                    if let Some(c) = f.cause {
-                        parts.push(format!("cause={}", c.name()));
-                    }
-                    format!("{{{}}}", parts.join(", "))
-                })
-                .collect::<Vec<_>>();
-            let show_actual = forfeits
-                .iter()
-                .map(|(kind, data, cause)| format!("{{kind={kind}, data={}, cause={cause}}}", show_amount(*data, unit)))
-                .collect::<Vec<_>>();
-            mismatch("forfeited", format!("[{}]", show_expected.join(", ")), format!("[{}]", show_actual.join(", ")));
-        }
-    }
+    out.extend(expect.buckets.as_deref().and_then(|expected| check_buckets(subscription, zone, expected)));
+    out.extend(expect.forfeited.as_deref().and_then(|expected| check_forfeits(forfeits, expected)));
     out
+}
+
+/// The buckets held, against the expected ones in any order; a mismatch
+/// lists both sides.
+fn check_buckets(subscription: &Subscription, zone: &Zone, expected: &[ExpectedBucket]) -> Option<Mismatch> {
+    let unit = expected.iter().find_map(|b| b.remaining.map(|r| r.unit_bytes));
+    let actual: Vec<(String, u64, Option<Instant>)> =
+        subscription.buckets().iter().map(|b| (b.kind.name(), b.remaining_bytes(), (!b.expires.is_never()).then_some(b.expires))).collect();
+    let fits = |want: &ExpectedBucket, have: &(String, u64, Option<Instant>)| {
+        want.kind.is_none_or(|k| k.name() == have.0) && want.remaining.is_none_or(|r| r.bytes == have.1) && want.expires.is_none_or(|e| Some(e) == have.2)
+    };
+    if matches_exactly(expected, &actual, fits) {
+        return None;
+    }
+    let show_expected = expected.iter().map(|b| {
+        let mut parts = Vec::new();
+        if let Some(kind) = b.kind {
+            parts.push(format!("kind={kind}"));
+        }
+        if let Some(r) = b.remaining {
+            parts.push(format!("remaining={}", show_amount(r.bytes, Some(r.unit_bytes))));
+        }
+        if let Some(e) = b.expires {
+            parts.push(format!("expires={}", e.to_rfc3339(zone)));
+        }
+        parts
+    });
+    let show_actual = actual.iter().map(|(kind, remaining, expires)| {
+        let expires = expires.map_or("never".to_string(), |e| e.to_rfc3339(zone));
+        vec![format!("kind={kind}"), format!("remaining={}", show_amount(*remaining, unit)), format!("expires={expires}")]
+    });
+    Some(Mismatch { field: "buckets".into(), expected: show_list(show_expected), got: show_list(show_actual) })
+}
+
+/// The forfeits at the expect's instant, against the expected ones in any
+/// order.
+fn check_forfeits(forfeits: &[(String, u64, &'static str)], expected: &[ExpectedForfeit]) -> Option<Mismatch> {
+    let unit = expected.iter().find_map(|f| f.data.map(|d| d.unit_bytes));
+    let fits = |want: &ExpectedForfeit, have: &(String, u64, &'static str)| {
+        want.kind.is_none_or(|k| k.name() == have.0) && want.data.is_none_or(|d| d.bytes == have.1) && want.cause.is_none_or(|c| c.name() == have.2)
+    };
+    if matches_exactly(expected, forfeits, fits) {
+        return None;
+    }
+    let show_expected = expected.iter().map(|f| {
+        let mut parts = Vec::new();
+        if let Some(kind) = f.kind {
+            parts.push(format!("kind={kind}"));
+        }
+        if let Some(d) = f.data {
+            parts.push(format!("data={}", show_amount(d.bytes, Some(d.unit_bytes))));
+        }
+        if let Some(c) = f.cause {
+            parts.push(format!("cause={}", c.name()));
+        }
+        parts
+    });
+    let show_actual = forfeits.iter().map(|(kind, data, cause)| vec![format!("kind={kind}"), format!("data={}", show_amount(*data, unit)), format!("cause={cause}")]);
+    Some(Mismatch { field: "forfeited".into(), expected: show_list(show_expected), got: show_list(show_actual) })
+}
+
+/// `[{a, b}, {c}]`: items of `key=value` parts, as mismatch lines show them.
+fn show_list(items: impl Iterator<Item = Vec<String>>) -> String {
+    let items: Vec<String> = items.map(|parts| format!("{{{}}}", parts.join(", "))).collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// Whether `expected` and `actual` pair up one to one (any order) so that

@@ -9,7 +9,7 @@
 use crate::catalog::{Catalog, PlanIx};
 use crate::ledger::{Cause, Change, Entry, Lifecycle, Refusal, RejectReason, Source, ThrottleReason};
 use crate::names::{Country, Kind};
-use crate::plan::{Exhausted, OnPlanChange, Plan, Starts, Window};
+use crate::plan::{Exhausted, OnPlanChange, Plan, Rollover, Starts, Window};
 use crate::time::{Instant, Length, MICROS_PER_DAY};
 
 /// A bucket of data. Live buckets are kept sorted in consumption order, and a
@@ -216,6 +216,12 @@ impl Subscription {
 
     pub fn purchased_at(&self) -> Instant {
         self.purchased_at
+    }
+
+    /// Whether the plan waits for its first use and has not lapsed: an
+    /// attach or a first record starts it.
+    pub fn first_use_pending(&self, catalog: &Catalog, at: Instant) -> bool {
+        !self.is_started() && catalog.get(self.plan).starts == Starts::FirstUse && self.status(catalog, at) == Status::Pending
     }
 
     pub fn is_started(&self) -> bool {
@@ -432,80 +438,21 @@ impl Subscription {
             return;
         }
 
-        // Step 1: buckets ending here that may not roll expire.
-        let mut rolling: Vec<Bucket> = Vec::new();
-        let mut i = 0;
-        while i < self.buckets.len() {
-            if self.buckets[i].expires != at {
-                i += 1;
-                continue;
-            }
-            let bucket = self.buckets.remove(i);
-            if old_plan.rolls(bucket.kind) {
-                rolling.push(bucket);
-            } else {
-                push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::Expired);
-            }
-        }
-
-        // Step 2: roll over, or forfeit for a plan change.
-        let forfeit_for_change = change.is_some()
-            && old_plan.rollover.as_ref().is_none_or(|r| r.on_plan_change == OnPlanChange::Forfeit);
+        let rolling = self.take_ending(old_plan, at, ledger);
+        let forfeit_for_change = change.is_some() && old_plan.rollover.as_ref().is_none_or(|r| r.on_plan_change == OnPlanChange::Forfeit);
         if forfeit_for_change {
             for bucket in &rolling {
                 push_forfeit(ledger, at, bucket, bucket.remaining_bytes(), Cause::PlanChange);
             }
-            let mut i = 0;
-            while i < self.buckets.len() {
-                if self.buckets[i].kind == Kind::CARRY {
-                    let bucket = self.buckets.remove(i);
-                    push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::PlanChange);
-                } else {
-                    i += 1;
-                }
+            for bucket in self.buckets.extract_if(.., |b| b.kind == Kind::CARRY) {
+                push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::PlanChange);
             }
         } else if let Some(rollover) = &old_plan.rollover {
-            // `rolling` is in consumption order, since it was taken from the
-            // sorted live list; cuts take from its end.
-            let pooled: u64 = rolling.iter().map(Bucket::remaining_bytes).sum();
-            let after_max = rollover.max_per_period_bytes.map_or(pooled, |max| pooled.min(max));
-            let live_carry: u64 = self.buckets.iter().filter(|b| b.kind == Kind::CARRY).map(Bucket::remaining_bytes).sum();
-            let carried = rollover.cap_bytes.map_or(after_max, |cap| after_max.min(cap.saturating_sub(live_carry)));
-            let mut cut = pooled - carried;
-            let carry_id = self.next_bucket_id;
-            let mut carry_parts: Vec<(usize, u64)> = Vec::with_capacity(rolling.len());
-            for (index, bucket) in rolling.iter().enumerate().rev() {
-                let remaining = bucket.remaining_bytes();
-                let cut_here = cut.min(remaining);
-                cut -= cut_here;
-                push_forfeit(ledger, at, bucket, cut_here, Cause::Cap);
-                carry_parts.push((index, remaining - cut_here));
-            }
-            if carried > 0 {
-                carry_parts.reverse();
-                for (index, bytes) in carry_parts {
-                    if bytes > 0 {
-                        let bucket = &rolling[index];
-                        ledger.push(Entry {
-                            at,
-                            bucket: bucket.id,
-                            kind: Some(bucket.kind),
-                            change: Change::CarriedOut { bytes, into: carry_id },
-                        });
-                    }
-                }
-                let expires = match rollover.expires_after {
-                    Length::Periods(n) => old_plan.period_start(self.origin, self.period_index + 1 + n),
-                    other => other.end_from(at, &old_plan.zone),
-                };
-                self.add_bucket(catalog, Kind::CARRY, carried, expires, Source::Carry, at, ledger);
-            }
+            self.roll_over(catalog, old_plan, rollover, &rolling, at, ledger);
         } else {
             // No rollover: nothing can be in `rolling`.
             debug_assert!(rolling.is_empty());
         }
-
-        // Step 3: the new period (and the new plan, if one was chosen).
         if let Some(new_ix) = change {
             let new_plan = catalog.get(new_ix);
             let continues = old_plan.same_periods(new_plan);
@@ -518,6 +465,60 @@ impl Subscription {
                 return;
             }
         }
+        self.next_period(catalog, at, ledger);
+    }
+
+    /// Step 1 of a boundary: takes out the buckets ending at `at`. Those the
+    /// plan rolls are returned (in consumption order, as the live list is
+    /// sorted); the rest expire.
+    fn take_ending(&mut self, plan: &Plan, at: Instant, ledger: &mut Vec<Entry>) -> Vec<Bucket> {
+        let mut rolling = Vec::new();
+        for bucket in self.buckets.extract_if(.., |b| b.expires == at) {
+            if plan.rolls(bucket.kind) {
+                rolling.push(bucket);
+            } else {
+                push_forfeit(ledger, at, &bucket, bucket.remaining_bytes(), Cause::Expired);
+            }
+        }
+        rolling
+    }
+
+    /// Step 2 of a boundary: what `rolling` holds carries into one new carry
+    /// bucket, less what the per-period maximum and the cap cut (taken from
+    /// the last-consumed buckets first).
+    fn roll_over(&mut self, catalog: &Catalog, plan: &Plan, rollover: &Rollover, rolling: &[Bucket], at: Instant, ledger: &mut Vec<Entry>) {
+        let pooled: u64 = rolling.iter().map(Bucket::remaining_bytes).sum();
+        let after_max = rollover.max_per_period_bytes.map_or(pooled, |max| pooled.min(max));
+        let live_carry: u64 = self.buckets.iter().filter(|b| b.kind == Kind::CARRY).map(Bucket::remaining_bytes).sum();
+        let carried = rollover.cap_bytes.map_or(after_max, |cap| after_max.min(cap.saturating_sub(live_carry)));
+        let mut cut = pooled - carried;
+        let mut carry_parts: Vec<u64> = vec![0; rolling.len()];
+        for (index, bucket) in rolling.iter().enumerate().rev() {
+            let remaining = bucket.remaining_bytes();
+            let cut_here = cut.min(remaining);
+            cut -= cut_here;
+            push_forfeit(ledger, at, bucket, cut_here, Cause::Cap);
+            carry_parts[index] = remaining - cut_here;
+        }
+        if carried == 0 {
+            return;
+        }
+        let carry_id = self.next_bucket_id;
+        for (bucket, &bytes) in rolling.iter().zip(&carry_parts) {
+            if bytes > 0 {
+                ledger.push(Entry { at, bucket: bucket.id, kind: Some(bucket.kind), change: Change::CarriedOut { bytes, into: carry_id } });
+            }
+        }
+        let expires = match rollover.expires_after {
+            Length::Periods(n) => plan.period_start(self.origin, self.period_index + 1 + n),
+            other => other.end_from(at, &plan.zone),
+        };
+        self.add_bucket(catalog, Kind::CARRY, carried, expires, Source::Carry, at, ledger);
+    }
+
+    /// Step 3 of a boundary: the next period of the current plan, its
+    /// allowance and its fee.
+    fn next_period(&mut self, catalog: &Catalog, at: Instant, ledger: &mut Vec<Entry>) {
         self.period_index += 1;
         let plan = catalog.get(self.plan);
         self.period_end = plan.period_end(self.origin, self.period_index);
@@ -753,109 +754,124 @@ impl Subscription {
 
     /// Rates one usage record (section 1.4).
     fn rate(&mut self, catalog: &Catalog, bytes: u64, country: Option<Country>, at: Instant, ledger: &mut Vec<Entry>) -> Rating {
-        let reject = |this: &mut Subscription, reason: RejectReason, ledger: &mut Vec<Entry>| {
-            this.rejected_bytes = this.rejected_bytes.saturating_add(bytes);
-            ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes, reason } });
-            Rating { rejected_bytes: bytes, reject_reason: Some(reason), ..Rating::default() }
-        };
-        if at < self.purchased_at {
-            return reject(self, RejectReason::BeforePurchase, ledger);
-        }
-        if self.flags & ENDED != 0 {
-            return reject(self, RejectReason::Ended, ledger);
-        }
-        if self.flags & SUSPENDED != 0 {
-            return reject(self, RejectReason::Suspended, ledger);
-        }
-        if !catalog.get(self.plan).covers(country) {
-            return reject(self, RejectReason::NotCovered, ledger);
-        }
-        if !self.is_started() {
-            let plan = catalog.get(self.plan);
-            if plan.starts != Starts::FirstUse {
-                return reject(self, RejectReason::NotStarted, ledger);
-            }
-            self.lifecycle(Lifecycle::FirstUse, at, ledger);
-            self.start(catalog, at, plan.prorate_daily, ledger);
+        if let Some(reason) = self.admit(catalog, country, at, ledger) {
+            let mut rating = Rating::default();
+            self.reject(bytes, reason, at, &mut rating, ledger);
+            return rating;
         }
         let plan = catalog.get(self.plan);
-        let mut rating = Rating::default();
         let room = match plan.daily_cap {
             Some(cap) => cap.bytes.saturating_sub(self.window_used_bytes),
             None => u64::MAX,
         };
         let under_cap = bytes.min(room);
         let over_cap = bytes - under_cap;
-
         if plan.is_unlimited() {
-            if under_cap > 0 {
-                ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: under_cap } });
-            }
-            rating.unmetered_bytes = under_cap;
-            // Past the day's cap, granted buckets pay at full speed first.
-            rating.drawn_bytes = self.draw(over_cap, at, ledger);
-            rating.throttled_bytes = over_cap - rating.drawn_bytes;
-            self.window_used_bytes = self.window_used_bytes.saturating_add(under_cap + rating.drawn_bytes);
-            self.throttle(rating.throttled_bytes, ThrottleReason::DailyCap, at, ledger);
-            return rating;
+            return self.rate_unlimited(under_cap, over_cap, at, ledger);
         }
-
-        rating.drawn_bytes = self.draw(under_cap, at, ledger);
+        let mut rating = Rating { drawn_bytes: self.draw(under_cap, at, ledger), ..Rating::default() };
         let unpaid = under_cap - rating.drawn_bytes;
         if unpaid > 0 {
-            match plan.exhausted {
-                Exhausted::Block => {
-                    self.rejected_bytes = self.rejected_bytes.saturating_add(unpaid);
-                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes: unpaid, reason: RejectReason::Exhausted } });
-                    rating.rejected_bytes = unpaid;
-                    rating.reject_reason = Some(RejectReason::Exhausted);
-                }
-                Exhausted::Throttle { .. } => {
-                    self.throttle(unpaid, ThrottleReason::Exhausted, at, ledger);
-                    rating.throttled_bytes += unpaid;
-                }
-                Exhausted::ExtraBlocks { block_bytes, price_minor } => {
-                    let blocks = unpaid.div_ceil(block_bytes).min(MAX_BLOCKS_PER_RECORD);
-                    let payable = unpaid.min(blocks.saturating_mul(block_bytes));
-                    for _ in 0..blocks {
-                        let expires = self.period_end;
-                        let id = self.add_bucket(catalog, Kind::EXTRA, block_bytes, expires, Source::ExtraBlock, at, ledger);
-                        self.charges_minor = self.charges_minor.saturating_add(price_minor);
-                        rating.charged_minor = rating.charged_minor.saturating_add(price_minor);
-                        ledger.push(Entry { at, bucket: id, kind: Some(Kind::EXTRA), change: Change::Charged { minor: price_minor, bytes: block_bytes } });
-                    }
-                    let drawn = self.draw(payable, at, ledger);
-                    debug_assert_eq!(drawn, payable, "the blocks just bought pay for the rest");
-                    rating.drawn_bytes += drawn;
-                    let refused = unpaid - payable;
-                    if refused > 0 {
-                        self.rejected_bytes = self.rejected_bytes.saturating_add(refused);
-                        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes: refused, reason: RejectReason::BlockLimit } });
-                        rating.rejected_bytes = refused;
-                        rating.reject_reason = Some(RejectReason::BlockLimit);
-                    }
-                }
-                Exhausted::PayAsYouGo { unit_bytes, price_minor } => {
-                    // In i128: units times price cannot overflow there, and
-                    // the total saturates rather than wraps.
-                    let cost = |b: u64| b.div_ceil(unit_bytes) as i128 * price_minor as i128;
-                    let before = cost(self.payg_period_bytes);
-                    self.payg_period_bytes = self.payg_period_bytes.saturating_add(unpaid);
-                    let charged = i64::try_from(cost(self.payg_period_bytes) - before).unwrap_or(i64::MAX);
-                    self.charges_minor = self.charges_minor.saturating_add(charged);
-                    rating.charged_minor = rating.charged_minor.saturating_add(charged);
-                    rating.unmetered_bytes += unpaid;
-                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: unpaid } });
-                    if charged > 0 {
-                        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Charged { minor: charged, bytes: unpaid } });
-                    }
-                }
-            }
+            self.run_out(catalog, plan.exhausted, unpaid, at, &mut rating, ledger);
         }
         self.window_used_bytes = self.window_used_bytes.saturating_add(rating.drawn_bytes + rating.unmetered_bytes);
         self.throttle(over_cap, ThrottleReason::DailyCap, at, ledger);
         rating.throttled_bytes += over_cap;
         rating
+    }
+
+    /// Whether usage at `at` may be rated: `None` if so (starting a plan
+    /// that waits for its first use), else why not.
+    fn admit(&mut self, catalog: &Catalog, country: Option<Country>, at: Instant, ledger: &mut Vec<Entry>) -> Option<RejectReason> {
+        let plan = catalog.get(self.plan);
+        let refused = if at < self.purchased_at {
+            Some(RejectReason::BeforePurchase)
+        } else if self.flags & ENDED != 0 {
+            Some(RejectReason::Ended)
+        } else if self.flags & SUSPENDED != 0 {
+            Some(RejectReason::Suspended)
+        } else if !plan.covers(country) {
+            Some(RejectReason::NotCovered)
+        } else if !self.is_started() && plan.starts != Starts::FirstUse {
+            Some(RejectReason::NotStarted)
+        } else {
+            None
+        };
+        if refused.is_none() && !self.is_started() {
+            self.lifecycle(Lifecycle::FirstUse, at, ledger);
+            self.start(catalog, at, plan.prorate_daily, ledger);
+        }
+        refused
+    }
+
+    fn reject(&mut self, bytes: u64, reason: RejectReason, at: Instant, rating: &mut Rating, ledger: &mut Vec<Entry>) {
+        self.rejected_bytes = self.rejected_bytes.saturating_add(bytes);
+        ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Rejected { bytes, reason } });
+        rating.rejected_bytes = bytes;
+        rating.reject_reason = Some(reason);
+    }
+
+    /// An unlimited plan: free up to the day's cap; past it, granted
+    /// buckets pay at full speed first, and the rest is throttled.
+    fn rate_unlimited(&mut self, under_cap: u64, over_cap: u64, at: Instant, ledger: &mut Vec<Entry>) -> Rating {
+        if under_cap > 0 {
+            ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: under_cap } });
+        }
+        let drawn_bytes = self.draw(over_cap, at, ledger);
+        let rating = Rating { unmetered_bytes: under_cap, drawn_bytes, throttled_bytes: over_cap - drawn_bytes, ..Rating::default() };
+        self.window_used_bytes = self.window_used_bytes.saturating_add(under_cap + drawn_bytes);
+        self.throttle(rating.throttled_bytes, ThrottleReason::DailyCap, at, ledger);
+        rating
+    }
+
+    /// What the plan does with `unpaid` bytes no bucket could pay for.
+    fn run_out(&mut self, catalog: &Catalog, exhausted: Exhausted, unpaid: u64, at: Instant, rating: &mut Rating, ledger: &mut Vec<Entry>) {
+        match exhausted {
+            Exhausted::Block => self.reject(unpaid, RejectReason::Exhausted, at, rating, ledger),
+            Exhausted::Throttle { .. } => {
+                self.throttle(unpaid, ThrottleReason::Exhausted, at, ledger);
+                rating.throttled_bytes += unpaid;
+            }
+            Exhausted::ExtraBlocks { block_bytes, price_minor } => self.buy_blocks(catalog, block_bytes, price_minor, unpaid, at, rating, ledger),
+            Exhausted::PayAsYouGo { unit_bytes, price_minor } => {
+                // In i128: units times price cannot overflow there, and the
+                // total saturates rather than wraps.
+                let cost = |b: u64| b.div_ceil(unit_bytes) as i128 * price_minor as i128;
+                let before = cost(self.payg_period_bytes);
+                self.payg_period_bytes = self.payg_period_bytes.saturating_add(unpaid);
+                let charged = i64::try_from(cost(self.payg_period_bytes) - before).unwrap_or(i64::MAX);
+                self.charges_minor = self.charges_minor.saturating_add(charged);
+                rating.charged_minor = rating.charged_minor.saturating_add(charged);
+                rating.unmetered_bytes += unpaid;
+                ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Unmetered { bytes: unpaid } });
+                if charged > 0 {
+                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Charged { minor: charged, bytes: unpaid } });
+                }
+            }
+        }
+    }
+
+    /// Buys the extra blocks that pay for `unpaid` (at most
+    /// `MAX_BLOCKS_PER_RECORD`; the rest is rejected `block_limit`) and draws
+    /// from them.
+    #[allow(clippy::too_many_arguments)]
+    fn buy_blocks(&mut self, catalog: &Catalog, block_bytes: u64, price_minor: i64, unpaid: u64, at: Instant, rating: &mut Rating, ledger: &mut Vec<Entry>) {
+        let blocks = unpaid.div_ceil(block_bytes).min(MAX_BLOCKS_PER_RECORD);
+        let payable = unpaid.min(blocks.saturating_mul(block_bytes));
+        for _ in 0..blocks {
+            let expires = self.period_end;
+            let id = self.add_bucket(catalog, Kind::EXTRA, block_bytes, expires, Source::ExtraBlock, at, ledger);
+            self.charges_minor = self.charges_minor.saturating_add(price_minor);
+            rating.charged_minor = rating.charged_minor.saturating_add(price_minor);
+            ledger.push(Entry { at, bucket: id, kind: Some(Kind::EXTRA), change: Change::Charged { minor: price_minor, bytes: block_bytes } });
+        }
+        let drawn = self.draw(payable, at, ledger);
+        debug_assert_eq!(drawn, payable, "the blocks just bought pay for the rest");
+        rating.drawn_bytes += drawn;
+        let refused = unpaid - payable;
+        if refused > 0 {
+            self.reject(refused, RejectReason::BlockLimit, at, rating, ledger);
+        }
     }
 
     fn throttle(&mut self, bytes: u64, reason: ThrottleReason, at: Instant, ledger: &mut Vec<Entry>) {

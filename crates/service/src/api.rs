@@ -185,6 +185,18 @@ pub enum SessionOp {
     End { used_bytes: u64, request_number: u32 },
 }
 
+impl SessionOp {
+    /// The bytes asked for (none is the most a session may hold; an end
+    /// asks for nothing), and the usage reported with its request number.
+    pub fn parts(self) -> (Option<u64>, Option<(u64, u32)>) {
+        match self {
+            SessionOp::Start { requested_bytes } => (requested_bytes, None),
+            SessionOp::Update { used_bytes, requested_bytes, request_number } => (requested_bytes, Some((used_bytes, request_number))),
+            SessionOp::End { used_bytes, request_number } => (Some(0), Some((used_bytes, request_number))),
+        }
+    }
+}
+
 /// What the gateway must do when the grant is the last one (or nothing is
 /// granted): the plan's exhaustion action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -708,34 +708,15 @@ impl Worker {
         let sessions = live.sessions.get_or_insert_with(Default::default);
         sessions.retain(|_, r| r.expires_at > now);
         let mut rows = Vec::new();
-        let (requested, report) = match op {
-            SessionOp::Start { requested_bytes } => {
-                if sessions.contains_key(session) {
-                    return Err(ServiceError::SessionOpen { id: session.to_string() });
-                }
-                (requested_bytes, None)
-            }
-            SessionOp::Update { used_bytes, requested_bytes, request_number } => (requested_bytes, Some((used_bytes, request_number))),
-            SessionOp::End { used_bytes, request_number } => (Some(0), Some((used_bytes, request_number))),
-        };
-        if let Some((_, number)) = report {
-            let Some(reservation) = sessions.get(session) else {
-                return Err(ServiceError::UnknownSession { id: session.to_string() });
-            };
-            if let Some((last, answer)) = &reservation.last
-                && *last == number
-            {
-                return Ok((answer.clone(), None));
-            }
+        let (requested, report) = op.parts();
+        if let Some(repeated) = repeated_or_refused(sessions, session, op)? {
+            return Ok((repeated, None));
         }
         self.scratch.clear();
         // An attach starts a plan that starts at first use.
-        if matches!(op, SessionOp::Start { .. }) && !live.subscription.is_started() {
-            let plan = catalog.get(live.subscription.plan());
-            if plan.starts == rollover_core::plan::Starts::FirstUse && live.subscription.status(catalog, now) == rollover_core::Status::Pending {
-                live.subscription.apply(catalog, Event::FirstUse, at, &mut self.scratch);
-                rows.push(EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body: EventBody::FirstUse });
-            }
+        if matches!(op, SessionOp::Start { .. }) && live.subscription.first_use_pending(catalog, now) {
+            live.subscription.apply(catalog, Event::FirstUse, at, &mut self.scratch);
+            rows.push(EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body: EventBody::FirstUse });
         }
         let used = report.map(|(used_bytes, number)| {
             let report = Report { subscription: id, session, number, used_bytes, country, at, now };
@@ -915,4 +896,18 @@ fn boundary_between(subscription: &Subscription, plans: &Plans, at: Instant, now
         Some((_, start, _)) => at < start && start <= now,
         None => false,
     }
+}
+
+/// Refuses a start on an open session, and a report on a session that is
+/// not open; a report whose number was answered last gets that answer again.
+fn repeated_or_refused(sessions: &HashMap<String, Reservation>, session: &str, op: SessionOp) -> Result<Option<SessionAnswer>, ServiceError> {
+    let number = match op {
+        SessionOp::Start { .. } if sessions.contains_key(session) => return Err(ServiceError::SessionOpen { id: session.to_string() }),
+        SessionOp::Start { .. } => return Ok(None),
+        SessionOp::Update { request_number, .. } | SessionOp::End { request_number, .. } => request_number,
+    };
+    let Some(reservation) = sessions.get(session) else {
+        return Err(ServiceError::UnknownSession { id: session.to_string() });
+    };
+    Ok(reservation.last.as_ref().filter(|(last, _)| *last == number).map(|(_, answer)| answer.clone()))
 }

@@ -1,5 +1,5 @@
-//! rollover's engine: plan terms, buckets, rating, boundaries and
-//! explanations, as a pure, deterministic state machine.
+//! rollover's engine: plan terms, buckets, rating and boundaries, as a
+//! pure, deterministic state machine.
 //!
 //! Nothing here reads the clock, does I/O or runs async code: time, plans and
 //! events come in as arguments, and every change goes out as a ledger entry.
@@ -12,6 +12,7 @@ pub mod money;
 pub mod names;
 pub mod plan;
 pub mod time;
+pub mod value;
 
 pub use catalog::{Catalog, PlanIx};
 pub use engine::{Bucket, Event, GrantExpiry, Outcome, Rating, Status, Subscription};
@@ -19,3 +20,4 @@ pub use ledger::{Cause, Change, Entry};
 pub use names::{Country, Kind};
 pub use plan::{Plan, PlanDraft, PlanError};
 pub use time::{Instant, Length, Zone};
+pub use value::ValueError;

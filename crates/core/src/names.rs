@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::value::ValueError;
+
 /// Assigned ISO 3166-1 alpha-2 codes (as in the tz database's iso3166.tab).
 pub const COUNTRIES: &[&str] = &[
     "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
@@ -26,9 +28,9 @@ pub const COUNTRIES: &[&str] = &[
 pub struct Country([u8; 2]);
 
 impl Country {
-    pub fn parse(code: &str) -> Result<Country, String> {
+    pub fn parse(code: &str) -> Result<Country, ValueError> {
         if COUNTRIES.binary_search(&code).is_err() {
-            return Err(format!("\"{code}\" is not an ISO 3166-1 alpha-2 country code (two capital letters, e.g. \"CN\")"));
+            return Err(ValueError::Country(code.to_string()));
         }
         let bytes = code.as_bytes();
         Ok(Country([bytes[0], bytes[1]]))
@@ -98,10 +100,8 @@ impl Kind {
     pub const CARRY: Kind = known("carry");
     pub const EXTRA: Kind = known("extra");
 
-    pub fn parse(name: &str) -> Result<Kind, String> {
-        pack_kind(name).map(Kind).ok_or_else(|| {
-            format!("\"{name}\" is not a bucket kind: use 1 to {KIND_MAX_LEN} characters of a-z, 0-9, '_' and '-'")
-        })
+    pub fn parse(name: &str) -> Result<Kind, ValueError> {
+        pack_kind(name).map(Kind).ok_or_else(|| ValueError::Kind(name.to_string()))
     }
 
     /// Kinds that only the engine creates; a grant may not name them.

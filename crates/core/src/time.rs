@@ -9,6 +9,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
 
+use crate::value::ValueError;
+
 /// Whether `text` ends in an RFC 3339 offset: `Z`, or `+HH:MM` / `-HH:MM`
 /// with hours 00-23 and minutes 00-59 (jiff alone takes `+25:00`, `+08` and
 /// bracketed zone names).
@@ -57,17 +59,16 @@ impl Instant {
 
     /// Parses RFC 3339 with an explicit offset (`Z` or `+08:00`). Precision
     /// finer than a microsecond is an error, not silently dropped.
-    pub fn parse_rfc3339(text: &str) -> Result<Instant, String> {
-        let hint = "write an RFC 3339 instant with its offset, e.g. \"2026-01-01T00:00:00+08:00\"";
+    pub fn parse_rfc3339(text: &str) -> Result<Instant, ValueError> {
         if !text.contains('T') && !text.contains('t') {
-            return Err(format!("\"{text}\" is not an instant; {hint}"));
+            return Err(ValueError::NotAnInstant(text.to_string()));
         }
         if !has_rfc3339_offset(text) {
-            return Err(format!("\"{text}\" has no valid offset: end it with Z or +HH:MM / -HH:MM (hours 00 to 23, minutes 00 to 59)"));
+            return Err(ValueError::NoOffset(text.to_string()));
         }
-        let timestamp: Timestamp = text.parse().map_err(|_| format!("\"{text}\" is not an instant; {hint}"))?;
+        let timestamp: Timestamp = text.parse().map_err(|_| ValueError::NotAnInstant(text.to_string()))?;
         if timestamp.subsec_nanosecond() % 1_000 != 0 {
-            return Err(format!("\"{text}\" is more precise than a microsecond"));
+            return Err(ValueError::TooPrecise(text.to_string()));
         }
         Ok(Instant(timestamp.as_microsecond()))
     }
@@ -135,13 +136,11 @@ impl PartialEq for Zone {
 }
 
 impl Zone {
-    pub fn parse(name: &str) -> Result<Zone, String> {
+    pub fn parse(name: &str) -> Result<Zone, ValueError> {
         if name.is_empty() {
-            return Err("time zone is empty; use an IANA name such as \"Asia/Shanghai\" or \"UTC\"".into());
+            return Err(ValueError::ZoneEmpty);
         }
-        let tz = BUNDLED
-            .get(name)
-            .map_err(|_| format!("unknown time zone \"{name}\"; use an IANA name such as \"Asia/Shanghai\" or \"UTC\""))?;
+        let tz = BUNDLED.get(name).map_err(|_| ValueError::ZoneUnknown(name.to_string()))?;
         Ok(Zone { name: name.to_string(), tz })
     }
 
@@ -212,18 +211,18 @@ pub enum Length {
 impl Length {
     /// Parses `"N days"`, `"N hours"`, `"N calendar days"`, `"N months"`,
     /// `"N periods"` or `"never"`, singular or plural.
-    pub fn parse(text: &str) -> Result<Length, String> {
-        let forms = "\"N days\", \"N hours\", \"N calendar days\", \"N months\", \"N periods\" or \"never\"";
+    pub fn parse(text: &str) -> Result<Length, ValueError> {
         if text == "never" {
             return Ok(Length::Never);
         }
-        let (count, unit) = text.split_once(' ').ok_or_else(|| format!("\"{text}\" is not a length; use {forms}"))?;
-        let n: u32 = count.parse().map_err(|_| format!("\"{text}\" is not a length; use {forms}"))?;
+        let not_a_length = || ValueError::NotALength(text.to_string());
+        let (count, unit) = text.split_once(' ').ok_or_else(not_a_length)?;
+        let n: u32 = count.parse().map_err(|_| not_a_length())?;
         if n == 0 {
-            return Err(format!("\"{text}\": the number must be at least 1"));
+            return Err(ValueError::LengthZero(text.to_string()));
         }
         if n > 100_000 {
-            return Err(format!("\"{text}\": the number is too large"));
+            return Err(ValueError::LengthTooLarge(text.to_string()));
         }
         let length = match unit {
             "day" | "days" => Length::Exact(n as i64 * MICROS_PER_DAY),
@@ -231,7 +230,7 @@ impl Length {
             "calendar day" | "calendar days" => Length::CalendarDays(n),
             "month" | "months" => Length::Months(n),
             "period" | "periods" => Length::Periods(n),
-            _ => return Err(format!("\"{text}\" is not a length; use {forms}")),
+            _ => return Err(not_a_length()),
         };
         Ok(length)
     }
@@ -292,7 +291,8 @@ mod tests {
         }
         for bad in ["2026-01-01T00:00:00+25:00", "2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00+08:60", "2026-01-01T00:00:00+08", "2026-01-01T00:00:00+0800", "2026-01-01T00:00:00", "2026-01-01T00:00:00+08:00[Asia/Shanghai]"] {
             let error = Instant::parse_rfc3339(bad).unwrap_err();
-            assert!(error.contains(bad), "{bad}: {error}");
+            assert!(matches!(&error, ValueError::NoOffset(text) | ValueError::NotAnInstant(text) if text == bad), "{bad}: {error:?}");
+            assert!(error.to_string().contains(bad), "{bad}: {error}");
         }
     }
 

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::Counters;
+use crate::{Counters, GatewayError};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -151,8 +151,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, String> {
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("diameter: cannot listen on {}: {e}", config.listen))?;
+    pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, GatewayError> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|error| GatewayError::Bind { listener: "diameter", address: config.listen, error })?;
         let counters = Arc::new(Counters::new("rollover_diameter_messages_total", "Diameter messages and connections by outcome.", "outcome"));
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));

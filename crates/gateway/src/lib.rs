@@ -13,6 +13,35 @@ pub mod radius;
 
 pub use metrics::Counters;
 
+/// What can go wrong setting up a listener: its settings, or its socket.
+#[derive(Debug)]
+pub enum GatewayError {
+    /// A client network that is not an address or `ADDRESS/BITS`.
+    NotANetwork(String),
+    /// A prefix length past the address family's width.
+    PrefixLength { text: String, max: u8 },
+    /// A way of identifying subscribers that rollover does not know.
+    UnknownIdentify(String),
+    /// The listener's socket could not be bound.
+    Bind { listener: &'static str, address: std::net::SocketAddr, error: std::io::Error },
+    /// The service could not say which sessions were open at the last stop.
+    Service(rollover_service::ServiceError),
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayError::NotANetwork(text) => write!(f, "{text:?} is not an IP address or ADDRESS/BITS"),
+            GatewayError::PrefixLength { text, max } => write!(f, "{text:?}: the prefix length must be 0 to {max}"),
+            GatewayError::UnknownIdentify(text) => write!(f, "{text:?}: use \"3gpp-imsi\", \"calling-station-id\" or \"user-name\""),
+            GatewayError::Bind { listener, address, error } => write!(f, "{listener}: cannot listen on {address}: {error}"),
+            GatewayError::Service(error) => write!(f, "radius: cannot read the open sessions: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
 /// An IPv4 or IPv6 network, `ADDRESS/BITS` or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -21,15 +50,15 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    pub fn parse(text: &str) -> Result<Cidr, GatewayError> {
         let (address, bits) = match text.split_once('/') {
             Some((address, bits)) => (address, Some(bits)),
             None => (text, None),
         };
-        let network: std::net::IpAddr = address.parse().map_err(|_| format!("{text:?} is not an IP address or ADDRESS/BITS"))?;
+        let network: std::net::IpAddr = address.parse().map_err(|_| GatewayError::NotANetwork(text.to_string()))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
-            Some(bits) => bits.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+            Some(bits) => bits.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| GatewayError::PrefixLength { text: text.to_string(), max })?,
             None => max,
         };
         Ok(Cidr { network, bits })
@@ -70,7 +99,8 @@ mod tests {
         assert!(!host.contains("127.0.0.2".parse().unwrap()));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/33").unwrap_err().contains("0 to 32"));
-        assert!(Cidr::parse("ten").unwrap_err().contains("not an IP address"));
+        assert!(matches!(Cidr::parse("10.0.0.0/33"), Err(crate::GatewayError::PrefixLength { max: 32, .. })));
+        assert!(Cidr::parse("10.0.0.0/33").unwrap_err().to_string().contains("0 to 32"));
+        assert!(Cidr::parse("ten").unwrap_err().to_string().contains("not an IP address"));
     }
 }

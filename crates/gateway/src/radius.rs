@@ -30,7 +30,7 @@ use rollover_net::radius::{self as wire, AcctStatus, Accounting, Packet};
 use rollover_service::{Counter, Service, ServiceError, UsageRecord, UsageResult};
 use tokio::net::UdpSocket;
 
-use crate::{Cidr, Counters};
+use crate::{Cidr, Counters, GatewayError};
 
 /// One NAS (or network of them) allowed to send accounting, with its secret.
 #[derive(Debug, Clone)]
@@ -53,12 +53,12 @@ pub enum Identify {
 }
 
 impl Identify {
-    pub fn parse(text: &str) -> Result<Identify, String> {
+    pub fn parse(text: &str) -> Result<Identify, GatewayError> {
         match text {
             "3gpp-imsi" | "imsi" => Ok(Identify::Imsi),
             "calling-station-id" | "msisdn" => Ok(Identify::CallingStationId),
             "user-name" => Ok(Identify::UserName),
-            other => Err(format!("{other:?}: use \"3gpp-imsi\", \"calling-station-id\" or \"user-name\"")),
+            other => Err(GatewayError::UnknownIdentify(other.to_string())),
         }
     }
 }
@@ -263,8 +263,8 @@ struct Pending {
 
 impl Server {
     /// Binds the socket; [`Server::run`] then serves it.
-    pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, String> {
-        let socket = UdpSocket::bind(config.listen).await.map_err(|e| format!("radius: cannot listen on {}: {e}", config.listen))?;
+    pub async fn bind(config: Config, service: Service) -> Result<Arc<Server>, GatewayError> {
+        let socket = UdpSocket::bind(config.listen).await.map_err(|error| GatewayError::Bind { listener: "radius", address: config.listen, error })?;
         grow_receive_buffer(&socket);
         let counters = Arc::new(Counters::new("rollover_radius_packets_total", "RADIUS accounting packets by outcome.", "outcome"));
         let source = counters.clone();
@@ -272,7 +272,7 @@ impl Server {
         // Sessions open before a restart are known again from the log: by
         // NAS and Acct-Session-Id, without the names a report carries.
         let sessions = Arc::new(Sessions::default());
-        let open = service.open_counters().await.map_err(|e| format!("radius: cannot read the open sessions: {e}"))?;
+        let open = service.open_counters().await.map_err(GatewayError::Service)?;
         for counter in open {
             let Some((nas, session_id)) = counter.session.split_once('/') else { continue };
             let Ok(nas) = nas.parse::<IpAddr>() else { continue };

@@ -248,14 +248,37 @@ pub struct Accounting {
     pub delay_seconds: u32,
 }
 
+/// Why a well-formed packet is no accounting report rollover can rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountingError {
+    /// The packet's code is not Accounting-Request (4).
+    NotAccounting(u8),
+    /// An Acct-Status-Type other than Start, Stop, Interim-Update,
+    /// Accounting-On and Accounting-Off.
+    StatusType(u32),
+    NoStatusType,
+}
+
+impl std::fmt::Display for AccountingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountingError::NotAccounting(code) => write!(f, "code {code} is not an Accounting-Request"),
+            AccountingError::StatusType(value) => write!(f, "Acct-Status-Type {value} is not one rollover rates"),
+            AccountingError::NoStatusType => write!(f, "no Acct-Status-Type"),
+        }
+    }
+}
+
+impl std::error::Error for AccountingError {}
+
 impl Accounting {
     pub fn total_octets(&self) -> u64 {
         self.input_octets.saturating_add(self.output_octets)
     }
 
-    pub fn from_packet(packet: &Packet) -> Result<Accounting, String> {
+    pub fn from_packet(packet: &Packet) -> Result<Accounting, AccountingError> {
         if packet.code != ACCOUNTING_REQUEST {
-            return Err(format!("code {} is not an Accounting-Request", packet.code));
+            return Err(AccountingError::NotAccounting(packet.code));
         }
         let status = match packet.integer(ACCT_STATUS_TYPE) {
             Some(1) => AcctStatus::Start,
@@ -263,8 +286,8 @@ impl Accounting {
             Some(3) => AcctStatus::InterimUpdate,
             Some(7) => AcctStatus::AccountingOn,
             Some(8) => AcctStatus::AccountingOff,
-            Some(other) => return Err(format!("Acct-Status-Type {other} is not one rollover rates")),
-            None => return Err("no Acct-Status-Type".into()),
+            Some(other) => return Err(AccountingError::StatusType(other)),
+            None => return Err(AccountingError::NoStatusType),
         };
         let counter = |octets: u8, gigawords: u8| -> u64 {
             ((packet.integer(gigawords).unwrap_or(0) as u64) << 32) | packet.integer(octets).unwrap_or(0) as u64

@@ -149,7 +149,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     }
     let mut network = String::new();
     if let Some(radius) = radius {
-        let server = rollover_gateway::radius::Server::bind(radius, service.clone()).await?;
+        let server = rollover_gateway::radius::Server::bind(radius, service.clone()).await.map_err(|e| e.to_string())?;
         let address = server.local_addr().map_err(|e| e.to_string())?;
         network.push_str(&format!(", radius udp://{address}"));
         if let Some(watch) = status_watch {
@@ -158,7 +158,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         tokio::spawn(server.run());
     }
     if let Some(diameter) = diameter {
-        let server = rollover_gateway::diameter::Server::bind(diameter, service.clone()).await?;
+        let server = rollover_gateway::diameter::Server::bind(diameter, service.clone()).await.map_err(|e| e.to_string())?;
         let address = server.local_addr().map_err(|e| e.to_string())?;
         network.push_str(&format!(", diameter tcp://{address}"));
         tokio::spawn(server.run());

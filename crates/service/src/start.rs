@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rollover_core::Instant;
-use rollover_store::Store;
+use rollover_store::{PlanRow, Store};
 use tokio::sync::oneshot;
 
 use crate::plans::{Plans, SharedPlans};
@@ -58,26 +58,8 @@ impl Service {
         });
         check_tzdata(store.as_mut())?;
         let plan_rows = store.load_plans()?;
-        let mut plans = Plans::default();
-        for row in &plan_rows {
-            let parsed = rollover_terms::parse_plans(&format!("plan {} version {}", row.id, row.version), &row.document)
-                .map_err(|e| ServiceError::Corrupt { message: format!("a stored plan no longer reads: {e}") })?;
-            let plan = parsed
-                .into_iter()
-                .nth(row.position as usize)
-                .ok_or_else(|| ServiceError::Corrupt { message: format!("stored plan {} is missing from its document", row.id) })?;
-            plans.insert(row.version, plan);
-        }
-        let plans = Arc::new(SharedPlans::new(plans));
-
-        let mut identifiers = HashMap::new();
-        let subscription_rows = store.load_subscriptions()?;
-        let subscription_count = subscription_rows.len();
-        for row in subscription_rows {
-            for (_, key) in identifier_keys(&row.identifiers) {
-                identifiers.insert(key, row.id.clone());
-            }
-        }
+        let plans = Arc::new(SharedPlans::new(catalog_of(&plan_rows)?));
+        let (identifiers, subscription_count) = identifiers_of(store.as_mut())?;
         let metrics = Arc::new(metrics::Metrics::default());
         let notify = (!config.notify.endpoints.is_empty()).then(|| Arc::new(config.notify.clone()));
         let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
@@ -88,24 +70,7 @@ impl Service {
             spawn(format!("shard-worker-{n}"), move || worker.run(rx))?;
             workers.push(tx);
         }
-        // Rebuild: every event, in commit order, to the worker that owns it.
-        let mut stopped = false;
-        store.load_events(&mut |row| {
-            let worker = &workers[shard_of(&row.subscription) as usize % workers.len()];
-            stopped |= worker.send(Command::Replay(row)).is_err();
-        })?;
-        if stopped {
-            return Err(ServiceError::worker_stopped());
-        }
-        let mut waits = Vec::new();
-        for worker in &workers {
-            let (tx, rx) = oneshot::channel();
-            worker.send(Command::Tick { reply: Some(tx) }).map_err(|_| ServiceError::worker_stopped())?;
-            waits.push(rx);
-        }
-        for wait in waits {
-            wait.blocking_recv().map_err(|_| ServiceError::worker_stopped())?;
-        }
+        replay(store.as_mut(), &workers)?;
         if let Some(notify) = &notify {
             for (endpoint, sender) in senders.into_iter().enumerate().take(notify.endpoints.len()) {
                 let (notify, sender_metrics) = (notify.clone(), metrics.clone());
@@ -132,4 +97,56 @@ impl Service {
             }),
         })
     }
+}
+
+/// The catalog from the stored plan rows: each row's plan read again from
+/// its own document.
+fn catalog_of(plan_rows: &[PlanRow]) -> Result<Plans, ServiceError> {
+    let mut plans = Plans::default();
+    for row in plan_rows {
+        let parsed = rollover_terms::parse_plans(&format!("plan {} version {}", row.id, row.version), &row.document)
+            .map_err(|e| ServiceError::Corrupt { message: format!("a stored plan no longer reads: {e}") })?;
+        let plan = parsed
+            .into_iter()
+            .nth(row.position as usize)
+            .ok_or_else(|| ServiceError::Corrupt { message: format!("stored plan {} is missing from its document", row.id) })?;
+        plans.insert(row.version, plan);
+    }
+    Ok(plans)
+}
+
+/// Every subscription's identifiers (ICCID, IMSI, ...) to its id, and how
+/// many subscriptions there are.
+fn identifiers_of(store: &mut dyn Store) -> Result<(HashMap<String, String>, usize), ServiceError> {
+    let mut identifiers = HashMap::new();
+    let rows = store.load_subscriptions()?;
+    for row in &rows {
+        for (_, key) in identifier_keys(&row.identifiers) {
+            identifiers.insert(key, row.id.clone());
+        }
+    }
+    Ok((identifiers, rows.len()))
+}
+
+/// Rebuilds the workers' state: every event, in commit order, to the worker
+/// that owns it; then waits until each has applied all it was sent.
+fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>]) -> Result<(), ServiceError> {
+    let mut stopped = false;
+    store.load_events(&mut |row| {
+        let worker = &workers[shard_of(&row.subscription) as usize % workers.len()];
+        stopped |= worker.send(Command::Replay(row)).is_err();
+    })?;
+    if stopped {
+        return Err(ServiceError::worker_stopped());
+    }
+    let mut waits = Vec::new();
+    for worker in workers {
+        let (tx, rx) = oneshot::channel();
+        worker.send(Command::Tick { reply: Some(tx) }).map_err(|_| ServiceError::worker_stopped())?;
+        waits.push(rx);
+    }
+    for wait in waits {
+        wait.blocking_recv().map_err(|_| ServiceError::worker_stopped())?;
+    }
+    Ok(())
 }

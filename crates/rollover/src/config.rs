@@ -463,6 +463,20 @@ impl Config {
         if !matches!(self.clock.mode.as_str(), "wall" | "simulated") {
             return Err(format!("clock.mode = {:?}: use \"wall\" or \"simulated\"", self.clock.mode));
         }
+        if let Some(start) = &self.clock.start {
+            rollover_core::Instant::parse_rfc3339(start).map_err(|e| format!("clock.start: {e}"))?;
+        }
+        self.check_service()?;
+        self.check_server()?;
+        self.check_security()?;
+        self.check_webhooks()?;
+        self.coa()?;
+        self.radius()?;
+        self.diameter()?;
+        Ok(())
+    }
+
+    fn check_service(&self) -> Result<(), String> {
         if !(1..=64).contains(&self.service.workers) {
             return Err(format!("service.workers = {}: use 1 to 64", self.service.workers));
         }
@@ -474,6 +488,33 @@ impl Config {
         if !(1..=3660 * 86_400).contains(&self.service.max_backdate_seconds) {
             return Err(format!("service.max_backdate_seconds = {}: use 1 to 316224000 (ten years)", self.service.max_backdate_seconds));
         }
+        Ok(())
+    }
+
+    /// The listener's limits and the request limits.
+    fn check_server(&self) -> Result<(), String> {
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(format!("server.max_connections = {}: use 1 to 1000000", self.server.max_connections));
+        }
+        for (name, seconds) in [
+            ("header_timeout_seconds", self.server.header_timeout_seconds),
+            ("request_timeout_seconds", self.server.request_timeout_seconds),
+        ] {
+            if !(1..=3600).contains(&seconds) {
+                return Err(format!("server.{name} = {seconds}: use 1 to 3600"));
+            }
+        }
+        if !(1..=10_000).contains(&self.limits.max_records_per_request) {
+            return Err(format!("limits.max_records_per_request = {}: use 1 to 10000", self.limits.max_records_per_request));
+        }
+        if !(1024..=64 << 20).contains(&self.limits.max_body_bytes) {
+            return Err(format!("limits.max_body_bytes = {}: use 1024 to 67108864", self.limits.max_body_bytes));
+        }
+        Ok(())
+    }
+
+    /// Keys, the token secret and their rates; an open API only on loopback.
+    fn check_security(&self) -> Result<(), String> {
         if let Some(secret) = &self.security.token_secret
             && secret.len() < rollover_http::auth::MIN_TOKEN_SECRET_BYTES
         {
@@ -486,17 +527,6 @@ impl Config {
         if self.security.token_requests_per_second == 0 {
             return Err("security.token_requests_per_second: must be at least 1".into());
         }
-        if !(1..=1_000_000).contains(&self.server.max_connections) {
-            return Err(format!("server.max_connections = {}: use 1 to 1000000", self.server.max_connections));
-        }
-        for (name, seconds) in [
-            ("header_timeout_seconds", self.server.header_timeout_seconds),
-            ("request_timeout_seconds", self.server.request_timeout_seconds),
-        ] {
-            if !(1..=3600).contains(&seconds) {
-                return Err(format!("server.{name} = {seconds}: use 1 to 3600"));
-            }
-        }
         for (index, key) in self.security.api_keys.iter().enumerate() {
             if rollover_http::auth::Scope::parse(&key.scope).is_none() {
                 return Err(format!("security.api_keys[{index}].scope = {:?}: use \"read\" or \"read-write\"", key.scope));
@@ -508,6 +538,18 @@ impl Config {
                 return Err(format!("security.api_keys[{index}].requests_per_second: must be at least 1"));
             }
         }
+        let has_keys = !self.security.api_keys.is_empty() || self.security.env_key.is_some();
+        if !has_keys && !self.listen()?.ip().is_loopback() {
+            return Err(format!(
+                "server.listen = {:?} is not a loopback address and no API key is configured: set ROLLOVER_API_KEY or security.api_keys",
+                self.server.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// Webhook endpoints and their retry schedule.
+    fn check_webhooks(&self) -> Result<(), String> {
         for (index, hook) in self.webhooks.iter().enumerate() {
             if let Err(why) = check_webhook_url(&hook.url) {
                 return Err(format!("webhooks[{index}].url = {:?}: {why}", hook.url));
@@ -522,25 +564,6 @@ impl Config {
         if self.notifications.max_attempts == 0 || self.notifications.retry_base_ms == 0 || self.notifications.max_backoff_ms == 0 {
             return Err("notifications.max_attempts, retry_base_ms and max_backoff_ms must be at least 1".into());
         }
-        if !(1..=10_000).contains(&self.limits.max_records_per_request) {
-            return Err(format!("limits.max_records_per_request = {}: use 1 to 10000", self.limits.max_records_per_request));
-        }
-        if !(1024..=64 << 20).contains(&self.limits.max_body_bytes) {
-            return Err(format!("limits.max_body_bytes = {}: use 1024 to 67108864", self.limits.max_body_bytes));
-        }
-        let has_keys = !self.security.api_keys.is_empty() || self.security.env_key.is_some();
-        if !has_keys && !self.listen()?.ip().is_loopback() {
-            return Err(format!(
-                "server.listen = {:?} is not a loopback address and no API key is configured: set ROLLOVER_API_KEY or security.api_keys",
-                self.server.listen
-            ));
-        }
-        if let Some(start) = &self.clock.start {
-            rollover_core::Instant::parse_rfc3339(start).map_err(|e| format!("clock.start: {e}"))?;
-        }
-        self.coa()?;
-        self.radius()?;
-        self.diameter()?;
         Ok(())
     }
 

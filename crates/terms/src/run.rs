@@ -260,17 +260,12 @@ fn check_buckets(subscription: &Subscription, zone: &Zone, expected: &[ExpectedB
         return None;
     }
     let show_expected = expected.iter().map(|b| {
-        let mut parts = Vec::new();
-        if let Some(kind) = b.kind {
-            parts.push(format!("kind={kind}"));
-        }
-        if let Some(r) = b.remaining {
-            parts.push(format!("remaining={}", show_amount(r.bytes, Some(r.unit_bytes))));
-        }
-        if let Some(e) = b.expires {
-            parts.push(format!("expires={}", e.to_rfc3339(zone)));
-        }
-        parts
+        let parts = [
+            b.kind.map(|kind| format!("kind={kind}")),
+            b.remaining.map(|r| format!("remaining={}", show_amount(r.bytes, Some(r.unit_bytes)))),
+            b.expires.map(|e| format!("expires={}", e.to_rfc3339(zone))),
+        ];
+        parts.into_iter().flatten().collect()
     });
     let show_actual = actual.iter().map(|(kind, remaining, expires)| {
         let expires = expires.map_or("never".to_string(), |e| e.to_rfc3339(zone));
@@ -290,17 +285,12 @@ fn check_forfeits(forfeits: &[(String, u64, &'static str)], expected: &[Expected
         return None;
     }
     let show_expected = expected.iter().map(|f| {
-        let mut parts = Vec::new();
-        if let Some(kind) = f.kind {
-            parts.push(format!("kind={kind}"));
-        }
-        if let Some(d) = f.data {
-            parts.push(format!("data={}", show_amount(d.bytes, Some(d.unit_bytes))));
-        }
-        if let Some(c) = f.cause {
-            parts.push(format!("cause={}", c.name()));
-        }
-        parts
+        let parts = [
+            f.kind.map(|kind| format!("kind={kind}")),
+            f.data.map(|d| format!("data={}", show_amount(d.bytes, Some(d.unit_bytes)))),
+            f.cause.map(|c| format!("cause={}", c.name())),
+        ];
+        parts.into_iter().flatten().collect()
     });
     let show_actual = forfeits.iter().map(|(kind, data, cause)| vec![format!("kind={kind}"), format!("data={}", show_amount(*data, unit)), format!("cause={cause}")]);
     Some(Mismatch { field: "forfeited".into(), expected: show_list(show_expected), got: show_list(show_actual) })

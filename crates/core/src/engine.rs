@@ -909,12 +909,12 @@ impl Subscription {
     }
 }
 
-/// Table-driven checks of the engine's bounds: one plan drafted in code,
-/// events in order, and what each must leave behind.
+/// Table-driven checks of the engine's bounds and boundary rules: a plan
+/// drafted in code, events in order, and what each must leave behind.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{AllowanceDraft, ExhaustedDraft, PeriodDraft, PlanDraft};
+    use crate::plan::{AllowanceDraft, ExhaustedDraft, OrderDraft, PeriodDraft, PlanDraft, RolloverDraft};
 
     const MIB: u64 = 1 << 20;
 
@@ -1014,5 +1014,107 @@ mod tests {
         let (s, _) = run(&catalog, &events);
         assert_eq!(s.charges_minor(), i64::MAX, "20 TiB at 10^12 cents a byte is far past i64");
         assert!(s.fees_minor() > 0);
+    }
+
+    /// A monthly 1 MiB plan (UTC) with the rollover section given.
+    fn rolling_plan(rollover: Option<RolloverDraft>) -> Catalog {
+        let draft = PlanDraft {
+            id: Some("r".into()),
+            name: Some("R".into()),
+            currency: Some("USD".into()),
+            price: Some("1.00".into()),
+            timezone: Some("UTC".into()),
+            period: Some(PeriodDraft { kind: Some("monthly".into()), ..Default::default() }),
+            allowance: Some(AllowanceDraft { data: Some("1MiB".into()) }),
+            order: rollover.as_ref().map(|_| OrderDraft { kinds: Some(vec!["carry".into(), "allowance".into()]) }),
+            rollover,
+            ..Default::default()
+        };
+        let mut catalog = Catalog::new();
+        catalog.add(Plan::from_draft(&draft).expect("a valid plan"));
+        catalog
+    }
+
+    fn rollover(from: &[&str], expires_after: &str, cap: Option<&str>, max_per_period: Option<&str>) -> Option<RolloverDraft> {
+        Some(RolloverDraft {
+            from: Some(from.iter().map(|k| k.to_string()).collect()),
+            expires_after: Some(expires_after.into()),
+            cap: cap.map(String::from),
+            max_per_period: max_per_period.map(String::from),
+            on_plan_change: None,
+        })
+    }
+
+    /// Usage in May and June on a 1 MiB monthly plan bought May 1, then the
+    /// state on July 1 and August 1: what carried, what was cut, what
+    /// expired, under each rollover rule.
+    #[test]
+    fn boundaries_carry_cut_and_expire_by_the_plan_rules() {
+        const KIB: u64 = 1 << 10;
+        struct Case {
+            name: &'static str,
+            rollover: Option<RolloverDraft>,
+            /// Bytes used in May and in June.
+            used: (u64, u64),
+            /// Carry bucket remaining on June 1, July 1 and August 1 (none: no carry bucket).
+            carry: [Option<u64>; 3],
+            /// Bytes forfeited by cause over the three boundaries: (expired, cap).
+            forfeited: (u64, u64),
+        }
+        let cases = [
+            Case { name: "no rollover", rollover: None, used: (MIB / 4, 0), carry: [None, None, None], forfeited: (MIB * 3 - MIB / 4, 0) },
+            Case {
+                name: "one more month, once",
+                rollover: rollover(&["allowance"], "1 period", None, None),
+                used: (MIB / 4, MIB / 2),
+                // June: 768 KiB carried; June's usage draws carry first (512 KiB), so 256 KiB
+                // of it expires on July 1 while June's untouched allowance carries whole.
+                carry: [Some(768 * KIB), Some(MIB), Some(MIB)],
+                forfeited: (256 * KIB + MIB, 0),
+            },
+            Case {
+                name: "a cap on what is held",
+                rollover: rollover(&["allowance"], "2 periods", Some("1MiB"), None),
+                used: (0, 0),
+                // June: all 1 MiB carries. July: the cap leaves no room, so June's MiB is cut.
+                carry: [Some(MIB), Some(MIB), Some(MIB)],
+                forfeited: (MIB, MIB),
+            },
+            Case {
+                name: "a maximum per period",
+                rollover: rollover(&["allowance"], "1 period", None, Some("100KiB")),
+                used: (0, MIB),
+                // June's usage empties the carry and leaves 100 KiB of June's allowance,
+                // which carries whole on July 1; August's carry cuts again.
+                carry: [Some(100 * KIB), Some(100 * KIB), Some(100 * KIB)],
+                forfeited: (100 * KIB, (MIB - 100 * KIB) * 2),
+            },
+            Case {
+                name: "carry again",
+                rollover: rollover(&["allowance", "carry"], "1 period", None, None),
+                used: (0, 0),
+                carry: [Some(MIB), Some(2 * MIB), Some(3 * MIB)],
+                forfeited: (0, 0),
+            },
+        ];
+        for case in cases {
+            let catalog = rolling_plan(case.rollover);
+            let mut ledger = Vec::new();
+            let mut s = Subscription::purchase(&catalog, PlanIx(0), at("2026-05-01T00:00:00Z"), &mut ledger);
+            s.apply(&catalog, usage(case.used.0), at("2026-05-15T00:00:00Z"), &mut ledger);
+            let carry_on = |s: &Subscription| s.buckets().iter().find(|b| b.kind == Kind::CARRY).map(|b| b.remaining_bytes());
+            s.advance(&catalog, at("2026-06-01T00:00:00Z"), &mut ledger);
+            let june = carry_on(&s);
+            s.apply(&catalog, usage(case.used.1), at("2026-06-15T00:00:00Z"), &mut ledger);
+            s.advance(&catalog, at("2026-07-01T00:00:00Z"), &mut ledger);
+            let july = carry_on(&s);
+            s.advance(&catalog, at("2026-08-01T00:00:00Z"), &mut ledger);
+            let august = carry_on(&s);
+            assert_eq!([june, july, august], case.carry, "{}: carry bucket on June 1, July 1, August 1", case.name);
+            let forfeited = |cause: Cause| -> u64 {
+                ledger.iter().filter_map(|e| match e.change { Change::Forfeited { bytes, cause: c } if c == cause => Some(bytes), _ => None }).sum()
+            };
+            assert_eq!((forfeited(Cause::Expired), forfeited(Cause::Cap)), case.forfeited, "{}: forfeited (expired, cap)", case.name);
+        }
     }
 }

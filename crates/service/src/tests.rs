@@ -71,3 +71,36 @@ async fn instants_are_bounded() {
     assert!(matches!(service.set_clock(at("2026-05-01T00:00:00Z")).await, Err(ServiceError::ClockBackwards { .. })));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A session's reports, as the worker sees them: each number rated once, a
+/// repeat answered as first, a start on an open session and a report on a
+/// closed one refused, and a reservation held back from other sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_reports_are_rated_once_and_reservations_are_held() {
+    use crate::SessionOp;
+    const MIB: u64 = 1 << 20;
+    let (service, dir) = service("sessions").await;
+    service.record_usage(vec![record("u", 900 * MIB, None)]).await.unwrap();
+    let start = SessionOp::Start { requested_bytes: Some(100 * MIB) };
+    assert_eq!(service.session("g1", Some("s1"), start, None).await.unwrap().granted_bytes, 100 * MIB);
+    assert!(matches!(service.session("g1", Some("s1"), start, None).await, Err(ServiceError::SessionOpen { .. })));
+    // A second session gets only what the first does not hold.
+    assert_eq!(service.session("g2", Some("s1"), start, None).await.unwrap().granted_bytes, 24 * MIB);
+    let update = |used_mib: u64, number: u32| SessionOp::Update { used_bytes: used_mib * MIB, requested_bytes: Some(10 * MIB), request_number: number };
+    let cases: [(SessionOp, u64); 4] = [
+        // (report on g1, bytes left on the subscription after it)
+        (update(10, 1), 114 * MIB),
+        (update(10, 1), 114 * MIB),
+        (update(20, 2), 94 * MIB),
+        (SessionOp::End { used_bytes: 30 * MIB, request_number: 3 }, 64 * MIB),
+    ];
+    let mut answers = Vec::new();
+    for (op, left) in cases {
+        answers.push(service.session("g1", None, op, None).await.unwrap());
+        assert_eq!(service.balance("s1").await.unwrap().total_bytes, left, "after {op:?}");
+    }
+    assert_eq!(answers[0], answers[1], "a repeated request number gets the first answer");
+    let closed = service.session("g1", None, update(1, 4), None).await;
+    assert!(matches!(closed, Err(ServiceError::UnknownSession { .. })), "{closed:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -141,6 +141,36 @@ const LAPSED: u8 = 8;
 const EXPIRED: u8 = 16;
 const ENDED: u8 = CANCELLED | LAPSED | EXPIRED;
 
+/// What the end of the current period would do if no more data were used
+/// before it ([`Subscription::period_end_preview`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodEndPreview {
+    /// The period's end: the next month or period, or a pass's end.
+    pub at: Instant,
+    /// What would carry into the next period (after any cap), and until when.
+    pub carries_bytes: u64,
+    pub carry_expires: Option<Instant>,
+    /// What would expire unused or be cut there.
+    pub forfeits_bytes: u64,
+    /// The next period's allowance and fee, for plans that renew.
+    pub next_allowance_bytes: Option<u64>,
+    pub next_fee_minor: i64,
+}
+
+/// The days [`Subscription::project`] walks at most.
+pub const MAX_PROJECTED_DAYS: usize = 400;
+
+/// The rest of a period at a steady daily pace ([`Subscription::project`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projection {
+    pub daily_bytes: u64,
+    /// When the data would run out before the period ends, for plans that
+    /// block or throttle then.
+    pub runs_out_at: Option<Instant>,
+    /// What the period's end would then do.
+    pub period_end: Option<PeriodEndPreview>,
+}
+
 /// One subscription's state. Kept small: a service holds millions in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -331,6 +361,64 @@ impl Subscription {
         } else {
             next.min(self.lapse_at(catalog))
         }
+    }
+
+    /// What the end of the current period would do if no more data were
+    /// used before it: the engine runs a copy of the subscription to that
+    /// instant. `None` before the start and after the end.
+    pub fn period_end_preview(&self, catalog: &Catalog) -> Option<PeriodEndPreview> {
+        if !self.is_started() || self.flags & ENDED != 0 {
+            return None;
+        }
+        let at = self.period_end;
+        let mut copy = self.clone();
+        let mut ledger = Vec::new();
+        copy.advance(catalog, at, &mut ledger);
+        let mut preview = PeriodEndPreview { at, carries_bytes: 0, carry_expires: None, forfeits_bytes: 0, next_allowance_bytes: None, next_fee_minor: 0 };
+        for entry in ledger.iter().filter(|entry| entry.at == at) {
+            match entry.change {
+                Change::Granted { bytes, expires, source: Source::Carry } => {
+                    preview.carries_bytes = preview.carries_bytes.saturating_add(bytes);
+                    preview.carry_expires = Some(expires);
+                }
+                Change::Granted { bytes, source: Source::Period(_), .. } => preview.next_allowance_bytes = Some(bytes),
+                Change::Forfeited { bytes, .. } => preview.forfeits_bytes = preview.forfeits_bytes.saturating_add(bytes),
+                Change::Fee { minor, .. } => preview.next_fee_minor = preview.next_fee_minor.saturating_add(minor),
+                _ => {}
+            }
+        }
+        Some(preview)
+    }
+
+    /// The rest of the current period at a steady pace: `daily_bytes` used
+    /// every 24 hours from `from`, rated by the engine on a copy of the
+    /// subscription. When the data would run out (plans that block or
+    /// throttle), and what the period's end would then do.
+    pub fn project(&self, catalog: &Catalog, from: Instant, daily_bytes: u64) -> Option<Projection> {
+        if !self.is_started() || self.flags & ENDED != 0 {
+            return None;
+        }
+        let plan = catalog.get(self.plan);
+        let runs_out_counts = !plan.is_unlimited() && matches!(plan.exhausted, Exhausted::Block | Exhausted::Throttle { .. });
+        let (mut copy, mut ledger) = (self.clone(), Vec::new());
+        let end = self.period_end;
+        let mut at = from.max(self.purchased_at);
+        let mut runs_out_at = None;
+        // A pass lasts at most a few hundred days; bound the walk all the same.
+        for _ in 0..MAX_PROJECTED_DAYS {
+            if daily_bytes == 0 || at >= end {
+                break;
+            }
+            let before = copy.total_bytes();
+            copy.apply(catalog, Event::Usage { bytes: daily_bytes, country: None }, at, &mut ledger);
+            if runs_out_counts && runs_out_at.is_none() && copy.total_bytes() == 0 {
+                // Within the day, in proportion to what was left of it.
+                let into_day = (u128::from(before.min(daily_bytes)) * MICROS_PER_DAY as u128 / u128::from(daily_bytes)) as i64;
+                runs_out_at = Some(at.plus_micros(into_day).min(end));
+            }
+            at = at.plus_micros(MICROS_PER_DAY);
+        }
+        Some(Projection { daily_bytes, runs_out_at, period_end: copy.period_end_preview(catalog) })
     }
 
     /// For a live bucket: whether its leftover will roll over when it expires
@@ -1116,5 +1204,45 @@ mod tests {
             };
             assert_eq!((forfeited(Cause::Expired), forfeited(Cause::Cap)), case.forfeited, "{}: forfeited (expired, cap)", case.name);
         }
+    }
+
+    /// The preview of the period's end and the projection at a pace are
+    /// the engine's own boundary, run on a copy: the subscription itself
+    /// does not move.
+    #[test]
+    fn previews_and_projections_run_on_a_copy() {
+        const KIB: u64 = 1 << 10;
+        let catalog = rolling_plan(rollover(&["allowance"], "1 period", None, None));
+        let mut ledger = Vec::new();
+        let mut s = Subscription::purchase(&catalog, PlanIx(0), at("2026-05-01T00:00:00Z"), &mut ledger);
+        s.apply(&catalog, usage(256 * KIB), at("2026-05-15T00:00:00Z"), &mut ledger);
+        let before = s.clone();
+        let preview = s.period_end_preview(&catalog).unwrap();
+        assert_eq!(
+            preview,
+            PeriodEndPreview {
+                at: at("2026-06-01T00:00:00Z"),
+                carries_bytes: 768 * KIB,
+                carry_expires: Some(at("2026-07-01T00:00:00Z")),
+                forfeits_bytes: 0,
+                next_allowance_bytes: Some(MIB),
+                next_fee_minor: 100,
+            }
+        );
+        let cases: [(u64, Option<&str>, u64); 3] = [
+            // (bytes a day from May 15, when the data runs out, what carries on June 1)
+            (0, None, 768 * KIB),
+            (10 * KIB, None, 768 * KIB - 17 * 10 * KIB),
+            // 768 KiB at 100 KiB a day: seven whole days, then 68 KiB of the eighth.
+            (100 * KIB, Some("2026-05-22T16:19:12Z"), 0),
+        ];
+        for (daily, runs_out, carries) in cases {
+            let projection = s.project(&catalog, at("2026-05-15T00:00:00Z"), daily).unwrap();
+            assert_eq!(projection.runs_out_at, runs_out.map(at), "{daily} a day");
+            assert_eq!(projection.period_end.map(|p| p.carries_bytes), Some(carries), "{daily} a day");
+        }
+        assert_eq!(s, before, "the subscription itself is untouched");
+        let (ended, _) = run(&catalog, &[("2026-05-02T00:00:00Z", Event::Cancel)]);
+        assert_eq!(ended.period_end_preview(&catalog), None, "nothing is ahead of an ended plan");
     }
 }

@@ -15,7 +15,7 @@ pub mod time;
 pub mod value;
 
 pub use catalog::{Catalog, PlanIx};
-pub use engine::{Bucket, Event, GrantExpiry, Outcome, Rating, Status, Subscription};
+pub use engine::{Bucket, Event, GrantExpiry, Outcome, PeriodEndPreview, Projection, Rating, Status, Subscription};
 pub use ledger::{Cause, Change, Entry};
 pub use names::{Country, Kind};
 pub use plan::{Plan, PlanDraft, PlanError};

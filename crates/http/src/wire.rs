@@ -92,6 +92,7 @@ impl From<EventOutcome> for EventOutcomeOut {
 #[derive(Serialize)]
 pub struct BucketOut {
     pub kind: String,
+    pub granted_bytes: u64,
     pub remaining_bytes: u64,
     pub expires_at: Option<String>,
     pub rolls_over: bool,
@@ -118,6 +119,22 @@ pub struct BalanceOut {
     pub daily_remaining_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_end: Option<PeriodEndOut>,
+}
+
+/// What the end of the current period would do if no more data were used.
+#[derive(Serialize)]
+pub struct PeriodEndOut {
+    pub at: String,
+    pub carries_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carry_expires_at: Option<String>,
+    pub forfeits_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_allowance_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_fee: Option<String>,
 }
 
 impl BalanceOut {
@@ -128,6 +145,7 @@ impl BalanceOut {
             .into_iter()
             .map(|b| BucketOut {
                 kind: b.kind,
+                granted_bytes: b.granted_bytes,
                 remaining_bytes: b.remaining_bytes,
                 expires_at: b.expires_at.and_then(|e| json::show(e, zone)),
                 rolls_over: b.rolls_over,
@@ -148,6 +166,14 @@ impl BalanceOut {
             rejected_bytes: balance.rejected_bytes,
             daily_remaining_bytes: balance.daily_remaining_bytes,
             expires_at: balance.expires_at.map(|e| e.to_rfc3339(zone)),
+            period_end: balance.period_end.map(|p| PeriodEndOut {
+                at: p.at.to_rfc3339(zone),
+                carries_bytes: p.carries_bytes,
+                carry_expires_at: p.carry_expires.and_then(|e| json::show(e, zone)),
+                forfeits_bytes: p.forfeits_bytes,
+                next_allowance_bytes: p.next_allowance_bytes,
+                next_fee: (!plan.is_once()).then(|| plan.currency.format(p.next_fee_minor)),
+            }),
         }
     }
 }
@@ -156,6 +182,8 @@ impl BalanceOut {
 #[derive(Serialize)]
 pub struct TokenOut<'a> {
     pub token: String,
+    /// The customer's page, opened by this token.
+    pub url: String,
     pub subscription: &'a str,
     pub expires_at: String,
 }

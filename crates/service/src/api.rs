@@ -151,6 +151,7 @@ pub enum EventOutcome {
 pub struct BalanceBucket {
     pub id: u32,
     pub kind: String,
+    pub granted_bytes: u64,
     pub remaining_bytes: u64,
     pub expires_at: Option<Instant>,
     pub rolls_over: bool,
@@ -169,6 +170,8 @@ pub struct Balance {
     pub daily_remaining_bytes: Option<u64>,
     pub expires_at: Option<Instant>,
     pub buckets: Vec<BalanceBucket>,
+    /// What the current period's end would do if no more data were used.
+    pub period_end: Option<rollover_core::PeriodEndPreview>,
     pub charges_minor: i64,
     pub fees_minor: i64,
     pub throttled_bytes: u64,

@@ -316,6 +316,14 @@ impl Service {
         self.ask(subscription, |reply| Command::Balance { id, reply }).await?
     }
 
+    /// The rest of the current period at `daily_bytes` a day from now, as
+    /// the engine rates it on a copy ([`rollover_core::Subscription::project`]);
+    /// `None` before the start and after the end.
+    pub async fn projection(&self, subscription: &str, daily_bytes: u64) -> Result<Option<rollover_core::Projection>, ServiceError> {
+        let id = subscription.to_string();
+        self.ask(subscription, |reply| Command::Project { id, daily_bytes, reply }).await?
+    }
+
     /// The subscription's ledger, recomputed from its stored events (the same
     /// engine, the same order), brought up to the clock's now.
     pub async fn ledger(&self, subscription: &str) -> Result<Ledger, ServiceError> {

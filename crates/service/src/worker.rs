@@ -54,6 +54,11 @@ pub(crate) enum Command {
         id: String,
         reply: oneshot::Sender<Result<Balance, ServiceError>>,
     },
+    Project {
+        id: String,
+        daily_bytes: u64,
+        reply: oneshot::Sender<Result<Option<rollover_core::Projection>, ServiceError>>,
+    },
     Session {
         subscription: String,
         session: String,
@@ -215,6 +220,9 @@ impl Worker {
             }
             Command::Balance { id, reply } => {
                 let _ = reply.send(self.balance(&id));
+            }
+            Command::Project { id, daily_bytes, reply } => {
+                let _ = reply.send(self.project(&id, daily_bytes));
             }
             Command::Session { subscription, session, op, at, country, reply } => {
                 let _ = reply.send(self.session(&subscription, &session, op, at, country));
@@ -647,6 +655,14 @@ impl Worker {
         accepted(&rating, late)
     }
 
+    fn project(&mut self, id: &str, daily_bytes: u64) -> Result<Option<rollover_core::Projection>, ServiceError> {
+        let slot = self.slot(id)?;
+        let now = self.clock.now();
+        self.bring_up(slot, now);
+        self.flush_outbox();
+        Ok(self.subscriptions[slot].subscription.project(&self.catalog.catalog, now, daily_bytes))
+    }
+
     fn balance(&mut self, id: &str) -> Result<Balance, ServiceError> {
         let slot = self.slot(id)?;
         let now = self.clock.now();
@@ -666,6 +682,7 @@ impl Worker {
                 BalanceBucket {
                     id: b.id,
                     kind: b.kind.name(),
+                    granted_bytes: b.granted_bytes,
                     remaining_bytes: b.remaining_bytes(),
                     expires_at: (!b.expires.is_never()).then_some(b.expires),
                     rolls_over: carry.is_some(),
@@ -682,6 +699,7 @@ impl Worker {
             daily_remaining_bytes: s.daily_remaining_bytes(catalog, now),
             expires_at: s.expires(catalog),
             buckets,
+            period_end: s.period_end_preview(catalog),
             charges_minor: s.charges_minor(),
             fees_minor: s.fees_minor(),
             throttled_bytes: s.throttled_bytes(),

@@ -21,11 +21,17 @@ macro_rules! say {
 mod example;
 mod ledger;
 mod questions;
-mod words;
+pub mod words;
 
 use rollover_core::plan::Plan;
 
 pub use ledger::ledger_lines;
+
+/// The plan's order of use in one sentence ("Carried-over data, then plan
+/// data, then any other data, earliest expiry first.").
+pub fn order_sentence(plan: &Plan, lang: Lang) -> String {
+    questions::order_sentence(&words::Words::new(plan, lang))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {

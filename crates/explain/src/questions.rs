@@ -158,17 +158,21 @@ pub fn carried_lasts(w: &Words) -> String {
 
 /// Which data is used first.
 pub fn used_first(w: &Words) -> String {
+    let out = say!(w.lang, "\nWhich data is used first?\n", "\n先扣哪部分流量？\n");
+    out + &order_sentence(w) + "\n"
+}
+
+/// The plan's order of use in one sentence.
+pub fn order_sentence(w: &Words) -> String {
     let lang = w.lang;
-    let out = say!(lang, "\nWhich data is used first?\n", "\n先扣哪部分流量？\n");
     let names: Vec<String> = w.plan.order.iter().map(|kind| w.kind(*kind)).collect();
-    let answer = match (lang, names.as_slice()) {
+    match (lang, names.as_slice()) {
         (_, []) => say!(lang, "Whatever expires first is used first.", "先到期的流量先使用。"),
         (Lang::En, names) => format!("{}, then any other data, earliest expiry first.", capitalize(&names.join(", then "))),
         (Lang::Zh, [only]) => format!("先扣减{only}，再按到期时间先后使用其他流量。"),
         (Lang::Zh, [first, second]) => format!("先扣减{first}，用完后再使用{second}，最后按到期时间先后使用其他流量。"),
         (Lang::Zh, many) => format!("依次扣减：{}，最后按到期时间先后使用其他流量。", many.join("、")),
-    };
-    out + &answer + "\n"
+    }
 }
 
 /// What happens when the data runs out.

@@ -64,7 +64,7 @@ impl<'a> Words<'a> {
     }
 }
 
-fn zone_label(zone: &Zone, lang: Lang) -> String {
+pub fn zone_label(zone: &Zone, lang: Lang) -> String {
     const KNOWN: &[(&str, &str, &str)] = &[
         ("Asia/Shanghai", "Beijing time", "北京时间"),
         ("Asia/Chongqing", "Beijing time", "北京时间"),
@@ -101,13 +101,13 @@ fn pick<'s>(lang: Lang, en: &'s str, zh: &'s str) -> &'s str {
 const MONTHS: [&str; 12] =
     ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 
-fn month_name(date: Date, lang: Lang) -> String {
+pub fn month_name(date: Date, lang: Lang) -> String {
     let (name, number) = (MONTHS[date.month() as usize - 1], date.month());
     say!(lang, "{name}", "{number}月")
 }
 
 /// A day as people write it; the year is added when it is not the example's.
-fn day_name(date: Date, lang: Lang) -> String {
+pub fn day_name(date: Date, lang: Lang) -> String {
     let (name, month, day, year) = (MONTHS[date.month() as usize - 1], date.month(), date.day(), date.year());
     if year == EXAMPLE_YEAR { say!(lang, "{name} {day}", "{month}月{day}日") } else { say!(lang, "{name} {day}, {year}", "{year}年{month}月{day}日") }
 }
@@ -115,7 +115,7 @@ fn day_name(date: Date, lang: Lang) -> String {
 /// An exclusive end shown the way people read it: a local midnight as the
 /// end of the day before ("the end of November 30" / "11月30日 24:00"),
 /// anything else as a time on a day.
-fn end_text(at: Instant, zone: &Zone, lang: Lang) -> String {
+pub fn end_text(at: Instant, zone: &Zone, lang: Lang) -> String {
     let date = zone.date_of(at);
     if zone.start_of(date) == at {
         let day = day_name(date.yesterday().expect("dates stay in range"), lang);
@@ -128,7 +128,7 @@ fn end_text(at: Instant, zone: &Zone, lang: Lang) -> String {
 /// A start, with its preposition in English: a local midnight as its day
 /// ("on October 1" / "10月1日"), anything else as a time on a day ("at 15:00
 /// on October 1" / "10月1日 15:00").
-fn start_text(at: Instant, zone: &Zone, lang: Lang) -> String {
+pub fn start_text(at: Instant, zone: &Zone, lang: Lang) -> String {
     let date = zone.date_of(at);
     if zone.start_of(date) == at {
         let day = day_name(date, lang);
@@ -139,13 +139,13 @@ fn start_text(at: Instant, zone: &Zone, lang: Lang) -> String {
     }
 }
 
-fn time_on_day(at: Instant, zone: &Zone, lang: Lang) -> String {
+pub fn time_on_day(at: Instant, zone: &Zone, lang: Lang) -> String {
     let datetime = zone.tz().to_datetime(at.timestamp());
     let (hour, minute, day) = (datetime.hour(), datetime.minute(), day_name(datetime.date(), lang));
     say!(lang, "{hour:02}:{minute:02} on {day}", "{day} {hour:02}:{minute:02}")
 }
 
-fn money(plan: &Plan, minor: i64, lang: Lang) -> String {
+pub fn money(plan: &Plan, minor: i64, lang: Lang) -> String {
     const ZH_NAMES: &[(&str, &str)] = &[
         ("CNY", "元"),
         ("USD", "美元"),
@@ -174,7 +174,7 @@ fn money(plan: &Plan, minor: i64, lang: Lang) -> String {
 }
 
 /// What customers call each kind of data.
-fn kind_words(kind: Kind, lang: Lang) -> String {
+pub fn kind_words(kind: Kind, lang: Lang) -> String {
     const BUILT_IN: &[(Kind, &str, &str)] = &[
         (Kind::ALLOWANCE, "plan data", "套餐内流量"),
         (Kind::CARRY, "carried-over data", "结转流量"),
@@ -199,7 +199,7 @@ fn kind_words(kind: Kind, lang: Lang) -> String {
 
 /// The words for one period of the plan: "month", "30-day period", or the
 /// pass itself.
-fn period_noun(plan: &Plan, lang: Lang) -> String {
+pub fn period_noun(plan: &Plan, lang: Lang) -> String {
     match plan.period {
         Period::Monthly(_) => pick(lang, "month", "月").to_string(),
         Period::Days(days) => say!(lang, "{days}-day period", "{days} 天周期"),

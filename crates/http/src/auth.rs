@@ -176,6 +176,23 @@ impl Security {
     }
 }
 
+/// Why a customer page's link is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Invalid,
+    Expired,
+    TooMany,
+}
+
+impl Security {
+    /// The subscription a customer page's token opens, within the rate of
+    /// that subscription's tokens.
+    pub fn customer_page_allowed(&self, token: &str, now: Instant) -> Result<String, TokenRefusal> {
+        let subscription = self.check_token(token, now).map_err(|why| if why == EXPIRED { TokenRefusal::Expired } else { TokenRefusal::Invalid })?;
+        if self.token_allowed(&subscription) { Ok(subscription) } else { Err(TokenRefusal::TooMany) }
+    }
+}
+
 fn too_many(detail: String) -> Response {
     let mut response = Problem::new(Code::RateLimited, detail, None).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -192,9 +209,11 @@ fn forbidden(code: Code, detail: &str, field: &str) -> Response {
     Problem::new(code, detail, Some(field.into())).into_response()
 }
 
-/// Paths anyone may read: health, and the API description.
+/// Paths anyone may read: health, the API description, the style sheet,
+/// and customer pages (whose link carries its own token, checked by the
+/// page).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/openapi.json" | "/docs")
+    matches!(path, "/" | "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/assets/site.css") || path.starts_with("/my/")
 }
 
 /// What a customer token may read: its own subscription's balance and ledger.

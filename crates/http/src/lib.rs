@@ -13,4 +13,4 @@ mod wire;
 
 pub use docs::OPENAPI;
 pub use problem::Problem;
-pub use routes::{Limits, router};
+pub use routes::{Limits, Site, router};

@@ -212,6 +212,9 @@ pub struct Server {
     pub header_timeout_seconds: u64,
     /// Longest one request may take, its body included; then 408 or 503.
     pub request_timeout_seconds: u64,
+    /// `scheme://host[:port]` customers reach the service at, for the page
+    /// links in tokens; `http://` and the bound address when absent.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,7 +253,7 @@ pub struct Demo {
 
 impl Default for Server {
     fn default() -> Server {
-        Server { listen: "127.0.0.1:8080".into(), max_connections: 4096, header_timeout_seconds: 10, request_timeout_seconds: 30 }
+        Server { listen: "127.0.0.1:8080".into(), max_connections: 4096, header_timeout_seconds: 10, request_timeout_seconds: 30, public_url: None }
     }
 }
 
@@ -305,6 +308,17 @@ fn check_webhook_url(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The address customers open their pages at: http or https, a host, an
+/// optional port, no path, no user.
+fn check_public_url(url: &str) -> Result<(), &'static str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or("use http://HOST[:PORT] or https://HOST[:PORT]")?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+        return Err("a host and an optional port only: letters, digits, '.', '-', ':' and [ ] for IPv6; no path, user or query");
+    }
+    Ok(())
+}
+
 /// The clock `serve` runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockMode {
@@ -340,6 +354,8 @@ pub struct Settings {
     pub token_requests_per_second: u32,
     pub limits: rollover_http::Limits,
     pub server: rollover_http::server::ServerLimits,
+    /// `server.public_url` without a trailing slash; `None`: the bound address.
+    pub public_url: Option<String>,
     pub radius: Option<rollover_gateway::radius::Config>,
     pub coa: rollover_gateway::coa::Config,
     pub diameter: Option<rollover_gateway::diameter::Config>,
@@ -376,6 +392,7 @@ impl Config {
                 "ROLLOVER_SERVER_MAX_CONNECTIONS" => config.server.max_connections = parse_env(&name, &value)?,
                 "ROLLOVER_SERVER_HEADER_TIMEOUT_SECONDS" => config.server.header_timeout_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_SERVER_REQUEST_TIMEOUT_SECONDS" => config.server.request_timeout_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_SERVER_PUBLIC_URL" => config.server.public_url = Some(value),
                 "ROLLOVER_STORE_URL" => config.store.url = value,
                 "ROLLOVER_SERVICE_WORKERS" => config.service.workers = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_MAX_AGE_SECONDS" => config.service.max_age_seconds = parse_env(&name, &value)?,
@@ -451,6 +468,7 @@ impl Config {
             token_requests_per_second: self.security.token_requests_per_second,
             limits: self.limits(),
             server: self.server_limits(),
+            public_url: self.server.public_url.as_ref().map(|url| url.trim_end_matches('/').to_string()),
             radius: self.radius()?,
             coa: self.coa()?,
             diameter: self.diameter()?,
@@ -503,6 +521,9 @@ impl Config {
             if !(1..=3600).contains(&seconds) {
                 return Err(format!("server.{name} = {seconds}: use 1 to 3600"));
             }
+        }
+        if let Some(url) = &self.server.public_url {
+            check_public_url(url).map_err(|why| format!("server.public_url = {url:?}: {why}"))?;
         }
         if !(1..=10_000).contains(&self.limits.max_records_per_request) {
             return Err(format!("limits.max_records_per_request = {}: use 1 to 10000", self.limits.max_records_per_request));

@@ -182,9 +182,29 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let rendered = server_metrics.clone();
     service.add_metrics(Box::new(move |out| rendered.render(out)));
     raise_open_file_limit(settings.server.max_connections);
-    let app = rollover_http::router(service, security, settings.limits);
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    if settings.demo {
+        demo_links(&service, &security, &public_url);
+    }
+    let site = rollover_http::Site { public_url };
+    let app = rollover_http::router(service, security, settings.limits, site);
     rollover_http::server::serve(listener, app, settings.server, server_metrics, shutdown()).await;
     Ok(())
+}
+
+/// With the demo data: a customer link for each demo subscription, so that
+/// the pages open in one step after `rollover serve`.
+fn demo_links(service: &rollover_service::Service, security: &rollover_http::auth::Security, public_url: &str) {
+    use std::io::Write as _;
+    let expires = service.now().plus_micros(30 * 86_400 * 1_000_000);
+    for (id, _, _, imsi) in crate::demo::SUBSCRIPTIONS {
+        if service.subscription_by("imsi", imsi).as_deref() != Some(id) {
+            continue;
+        }
+        // Whoever started the server may have stopped reading its output
+        // after the first line: a closed stdout is no reason to stop.
+        let _ = writeln!(std::io::stdout(), "  customer page of {id}: {public_url}/my/{}", security.customer_token(id, expires));
+    }
 }
 
 /// Raises the soft limit on open files towards the hard one, so that

@@ -7,6 +7,7 @@
 
 mod admin;
 mod ledger;
+mod pages;
 mod plans;
 mod sessions;
 mod subscriptions;
@@ -42,9 +43,19 @@ impl Default for Limits {
     }
 }
 
-pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>, limits: Limits) -> Router {
+/// Where the service is reached from outside, for the links it hands out.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// `scheme://host[:port]`, no trailing slash: `server.public_url`.
+    pub public_url: String,
+}
+
+pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>, limits: Limits, site: Site) -> Router {
     let auth_state = (security.clone(), service.clone());
     Router::new()
+        .route("/", get(pages::root))
+        .route("/my/{token}", get(pages::customer))
+        .route("/assets/site.css", get(pages::style))
         .route("/v1/plans", post(plans::post_plans).get(plans::get_plans))
         .route("/v1/plans/{id}", get(plans::get_plan))
         .route("/v1/subscriptions", post(subscriptions::post_subscription))
@@ -67,6 +78,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .layer(axum::middleware::from_fn_with_state(limits, crate::guard::check))
         .layer(axum::Extension(security))
         .layer(axum::Extension(limits))
+        .layer(axum::Extension(std::sync::Arc::new(site)))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(service)
 }

@@ -108,6 +108,7 @@ const MAX_TOKEN_SECONDS: u64 = 366 * 86_400;
 pub(super) async fn post_token(
     State(service): State<Service>,
     axum::Extension(security): axum::Extension<std::sync::Arc<crate::auth::Security>>,
+    axum::Extension(site): axum::Extension<std::sync::Arc<super::Site>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
@@ -123,5 +124,6 @@ pub(super) async fn post_token(
     service.balance(&id).await?;
     let expires = service.now().plus_micros(seconds as i64 * 1_000_000);
     let token = security.customer_token(&id, expires);
-    Ok(created(wire::TokenOut { token, subscription: &id, expires_at: expires.to_rfc3339(&rollover_core::Zone::utc()) }))
+    let url = format!("{}/my/{token}", site.public_url);
+    Ok(created(wire::TokenOut { token, url, subscription: &id, expires_at: expires.to_rfc3339(&rollover_core::Zone::utc()) }))
 }

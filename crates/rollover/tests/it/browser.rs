@@ -66,6 +66,7 @@ impl Browser {
         let url = format!("{}{path}", self.base);
         let mut response = match method {
             "POST" => self.agent.post(&url).header("content-type", "application/json").send(body.to_string()),
+            "GET" => self.agent.get(&url).call(),
             _ => self.agent.delete(&url).call(),
         }
         .expect("chromedriver answers");
@@ -79,10 +80,41 @@ impl Browser {
         assert!(reply.is_null(), "navigation failed: {reply}");
     }
 
+    /// Saves what the browser shows as `target/screenshots/NAME.png`, kept
+    /// by CI as an artifact.
+    fn screenshot(&self, name: &str) {
+        let encoded = self.call("GET", &format!("/session/{}/screenshot", self.session), &Value::Null);
+        let bytes = base64_decode(encoded.as_str().expect("a base64 screenshot"));
+        let dir = crate::common::repo_root().join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("target/screenshots");
+        std::fs::write(dir.join(format!("{name}.png")), bytes).expect("the screenshot is written");
+    }
+
     /// Runs `script` (a function body) in the page; its return value.
     fn run(&self, script: &str) -> Value {
         self.call("POST", &format!("/session/{}/execute/sync", self.session), &json!({"script": script, "args": []}))
     }
+}
+
+/// Standard base64, as WebDriver sends screenshots.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let symbols: Vec<u8> = text.bytes().filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/').collect();
+    let mut out = Vec::with_capacity(symbols.len() * 3 / 4);
+    for chunk in symbols.chunks(4) {
+        let mut word = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            word |= u32::from(value(*c)) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&word.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }
 
 impl Drop for Browser {
@@ -124,4 +156,183 @@ fn the_api_docs_read_well_on_a_phone() {
     for operation in &expected {
         assert!(shown.contains(operation), "{operation} is missing from /docs: {shown:?}");
     }
+}
+
+/// A server with three subscriptions as customers hold them, on the
+/// simulated clock at 2026-01-10 12:00 UTC: a monthly plan whose December
+/// data carried over (`month`), a travel pass started by its first use
+/// (`pass`), and a plan with a daily cap, throttled for the rest of the day
+/// (`capped`). Their page links, by name.
+fn customers() -> (Server, Vec<(&'static str, String)>) {
+    let server = Server::start(Backend::Sqlite);
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    let subscribe = |id: &str, plan: &str, at: &str| {
+        let reply = server.post("/v1/subscriptions", &json!({"id": id, "plan": plan, "at": at}));
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    };
+    let usage = |records: Value| {
+        let reply = server.post("/v1/usage", &json!({ "records": records }));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    subscribe("month", "cn-30g", "2025-12-01T00:00:00Z");
+    server.set_clock("2025-12-20T00:00:00Z");
+    usage(json!([{"id": "m-dec", "subscription": "month", "at": "2025-12-19T10:00:00Z", "bytes": 12u64 << 30}]));
+    server.set_clock("2026-01-10T12:00:00Z");
+    let days: Vec<Value> = (4..=9).map(|day| json!({"id": format!("m-{day}"), "subscription": "month", "at": format!("2026-01-0{day}T10:00:00Z"), "bytes": (700u64 + 50 * day) << 20})).collect();
+    usage(Value::Array(days));
+    subscribe("pass", "asia-7d", "2026-01-08T00:00:00Z");
+    usage(json!([{"id": "p-1", "subscription": "pass", "at": "2026-01-09T03:00:00Z", "bytes": 300u64 << 20, "country": "JP"}]));
+    subscribe("capped", "eu-unlimited-15d", "2026-01-09T00:00:00Z");
+    assert_eq!(server.post("/v1/subscriptions/capped/events", &json!({"install": true, "at": "2026-01-09T10:00:00Z"})).status, 200);
+    usage(json!([{"id": "c-1", "subscription": "capped", "at": "2026-01-10T11:00:00Z", "bytes": 1200u64 << 20, "country": "FR"}]));
+    let links = ["month", "pass", "capped"]
+        .into_iter()
+        .map(|id| {
+            let reply = server.post(&format!("/v1/subscriptions/{id}/tokens"), &json!({}));
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            let url = reply.body["url"].as_str().unwrap().to_string();
+            assert!(url.starts_with(&server.base) && url.ends_with(reply.body["token"].as_str().unwrap()), "{url}");
+            (id, url)
+        })
+        .collect();
+    (server, links)
+}
+
+/// What a test reads off a customer page: the answer's instants and
+/// amounts, each bucket's, the notices, and the layout's width.
+const READ_PAGE: &str = "
+    const values = (root, sel, attr) => [...root.querySelectorAll(sel)].map(e => e.getAttribute(attr));
+    const answer = document.querySelector('.sentence');
+    return {
+        lang: document.documentElement.lang,
+        sentence: answer.textContent,
+        times: values(answer, 'time', 'datetime'),
+        data: values(answer, 'data', 'value').map(Number),
+        total: [...document.querySelectorAll('.total data')].map(d => Number(d.getAttribute('value'))),
+        buckets: [...document.querySelectorAll('ol.buckets > li')].map(li => ({data: values(li, 'data', 'value').map(Number), times: values(li, 'time', 'datetime')})),
+        notices: [...document.querySelectorAll('.notice')].map(n => n.textContent),
+        every_time: values(document, 'time', 'datetime'),
+        scripts: document.scripts.length,
+        scroll: document.documentElement.scrollWidth,
+    };";
+
+/// The customer page, in English and Chinese, for a monthly plan with
+/// carried data, a travel pass and a throttled daily cap: its answer and
+/// every bucket's instants and amounts are the balance API's, to the byte
+/// and the microsecond.
+#[test]
+fn the_customer_page_says_what_the_balance_api_says() {
+    let (server, links) = customers();
+    let browser = Browser::phone();
+    for (id, url) in &links {
+        let balance = server.get(&format!("/v1/subscriptions/{id}/balance")).body;
+        for lang in ["en", "zh"] {
+            browser.open(&format!("{url}?lang={lang}"));
+            browser.screenshot(&format!("customer-{id}-{lang}"));
+            let page = browser.run(READ_PAGE);
+            assert_eq!(page["lang"], if lang == "en" { "en" } else { "zh-CN" }, "{id}: {page}");
+            assert!(page["scroll"].as_u64().unwrap() <= 412, "{id} {lang}: the page scrolls sideways at 412 px");
+            assert_eq!(page["scripts"], 0, "the page needs no JavaScript");
+            for time in page["every_time"].as_array().unwrap() {
+                assert!(rollover_core::Instant::parse_rfc3339(time.as_str().unwrap()).is_ok(), "{id}: <time datetime={time}>");
+            }
+            let total = if *id == "capped" { json!([0]) } else { json!([balance["total_bytes"]]) };
+            assert_eq!(page["total"], total, "{id}: the total, and today's full-speed data on a daily cap");
+            let buckets = balance["buckets"].as_array().unwrap();
+            assert_eq!(page["buckets"].as_array().unwrap().len(), buckets.len(), "{id}: one item per bucket, {page}");
+            for (shown, bucket) in page["buckets"].as_array().unwrap().iter().zip(buckets) {
+                assert_eq!(shown["data"], json!([bucket["remaining_bytes"], bucket["granted_bytes"]]), "{id} {lang}: {bucket}");
+                let mut times = vec![bucket["expires_at"].clone()];
+                if bucket["rolls_over"] == true && !bucket["carry_expires_at"].is_null() {
+                    times.push(bucket["carry_expires_at"].clone());
+                }
+                assert_eq!(shown["times"], Value::Array(times.into_iter().filter(|t| !t.is_null()).collect()), "{id} {lang}: {bucket}");
+            }
+            let end = &balance["period_end"];
+            match *id {
+                "month" => {
+                    assert_eq!(page["times"], json!([end["at"], end["carry_expires_at"]]), "{page}");
+                    assert_eq!(page["data"], json!([end["carries_bytes"], end["forfeits_bytes"]]), "{page}");
+                    assert!(end["carries_bytes"].as_u64().unwrap() > 0 && end["forfeits_bytes"].as_u64().unwrap() > 0, "{end}");
+                    let opening = if lang == "en" { "Yes: if you use no more data before the end of January 31," } else { "可以结转：如果 1月31日 24:00 前不再使用" };
+                    assert!(page["sentence"].as_str().unwrap().starts_with(opening), "{}", page["sentence"]);
+                }
+                "pass" => {
+                    assert_eq!(page["times"], json!([balance["expires_at"]]), "{page}");
+                    assert_eq!(balance["expires_at"], "2026-01-16T12:00:00+09:00", "seven days from the first use, Tokyo time");
+                    assert!(page["sentence"].as_str().unwrap().contains(if lang == "en" { "does not carry over" } else { "不结转" }), "{}", page["sentence"]);
+                }
+                _ => {
+                    assert_eq!(page["times"], json!([balance["expires_at"]]), "{page}");
+                    assert_eq!(page["data"], json!([1u64 << 30]), "the day's full-speed data: {page}");
+                    assert_eq!(balance["status"], "throttled");
+                    let notice = page["notices"][0].as_str().unwrap_or_default();
+                    assert!(notice.contains(if lang == "en" { "128 kbps" } else { "降速至 128 kbps" }), "{page}");
+                }
+            }
+        }
+    }
+    // The language chosen sticks: the link alone now opens in Chinese.
+    browser.open(&links[0].1);
+    assert_eq!(browser.run("return document.documentElement.lang;"), "zh-CN");
+}
+
+/// The page is whole without JavaScript: the answer is in the HTML the
+/// server sends, no script is allowed to run, and the token in the link is
+/// never cached or sent on.
+#[test]
+fn the_customer_page_is_server_rendered_and_keeps_its_link_private() {
+    let (server, links) = customers();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent.get(&links[0].1).header("accept-language", "zh-CN,zh;q=0.9").call().unwrap();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("cache-control"), "private, no-store");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    let csp = header("content-security-policy");
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src") && !csp.contains("http"), "{csp}");
+    let html = response.body_mut().read_to_string().unwrap();
+    assert!(html.contains("<html lang=\"zh-CN\">"), "Accept-Language picks Chinese");
+    assert!(html.contains("可以结转：如果"), "the answer is in the server's HTML");
+    assert!(!html.contains("<script"), "no script");
+    drop(server);
+}
+
+/// A tampered, an expired or a malformed link gets a page in the visitor's
+/// language that says so, with 403, and nothing of any subscription.
+#[test]
+fn a_refused_link_shows_nothing_of_any_subscription() {
+    let (server, links) = customers();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let fetch = |url: &str, lang: &str| {
+        let mut response = agent.get(url).header("accept-language", lang).call().unwrap();
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        (status, content_type, response.body_mut().read_to_string().unwrap())
+    };
+    let url = &links[0].1;
+    let tampered = format!("{}{}", &url[..url.len() - 1], if url.ends_with('0') { '1' } else { '0' });
+    let reply = server.post("/v1/subscriptions/month/tokens", &json!({"expires_in_seconds": 60}));
+    let expiring = reply.body["url"].as_str().unwrap().to_string();
+    server.set_clock("2026-01-10T12:02:00Z");
+    let cases = [
+        (tampered.as_str(), "en", "This link does not work"),
+        (tampered.as_str(), "zh-CN", "此链接无效"),
+        (expiring.as_str(), "en", "This link has expired"),
+        (expiring.as_str(), "zh", "此链接已过期"),
+        (&format!("{}/my/nonsense", server.base), "en", "This link does not work"),
+    ];
+    for (url, lang, says) in cases {
+        let (status, content_type, html) = fetch(url, lang);
+        assert_eq!((status, content_type.as_str()), (403, "text/html; charset=utf-8"), "{url}");
+        assert!(html.contains(says), "{lang}: {html}");
+        for secret in ["month", "cn-30g", "30 GB"] {
+            assert!(!html.contains(secret), "a refused link shows {secret:?}: {html}");
+        }
+    }
+    // The link still works before it expires, and the other links do.
+    assert_eq!(fetch(&links[1].1, "en").0, 200);
 }

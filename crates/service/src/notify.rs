@@ -128,71 +128,93 @@ pub(crate) fn changes(
     ledger: &[Entry],
     notice_micros: i64,
 ) -> Vec<Found> {
-    let utc = Zone::utc();
-    let mut found = Vec::new();
-    let mut push = |kind: &'static str, discriminator: String, at: Instant, data: Value| {
-        found.push(Found { key: format!("{subscription_id}/{kind}/{discriminator}"), kind, at, data });
-    };
+    let mut found = Finds { subscription_id, found: Vec::new() };
     let status = subscription.status(catalog, now);
     let ended = matches!(status, Status::Cancelled | Status::Lapsed | Status::Expired);
+    if !ended {
+        usage_level(&mut found, &before, subscription, catalog, key_instant);
+    }
+    status_change(&mut found, before.status, status, key_instant);
+    lifecycle(&mut found, ledger, catalog);
+    if !ended {
+        notices_due(&mut found, &before, subscription, catalog, now, notice_micros);
+    }
+    found.found
+}
+
+/// What [`changes`] has found so far, keyed under one subscription.
+struct Finds<'a> {
+    subscription_id: &'a str,
+    found: Vec<Found>,
+}
+
+impl Finds<'_> {
+    fn push(&mut self, kind: &'static str, discriminator: String, at: Instant, data: Value) {
+        self.found.push(Found { key: format!("{}/{kind}/{discriminator}", self.subscription_id), kind, at, data });
+    }
+}
+
+/// `usage_50`, `usage_80`, `usage_100`: the allowance crossed a level in
+/// the same period.
+fn usage_level(found: &mut Finds, before: &Snapshot, subscription: &Subscription, catalog: &Catalog, key_instant: Instant) {
     let (level, period_start, granted, used) = allowance_level(subscription, catalog);
-    if let Some(start) = period_start
-        && !ended
-        && level >= 50
-        && level > before.level
-        && period_start == before.period_start
-    {
-        let kind = match level {
-            100 => "usage_100",
-            80 => "usage_80",
-            _ => "usage_50",
-        };
-        push(kind, start.micros().to_string(), key_instant, json!({"percent": level, "allowance_bytes": granted, "used_bytes": used, "period_start": start.to_rfc3339(&utc)}));
+    let Some(start) = period_start else { return };
+    if level < 50 || level <= before.level || period_start != before.period_start {
+        return;
     }
-    if status != before.status {
-        let kind = match (before.status, status) {
-            (_, Status::Throttled) => Some("throttled"),
-            (_, Status::Depleted) => Some("depleted"),
-            (Status::Throttled | Status::Depleted, Status::Active) => Some("restored"),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            push(kind, key_instant.micros().to_string(), key_instant, json!({"status": status.name(), "previous_status": before.status.name()}));
-        }
+    let kind = match level {
+        100 => "usage_100",
+        80 => "usage_80",
+        _ => "usage_50",
+    };
+    let data = json!({"percent": level, "allowance_bytes": granted, "used_bytes": used, "period_start": start.to_rfc3339(&Zone::utc())});
+    found.push(kind, start.micros().to_string(), key_instant, data);
+}
+
+/// `throttled`, `depleted`, `restored`.
+fn status_change(found: &mut Finds, before: Status, status: Status, key_instant: Instant) {
+    let kind = match (before, status) {
+        (before, now) if before == now => None,
+        (_, Status::Throttled) => Some("throttled"),
+        (_, Status::Depleted) => Some("depleted"),
+        (Status::Throttled | Status::Depleted, Status::Active) => Some("restored"),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        found.push(kind, key_instant.micros().to_string(), key_instant, json!({"status": status.name(), "previous_status": before.name()}));
     }
+}
+
+/// `lapsed`, `expired`, `plan_changed`, from the ledger entries of this change.
+fn lifecycle(found: &mut Finds, ledger: &[Entry], catalog: &Catalog) {
     for entry in ledger {
-        match entry.change {
-            Change::Lifecycle(Lifecycle::Lapsed) => push("lapsed", entry.at.micros().to_string(), entry.at, json!({})),
-            Change::Lifecycle(Lifecycle::Expired) => push("expired", entry.at.micros().to_string(), entry.at, json!({})),
-            Change::Lifecycle(Lifecycle::PlanChanged { from, to }) => push(
-                "plan_changed",
-                entry.at.micros().to_string(),
-                entry.at,
-                json!({"from": catalog.get(from).id, "to": catalog.get(to).id}),
-            ),
+        let (kind, data) = match entry.change {
+            Change::Lifecycle(Lifecycle::Lapsed) => ("lapsed", json!({})),
+            Change::Lifecycle(Lifecycle::Expired) => ("expired", json!({})),
+            Change::Lifecycle(Lifecycle::PlanChanged { from, to }) => ("plan_changed", json!({"from": catalog.get(from).id, "to": catalog.get(to).id})),
+            _ => continue,
+        };
+        found.push(kind, entry.at.micros().to_string(), entry.at, data);
+    }
+}
+
+/// `carry_expiring`, `plan_expiring`: notices whose instant this change
+/// passed.
+fn notices_due(found: &mut Finds, before: &Snapshot, subscription: &Subscription, catalog: &Catalog, now: Instant, notice_micros: i64) {
+    let utc = Zone::utc();
+    for (notice, what) in notices(subscription, catalog, notice_micros) {
+        if notice <= before.advanced_to || notice > now {
+            continue;
+        }
+        match what {
+            Notice::Carry { bucket, remaining, expires } if remaining > 0 && now < expires => {
+                let data = json!({"bucket": bucket, "remaining_bytes": remaining, "expires_at": expires.to_rfc3339(&utc)});
+                found.push("carry_expiring", format!("bucket-{bucket}"), notice, data);
+            }
+            Notice::Plan { expires } if now < expires => found.push("plan_expiring", expires.micros().to_string(), notice, json!({"expires_at": expires.to_rfc3339(&utc)})),
             _ => {}
         }
     }
-    if !ended {
-        for (notice, what) in notices(subscription, catalog, notice_micros) {
-            if notice <= before.advanced_to || notice > now {
-                continue;
-            }
-            match what {
-                Notice::Carry { bucket, remaining, expires } if remaining > 0 && now < expires => push(
-                    "carry_expiring",
-                    format!("bucket-{bucket}"),
-                    notice,
-                    json!({"bucket": bucket, "remaining_bytes": remaining, "expires_at": expires.to_rfc3339(&utc)}),
-                ),
-                Notice::Plan { expires } if now < expires => {
-                    push("plan_expiring", expires.micros().to_string(), notice, json!({"expires_at": expires.to_rfc3339(&utc)}))
-                }
-                _ => {}
-            }
-        }
-    }
-    found
 }
 
 /// One outbox row per endpoint for each change.

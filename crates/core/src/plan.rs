@@ -398,16 +398,13 @@ fn period_of(period_draft: &PeriodDraft) -> Result<(Period, Starts, Option<Lengt
         return Err(error("period.length", "is only for kind = \"once\""));
     }
     let period = match kind {
-        "monthly" => {
-            let anchor = match period_draft.anchor.as_deref() {
-                None => Anchor::Calendar,
-                Some(text) => match one_of(text, "period.anchor", &["calendar", "start"])? {
-                    "calendar" => Anchor::Calendar,
-                    _ => Anchor::Start,
-                },
-            };
-            Period::Monthly(anchor)
-        }
+        "monthly" => Period::Monthly(match period_draft.anchor.as_deref() {
+            None => Anchor::Calendar,
+            Some(text) => match one_of(text, "period.anchor", &["calendar", "start"])? {
+                "calendar" => Anchor::Calendar,
+                _ => Anchor::Start,
+            },
+        }),
         "days" => {
             let days = *required(&period_draft.days, "period.days")?;
             if !(1..=3660).contains(&days) {
@@ -415,19 +412,7 @@ fn period_of(period_draft: &PeriodDraft) -> Result<(Period, Starts, Option<Lengt
             }
             Period::Days(days as u32)
         }
-        _ => {
-            let text = required(&period_draft.length, "period.length")?;
-            let length = Length::parse(text).map_err(|e| error("period.length", e))?;
-            match length {
-                Length::Exact(_) | Length::CalendarDays(_) => Period::Once(length),
-                _ => {
-                    return Err(error(
-                        "period.length",
-                        format!("\"{text}\": use \"N days\", \"N hours\" or \"N calendar days\""),
-                    ));
-                }
-            }
-        }
+        _ => Period::Once(length_of(required(&period_draft.length, "period.length")?, "period.length", false)?),
     };
     let starts = match period_draft.starts.as_deref() {
         None => Starts::Purchase,
@@ -437,21 +422,7 @@ fn period_of(period_draft: &PeriodDraft) -> Result<(Period, Starts, Option<Lengt
             _ => Starts::FirstUse,
         },
     };
-    let activate_within = match period_draft.activate_within.as_deref() {
-        None => None,
-        Some(text) => {
-            let length = Length::parse(text).map_err(|e| error("period.activate_within", e))?;
-            match length {
-                Length::Exact(_) | Length::CalendarDays(_) | Length::Months(_) => Some(length),
-                _ => {
-                    return Err(error(
-                        "period.activate_within",
-                        format!("\"{text}\": use \"N days\", \"N hours\", \"N calendar days\" or \"N months\""),
-                    ));
-                }
-            }
-        }
-    };
+    let activate_within = period_draft.activate_within.as_deref().map(|text| length_of(text, "period.activate_within", true)).transpose()?;
     let prorate_daily = match period_draft.proration.as_deref() {
         None => false,
         Some(text) => one_of(text, "period.proration", &["none", "daily"])? == "daily",
@@ -460,6 +431,18 @@ fn period_of(period_draft: &PeriodDraft) -> Result<(Period, Starts, Option<Lengt
         return Err(error("period.proration", "is only for kind = \"monthly\" with anchor = \"calendar\""));
     }
     Ok((period, starts, activate_within, prorate_daily))
+}
+
+/// A pass's length (days, hours or calendar days) or, with `months`, how
+/// long a plan may wait to start (months too).
+fn length_of(text: &str, field: &str, months: bool) -> Result<Length, PlanError> {
+    let length = Length::parse(text).map_err(|e| error(field, e))?;
+    match length {
+        Length::Exact(_) | Length::CalendarDays(_) => Ok(length),
+        Length::Months(_) if months => Ok(length),
+        _ if months => Err(error(field, format!("\"{text}\": use \"N days\", \"N hours\", \"N calendar days\" or \"N months\""))),
+        _ => Err(error(field, format!("\"{text}\": use \"N days\", \"N hours\" or \"N calendar days\""))),
+    }
 }
 
 /// `[plan.rollover]`.

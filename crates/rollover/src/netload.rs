@@ -283,35 +283,20 @@ fn diameter_connection(
 ) -> ConnectionResult {
     let mut stream = TcpStream::connect(target).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let cer = Message {
-        flags: dia::FLAG_REQUEST,
-        command: command::CAPABILITIES_EXCHANGE,
-        application: 0,
-        hop_by_hop: 1,
-        end_to_end: 1,
-        avps: vec![
-            Avp::text(code::ORIGIN_HOST, &format!("pgw{number}.bench")),
-            Avp::text(code::ORIGIN_REALM, "bench"),
-            Avp::address(code::HOST_IP_ADDRESS, std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-            Avp::u32(code::VENDOR_ID, 0),
-            Avp::text(code::PRODUCT_NAME, "rollover-bench"),
-            Avp::u32(code::AUTH_APPLICATION_ID, dia::APP_CREDIT_CONTROL),
-        ],
-    };
+    let origin = format!("pgw{number}.bench");
+    let cer = base_request(command::CAPABILITIES_EXCHANGE, 1, &origin, vec![
+        Avp::address(code::HOST_IP_ADDRESS, std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        Avp::u32(code::VENDOR_ID, 0),
+        Avp::text(code::PRODUCT_NAME, "rollover-bench"),
+        Avp::u32(code::AUTH_APPLICATION_ID, dia::APP_CREDIT_CONTROL),
+    ]);
     stream.write_all(&cer.encode()).map_err(|e| e.to_string())?;
     read_message(&mut stream)?;
-    let name = |s: usize| format!("pgw{number}.bench;bench;{s}");
+    let name = |s: usize| format!("{origin};bench;{s}");
     // Open every session, many at a time.
-    for chunk in sessions.chunks(window) {
-        for (k, &s) in chunk.iter().enumerate() {
-            stream.write_all(&ccr(&name(s), 1, 0, &bench_imsi(s), 0, k as u32)).map_err(|e| e.to_string())?;
-        }
-        for _ in chunk {
-            let answer = read_message(&mut stream)?;
-            if answer.find(code::RESULT_CODE).and_then(Avp::as_u32) != Some(2001) {
-                return Err(format!("CCR-I refused: {:?}", answer.find(code::RESULT_CODE)));
-            }
-        }
+    let opened = exchange_in_windows(&mut stream, &sessions, window, |s, k| ccr(&name(s), 1, 0, &bench_imsi(s), 0, k))?;
+    if let Some(refused) = opened.iter().find(|code| **code != Some(2001)) {
+        return Err(format!("CCR-I refused: {refused:?}"));
     }
     // Every update: its session, request number and bytes, built now.
     let requests: Vec<Vec<u8>> = (0..updates)
@@ -323,12 +308,47 @@ fn diameter_connection(
         .collect();
     ready.send(()).map_err(|_| "the bench stopped")?;
     go.lock().map_err(|_| "lock")?.recv().map_err(|_| "the bench stopped")?;
+    let started = WallClock::now();
+    let (latencies, failures) = pipelined(&mut stream, requests, window)?;
+    let seconds = started.elapsed().as_secs_f64();
+    // Close the sessions and say goodbye.
+    exchange_in_windows(&mut stream, &sessions, window, |s, k| ccr(&name(s), 3, u32::MAX - 1, &bench_imsi(s), 0, k))?;
+    let dpr = base_request(command::DISCONNECT_PEER, 2, &origin, vec![Avp::u32(code::DISCONNECT_CAUSE, 0)]);
+    stream.write_all(&dpr.encode()).map_err(|e| e.to_string())?;
+    read_message(&mut stream)?;
+    Ok((latencies, seconds, failures))
+}
+
+/// A base-protocol request from the bench's peer `origin`.
+fn base_request(command: u32, hop_by_hop: u32, origin: &str, more: Vec<Avp>) -> Message {
+    let mut avps = vec![Avp::text(code::ORIGIN_HOST, origin), Avp::text(code::ORIGIN_REALM, "bench")];
+    avps.extend(more);
+    Message { flags: dia::FLAG_REQUEST, command, application: 0, hop_by_hop, end_to_end: hop_by_hop, avps }
+}
+
+/// Sends one request per session, `window` at a time, reading each
+/// window's answers before the next; the answers' Result-Codes.
+fn exchange_in_windows(stream: &mut TcpStream, sessions: &[usize], window: usize, request: impl Fn(usize, u32) -> Vec<u8>) -> Result<Vec<Option<u32>>, String> {
+    let mut codes = Vec::with_capacity(sessions.len());
+    for chunk in sessions.chunks(window) {
+        for (k, &s) in chunk.iter().enumerate() {
+            stream.write_all(&request(s, k as u32)).map_err(|e| e.to_string())?;
+        }
+        for _ in chunk {
+            codes.push(read_message(stream)?.find(code::RESULT_CODE).and_then(Avp::as_u32));
+        }
+    }
+    Ok(codes)
+}
+
+/// Sends `requests` keeping `window` in flight, a thread reading the
+/// answers; each answer's latency, and how many were not 2001.
+fn pipelined(stream: &mut TcpStream, requests: Vec<Vec<u8>>, window: usize) -> Result<(Vec<Duration>, usize), String> {
     let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
     let (token_tx, token_rx) = mpsc::sync_channel::<()>(window);
     for _ in 0..window {
         token_tx.send(()).map_err(|_| "tokens")?;
     }
-    let started = WallClock::now();
     let (sent_tx, sent_rx) = mpsc::channel::<(u32, WallClock)>();
     let total = requests.len();
     let collector = std::thread::spawn(move || -> Result<(Vec<Duration>, usize), String> {
@@ -366,26 +386,5 @@ fn diameter_connection(
         let _ = sent_tx.send((j as u32, WallClock::now()));
         stream.write_all(request).map_err(|e| e.to_string())?;
     }
-    let (latencies, failures) = collector.join().map_err(|_| "the reader panicked")??;
-    let seconds = started.elapsed().as_secs_f64();
-    // Close the sessions and say goodbye.
-    for chunk in sessions.chunks(window) {
-        for (k, &s) in chunk.iter().enumerate() {
-            stream.write_all(&ccr(&name(s), 3, u32::MAX - 1, &bench_imsi(s), 0, k as u32)).map_err(|e| e.to_string())?;
-        }
-        for _ in chunk {
-            read_message(&mut stream)?;
-        }
-    }
-    let dpr = Message {
-        flags: dia::FLAG_REQUEST,
-        command: command::DISCONNECT_PEER,
-        application: 0,
-        hop_by_hop: 2,
-        end_to_end: 2,
-        avps: vec![Avp::text(code::ORIGIN_HOST, &format!("pgw{number}.bench")), Avp::text(code::ORIGIN_REALM, "bench"), Avp::u32(code::DISCONNECT_CAUSE, 0)],
-    };
-    stream.write_all(&dpr.encode()).map_err(|e| e.to_string())?;
-    read_message(&mut stream)?;
-    Ok((latencies, seconds, failures))
+    collector.join().map_err(|_| "the reader panicked")?
 }

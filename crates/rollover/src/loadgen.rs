@@ -398,55 +398,39 @@ pub fn scale(options: ScaleBench) -> ExitCode {
     }
 }
 
-/// Seeds the store directly (a purchase event per subscription, committed in
-/// large batches, as a migration would), then starts the server on it.
-fn run_scale(o: ScaleBench) -> Result<(), String> {
+/// Seeds the store directly: a purchase event per subscription on the
+/// daily-cap plan, committed in large batches, as a migration would.
+fn seed_daily_subscriptions(url: &str, subscriptions: usize) -> Result<(), String> {
     use rollover_store::{Batch, EventBody, EventRow, PlanRow, SubscriptionRow};
-    let (url, cleanup) = store_url(&o.store, "scale")?;
-    let started = WallClock::now();
-    {
-        let (mut store, _) = rollover_store::open(&url).map_err(|e| e.to_string())?;
-        let rows = [("bench", 0u32), ("daily", 1u32)]
-            .iter()
-            .map(|(id, position)| PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
-            .collect::<Vec<_>>();
-        store.insert_plans(&rows).map_err(|e| e.to_string())?;
-        // 2026-06-01T00:00:00Z; Shanghai midnight is 16:00 UTC.
-        let purchase = 1_780_272_000_000_000i64;
-        for chunk in (0..o.subscriptions).collect::<Vec<_>>().chunks(50_000) {
-            let mut batch = Batch::default();
-            for &i in chunk {
-                let id = format!("m{i}");
-                batch.subscriptions.push(SubscriptionRow { id: id.clone(), identifiers: Default::default(), created_at_micros: purchase });
-                batch.events.push(EventRow {
-                    seq: 0,
-                    subscription: id,
-                    applied_at_micros: purchase,
-                    at_micros: purchase,
-                    key: None,
-                    body: EventBody::Purchase { plan_id: "daily".into(), plan_version: 1 },
-                });
-            }
-            store.commit(&batch).map_err(|e| e.to_string())?;
+    let (mut store, _) = rollover_store::open(url).map_err(|e| e.to_string())?;
+    let rows = [("bench", 0u32), ("daily", 1u32)]
+        .iter()
+        .map(|(id, position)| PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
+        .collect::<Vec<_>>();
+    store.insert_plans(&rows).map_err(|e| e.to_string())?;
+    // 2026-06-01T00:00:00Z; Shanghai midnight is 16:00 UTC.
+    let purchase = 1_780_272_000_000_000i64;
+    for chunk in (0..subscriptions).collect::<Vec<_>>().chunks(50_000) {
+        let mut batch = Batch::default();
+        for &i in chunk {
+            let id = format!("m{i}");
+            batch.subscriptions.push(SubscriptionRow { id: id.clone(), identifiers: Default::default(), created_at_micros: purchase });
+            let body = EventBody::Purchase { plan_id: "daily".into(), plan_version: 1 };
+            batch.events.push(EventRow { seq: 0, subscription: id, applied_at_micros: purchase, at_micros: purchase, key: None, body });
         }
+        store.commit(&batch).map_err(|e| e.to_string())?;
     }
-    println!("rollover bench scale: store {}, {} subscriptions on a daily-cap plan (Asia/Shanghai) seeded in {:.1} s", o.store, o.subscriptions, started.elapsed().as_secs_f64());
-    let t = WallClock::now();
-    let server = start_server(&url, "simulated", cleanup)?;
-    println!("  start-up (rebuild from the store, listening): {:.2} s; resident memory {:.0} MiB", t.elapsed().as_secs_f64(), resident_mib(server.child.id()));
-    let client = agent();
-    post(&client, &format!("{}/v1/clock", server.base), "application/json", r#"{"now":"2026-06-01T15:59:00Z"}"#.into())?;
-    // Usage for a few subscriptions, then every subscription crosses 00:00
-    // Beijing time while a client keeps posting usage.
-    let base = server.base.clone();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_loader = stop.clone();
-    let subscriptions = o.subscriptions;
-    let loader = std::thread::spawn(move || {
+    Ok(())
+}
+
+/// A client posting one usage record every 5 ms until `stop`; the latency
+/// of each answered post.
+fn spawn_trickle(base: String, subscriptions: usize, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
         let agent = agent();
         let mut latencies = Vec::new();
         let mut n = 0u64;
-        while !stop_loader.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
             let body = format!(r#"{{"records":[{{"id":"x{n}","subscription":"m{}","at":"2026-06-01T15:59:00Z","bytes":1000}}]}}"#, (n as usize * 7919) % subscriptions);
             let t = WallClock::now();
             if post(&agent, &format!("{base}/v1/usage"), "application/json", body).is_ok() {
@@ -456,7 +440,25 @@ fn run_scale(o: ScaleBench) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(5));
         }
         latencies
-    });
+    })
+}
+
+/// Seeds the store, starts the server on it, and moves every subscription
+/// across one local midnight while a client keeps posting usage.
+fn run_scale(o: ScaleBench) -> Result<(), String> {
+    let (url, cleanup) = store_url(&o.store, "scale")?;
+    let started = WallClock::now();
+    seed_daily_subscriptions(&url, o.subscriptions)?;
+    println!("rollover bench scale: store {}, {} subscriptions on a daily-cap plan (Asia/Shanghai) seeded in {:.1} s", o.store, o.subscriptions, started.elapsed().as_secs_f64());
+    let t = WallClock::now();
+    let server = start_server(&url, "simulated", cleanup)?;
+    println!("  start-up (rebuild from the store, listening): {:.2} s; resident memory {:.0} MiB", t.elapsed().as_secs_f64(), resident_mib(server.child.id()));
+    let client = agent();
+    post(&client, &format!("{}/v1/clock", server.base), "application/json", r#"{"now":"2026-06-01T15:59:00Z"}"#.into())?;
+    // Usage for a few subscriptions, then every subscription crosses 00:00
+    // Beijing time while a client keeps posting usage.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = spawn_trickle(server.base.clone(), o.subscriptions, stop.clone());
     std::thread::sleep(Duration::from_millis(500));
     let daily = |client: &ureq::Agent| -> Result<u64, String> {
         let mut r = client.get(format!("{}/v1/subscriptions/m0/balance", server.base)).call().map_err(|e| e.to_string())?;

@@ -102,6 +102,46 @@ pub fn parse_usage(file: &str, text: &str) -> Result<Vec<Day>, UsageError> {
     Ok(days)
 }
 
+/// A subscription's own history as days: what it used on each local date
+/// (in `zone`) from `first` to `last`, days without use included. The
+/// ledger does not keep countries, so these days have none.
+pub fn days_of(ledger: &[Entry], zone: &rollover_core::Zone, first: Date, last: Date) -> Vec<Day> {
+    let mut by_day: std::collections::BTreeMap<Date, u64> = std::collections::BTreeMap::new();
+    for entry in ledger {
+        let bytes = match entry.change {
+            Change::Drawn { bytes } | Change::Unmetered { bytes } | Change::Throttled { bytes, .. } | Change::Rejected { bytes, .. } => bytes,
+            _ => continue,
+        };
+        let date = zone.date_of(entry.at);
+        if date >= first && date <= last {
+            *by_day.entry(date).or_default() += bytes;
+        }
+    }
+    let mut days = Vec::new();
+    let mut date = first;
+    while date <= last && days.len() < MAX_DAYS {
+        days.push(Day { date, bytes: by_day.get(&date).copied().unwrap_or(0), country: None });
+        let Ok(next) = date.tomorrow() else { break };
+        date = next;
+    }
+    days
+}
+
+/// Days of a subscription's own history the advice looks at, at most.
+pub const HISTORY_DAYS: i64 = 90;
+
+/// A subscription's history for advice: its last whole days (at most
+/// [`HISTORY_DAYS`]) up to yesterday, or today alone on its first day, in
+/// `zone`; `entries` is its ledger, from its purchase on.
+pub fn history_days(entries: &[Entry], zone: &rollover_core::Zone, now: Instant) -> Vec<Day> {
+    let today = zone.date_of(now);
+    let bought = entries.first().map_or(today, |e| zone.date_of(e.at));
+    let yesterday = today.yesterday().unwrap_or(today);
+    let earliest = today.checked_sub(jiff::Span::new().days(HISTORY_DAYS)).unwrap_or(today);
+    let (first, last) = if bought >= today { (today, today) } else { (bought.max(earliest), yesterday) };
+    days_of(entries, zone, first, last)
+}
+
 /// What one plan would have done with the usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {

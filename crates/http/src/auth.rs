@@ -296,7 +296,8 @@ fn decide(security: &Security, service: &Service, method: &Method, request: &Req
         if !key.limiter.lock().expect("limiter lock").allow() {
             return Some(too_many(format!("API key \"{}\" is over its rate limit; retry", key.id)));
         }
-        let needed = if matches!(*method, Method::GET | Method::HEAD) { Scope::Read } else { Scope::ReadWrite };
+        // Advice computes and changes nothing: a read key may ask for it.
+        let needed = if matches!(*method, Method::GET | Method::HEAD) || path == "/v1/advice" { Scope::Read } else { Scope::ReadWrite };
         if key.scope < needed {
             return Some(forbidden(Code::ReadOnlyKey, &format!("API key \"{}\" may only read", key.id), "Authorization"));
         }

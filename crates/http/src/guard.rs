@@ -22,7 +22,11 @@ pub const MAX_URI_BYTES: usize = 8192;
 /// first, so refusing them makes a cross-site write impossible even where no
 /// API key is required.
 fn accepted_types(path: &str) -> &'static [&'static str] {
-    if path == "/v1/plans" { &["application/toml", "application/json"] } else { &["application/json"] }
+    match path {
+        "/v1/plans" => &["application/toml", "application/json"],
+        "/v1/advice" => &["text/csv", "application/json"],
+        _ => &["application/json"],
+    }
 }
 
 /// The media type of a `Content-Type` value, parameters dropped, lower case.

@@ -9,7 +9,7 @@ mod json;
 mod problem;
 mod routes;
 pub mod server;
-mod wire;
+pub mod wire;
 
 pub use docs::OPENAPI;
 pub use problem::Problem;

@@ -75,6 +75,7 @@ codes! {
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body's `Content-Type` is not one the endpoint reads (`application/json`; plans also `application/toml`).";
     UnknownReference = "unknown_reference", UNPROCESSABLE_ENTITY, "The body names a plan or subscription that does not exist; `field` says where (`plan`, `change_plan`, `subscription`).";
     InvalidPlan = "invalid_plan", UNPROCESSABLE_ENTITY, "A plan document does not read (TOML syntax) or breaks a rule of the plan terms; `field` names the plan and its field, `detail` the line.";
+    InvalidUsageFile = "invalid_usage_file", UNPROCESSABLE_ENTITY, "A usage file (`date,bytes[,country]`) does not read, as a plan document that does not read is `invalid_plan`; `field` names the line and `detail` what is wrong there.";
     InstantOutOfRange = "instant_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed instant lies further back or ahead than the service takes now (`service.max_backdate_seconds`, `service.max_age_seconds`, `service.future_skew_seconds`), before the subscription's purchase, or (moving the simulated clock) more than `service.max_backdate_seconds` ahead.";
     ValueOutOfRange = "value_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed amount beyond a limit (more than 1 TiB in one record, a grant of zero bytes).";
     ClockBackwards = "clock_backwards", UNPROCESSABLE_ENTITY, "The simulated clock cannot move backwards.";

@@ -347,3 +347,55 @@ pub struct LedgerOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<usize>,
 }
+
+/// `POST /v1/advice` and `rollover advise --json`.
+#[derive(Serialize)]
+pub struct AdviceOut {
+    pub best: Option<String>,
+    pub reason: String,
+    pub days: usize,
+    pub used_bytes: u64,
+    pub plans: Vec<AdvicePlanOut>,
+}
+
+#[derive(Serialize)]
+pub struct AdvicePlanOut {
+    pub plan: String,
+    pub currency: String,
+    /// Fees and charges over the days, a decimal string.
+    pub cost: String,
+    pub expired_bytes: u64,
+    pub throttled_bytes: u64,
+    pub throttled_days: u32,
+    pub rejected_bytes: u64,
+    pub rejected_days: u32,
+}
+
+impl AdviceOut {
+    pub fn of(catalog: &rollover_core::Catalog, advice: &rollover_advise::Advice, lang: rollover_explain::Lang) -> AdviceOut {
+        let plans = advice
+            .outcomes
+            .iter()
+            .map(|o| {
+                let plan = catalog.get(o.plan);
+                AdvicePlanOut {
+                    plan: plan.id.clone(),
+                    currency: plan.currency.code().to_string(),
+                    cost: plan.currency.format(o.cost_minor),
+                    expired_bytes: o.expired_bytes,
+                    throttled_bytes: o.throttled_bytes,
+                    throttled_days: o.throttled_days,
+                    rejected_bytes: o.rejected_bytes,
+                    rejected_days: o.rejected_days,
+                }
+            })
+            .collect();
+        AdviceOut {
+            best: advice.best.map(|ix| catalog.get(ix).id.clone()),
+            reason: rollover_advise::reason(catalog, advice, lang),
+            days: advice.days,
+            used_bytes: advice.used_bytes,
+            plans,
+        }
+    }
+}

@@ -40,6 +40,9 @@ pub struct CustomerPage<'a> {
     pub projection: Option<&'a Projection>,
     /// The page's own path, token included, for the language links.
     pub path: &'a str,
+    /// The advisor on this subscription's own history, against the plans
+    /// on sale (and that catalog).
+    pub advice: Option<(&'a rollover_core::Catalog, &'a rollover_advise::Advice)>,
 }
 
 /// Bytes used on each of the last `days` local days (oldest first), today
@@ -83,6 +86,7 @@ pub fn customer_page(page: &CustomerPage) -> String {
     projection(&mut h, &w, page);
     usage_chart(&mut h, &w, page);
     history(&mut h, &w, page);
+    advice(&mut h, page);
     terms(&mut h, &w);
     h.close("main");
     footer(&mut h, &w, page);
@@ -539,4 +543,44 @@ fn footer(h: &mut Html, w: &Words, page: &CustomerPage) {
     };
     h.element("p", &[], units);
     h.close("footer");
+}
+
+/// Which plan on sale would have suited the days this subscription has
+/// had: the advisor's answer, and each plan's cost over those days.
+fn advice(h: &mut Html, page: &CustomerPage) {
+    let lang = page.lang;
+    let Some((catalog, advice)) = page.advice else { return };
+    if advice.days == 0 || advice.outcomes.is_empty() {
+        return;
+    }
+    h.open("section", &[("aria-labelledby", "advice")]);
+    h.element("h2", &[("id", "advice")], pick(lang, "Which plan fits how you use data?", "哪个套餐最适合您的用量？"));
+    h.element("p", &[], &rollover_advise::reason(catalog, advice, lang));
+    let days = advice.days.to_string();
+    let intro = match lang {
+        Lang::En => format!("What each plan on sale would have cost for your last {days} days:"),
+        Lang::Zh => format!("按您最近 {days} 天的用量，各在售套餐的费用："),
+    };
+    h.element("p", &[], &intro);
+    h.open("ul", &[("class", "advice")]);
+    for outcome in &advice.outcomes {
+        let plan = catalog.get(outcome.plan);
+        let w = Words::new(plan, lang);
+        let best = advice.best == Some(outcome.plan);
+        h.open("li", &[]);
+        if best {
+            h.element("strong", &[], &plan.name);
+        } else {
+            h.text(&plan.name);
+        }
+        h.text(pick(lang, ": ", "："));
+        h.text(&w.money(outcome.cost_minor));
+        if outcome.unserved_bytes() > 0 {
+            h.text(pick(lang, "; not at full speed: ", "；未能全速使用："));
+            data(h, outcome.unserved_bytes(), &w.data(outcome.unserved_bytes()));
+        }
+        h.close("li");
+    }
+    h.close("ul");
+    h.close("section");
 }

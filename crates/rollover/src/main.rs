@@ -59,6 +59,25 @@ enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
+    /// Which plan of a catalog fits a history of daily usage best: the usage
+    /// replayed through the engine on every plan. Exit 0; 2: a file is invalid.
+    Advise {
+        /// CSV with a header `date,bytes[,country]`, one row per day in date order.
+        #[arg(long)]
+        usage: PathBuf,
+        /// A file of `[[plan]]` tables.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// When each plan is bought (RFC 3339); by default the first date's
+        /// local midnight in each plan's zone.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long, value_enum, default_value_t = LangArg::En)]
+        lang: LangArg,
+        /// Print {"best", "reason", "plans": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the engine: rating and boundary speed, memory per subscription.
     Bench {
         #[command(subcommand)]
@@ -106,6 +125,15 @@ enum LangArg {
     Zh,
 }
 
+impl From<LangArg> for Lang {
+    fn from(lang: LangArg) -> Lang {
+        match lang {
+            LangArg::En => Lang::En,
+            LangArg::Zh => Lang::Zh,
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, ExitCode> {
     std::fs::read_to_string(path).map_err(|e| {
         eprintln!("{}: cannot read: {e}", path.display());
@@ -120,6 +148,7 @@ fn main() -> ExitCode {
         Command::Simulate { file, json, ledger } => simulate(&file, json, ledger),
         Command::Plan { command: PlanCommand::Check { file } } => plan_check(&file),
         Command::Plan { command: PlanCommand::Explain { file, lang, plan } } => plan_explain(&file, lang, plan.as_deref()),
+        Command::Advise { usage, catalog, start, lang, json } => advise(&usage, &catalog, start.as_deref(), lang.into(), json),
         Command::Bench { command } => bench::run(command),
         Command::Key { command: KeyCommand::New { id, scope } } => keys::new_key(&id, &scope),
     }
@@ -209,5 +238,65 @@ fn plan_explain(path: &Path, lang: LangArg, only: Option<&str>) -> ExitCode {
     }
     let texts: Vec<String> = chosen.iter().map(|plan| explain_plan(plan, lang)).collect();
     print!("{}", texts.join("\n"));
+    ExitCode::SUCCESS
+}
+
+fn advise(usage_path: &Path, catalog_path: &Path, start: Option<&str>, lang: Lang, json: bool) -> ExitCode {
+    let (usage_text, catalog_text) = match (read(usage_path), read(catalog_path)) {
+        (Ok(usage), Ok(catalog)) => (usage, catalog),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let start = match start.map(rollover_core::Instant::parse_rfc3339).transpose() {
+        Ok(start) => start,
+        Err(error) => {
+            eprintln!("--start: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let days = match rollover_advise::parse_usage(&usage_path.display().to_string(), &usage_text) {
+        Ok(days) => days,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let plans = match parse_plans(&catalog_path.display().to_string(), &catalog_text) {
+        Ok(plans) => plans,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut catalog = rollover_core::Catalog::new();
+    for plan in plans {
+        catalog.add(plan);
+    }
+    let advice = rollover_advise::advise(&catalog, &days, start);
+    let out = rollover_http::wire::AdviceOut::of(&catalog, &advice, lang);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("the advice serializes"));
+        return ExitCode::SUCCESS;
+    }
+    println!("{}", out.reason);
+    let header = match lang {
+        Lang::En => ["plan", "cost", "expired", "throttled", "days", "rejected", "days"],
+        Lang::Zh => ["套餐", "费用", "到期清零", "降速", "天数", "拒绝", "天数"],
+    };
+    println!("\n{:<20} {:>14} {:>14} {:>14} {:>5} {:>14} {:>5}", header[0], header[1], header[2], header[3], header[4], header[5], header[6]);
+    for (plan, outcome) in out.plans.iter().zip(&advice.outcomes) {
+        let base = catalog.get(outcome.plan).unit_base;
+        let data = |bytes: u64| rollover_core::amount::format_human(bytes, base);
+        let marker = if out.best.as_deref() == Some(plan.plan.as_str()) { "*" } else { " " };
+        println!(
+            "{marker}{:<19} {:>14} {:>14} {:>14} {:>5} {:>14} {:>5}",
+            plan.plan,
+            format!("{} {}", plan.cost, plan.currency),
+            data(plan.expired_bytes),
+            data(plan.throttled_bytes),
+            plan.throttled_days,
+            data(plan.rejected_bytes),
+            plan.rejected_days
+        );
+    }
     ExitCode::SUCCESS
 }

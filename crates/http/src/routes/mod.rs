@@ -6,6 +6,7 @@
 //! ([`crate::problem`]).
 
 mod admin;
+pub(crate) mod advice;
 mod ledger;
 mod pages;
 mod plans;
@@ -64,6 +65,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/v1/subscriptions/{id}/ledger", get(ledger::get_ledger))
         .route("/v1/subscriptions/{id}/tokens", post(subscriptions::post_token))
         .route("/v1/usage", post(usage::post_usage))
+        .route("/v1/advice", post(advice::post_advice))
         .route("/v1/sessions", post(sessions::post_session))
         .route("/v1/sessions/{id}/update", post(sessions::update_session))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::end_session))

@@ -100,7 +100,11 @@ async fn render(service: &Service, subscription: &str, token: &str, lang: Lang) 
     let pace = rollover_pages::customer::daily_pace(&ledger.entries, plan, balance.at, started);
     let projection = service.projection(subscription, pace).await?;
     let path = format!("/my/{token}");
-    Ok(rollover_pages::customer_page(&CustomerPage { lang, plan, balance: &balance, ledger: &ledger.entries, projection: projection.as_ref(), path: &path }))
+    let days = rollover_advise::history_days(&ledger.entries, &plan.zone, balance.at);
+    let catalog = super::advice::latest_catalog(service);
+    let advice = rollover_advise::advise(&catalog, &days, None);
+    let page = CustomerPage { lang, plan, balance: &balance, ledger: &ledger.entries, projection: projection.as_ref(), path: &path, advice: Some((&catalog, &advice)) };
+    Ok(rollover_pages::customer_page(&page))
 }
 
 /// `GET /assets/site.css`.

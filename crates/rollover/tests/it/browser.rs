@@ -214,6 +214,7 @@ const READ_PAGE: &str = "
         notices: [...document.querySelectorAll('.notice')].map(n => n.textContent),
         every_time: values(document, 'time', 'datetime'),
         scripts: document.scripts.length,
+        advice: document.querySelector('#advice + p')?.textContent ?? null,
         scroll: document.documentElement.scrollWidth,
     };";
 
@@ -257,6 +258,9 @@ fn the_customer_page_says_what_the_balance_api_says() {
                     assert!(end["carries_bytes"].as_u64().unwrap() > 0 && end["forfeits_bytes"].as_u64().unwrap() > 0, "{end}");
                     let opening = if lang == "en" { "Yes: if you use no more data before the end of January 31," } else { "可以结转：如果 1月31日 24:00 前不再使用" };
                     assert!(page["sentence"].as_str().unwrap().starts_with(opening), "{}", page["sentence"]);
+                    // The advisor on its own history, against the demo catalog.
+                    let advice = server.post(&format!("/v1/advice?lang={lang}"), &json!({"subscription": id})).body;
+                    assert_eq!(page["advice"], advice["reason"], "the page gives the API's advice");
                 }
                 "pass" => {
                     assert_eq!(page["times"], json!([balance["expires_at"]]), "{page}");

@@ -7,6 +7,7 @@ mod network;
 #[macro_use]
 mod server;
 
+mod advise;
 mod api;
 mod bad_input;
 mod browser;

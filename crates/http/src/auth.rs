@@ -213,7 +213,7 @@ fn forbidden(code: Code, detail: &str, field: &str) -> Response {
 /// and customer pages (whose link carries its own token, checked by the
 /// page).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/" | "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/assets/site.css") || path.starts_with("/my/")
+    matches!(path, "/" | "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/assets/site.css" | "/assets/icon.svg" | "/favicon.ico") || path.starts_with("/my/")
 }
 
 /// What a customer token may read: its own subscription's balance and ledger.

@@ -103,7 +103,7 @@ fn head(h: &mut Html, w: &Words, page: &CustomerPage) {
     h.markup("<meta name=\"referrer\" content=\"no-referrer\"><meta name=\"robots\" content=\"noindex\">");
     h.element("title", &[], &title);
     h.markup("<meta name=\"description\" content=\"").text(pick(lang, "Your data balance and plan rules", "流量余额与套餐规则")).markup("\">");
-    h.markup("<link rel=\"stylesheet\" href=\"/assets/site.css\"></head><body>");
+    h.markup(crate::HEAD_LINKS).markup("</head><body>");
     h.open("header", &[]);
     h.element("p", &[("class", "plan")], &page.plan.name);
     h.open("p", &[("class", "who")]);

@@ -21,6 +21,13 @@ pub use rollover_explain::Lang;
 /// The style sheet every page links to (`/assets/site.css`).
 pub const STYLE: &str = include_str!("../assets/site.css");
 
+/// The pages' icon (`/assets/icon.svg`, and `/favicon.ico` for browsers
+/// that ask there).
+pub const ICON: &str = include_str!("../assets/icon.svg");
+
+/// The `<head>` lines every page shares: the style sheet and the icon.
+pub(crate) const HEAD_LINKS: &str = "<link rel=\"stylesheet\" href=\"/assets/site.css\"><link rel=\"icon\" href=\"/assets/icon.svg\" type=\"image/svg+xml\">";
+
 /// The language a visitor asked for: `zh` for any `zh*` in
 /// `Accept-Language` before an English tag, else English.
 pub fn lang_of_accept(accept_language: &str) -> Lang {

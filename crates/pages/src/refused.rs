@@ -36,7 +36,7 @@ pub fn refused_page(lang: Lang, why: Refusal) -> String {
     h.open("html", &[("lang", crate::lang_code(lang))]);
     h.markup("<head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"referrer\" content=\"no-referrer\"><meta name=\"robots\" content=\"noindex\">");
     h.element("title", &[], title);
-    h.markup("<link rel=\"stylesheet\" href=\"/assets/site.css\"></head><body><main>");
+    h.markup(crate::HEAD_LINKS).markup("</head><body><main>");
     h.element("h1", &[], title);
     h.element("p", &[], text);
     h.markup("</main></body></html>\n");

@@ -57,6 +57,8 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/", get(pages::root))
         .route("/my/{token}", get(pages::customer))
         .route("/assets/site.css", get(pages::style))
+        .route("/assets/icon.svg", get(pages::icon))
+        .route("/favicon.ico", get(pages::icon))
         .route("/v1/plans", post(plans::post_plans).get(plans::get_plans))
         .route("/v1/plans/{id}", get(plans::get_plan))
         .route("/v1/subscriptions", post(subscriptions::post_subscription))

@@ -117,6 +117,16 @@ pub(super) async fn style() -> Response {
     response
 }
 
+/// `GET /assets/icon.svg` and `/favicon.ico`.
+pub(super) async fn icon() -> Response {
+    let mut response = rollover_pages::ICON.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
 /// `GET /`: to the API's description, the one page every visitor may read.
 pub(super) async fn root() -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/docs")]).into_response()

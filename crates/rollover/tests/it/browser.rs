@@ -90,10 +90,61 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), bytes).expect("the screenshot is written");
     }
 
+    /// Runs axe-core (installed by `.ci/run` under `target/npm-tools`) on
+    /// the page: its violations, each with its rule, help and node count.
+    fn axe(&self) -> Value {
+        let source = std::fs::read_to_string(npm_tool("node_modules/axe-core/axe.min.js")).expect("axe-core is installed (.ci/run puts it in target/npm-tools)");
+        self.run(&format!("{source}\n;return typeof axe;"));
+        self.call(
+            "POST",
+            &format!("/session/{}/execute/async", self.session),
+            &json!({"script": "const done = arguments[arguments.length - 1]; axe.run(document).then(r => done(r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.html)}))));", "args": []}),
+        )
+    }
+
     /// Runs `script` (a function body) in the page; its return value.
     fn run(&self, script: &str) -> Value {
         self.call("POST", &format!("/session/{}/execute/sync", self.session), &json!({"script": script, "args": []}))
     }
+}
+
+/// A file of the npm tools `.ci/run` installs under `target/npm-tools`.
+fn npm_tool(path: &str) -> std::path::PathBuf {
+    crate::common::repo_root().join("target/npm-tools").join(path)
+}
+
+/// Lighthouse 12 (mobile settings, the same Chromium) on `url`: its report
+/// goes to `target/lighthouse/NAME.json`, kept by CI; the scores of
+/// accessibility, best practices and performance.
+fn lighthouse(url: &str, name: &str) -> (f64, f64, f64) {
+    let dir = crate::common::repo_root().join("target/lighthouse");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join(format!("{name}.json"));
+    let output = Command::new(npm_tool("node_modules/.bin/lighthouse"))
+        .arg(url)
+        .args(["--quiet", "--only-categories=accessibility,best-practices,performance", "--output=json"])
+        .arg(format!("--output-path={}", report.display()))
+        .arg("--chrome-flags=--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage")
+        .env("CHROME_PATH", "/usr/bin/chromium")
+        .output()
+        .expect("lighthouse runs (.ci/run installs it in target/npm-tools)");
+    assert!(output.status.success(), "lighthouse failed: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let score = |category: &str| report["categories"][category]["score"].as_f64().unwrap_or(0.0);
+    let failing: Vec<String> = report["audits"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, audit)| audit["score"].as_f64().is_some_and(|s| s < 1.0) && matches!(audit["scoreDisplayMode"].as_str(), Some("binary" | "numeric")))
+        .map(|(id, audit)| format!("{id} ({})", audit["score"]))
+        .collect();
+    let scores = (score("accessibility"), score("best-practices"), score("performance"));
+    let line = format!("{name}: accessibility {}, best practices {}, performance {}; below 1: {failing:?}\n", scores.0, scores.1, scores.2);
+    use std::io::Write as _;
+    let mut summary = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("scores.txt")).unwrap();
+    summary.write_all(line.as_bytes()).unwrap();
+    eprint!("{line}");
+    scores
 }
 
 /// Standard base64, as WebDriver sends screenshots.
@@ -339,4 +390,30 @@ fn a_refused_link_shows_nothing_of_any_subscription() {
     }
     // The link still works before it expires, and the other links do.
     assert_eq!(fetch(&links[1].1, "en").0, 200);
+}
+
+/// The customer page in both languages, judged by Lighthouse
+/// (accessibility 100, best practices at least 95) and axe-core (no
+/// violation); a refused link's page (403, which Lighthouse will not load)
+/// by axe-core. The performance score is written to
+/// `target/lighthouse/scores.txt`, not asserted.
+#[test]
+fn pages_pass_lighthouse_and_axe() {
+    let (server, links) = customers();
+    let browser = Browser::phone();
+    let refused = format!("{}/my/rt1.00.0.00", server.base);
+    for (name, url) in [("customer-month-en", format!("{}?lang=en", links[0].1)), ("customer-capped-zh", format!("{}?lang=zh", links[2].1)), ("refused-en", refused)] {
+        // Lighthouse judges only pages that load with 2xx.
+        if !name.starts_with("refused") {
+            let (accessibility, best_practices, _performance) = lighthouse(&url, name);
+            assert_eq!(accessibility, 1.0, "{name}: Lighthouse accessibility");
+            assert!(best_practices >= 0.95, "{name}: Lighthouse best practices {best_practices}");
+        }
+        browser.open(&url);
+        assert_eq!(browser.axe(), json!([]), "{name}: axe-core violations");
+    }
+    // The check itself works: a page made to break two rules breaks them.
+    browser.open("data:text/html,<html><body><img src='x.png'></body></html>");
+    let found: Vec<String> = browser.axe().as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
+    assert!(found.contains(&"image-alt".to_string()) && found.contains(&"html-has-lang".to_string()), "{found:?}");
 }

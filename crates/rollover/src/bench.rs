@@ -33,6 +33,9 @@ pub enum BenchCommand {
     /// Starts `rollover serve` with its Diameter listener and drives it with
     /// CCR-Updates over a few connections, every answer waited for.
     Diameter(crate::netload::DiameterBench),
+    /// Starts `rollover serve` and loads customer pages at a steady rate
+    /// while usage flows: render time, latency and page weight.
+    Pages(crate::pageload::PagesBench),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -43,6 +46,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Scale(options) => crate::loadgen::scale(options),
         BenchCommand::Radius(options) => crate::netload::radius(options),
         BenchCommand::Diameter(options) => crate::netload::diameter(options),
+        BenchCommand::Pages(options) => crate::pageload::pages(options),
     }
 }
 

@@ -77,6 +77,7 @@ pub(super) async fn customer(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (lang, keep) = language(query.as_deref(), &headers);
     let subscription = match security.customer_page_allowed(&token, service.now()) {
         Ok(subscription) => subscription,
@@ -85,7 +86,14 @@ pub(super) async fn customer(
         Err(TokenRefusal::TooMany) => return refused(lang, keep, Refusal::TooMany),
     };
     match render(&service, &subscription, &token, lang).await {
-        Ok(body) => page(StatusCode::OK, lang, keep, body),
+        Ok(body) => {
+            let mut response = page(StatusCode::OK, lang, keep, body);
+            // How long the page took to make, for `rollover bench pages` and
+            // a browser's developer tools.
+            let timing = format!("render;dur={:.3}", started.elapsed().as_secs_f64() * 1000.0);
+            response.headers_mut().insert("server-timing", HeaderValue::from_str(&timing).expect("ASCII"));
+            response
+        }
         Err(ServiceError::UnknownSubscription { .. }) => refused(lang, keep, Refusal::Gone),
         Err(error) => crate::problem::Problem::from(error).into_response(),
     }

@@ -399,3 +399,20 @@ impl AdviceOut {
         }
     }
 }
+
+/// `GET /v1/subscriptions`.
+#[derive(Serialize)]
+pub struct SubscriptionListOut {
+    pub subscriptions: Vec<SubscriptionSummaryOut>,
+    /// How many pass the filter in all.
+    pub total: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct SubscriptionSummaryOut {
+    pub id: String,
+    pub plan: PlanVersion,
+    pub status: &'static str,
+}

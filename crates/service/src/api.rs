@@ -237,6 +237,8 @@ pub struct Ledger {
     /// Network notes (CoA, Disconnect, sessions closed) with their instants,
     /// in log order.
     pub notes: Vec<(Instant, String)>,
+    /// Per entry: the stored event that caused it, if one did.
+    pub origins: Vec<Option<Origin>>,
 }
 
 pub struct NewSubscription {
@@ -244,4 +246,33 @@ pub struct NewSubscription {
     pub plan: String,
     pub at: Option<Instant>,
     pub identifiers: Identifiers,
+}
+
+/// Which subscriptions a list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionFilter {
+    pub status: Option<Status>,
+    /// A plan id: its subscribers on any version.
+    pub plan: Option<String>,
+}
+
+/// One subscription in a list.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSummary {
+    pub id: String,
+    pub plan: PlanVersion,
+    pub status: Status,
+}
+
+/// Where a ledger entry came from: the stored event that caused it (a
+/// boundary the engine ran on its own has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// When the service applied the event (rated it, for usage).
+    pub applied_at: Instant,
+    /// The event's idempotency key: a usage record's id, a RADIUS counter
+    /// (`#acct:...`) or a Gy report (`#session:...`).
+    pub key: Option<String>,
+    /// The country usage was reported from, if the network said.
+    pub country: Option<String>,
 }

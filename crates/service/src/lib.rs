@@ -336,9 +336,10 @@ impl Service {
             }
             // A snapshot: a long replay holds no lock that others wait for.
             let plans = service.plans();
-            let (mut subscription, mut entries, mut late) = replay_subscription(&plans, &events)?;
+            let (mut subscription, mut entries, mut late, mut origins) = replay::replay_with_origins(&plans, &events)?;
             subscription.advance(&plans.catalog, service.now(), &mut entries);
             late.resize(entries.len(), false);
+            origins.resize(entries.len(), None);
             let notes = events
                 .iter()
                 .filter_map(|row| match &row.body {
@@ -346,7 +347,7 @@ impl Service {
                     _ => None,
                 })
                 .collect();
-            Ok(Ledger { entries, late, plan: subscription.plan(), notes })
+            Ok(Ledger { entries, late, plan: subscription.plan(), notes, origins })
         })
         .await
         .map_err(|_| ServiceError::Stopped { what: "the ledger reader" })?
@@ -408,6 +409,30 @@ impl Service {
             (SessionOp::Start { .. }, None) => Err(ServiceError::Invalid { field: "subscription", message: "is required".into() }),
             _ => sessions.get(session).cloned().ok_or_else(|| ServiceError::UnknownSession { id: session.to_string() }),
         }
+    }
+
+    /// Subscriptions that pass `filter`, sorted by id: `limit` of them from
+    /// `offset`, and how many pass in all. Every worker is asked, so this
+    /// costs a pass over all subscriptions.
+    pub async fn subscriptions(&self, filter: SubscriptionFilter, offset: usize, limit: usize) -> Result<(Vec<SubscriptionSummary>, usize), ServiceError> {
+        let lists = self.ask_every_worker(|reply| Command::List { filter: filter.clone(), reply }).await?;
+        let total = lists.iter().map(Vec::len).sum();
+        let mut all: Vec<SubscriptionSummary> = lists.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((all.into_iter().skip(offset).take(limit).collect(), total))
+    }
+
+    /// A subscription's identifiers and when it was created, read from the
+    /// store.
+    pub async fn identifiers(&self, subscription: &str) -> Result<(SubscriptionIdentifiers, Instant), ServiceError> {
+        let service = self.clone();
+        let id = subscription.to_string();
+        tokio::task::spawn_blocking(move || {
+            let row = service.inner.reader.lock().expect("reader lock").subscription(&id)?;
+            row.map(|row| (row.identifiers, Instant::from_micros(row.created_at_micros))).ok_or(ServiceError::UnknownSubscription { id })
+        })
+        .await
+        .map_err(|_| ServiceError::Stopped { what: "the store reader" })?
     }
 
     /// The subscription that holds an identifier: `field` is one of `iccid`,

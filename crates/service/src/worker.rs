@@ -24,7 +24,7 @@ use crate::keys::{Key, Keys, Stamp, fingerprint};
 use crate::replay;
 use crate::writer::Write;
 use crate::{
-    Balance, BalanceBucket, Config, EventOutcome, FinalAction, MAX_RECORD_BYTES, OpenCounter, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageRejection,
+    Balance, BalanceBucket, Config, SubscriptionFilter, SubscriptionSummary, EventOutcome, FinalAction, MAX_RECORD_BYTES, OpenCounter, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageRejection,
     UsageResult,
 };
 use rollover_core::{Country, Status};
@@ -79,6 +79,8 @@ pub(crate) enum Command {
     Replay(EventRow),
     /// Subscriptions by status, for `/metrics`.
     Statuses { reply: oneshot::Sender<Vec<(&'static str, u64)>> },
+    /// The worker's subscriptions that pass the filter, sorted by id.
+    List { filter: SubscriptionFilter, reply: oneshot::Sender<Vec<SubscriptionSummary>> },
     /// Counter sessions not stopped, heard of within the maximum age.
     OpenCounters { reply: oneshot::Sender<Vec<OpenCounter>> },
 }
@@ -260,6 +262,23 @@ impl Worker {
                     }
                 }
                 let _ = reply.send(counts);
+            }
+            Command::List { filter, reply } => {
+                let now = self.clock.now();
+                let plans = &*self.catalog;
+                let mut found: Vec<SubscriptionSummary> = self
+                    .subscriptions
+                    .iter()
+                    .filter_map(|live| {
+                        let s = &live.subscription;
+                        let status = s.status(&plans.catalog, now.max(live.advanced_to));
+                        let plan = &plans.catalog.get(s.plan()).id;
+                        let wanted = filter.status.is_none_or(|w| w == status) && filter.plan.as_ref().is_none_or(|p| p == plan);
+                        wanted.then(|| SubscriptionSummary { id: live.id.clone(), plan: PlanVersion { id: plan.clone(), version: plans.version_of(s.plan()), ix: s.plan() }, status })
+                    })
+                    .collect();
+                found.sort_by(|a, b| a.id.cmp(&b.id));
+                let _ = reply.send(found);
             }
             Command::Replay(row) => {
                 if let Err(e) = self.replay(&row) {

@@ -159,6 +159,8 @@ pub trait Store: Send {
     fn load_plans(&mut self) -> Result<Vec<PlanRow>>;
     fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()>;
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>>;
+    /// One subscription's row: its identifiers and when it was created.
+    fn subscription(&mut self, id: &str) -> Result<Option<SubscriptionRow>>;
     /// Every event, in `seq` order.
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()>;
     /// One subscription's events, in `seq` order.
@@ -270,6 +272,8 @@ mod tests {
         let subscriptions = store.load_subscriptions().unwrap();
         assert_eq!(subscriptions.len(), 1);
         assert_eq!(subscriptions[0].identifiers.imsi.as_deref(), Some("460001234567890"));
+        assert_eq!(store.subscription("s1").unwrap().as_ref(), subscriptions.first(), "one subscription read by its id");
+        assert_eq!(store.subscription("nobody").unwrap(), None);
         let events = store.events_of("s1").unwrap();
         assert_eq!(events.len(), 5);
         assert_eq!(events[0].body, EventBody::Purchase { plan_id: "p".into(), plan_version: 2 });

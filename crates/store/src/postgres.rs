@@ -229,6 +229,15 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    fn subscription(&mut self, id: &str) -> Result<Option<SubscriptionRow>> {
+        let rows = self.client.query("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE id = $1", &[&id]).map_err(db)?;
+        Ok(rows.first().map(|row| SubscriptionRow {
+            id: row.get(0),
+            identifiers: Identifiers { iccid: row.get(1), imsi: row.get(2), msisdn: row.get(3), external_id: row.get(4) },
+            created_at_micros: row.get(5),
+        }))
+    }
+
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
         let mut tx = self.client.transaction().map_err(db)?;
         let portal = tx.bind(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"), &[]).map_err(db)?;

@@ -388,6 +388,20 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
+    fn subscription(&mut self, id: &str) -> Result<Option<SubscriptionRow>> {
+        let mut statement = self.connection.prepare_cached("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE id = ?1").map_err(db)?;
+        let mut rows = statement
+            .query_map([id], |row| {
+                Ok(SubscriptionRow {
+                    id: row.get(0)?,
+                    identifiers: Identifiers { iccid: row.get(1)?, imsi: row.get(2)?, msisdn: row.get(3)?, external_id: row.get(4)? },
+                    created_at_micros: row.get(5)?,
+                })
+            })
+            .map_err(db)?;
+        rows.next().transpose().map_err(db)
+    }
+
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
         let mut statement = self.connection.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")).map_err(db)?;
         let mut rows = statement.query([]).map_err(db)?;

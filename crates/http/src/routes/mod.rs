@@ -61,7 +61,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/favicon.ico", get(pages::icon))
         .route("/v1/plans", post(plans::post_plans).get(plans::get_plans))
         .route("/v1/plans/{id}", get(plans::get_plan))
-        .route("/v1/subscriptions", post(subscriptions::post_subscription))
+        .route("/v1/subscriptions", post(subscriptions::post_subscription).get(subscriptions::list_subscriptions))
         .route("/v1/subscriptions/{id}/events", post(subscriptions::post_event))
         .route("/v1/subscriptions/{id}/balance", get(subscriptions::get_balance))
         .route("/v1/subscriptions/{id}/ledger", get(ledger::get_ledger))

@@ -127,3 +127,63 @@ pub(super) async fn post_token(
     let url = format!("{}/my/{token}", site.public_url);
     Ok(created(wire::TokenOut { token, url, subscription: &id, expires_at: expires.to_rfc3339(&rollover_core::Zone::utc()) }))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    iccid: Option<String>,
+    imsi: Option<String>,
+    msisdn: Option<String>,
+    external_id: Option<String>,
+    status: Option<String>,
+    plan: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// Most subscriptions on one page of `GET /v1/subscriptions`.
+pub const LIST_PAGE_MAX: usize = 1000;
+
+/// `GET /v1/subscriptions`: the subscription holding an identifier
+/// (`iccid`, `imsi`, `msisdn` or `external_id`; at most one), or a page of
+/// all of them, filtered by `status` and `plan`, sorted by id.
+pub(super) async fn list_subscriptions(State(service): State<Service>, query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
+    let axum::extract::Query(query) = query.map_err(|e| Problem::new(Code::InvalidQuery, format!("bad query: {e}"), None))?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > LIST_PAGE_MAX {
+        return Err(Problem::about(Code::InvalidQuery, "limit", format!("must be 1 to {LIST_PAGE_MAX}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset > 1 << 40 {
+        return Err(Problem::about(Code::InvalidQuery, "offset", "must be 0 to 1099511627776"));
+    }
+    let identifiers = [("iccid", &query.iccid), ("imsi", &query.imsi), ("msisdn", &query.msisdn), ("external_id", &query.external_id)];
+    let asked: Vec<(&str, &String)> = identifiers.iter().filter_map(|(field, value)| value.as_ref().map(|v| (*field, v))).collect();
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| rollover_core::Status::parse(s).ok_or_else(|| Problem::about(Code::InvalidQuery, "status", format!("\"{s}\" is not a status: pending, active, throttled, depleted, suspended, expired, lapsed, cancelled"))))
+        .transpose()?;
+    let filter = rollover_service::SubscriptionFilter { status, plan: query.plan.clone() };
+    let (subscriptions, total) = match asked.as_slice() {
+        [] => service.subscriptions(filter, offset, limit).await?,
+        [(field, value)] => {
+            let found = match service.subscription_by(field, value) {
+                Some(id) => {
+                    let balance = service.balance(&id).await?;
+                    vec![rollover_service::SubscriptionSummary { id, plan: balance.plan, status: balance.status }]
+                }
+                None => Vec::new(),
+            };
+            let total = found.len();
+            (found, total)
+        }
+        more => return Err(Problem::about(Code::InvalidQuery, more[1].0, "give at most one of iccid, imsi, msisdn and external_id")),
+    };
+    let next_offset = (offset + subscriptions.len() < total).then_some(offset + subscriptions.len());
+    Ok(ok(wire::SubscriptionListOut {
+        subscriptions: subscriptions.into_iter().map(|s| wire::SubscriptionSummaryOut { id: s.id, plan: wire::PlanVersion { id: s.plan.id, version: s.plan.version }, status: s.status.name() }).collect(),
+        total,
+        next_offset,
+    }))
+}

@@ -415,4 +415,33 @@ fn idempotency_holds_for_the_maximum_age_and_memory_does_not_keep_older_keys(bac
     assert_eq!(recent.body["results"][0]["status"], "duplicate", "recent keys are kept");
 }
 
-on_both_stores!(idempotency_holds_for_the_maximum_age_and_memory_does_not_keep_older_keys, usage_bytes_may_be_a_number_or_an_amount, a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status);
+on_both_stores!(idempotency_holds_for_the_maximum_age_and_memory_does_not_keep_older_keys, usage_bytes_may_be_a_number_or_an_amount, a_record_from_before_a_crossed_boundary_is_rated_now_and_marked_late, openapi_matches_the_server, shared_scenarios_through_the_api_match_simulate, own_scenarios_through_the_api_match_simulate, a_replayed_batch_changes_nothing_and_answers_duplicate, acknowledged_usage_survives_a_crash_and_stays_deduplicated, bad_input_gets_a_problem_naming_the_field_and_applies_nothing, subscriptions_plans_and_events_name_what_is_wrong, a_changed_plan_gets_a_new_version_and_subscribers_keep_theirs, metrics_count_outcomes_and_subscriptions_by_status, subscriptions_are_found_by_identifier_and_listed_by_status_and_plan);
+
+/// Support staff find a subscription by what the customer quotes (ICCID,
+/// IMSI, MSISDN, external id) and page through the rest by status and plan.
+fn subscriptions_are_found_by_identifier_and_listed_by_status_and_plan(backend: Backend) {
+    let server = Server::start(backend);
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    for n in 0..5 {
+        let plan = if n < 3 { "cn-30g" } else { "asia-7d" };
+        let identifiers = json!({"iccid": format!("8986000000000000000{n}"), "imsi": format!("46000123456789{n}"), "msisdn": format!("8613800000{n:03}"), "external_id": format!("order-{n}")});
+        let reply = server.post("/v1/subscriptions", &json!({"id": format!("s{n}"), "plan": plan, "identifiers": identifiers}));
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    for query in ["iccid=89860000000000000002", "imsi=460001234567892", "msisdn=8613800000002", "external_id=order-2"] {
+        let reply = server.get(&format!("/v1/subscriptions?{query}"));
+        assert_eq!(reply.body, json!({"subscriptions": [{"id": "s2", "plan": {"id": "cn-30g", "version": 1}, "status": "active"}], "total": 1}), "{query}");
+    }
+    assert_eq!(server.get("/v1/subscriptions?imsi=999").body, json!({"subscriptions": [], "total": 0}));
+    let page = server.get("/v1/subscriptions?plan=cn-30g&limit=2").body;
+    assert_eq!((page["total"].as_u64(), page["next_offset"].as_u64()), (Some(3), Some(2)), "{page}");
+    let ids: Vec<&str> = page["subscriptions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["s0", "s1"]);
+    let pending = server.get("/v1/subscriptions?status=pending").body;
+    assert_eq!(pending["total"], 2, "the passes wait for their first use: {pending}");
+    for (query, field) in [("status=asleep", "status"), ("limit=0", "limit"), ("iccid=1&imsi=2", "imsi")] {
+        let reply = server.get(&format!("/v1/subscriptions?{query}"));
+        assert_eq!((reply.status, reply.body["code"].as_str(), reply.body["field"].as_str()), (400, Some("invalid_query"), Some(field)), "{query}: {}", reply.body);
+    }
+}

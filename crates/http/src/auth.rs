@@ -91,6 +91,8 @@ struct KeyState {
 
 pub struct Security {
     keys: HashMap<[u8; 32], KeyState>,
+    /// Console sign-ins with a key that is not known, all together.
+    failed_sign_ins: Mutex<Limiter>,
     token_secret: Vec<u8>,
     /// Requests a second allowed to the customer tokens of one subscription.
     token_requests_per_second: u32,
@@ -121,7 +123,13 @@ impl Security {
             .into_iter()
             .map(|k| (k.sha256, KeyState { id: k.id, scope: k.scope, limiter: Mutex::new(Limiter::new(k.requests_per_second.max(1))) }))
             .collect();
-        Security { keys, token_secret, token_requests_per_second: token_requests_per_second.max(1), token_limiters: Mutex::new(HashMap::new()) }
+        Security {
+            keys,
+            failed_sign_ins: Mutex::new(Limiter::new(FAILED_SIGN_INS_PER_SECOND)),
+            token_secret,
+            token_requests_per_second: token_requests_per_second.max(1),
+            token_limiters: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether one more request on `subscription`'s tokens is within their
@@ -176,6 +184,33 @@ impl Security {
     }
 }
 
+/// Console sign-ins with unknown keys allowed a second, all together: a
+/// guess at a key costs time.
+const FAILED_SIGN_INS_PER_SECOND: u32 = 5;
+
+/// Why a console sign-in is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInRefusal {
+    UnknownKey,
+    TooMany,
+}
+
+impl Security {
+    /// The key's id and scope, for a console session. With no key
+    /// configured (loopback only) anyone signs in as `open`, read-write.
+    pub fn sign_in(&self, presented: &str) -> Result<(String, Scope), SignInRefusal> {
+        if self.is_open() {
+            return Ok(("open".to_string(), Scope::ReadWrite));
+        }
+        match self.keys.get(&sha256(presented.trim())) {
+            Some(key) if key.limiter.lock().expect("limiter lock").allow() => Ok((key.id.clone(), key.scope)),
+            Some(_) => Err(SignInRefusal::TooMany),
+            None if self.failed_sign_ins.lock().expect("limiter lock").allow() => Err(SignInRefusal::UnknownKey),
+            None => Err(SignInRefusal::TooMany),
+        }
+    }
+}
+
 /// Why a customer page's link is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
@@ -209,11 +244,13 @@ fn forbidden(code: Code, detail: &str, field: &str) -> Response {
     Problem::new(code, detail, Some(field.into())).into_response()
 }
 
-/// Paths anyone may read: health, the API description, the style sheet,
-/// and customer pages (whose link carries its own token, checked by the
-/// page).
+/// Paths anyone may reach: health, the API description, the style sheet,
+/// customer pages (whose link carries its own token, checked by the page)
+/// and the console (which signs staff in with a key and keeps a session).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/" | "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/assets/site.css" | "/assets/icon.svg" | "/favicon.ico") || path.starts_with("/my/")
+    matches!(path, "/" | "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/assets/site.css" | "/assets/icon.svg" | "/favicon.ico" | "/console")
+        || path.starts_with("/my/")
+        || path.starts_with("/console/")
 }
 
 /// What a customer token may read: its own subscription's balance and ledger.

@@ -3,6 +3,7 @@
 //! and the service's types; it holds no rating rule.
 
 pub mod auth;
+pub mod console;
 mod docs;
 mod guard;
 mod json;

@@ -9,6 +9,7 @@
 //! `<data value>` with its bytes, so that tests and assistive tools can read
 //! them. Sentences are written in English and Chinese side by side.
 
+pub mod console;
 pub mod customer;
 pub mod html;
 mod refused;
@@ -17,6 +18,7 @@ mod sentence;
 pub use customer::{CustomerPage, customer_page};
 pub use refused::{Refusal, refused_page};
 pub use rollover_explain::Lang;
+pub use sentence::pick;
 
 /// The style sheet every page links to (`/assets/site.css`).
 pub const STYLE: &str = include_str!("../assets/site.css");

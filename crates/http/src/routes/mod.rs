@@ -6,6 +6,7 @@
 //! ([`crate::problem`]).
 
 mod admin;
+mod console;
 pub(crate) mod advice;
 mod ledger;
 mod pages;
@@ -56,6 +57,12 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
     Router::new()
         .route("/", get(pages::root))
         .route("/my/{token}", get(pages::customer))
+        .route("/console", get(console::home))
+        .route("/console/sign-in", post(console::sign_in))
+        .route("/console/sign-out", post(console::sign_out))
+        .route("/console/subscriptions", get(console::search))
+        .route("/console/subscriptions/{id}", get(console::subscription).post(console::act))
+        .route("/console/plans", get(console::plans).post(console::upload))
         .route("/assets/site.css", get(pages::style))
         .route("/assets/icon.svg", get(pages::icon))
         .route("/favicon.ico", get(pages::icon))
@@ -83,6 +90,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .layer(axum::Extension(security))
         .layer(axum::Extension(limits))
         .layer(axum::Extension(std::sync::Arc::new(site)))
+        .layer(axum::Extension(std::sync::Arc::new(crate::console::Sessions::default())))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(service)
 }

@@ -20,7 +20,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-ur
 
 /// The language: `?lang=` (which is then kept in a cookie), else the
 /// cookie, else `Accept-Language`.
-fn language(query: Option<&str>, headers: &HeaderMap) -> (Lang, Option<Lang>) {
+pub(super) fn language(query: Option<&str>, headers: &HeaderMap) -> (Lang, Option<Lang>) {
     let asked = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("lang=")).and_then(rollover_pages::lang_of_code);
     if let Some(lang) = asked {
         return (lang, Some(lang));
@@ -38,7 +38,7 @@ fn language(query: Option<&str>, headers: &HeaderMap) -> (Lang, Option<Lang>) {
 
 /// A page with the headers every page carries: the link holds a token, so
 /// it is never cached, never sent on as a referrer, never framed.
-fn page(status: StatusCode, lang: Lang, keep: Option<Lang>, body: String) -> Response {
+pub(super) fn page(status: StatusCode, lang: Lang, keep: Option<Lang>, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -53,6 +53,14 @@ fn page(status: StatusCode, lang: Lang, keep: Option<Lang>, body: String) -> Res
         let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly", rollover_pages::lang_code(keep));
         headers.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("the cookie is ASCII"));
     }
+    response
+}
+
+/// A console page: as [`page`], but its forms must be able to say where
+/// they come from (`Origin`), so the referrer is kept within this origin.
+pub(super) fn console_page(status: StatusCode, lang: Lang, keep: Option<Lang>, body: String) -> Response {
+    let mut response = page(status, lang, keep, body);
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     response
 }
 

@@ -144,9 +144,9 @@ pub(super) struct ListQuery {
 /// Most subscriptions on one page of `GET /v1/subscriptions`.
 pub const LIST_PAGE_MAX: usize = 1000;
 
-/// `GET /v1/subscriptions`: the subscription holding an identifier
-/// (`iccid`, `imsi`, `msisdn` or `external_id`; at most one), or a page of
-/// all of them, filtered by `status` and `plan`, sorted by id.
+/// `GET /v1/subscriptions`: the subscription holding the identifiers given
+/// (`iccid`, `imsi`, `msisdn`, `external_id`), or a page of all of them;
+/// filtered by `status` and `plan`, sorted by id.
 pub(super) async fn list_subscriptions(State(service): State<Service>, query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let axum::extract::Query(query) = query.map_err(|e| Problem::new(Code::InvalidQuery, format!("bad query: {e}"), None))?;
     let limit = query.limit.unwrap_or(100);
@@ -158,6 +158,13 @@ pub(super) async fn list_subscriptions(State(service): State<Service>, query: Re
         return Err(Problem::about(Code::InvalidQuery, "offset", "must be 0 to 1099511627776"));
     }
     let identifiers = [("iccid", &query.iccid), ("imsi", &query.imsi), ("msisdn", &query.msisdn), ("external_id", &query.external_id)];
+    for (field, value) in identifiers.iter().copied().chain([("plan", &query.plan)]) {
+        if let Some(value) = value
+            && !(1..=128).contains(&value.chars().count())
+        {
+            return Err(Problem::about(Code::InvalidQuery, field, "must be 1 to 128 characters"));
+        }
+    }
     let asked: Vec<(&str, &String)> = identifiers.iter().filter_map(|(field, value)| value.as_ref().map(|v| (*field, v))).collect();
     let status = query
         .status
@@ -165,20 +172,23 @@ pub(super) async fn list_subscriptions(State(service): State<Service>, query: Re
         .map(|s| rollover_core::Status::parse(s).ok_or_else(|| Problem::about(Code::InvalidQuery, "status", format!("\"{s}\" is not a status: pending, active, throttled, depleted, suspended, expired, lapsed, cancelled"))))
         .transpose()?;
     let filter = rollover_service::SubscriptionFilter { status, plan: query.plan.clone() };
-    let (subscriptions, total) = match asked.as_slice() {
-        [] => service.subscriptions(filter, offset, limit).await?,
-        [(field, value)] => {
-            let found = match service.subscription_by(field, value) {
-                Some(id) => {
-                    let balance = service.balance(&id).await?;
-                    vec![rollover_service::SubscriptionSummary { id, plan: balance.plan, status: balance.status }]
-                }
-                None => Vec::new(),
-            };
-            let total = found.len();
-            (found, total)
-        }
-        more => return Err(Problem::about(Code::InvalidQuery, more[1].0, "give at most one of iccid, imsi, msisdn and external_id")),
+    let (subscriptions, total) = if asked.is_empty() {
+        service.subscriptions(filter, offset, limit).await?
+    } else {
+        // Each identifier given narrows the answer: the one subscription
+        // holding all of them, if it passes the filter too.
+        let holders: Vec<Option<String>> = asked.iter().map(|(field, value)| service.subscription_by(field, value)).collect();
+        let found = match holders.first() {
+            Some(Some(id)) if holders.iter().all(|h| h.as_deref() == Some(id.as_str())) => {
+                let balance = service.balance(id).await?;
+                let summary = rollover_service::SubscriptionSummary { id: id.clone(), plan: balance.plan, status: balance.status };
+                let passes = filter.status.is_none_or(|s| s == summary.status) && filter.plan.as_ref().is_none_or(|p| *p == summary.plan.id);
+                if passes { vec![summary] } else { Vec::new() }
+            }
+            _ => Vec::new(),
+        };
+        let total = found.len();
+        (found.into_iter().skip(offset).take(limit).collect(), total)
     };
     let next_offset = (offset + subscriptions.len() < total).then_some(offset + subscriptions.len());
     Ok(ok(wire::SubscriptionListOut {

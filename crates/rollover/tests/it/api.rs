@@ -440,7 +440,10 @@ fn subscriptions_are_found_by_identifier_and_listed_by_status_and_plan(backend: 
     assert_eq!(ids, ["s0", "s1"]);
     let pending = server.get("/v1/subscriptions?status=pending").body;
     assert_eq!(pending["total"], 2, "the passes wait for their first use: {pending}");
-    for (query, field) in [("status=asleep", "status"), ("limit=0", "limit"), ("iccid=1&imsi=2", "imsi")] {
+    assert_eq!(server.get("/v1/subscriptions?iccid=89860000000000000002&imsi=460001234567890").body["total"], 0, "identifiers of two subscriptions");
+    assert_eq!(server.get("/v1/subscriptions?iccid=89860000000000000002&imsi=460001234567892").body["total"], 1);
+    assert_eq!(server.get("/v1/subscriptions?iccid=89860000000000000002&status=pending").body["total"], 0, "the filter applies too");
+    for (query, field) in [("status=asleep", "status"), ("limit=0", "limit")] {
         let reply = server.get(&format!("/v1/subscriptions?{query}"));
         assert_eq!((reply.status, reply.body["code"].as_str(), reply.body["field"].as_str()), (400, Some("invalid_query"), Some(field)), "{query}: {}", reply.body);
     }

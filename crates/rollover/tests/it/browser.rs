@@ -102,6 +102,26 @@ impl Browser {
         )
     }
 
+    /// Sets form fields by id, submits the form of the first, and waits for
+    /// the next page.
+    fn submit(&self, fields: &[(&str, &str)], button: &str) {
+        let before = self.run("return document.documentElement.dataset.page ?? (document.documentElement.dataset.page = String(Math.random()));");
+        let mut script = String::new();
+        for (id, value) in fields {
+            script.push_str(&format!("document.getElementById({}).value = {};", json!(id), json!(value)));
+        }
+        script.push_str(&format!("[...document.querySelectorAll('button')].find(b => b.textContent.startsWith({})).click();", json!(button)));
+        self.run(&script);
+        let started = Instant::now();
+        while self.run("return document.documentElement.dataset.page ?? null;") == before {
+            assert!(started.elapsed() < Duration::from_secs(20), "the form was not submitted: {button}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while self.run("return document.readyState;") != "complete" {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Runs `script` (a function body) in the page; its return value.
     fn run(&self, script: &str) -> Value {
         self.call("POST", &format!("/session/{}/execute/sync", self.session), &json!({"script": script, "args": []}))
@@ -117,6 +137,11 @@ fn npm_tool(path: &str) -> std::path::PathBuf {
 /// goes to `target/lighthouse/NAME.json`, kept by CI; the scores of
 /// accessibility, best practices and performance.
 fn lighthouse(url: &str, name: &str) -> (f64, f64, f64) {
+    lighthouse_with(url, name, &[])
+}
+
+/// [`lighthouse`] with extra request headers (a console session's cookie).
+fn lighthouse_with(url: &str, name: &str, headers: &[(&str, &str)]) -> (f64, f64, f64) {
     let dir = crate::common::repo_root().join("target/lighthouse");
     std::fs::create_dir_all(&dir).unwrap();
     let report = dir.join(format!("{name}.json"));
@@ -125,6 +150,7 @@ fn lighthouse(url: &str, name: &str) -> (f64, f64, f64) {
         .args(["--quiet", "--only-categories=accessibility,best-practices,performance", "--output=json"])
         .arg(format!("--output-path={}", report.display()))
         .arg("--chrome-flags=--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage")
+        .arg(format!("--extra-headers={}", serde_json::Value::Object(headers.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())))
         .env("CHROME_PATH", "/usr/bin/chromium")
         .output()
         .expect("lighthouse runs (.ci/run installs it in target/npm-tools)");
@@ -416,4 +442,172 @@ fn pages_pass_lighthouse_and_axe() {
     browser.open("data:text/html,<html><body><img src='x.png'></body></html>");
     let found: Vec<String> = browser.axe().as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
     assert!(found.contains(&"image-alt".to_string()) && found.contains(&"html-has-lang".to_string()), "{found:?}");
+}
+
+const OPERATOR: &str = "operator-key-0123456789";
+const SUPPORT: &str = "support-key-0123456789";
+
+/// A server with an operator key (read-write, `ROLLOVER_API_KEY`) and a
+/// support key (read only), the demo catalog, and `s1` on cn-30g with an
+/// ICCID and a few days of use.
+fn console_server() -> Server {
+    let sha = |key: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let config = format!("[security]\ntoken_secret = \"console-test-secret-of-thirty-two-bytes\"\n\n[[security.api_keys]]\nid = \"support\"\nsha256 = \"{}\"\nscope = \"read\"\n", sha(SUPPORT));
+    let server = Server::start_configured(Backend::Sqlite, &config, &[("ROLLOVER_API_KEY", OPERATOR)]);
+    let as_operator = |method: &str, path: &str, body: Value| {
+        let reply = server.call(method, path, Some(&body), Some(OPERATOR));
+        assert!(reply.status < 300, "{path}: {}", reply.body);
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    let status = agent.post(format!("{}/v1/plans", server.base)).header("authorization", format!("Bearer {OPERATOR}")).header("content-type", "application/toml").send(plans).unwrap().status();
+    assert_eq!(status.as_u16(), 201);
+    as_operator("POST", "/v1/clock", json!({"now": "2026-03-01T00:00:00Z"}));
+    as_operator("POST", "/v1/subscriptions", json!({"id": "s1", "plan": "cn-30g", "identifiers": {"iccid": "89860000000000000042"}}));
+    as_operator("POST", "/v1/clock", json!({"now": "2026-03-05T12:00:00Z"}));
+    let records: Vec<Value> = (1..=4).map(|day| json!({"id": format!("r{day}"), "subscription": "s1", "at": format!("2026-03-0{day}T09:00:00Z"), "bytes": 1u64 << 30, "country": "CN"})).collect();
+    as_operator("POST", "/v1/usage", json!({ "records": records }));
+    server
+}
+
+/// Signs in over HTTP as `key`: the session cookie, and the CSRF token of
+/// the page at `path`.
+fn console_session(server: &Server, key: &str, path: &str) -> (String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let response = agent.post(format!("{}/console/sign-in", server.base)).header("content-type", "application/x-www-form-urlencoded").send(format!("key={key}")).unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut page = agent.get(format!("{}{path}", server.base)).header("cookie", &cookie).call().unwrap();
+    let html = page.body_mut().read_to_string().unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default().to_string();
+    (cookie, csrf)
+}
+
+/// Support staff sign in with the operator key, find a subscription by its
+/// ICCID, read where its data went, and act on it through the forms, each
+/// confirmed; every action is in the ledger with the key's id.
+#[test]
+fn the_console_finds_explains_and_acts_through_its_forms() {
+    let server = console_server();
+    let browser = Browser::phone();
+    browser.open(&format!("{}/console", server.base));
+    browser.submit(&[("key", OPERATOR)], "Sign in");
+    assert_eq!(browser.run("return document.title;"), "Dashboard · rollover", "{}", browser.run("return document.body.textContent;"));
+    let statuses = browser.run("return [...document.querySelectorAll('table')[0].querySelectorAll('tr')].map(r => r.textContent);");
+    assert_eq!(statuses, json!(["active1"]), "the dashboard counts subscriptions by status");
+    browser.open(&format!("{}/console/subscriptions?q=89860000000000000042", server.base));
+    assert_eq!(browser.run("return [...document.querySelectorAll('table.results a')].map(a => a.textContent);"), json!(["s1"]));
+    browser.open(&format!("{}/console/subscriptions/s1?from=2026-03-01T00:00:00Z&to=2026-03-05T12:00:00Z", server.base));
+    browser.screenshot("console-subscription");
+    // Where the data went adds up: held at the start, in and out, held at the end.
+    let flow = browser.run("return [...document.querySelectorAll('table.flow tr')].map(r => [r.className, Number(r.querySelector('data').getAttribute('value'))]);");
+    let flow: Vec<(String, i64)> = flow.as_array().unwrap().iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap())).collect();
+    let sum: i64 = flow.iter().map(|(class, bytes)| match class.as_str() { "in" => *bytes, "out" => -*bytes, _ => 0 }).sum();
+    assert_eq!(flow.first().unwrap().1 + sum, flow.last().unwrap().1, "{flow:?}");
+    assert_eq!(flow.iter().filter(|(class, _)| class == "out").count(), 4, "four days of use: {flow:?}");
+    let usage = browser.run("return [...document.querySelectorAll('table.timeline tr.usage')].map(r => r.textContent);");
+    assert!(usage[0].as_str().unwrap().contains("1 API records; in CN"), "{usage}");
+    // Grant, confirmed.
+    browser.submit(&[("grant_kind", "gift"), ("grant_data", "1GiB"), ("grant_expires", "never")], "Grant");
+    assert!(browser.run("return document.querySelector('.sentence').textContent;").as_str().unwrap().contains("grant 1GiB of gift to s1"));
+    browser.submit(&[], "Confirm");
+    let balance = server.call("GET", "/v1/subscriptions/s1/balance", None, Some(OPERATOR)).body;
+    assert!(balance["buckets"].as_array().unwrap().iter().any(|b| b["kind"] == "gift" && b["remaining_bytes"] == 1u64 << 30), "{balance}");
+    for (action, status) in [("Suspend", "suspended"), ("Resume", "active")] {
+        browser.submit(&[], action);
+        browser.submit(&[], "Confirm");
+        assert_eq!(server.call("GET", "/v1/subscriptions/s1/balance", None, Some(OPERATOR)).body["status"], status, "{action}");
+    }
+    browser.submit(&[("change_plan", "stash-10g")], "Change plan");
+    browser.submit(&[], "Confirm");
+    browser.submit(&[], "Issue a customer link");
+    browser.submit(&[], "Confirm");
+    let link = browser.run("return document.querySelector('.link a').href;");
+    assert_eq!(server.get(link.as_str().unwrap().trim_start_matches(&server.base)).status, 200, "the link opens the customer page");
+    browser.open(&format!("{}/console/subscriptions/s1", server.base));
+    browser.submit(&[], "Cancel the plan");
+    browser.submit(&[], "Confirm");
+    assert_eq!(server.call("GET", "/v1/subscriptions/s1/balance", None, Some(OPERATOR)).body["status"], "cancelled");
+    let notes = server.call("GET", "/v1/subscriptions/s1/ledger?type=network", None, Some(OPERATOR)).body;
+    let notes: Vec<String> = notes["entries"].as_array().unwrap().iter().map(|e| e["note"].as_str().unwrap_or_default().to_string()).collect();
+    for did in ["grant 1GiB of gift to s1", "suspend s1", "resume s1", "change s1 to plan stash-10g", "issued a customer link", "cancel s1"] {
+        assert!(notes.iter().any(|n| n.starts_with("console: ROLLOVER_API_KEY") && n.contains(did)), "{did} is in the ledger: {notes:?}");
+    }
+}
+
+/// A read key sees the subscription but no action, and an action posted
+/// anyway is refused; a form without its session's CSRF token is refused.
+#[test]
+fn the_console_refuses_a_read_key_and_a_forged_form() {
+    let server = console_server();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let post = |cookie: &str, body: &str| {
+        let mut response = agent.post(format!("{}/console/subscriptions/s1", server.base)).header("cookie", cookie).header("content-type", "application/x-www-form-urlencoded").send(body.to_string()).unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+    };
+    let (cookie, csrf) = console_session(&server, SUPPORT, "/console/subscriptions/s1");
+    let page = agent.get(format!("{}/console/subscriptions/s1", server.base)).header("cookie", &cookie).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(page.contains("(read only)") && !page.contains("name=\"action\""), "a read key sees no action");
+    let (status, html) = post(&cookie, &format!("csrf={csrf}&action=suspend&confirm=yes"));
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("This key may only read"));
+    let (cookie, _) = console_session(&server, OPERATOR, "/console/subscriptions/s1");
+    assert_eq!(post(&cookie, "csrf=forged&action=suspend&confirm=yes").0, 403);
+    assert_eq!(post("rollover_console=forged", "csrf=forged&action=suspend&confirm=yes").0, 401);
+    assert_eq!(server.call("GET", "/v1/subscriptions/s1/balance", None, Some(OPERATOR)).body["status"], "active", "nothing was done");
+    let wrong = agent.post(format!("{}/console/sign-in", server.base)).header("content-type", "application/x-www-form-urlencoded").send("key=guess").unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+}
+
+/// An upload is previewed first: the fields that change, and how many
+/// subscriptions stay on the current version; then saved as a new version.
+#[test]
+fn the_console_previews_a_changed_plan_before_saving_it() {
+    let server = console_server();
+    let browser = Browser::phone();
+    browser.open(&format!("{}/console", server.base));
+    browser.submit(&[("key", OPERATOR)], "Sign in");
+    browser.open(&format!("{}/console/plans", server.base));
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    let cheaper = plans.replacen("price = \"58.00\"", "price = \"48.00\"", 1);
+    browser.submit(&[("document", &cheaper)], "Preview");
+    browser.screenshot("console-plan-preview");
+    let preview = browser.run(
+        "return {heads: [...document.querySelectorAll('section.plan h2')].map(h => h.textContent),
+                 diff: [...document.querySelectorAll('table.diff tbody tr')].map(r => [...r.children].map(c => c.textContent)),
+                 staying: document.querySelector('.staying')?.textContent};",
+    );
+    assert!(preview["heads"].as_array().unwrap().contains(&json!("cn-30g → v2")), "{preview}");
+    assert_eq!(preview["diff"], json!([["price", "\"58.00\"", "\"48.00\""]]), "{preview}");
+    assert_eq!(preview["staying"], "1 subscriptions stay on the current version; new purchases get v2.");
+    browser.submit(&[], "Save these plans");
+    assert_eq!(server.call("GET", "/v1/plans/cn-30g", None, Some(OPERATOR)).body["version"], 2);
+    // A document that does not read gets its error, with the line.
+    browser.open(&format!("{}/console/plans", server.base));
+    browser.submit(&[("document", "[[plan]]\nid = \"x\"\nprice = 5\n")], "Preview");
+    let alert = browser.run("return document.querySelector('[role=alert]').textContent;");
+    assert!(alert.as_str().unwrap().starts_with("upload:"), "{alert}");
+}
+
+/// A console page, signed in, judged like the customer page.
+#[test]
+fn the_console_passes_lighthouse_and_axe() {
+    let server = console_server();
+    let (cookie, _) = console_session(&server, OPERATOR, "/console");
+    let url = format!("{}/console/subscriptions/s1", server.base);
+    let (accessibility, best_practices, _) = lighthouse_with(&url, "console-subscription", &[("Cookie", &cookie)]);
+    assert_eq!(accessibility, 1.0, "Lighthouse accessibility");
+    assert!(best_practices >= 0.95, "Lighthouse best practices {best_practices}");
+    let browser = Browser::phone();
+    for path in ["/console", "/console/subscriptions/s1", "/console/plans"] {
+        browser.open(&format!("{}/console", server.base));
+        if browser.run("return document.title;") == "Sign in · rollover" {
+            browser.submit(&[("key", OPERATOR)], "Sign in");
+        }
+        browser.open(&format!("{}{path}", server.base));
+        assert_eq!(browser.axe(), json!([]), "{path}: axe-core violations");
+    }
 }

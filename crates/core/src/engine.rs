@@ -451,6 +451,13 @@ impl Subscription {
         })
     }
 
+    /// When a plan that waits for install or first use lapses if it has
+    /// not started by then; `None` once started, ended, or without a limit.
+    pub fn lapses_at(&self, catalog: &Catalog) -> Option<Instant> {
+        let waits = !self.is_started() && self.flags & ENDED == 0 && catalog.get(self.plan).activate_within.is_some();
+        waits.then(|| self.lapse_at(catalog))
+    }
+
     fn lapse_at(&self, catalog: &Catalog) -> Instant {
         let plan = catalog.get(self.plan);
         match plan.activate_within {

@@ -121,6 +121,8 @@ pub struct BalanceOut {
     pub expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period_end: Option<PeriodEndOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lapses_at: Option<String>,
 }
 
 /// What the end of the current period would do if no more data were used.
@@ -166,6 +168,7 @@ impl BalanceOut {
             rejected_bytes: balance.rejected_bytes,
             daily_remaining_bytes: balance.daily_remaining_bytes,
             expires_at: balance.expires_at.map(|e| e.to_rfc3339(zone)),
+            lapses_at: balance.lapses_at.map(|at| at.to_rfc3339(zone)),
             period_end: balance.period_end.map(|p| PeriodEndOut {
                 at: p.at.to_rfc3339(zone),
                 carries_bytes: p.carries_bytes,

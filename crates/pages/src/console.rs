@@ -96,6 +96,8 @@ pub struct Dashboard {
     pub conflict: u64,
     pub rejected: Vec<(String, u64)>,
     pub webhook_backlog: u64,
+    pub webhook_failed: u64,
+    pub usage_bytes_today: u64,
     /// Accepted records a second since the previous look at the dashboard,
     /// and over how many seconds.
     pub records_per_second: Option<(f64, f64)>,
@@ -125,7 +127,9 @@ pub fn dashboard_page(staff: &Staff, figures: &Dashboard) -> String {
             Some((rate, seconds)) => row(pick(lang, "accepted a second, since the last look", "每秒接受（自上次查看）"), format!("{rate:.1} ({seconds:.0} s)")),
             None => row(pick(lang, "accepted a second", "每秒接受"), pick(lang, "reload to measure", "刷新后计算").into()),
         }
+        row(pick(lang, "usage today (since 00:00 UTC)", "今日用量（UTC 00:00 起）"), rollover_core::amount::format_human(figures.usage_bytes_today, rollover_core::amount::UnitBase::Binary));
         row(pick(lang, "webhook deliveries waiting", "待发送的 webhook"), figures.webhook_backlog.to_string());
+        row(pick(lang, "webhook attempts failed", "webhook 发送失败次数"), figures.webhook_failed.to_string());
         h.close("tbody").close("table");
         h.open("p", &[]);
         h.text(pick(lang, "The same figures, for monitoring: ", "同样的数据（供监控使用）："));
@@ -225,6 +229,8 @@ pub struct SubscriptionView<'a> {
     pub plans: &'a [String],
     /// What was just done, to say so at the top.
     pub done: Option<&'a str>,
+    /// The advisor on this subscription's history, against the plans on sale.
+    pub advice: Option<(&'a rollover_core::Catalog, &'a rollover_advise::Advice)>,
 }
 
 pub fn subscription_page(staff: &Staff, view: &SubscriptionView) -> String {
@@ -240,6 +246,9 @@ pub fn subscription_page(staff: &Staff, view: &SubscriptionView) -> String {
         window_form(h, &w, view);
         where_data_went(h, &w, view);
         timeline(h, &w, view);
+        if let Some((catalog, advice)) = view.advice {
+            crate::customer::advice_section(h, lang, catalog, advice);
+        }
         if staff.can_write {
             actions(h, staff, view);
         }

@@ -135,6 +135,10 @@ fn answer(h: &mut Html, w: &Words, page: &CustomerPage) {
                 Starts::Purchase => pick(lang, "at purchase", "购买后"),
             };
             sentence(h, w, pick(lang, "Your plan has not started yet: it starts {0}.", "套餐尚未生效：{0}生效。"), &[Part::Text(starts.into())]);
+            if let Some(lapses) = balance.lapses_at {
+                h.text(" ");
+                sentence(h, w, pick(lang, "If it has not started by {0} ({1}), it lapses and can no longer be used.", "如果 {0}（{1}）前仍未生效，套餐将失效，无法再使用。"), &[Part::End(lapses), Part::Text(w.zone.clone())]);
+            }
         }
         (Status::Expired | Status::Lapsed | Status::Cancelled, _) | (_, None) => {
             sentence(h, w, pick(lang, "This plan has ended: {0}.", "本套餐已结束：{0}。"), &[Part::Text(status_words(balance.status, lang).into())]);
@@ -548,8 +552,13 @@ fn footer(h: &mut Html, w: &Words, page: &CustomerPage) {
 /// Which plan on sale would have suited the days this subscription has
 /// had: the advisor's answer, and each plan's cost over those days.
 fn advice(h: &mut Html, page: &CustomerPage) {
-    let lang = page.lang;
-    let Some((catalog, advice)) = page.advice else { return };
+    if let Some((catalog, advice)) = page.advice {
+        advice_section(h, page.lang, catalog, advice);
+    }
+}
+
+/// The advisor's answer and each plan's cost over the days it looked at.
+pub(crate) fn advice_section(h: &mut Html, lang: Lang, catalog: &rollover_core::Catalog, advice: &rollover_advise::Advice) {
     if advice.days == 0 || advice.outcomes.is_empty() {
         return;
     }

@@ -183,6 +183,11 @@ async fn serve(settings: Settings) -> Result<(), String> {
     service.add_metrics(Box::new(move |out| rendered.render(out)));
     raise_open_file_limit(settings.server.max_connections);
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    // Scripts and tests read the first line; the links follow it.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "  support console: {public_url}/console{}", if security.is_open() { " (no key configured: sign in without one)" } else { " (sign in with an API key)" });
+    }
     if settings.demo {
         demo_links(&service, &security, &public_url);
     }

@@ -172,6 +172,8 @@ pub struct Balance {
     pub buckets: Vec<BalanceBucket>,
     /// What the current period's end would do if no more data were used.
     pub period_end: Option<rollover_core::PeriodEndPreview>,
+    /// When a plan still waiting to start lapses if it has not started.
+    pub lapses_at: Option<Instant>,
     pub charges_minor: i64,
     pub fees_minor: i64,
     pub throttled_bytes: u64,

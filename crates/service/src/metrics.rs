@@ -65,6 +65,15 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_events: Histogram,
     pub webhook_backlog: AtomicU64,
+    /// Bytes of accepted usage records (drawn, unmetered, throttled or
+    /// refused: what the network reported).
+    pub usage_bytes: AtomicU64,
+    /// The same since 00:00 UTC of `usage_day` (days since 1970).
+    usage_day: AtomicU64,
+    usage_bytes_today: AtomicU64,
+    /// Webhook attempts: delivered, failed (and retried or given up).
+    pub webhook_delivered: AtomicU64,
+    pub webhook_failed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -78,11 +87,29 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             commit_events: Histogram::new(BATCH_EVENTS),
             webhook_backlog: AtomicU64::new(0),
+            usage_bytes: AtomicU64::new(0),
+            usage_day: AtomicU64::new(0),
+            usage_bytes_today: AtomicU64::new(0),
+            webhook_delivered: AtomicU64::new(0),
+            webhook_failed: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
+    /// Counts an accepted record's bytes, in the total and in the day (UTC,
+    /// by the service clock) they were accepted on.
+    pub fn usage(&self, bytes: u64, now_micros: i64) {
+        self.usage_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let day = now_micros.div_euclid(86_400_000_000).max(0) as u64;
+        if self.usage_day.swap(day, Ordering::Relaxed) != day {
+            // A new day: yesterday's count starts again (a record racing
+            // the turn may land in either day).
+            self.usage_bytes_today.store(0, Ordering::Relaxed);
+        }
+        self.usage_bytes_today.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub fn reject(&self, reason: RejectReason) {
         self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -102,6 +129,13 @@ impl Metrics {
         self.rating_seconds.render(&mut out, "rollover_rating_seconds", "Time to rate one usage record in memory.");
         self.commit_seconds.render(&mut out, "rollover_commit_seconds", "Time of one group commit, fsync included.");
         self.commit_events.render(&mut out, "rollover_commit_events", "Events written by one group commit.");
+        let _ = writeln!(out, "# HELP rollover_usage_bytes_total Bytes of accepted usage records.\n# TYPE rollover_usage_bytes_total counter");
+        let _ = writeln!(out, "rollover_usage_bytes_total {}", self.usage_bytes.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP rollover_usage_bytes_today Bytes of usage records accepted since 00:00 UTC (service clock).\n# TYPE rollover_usage_bytes_today gauge");
+        let _ = writeln!(out, "rollover_usage_bytes_today {}", self.usage_bytes_today.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP rollover_webhook_attempts_total Webhook delivery attempts by outcome.\n# TYPE rollover_webhook_attempts_total counter");
+        let _ = writeln!(out, "rollover_webhook_attempts_total{{outcome=\"delivered\"}} {}", self.webhook_delivered.load(Ordering::Relaxed));
+        let _ = writeln!(out, "rollover_webhook_attempts_total{{outcome=\"failed\"}} {}", self.webhook_failed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_webhook_backlog Webhook deliveries waiting.\n# TYPE rollover_webhook_backlog gauge");
         let _ = writeln!(out, "rollover_webhook_backlog {}", self.webhook_backlog.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_subscriptions Subscriptions by status.\n# TYPE rollover_subscriptions gauge");

@@ -61,7 +61,10 @@ pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, endpoint
                 let backoff = config.retry_base_micros.saturating_mul(1 << delivery.attempts.min(30)).min(config.max_backoff_micros);
                 Some(wall_micros() + backoff)
             };
-            if !delivered {
+            if delivered {
+                metrics.webhook_delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                metrics.webhook_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(key = %delivery.key, %outcome, attempt = delivery.attempts + 1, "webhook not delivered");
             }
             if let Err(error) = store.record_attempt(delivery.id, delivered, next, &outcome) {

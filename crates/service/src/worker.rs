@@ -667,6 +667,7 @@ impl Worker {
         let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
         self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
         self.metrics.accepted.fetch_add(1, Relaxed);
+        self.metrics.usage(bytes, now.micros());
         live.keys.insert(key.clone(), stamp, now, max_age_micros);
         let body = EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) };
         batch.rows.push(keyed_row(record.subscription, now, record.at, key, body));
@@ -719,6 +720,7 @@ impl Worker {
             expires_at: s.expires(catalog),
             buckets,
             period_end: s.period_end_preview(catalog),
+            lapses_at: s.lapses_at(catalog),
             charges_minor: s.charges_minor(),
             fees_minor: s.fees_minor(),
             throttled_bytes: s.throttled_bytes(),

@@ -102,7 +102,7 @@ pub(super) async fn home(
 fn dashboard(text: &str, sessions: &Sessions) -> view::Dashboard {
     let number = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
     let label = |line: &str, name: &str| line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).map(str::to_string);
-    let mut figures = view::Dashboard { statuses: Vec::new(), accepted: 0, duplicate: 0, conflict: 0, rejected: Vec::new(), webhook_backlog: 0, records_per_second: None };
+    let mut figures = view::Dashboard { statuses: Vec::new(), accepted: 0, duplicate: 0, conflict: 0, rejected: Vec::new(), webhook_backlog: 0, webhook_failed: 0, usage_bytes_today: 0, records_per_second: None };
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         if line.starts_with("rollover_subscriptions{") {
             figures.statuses.extend(label(line, "status").map(|s| (s, number(line))));
@@ -116,6 +116,10 @@ fn dashboard(text: &str, sessions: &Sessions) -> view::Dashboard {
             }
         } else if line.starts_with("rollover_webhook_backlog ") {
             figures.webhook_backlog = number(line);
+        } else if line.starts_with("rollover_usage_bytes_today ") {
+            figures.usage_bytes_today = number(line);
+        } else if line.starts_with("rollover_webhook_attempts_total{outcome=\"failed\"}") {
+            figures.webhook_failed = number(line);
         }
     }
     figures.records_per_second = sessions.rate_since_last_look(figures.accepted);
@@ -242,6 +246,8 @@ pub(super) async fn subscription(
     let plans = service.plans();
     let plan = plans.catalog.get(balance.plan.ix);
     let plan_ids: Vec<String> = plans.all_latest().into_iter().map(|p| p.id).collect();
+    let on_sale = super::advice::latest_catalog(&service);
+    let advice = rollover_advise::advise(&on_sale, &rollover_advise::history_days(&ledger.entries, &plan.zone, now), None);
     let subscription_view = view::SubscriptionView {
         plan,
         balance: &balance,
@@ -255,6 +261,7 @@ pub(super) async fn subscription(
         kind,
         plans: &plan_ids,
         done: done.as_deref(),
+        advice: Some((&on_sale, &advice)),
     };
     page(StatusCode::OK, lang, keep, view::subscription_page(&staff(&session, lang), &subscription_view))
 }

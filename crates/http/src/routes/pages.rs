@@ -143,7 +143,8 @@ pub(super) async fn icon() -> Response {
     response
 }
 
-/// `GET /`: to the API's description, the one page every visitor may read.
+/// `GET /`: to the support console (which links on to everything else;
+/// the API's description is at `/docs`).
 pub(super) async fn root() -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, "/docs")]).into_response()
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/console")]).into_response()
 }

@@ -22,6 +22,16 @@ struct Browser {
 impl Browser {
     /// Chromium at a phone's width: 412 by 915 CSS pixels.
     fn phone() -> Browser {
+        Browser::start(&[])
+    }
+
+    /// The same phone with JavaScript turned off for pages (WebDriver can
+    /// still read them).
+    fn phone_without_javascript() -> Browser {
+        Browser::start(&["--blink-settings=scriptEnabled=false"])
+    }
+
+    fn start(extra_args: &[&str]) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -48,7 +58,7 @@ impl Browser {
             "--disable-quic",
             "--no-first-run",
         ];
-        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().chain(extra_args).map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
@@ -235,11 +245,12 @@ fn the_api_docs_read_well_on_a_phone() {
     }
 }
 
-/// A server with three subscriptions as customers hold them, on the
+/// A server with four subscriptions as customers hold them, on the
 /// simulated clock at 2026-01-10 12:00 UTC: a monthly plan whose December
 /// data carried over (`month`), a travel pass started by its first use
-/// (`pass`), and a plan with a daily cap, throttled for the rest of the day
-/// (`capped`). Their page links, by name.
+/// (`pass`), a plan with a daily cap, throttled for the rest of the day
+/// (`capped`), and a pass not used yet (`waiting`). Their page links, by
+/// name.
 fn customers() -> (Server, Vec<(&'static str, String)>) {
     let server = Server::start(Backend::Sqlite);
     let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
@@ -263,7 +274,8 @@ fn customers() -> (Server, Vec<(&'static str, String)>) {
     subscribe("capped", "eu-unlimited-15d", "2026-01-09T00:00:00Z");
     assert_eq!(server.post("/v1/subscriptions/capped/events", &json!({"install": true, "at": "2026-01-09T10:00:00Z"})).status, 200);
     usage(json!([{"id": "c-1", "subscription": "capped", "at": "2026-01-10T11:00:00Z", "bytes": 1200u64 << 20, "country": "FR"}]));
-    let links = ["month", "pass", "capped"]
+    subscribe("waiting", "asia-7d", "2026-01-10T00:00:00Z");
+    let links = ["month", "pass", "capped", "waiting"]
         .into_iter()
         .map(|id| {
             let reply = server.post(&format!("/v1/subscriptions/{id}/tokens"), &json!({}));
@@ -344,6 +356,13 @@ fn the_customer_page_says_what_the_balance_api_says() {
                     assert_eq!(balance["expires_at"], "2026-01-16T12:00:00+09:00", "seven days from the first use, Tokyo time");
                     assert!(page["sentence"].as_str().unwrap().contains(if lang == "en" { "does not carry over" } else { "不结转" }), "{}", page["sentence"]);
                 }
+                "waiting" => {
+                    assert_eq!(balance["status"], "pending");
+                    assert_eq!(page["times"], json!([balance["lapses_at"]]), "{page}");
+                    assert_eq!(balance["lapses_at"], "2026-07-09T09:00:00+09:00", "180 days after the purchase, Tokyo time");
+                    let starts = if lang == "en" { "when your eSIM first connects to a network" } else { "eSIM 首次连网时生效" };
+                    assert!(page["sentence"].as_str().unwrap().contains(starts), "{}", page["sentence"]);
+                }
                 _ => {
                     assert_eq!(page["times"], json!([balance["expires_at"]]), "{page}");
                     assert_eq!(page["data"], json!([1u64 << 30]), "the day's full-speed data: {page}");
@@ -359,12 +378,23 @@ fn the_customer_page_says_what_the_balance_api_says() {
     assert_eq!(browser.run("return document.documentElement.lang;"), "zh-CN");
 }
 
-/// The page is whole without JavaScript: the answer is in the HTML the
-/// server sends, no script is allowed to run, and the token in the link is
+/// The page is whole without JavaScript: in a browser with JavaScript off
+/// it shows the answer, every bucket and the chart; the HTML the server
+/// sends has it all and no script may run; and the token in the link is
 /// never cached or sent on.
 #[test]
 fn the_customer_page_is_server_rendered_and_keeps_its_link_private() {
     let (server, links) = customers();
+    let browser = Browser::phone_without_javascript();
+    browser.open(&format!("{}?lang=en", links[0].1));
+    browser.screenshot("customer-month-en-no-javascript");
+    let page = browser.run(READ_PAGE);
+    assert!(page["sentence"].as_str().unwrap().starts_with("Yes: if you use no more data"), "{page}");
+    assert_eq!(page["buckets"].as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(browser.run("return document.querySelectorAll('svg.chart rect').length;"), 30);
+    // JavaScript really is off in that browser: a page's own script does not run.
+    browser.open("data:text/html,<title>before</title><script>document.title='after'</script>");
+    assert_eq!(browser.run("return document.title;"), "before");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = agent.get(&links[0].1).header("accept-language", "zh-CN,zh;q=0.9").call().unwrap();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

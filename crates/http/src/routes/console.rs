@@ -74,6 +74,18 @@ fn checked(sessions: &Sessions, headers: &HeaderMap, form: &Form, lang: Lang) ->
     Ok(session)
 }
 
+/// A form that may change something: read, from a live session with its
+/// CSRF token, and that session's key read-write.
+fn writer_form(sessions: &Sessions, headers: &HeaderMap, body: &Bytes, lang: Lang) -> Result<(Form, Session), Response> {
+    let form = read_form(body, lang)?;
+    let session = checked(sessions, headers, &form, lang)?;
+    if session.scope != Scope::ReadWrite {
+        let detail = pick(lang, "This key may only read: actions and uploads need a read-write key.", "该密钥只能查看：执行操作和上传需要读写密钥。");
+        return Err(trouble(StatusCode::FORBIDDEN, lang, Some(&session), pick(lang, "Read only", "只读"), detail));
+    }
+    Ok((form, session))
+}
+
 fn read_form(body: &Bytes, lang: Lang) -> Result<Form, Response> {
     parse_form(body).ok_or_else(|| trouble(StatusCode::BAD_REQUEST, lang, None, "", pick(lang, "The form could not be read.", "无法读取表单。")))
 }
@@ -341,17 +353,10 @@ pub(super) async fn act(
     body: Bytes,
 ) -> Response {
     let (lang, _) = language(None, &headers);
-    let form = match read_form(&body, lang) {
-        Ok(form) => form,
+    let (form, session) = match writer_form(&sessions, &headers, &body, lang) {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let session = match checked(&sessions, &headers, &form, lang) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if session.scope != Scope::ReadWrite {
-        return trouble(StatusCode::FORBIDDEN, lang, Some(&session), pick(lang, "Read only", "只读"), pick(lang, "This key may only read: actions need a read-write key.", "该密钥只能查看：执行操作需要读写密钥。"));
-    }
     let action = match action_of(&form, lang) {
         Ok(action) => action,
         Err(why) => return trouble(StatusCode::UNPROCESSABLE_ENTITY, lang, Some(&session), pick(lang, "Cannot do that", "无法执行"), &why),
@@ -429,17 +434,10 @@ async fn subscribers_by_version(service: &Service) -> Result<std::collections::H
 /// `POST /console/plans`: a preview of the upload, or (confirmed) the upload.
 pub(super) async fn upload(State(service): State<Service>, axum::Extension(sessions): axum::Extension<Arc<Sessions>>, headers: HeaderMap, body: Bytes) -> Response {
     let (lang, _) = language(None, &headers);
-    let form = match read_form(&body, lang) {
-        Ok(form) => form,
+    let (form, session) = match writer_form(&sessions, &headers, &body, lang) {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
-    let session = match checked(&sessions, &headers, &form, lang) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if session.scope != Scope::ReadWrite {
-        return trouble(StatusCode::FORBIDDEN, lang, Some(&session), pick(lang, "Read only", "只读"), pick(lang, "This key may only read: uploads need a read-write key.", "该密钥只能查看：上传需要读写密钥。"));
-    }
     let document = value(&form, "document").unwrap_or("").replace("\r\n", "\n");
     if value(&form, "confirm") == Some("yes") {
         return match service.add_plans(&document).await {

@@ -123,24 +123,24 @@ async fn render(service: &Service, subscription: &str, token: &str, lang: Lang) 
     Ok(rollover_pages::customer_page(&page))
 }
 
-/// `GET /assets/site.css`.
-pub(super) async fn style() -> Response {
-    let mut response = rollover_pages::STYLE.into_response();
+/// A file every page loads, cached for a day.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 
+/// `GET /assets/site.css`.
+pub(super) async fn style() -> Response {
+    asset(rollover_pages::STYLE, "text/css; charset=utf-8")
+}
+
 /// `GET /assets/icon.svg` and `/favicon.ico`.
 pub(super) async fn icon() -> Response {
-    let mut response = rollover_pages::ICON.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    response
+    asset(rollover_pages::ICON, "image/svg+xml")
 }
 
 /// `GET /`: to the support console (which links on to everything else;

@@ -25,6 +25,7 @@ fn accepted_types(path: &str) -> &'static [&'static str] {
     match path {
         "/v1/plans" => &["application/toml", "application/json"],
         "/v1/advice" => &["text/csv", "application/json"],
+        "/v1/esim/profiles" => &["text/csv"],
         // The console's forms; each carries the session's CSRF token, and
         // the session cookie is SameSite=Strict.
         path if path.starts_with("/console/") => &["application/x-www-form-urlencoded"],

@@ -61,6 +61,7 @@ codes! {
     CrossSiteRefused = "cross_site_refused", FORBIDDEN, "With no API key configured, a request from a page of another origin is refused.";
     UnknownSubscription = "unknown_subscription", NOT_FOUND, "No subscription has this id.";
     UnknownPlan = "unknown_plan", NOT_FOUND, "No plan has this id.";
+    UnknownProfile = "unknown_profile", NOT_FOUND, "No eSIM profile in the inventory has this ICCID (or the ICCID cannot exist: `detail` says why).";
     UnknownSession = "unknown_session", NOT_FOUND, "No session with this id is open (or its reservation expired).";
     NoSuchEndpoint = "no_such_endpoint", NOT_FOUND, "No endpoint has this path.";
     ClockNotSimulated = "clock_not_simulated", NOT_FOUND, "The clock can be moved only when serving with `--clock simulated`.";
@@ -76,6 +77,7 @@ codes! {
     UnknownReference = "unknown_reference", UNPROCESSABLE_ENTITY, "The body names a plan or subscription that does not exist; `field` says where (`plan`, `change_plan`, `subscription`).";
     InvalidPlan = "invalid_plan", UNPROCESSABLE_ENTITY, "A plan document does not read (TOML syntax) or breaks a rule of the plan terms; `field` names the plan and its field, `detail` the line.";
     InvalidUsageFile = "invalid_usage_file", UNPROCESSABLE_ENTITY, "A usage file (`date,bytes[,country]`) does not read, as a plan document that does not read is `invalid_plan`; `field` names the line and `detail` what is wrong there.";
+    InvalidProfileFile = "invalid_profile_file", UNPROCESSABLE_ENTITY, "A profile inventory file (`iccid[,profile_type][,imsi][,msisdn]`) cannot be read at all (its header); bad lines are listed in the answer instead.";
     InstantOutOfRange = "instant_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed instant lies further back or ahead than the service takes now (`service.max_backdate_seconds`, `service.max_age_seconds`, `service.future_skew_seconds`), before the subscription's purchase, or (moving the simulated clock) more than `service.max_backdate_seconds` ahead.";
     ValueOutOfRange = "value_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed amount beyond a limit (more than 1 TiB in one record, a grant of zero bytes).";
     ClockBackwards = "clock_backwards", UNPROCESSABLE_ENTITY, "The simulated clock cannot move backwards.";

@@ -419,3 +419,64 @@ pub struct SubscriptionSummaryOut {
     pub plan: PlanVersion,
     pub status: &'static str,
 }
+
+/// `POST /v1/esim/profiles`.
+#[derive(Serialize)]
+pub struct ProfileImportOut {
+    pub added: usize,
+    pub errors: Vec<LineError>,
+}
+
+#[derive(Serialize)]
+pub struct LineError {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// One eSIM profile.
+#[derive(Serialize)]
+pub struct ProfileOut {
+    pub iccid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imsi: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msisdn: Option<String>,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eid: Option<String>,
+    pub updated_at: String,
+}
+
+impl ProfileOut {
+    pub fn of(row: rollover_service::ProfileRow) -> ProfileOut {
+        ProfileOut {
+            iccid: row.iccid,
+            profile_type: row.profile_type,
+            imsi: row.imsi,
+            msisdn: row.msisdn,
+            state: row.state,
+            eid: row.eid,
+            updated_at: Instant::from_micros(row.updated_at_micros).to_rfc3339(&rollover_core::Zone::utc()),
+        }
+    }
+}
+
+/// `GET /v1/esim/profiles`.
+#[derive(Serialize)]
+pub struct ProfileListOut {
+    pub profiles: Vec<ProfileOut>,
+    pub total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
+    pub counts: Vec<ProfileCountOut>,
+}
+
+#[derive(Serialize)]
+pub struct ProfileCountOut {
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_type: Option<String>,
+    pub count: u64,
+}

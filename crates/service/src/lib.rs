@@ -42,6 +42,7 @@ pub use error::ServiceError;
 pub use plans::{PlanVersion, Plans, SharedPlans};
 pub use replay::replay_subscription;
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;
+pub use rollover_store::{ProfileCount, ProfileRow};
 
 use worker::{Command, Committed};
 use writer::Write;
@@ -433,6 +434,53 @@ impl Service {
         })
         .await
         .map_err(|_| ServiceError::Stopped { what: "the store reader" })?
+    }
+
+    /// Adds eSIM profiles to the inventory, `available`, in one commit;
+    /// answers the ICCIDs that were there already (not added again).
+    /// Imports run one at a time.
+    pub async fn add_profiles(&self, profiles: Vec<rollover_esim::inventory::NewProfile>) -> Result<Vec<String>, ServiceError> {
+        let _one_at_a_time = self.inner.plan_upload.lock().await;
+        let now = self.now().micros();
+        let rows = profiles
+            .into_iter()
+            .map(|p| ProfileRow {
+                iccid: p.iccid.as_str().to_string(),
+                profile_type: p.profile_type,
+                imsi: p.imsi,
+                msisdn: p.msisdn,
+                state: rollover_esim::ProfileState::Available.name().to_string(),
+                eid: None,
+                matching_id: None,
+                updated_at_micros: now,
+            })
+            .collect();
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Profiles { rows, done: tx }).await?;
+        Ok(rx.await.map_err(|_| ServiceError::writer_stopped())??)
+    }
+
+    /// A page of the inventory (by ICCID), in one state or all; how many in
+    /// all; and the counts by state and profile type.
+    pub async fn profiles(&self, state: Option<rollover_esim::ProfileState>, limit: usize, offset: usize) -> Result<(Vec<ProfileRow>, u64, Vec<ProfileCount>), ServiceError> {
+        self.read_store(move |store| {
+            let (rows, total) = store.profiles(state.map(|s| s.name()), limit, offset)?;
+            Ok((rows, total, store.profile_counts()?))
+        })
+        .await
+    }
+
+    pub async fn profile(&self, iccid: &rollover_esim::Iccid) -> Result<Option<ProfileRow>, ServiceError> {
+        let iccid = iccid.as_str().to_string();
+        self.read_store(move |store| Ok(store.profile(&iccid)?)).await
+    }
+
+    /// Runs `read` on the reader's connection, off the async threads.
+    async fn read_store<T: Send + 'static>(&self, read: impl FnOnce(&mut dyn rollover_store::Store) -> Result<T, ServiceError> + Send + 'static) -> Result<T, ServiceError> {
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || read(service.inner.reader.lock().expect("reader lock").as_mut()))
+            .await
+            .map_err(|_| ServiceError::Stopped { what: "the store reader" })?
     }
 
     /// The subscription that holds an identifier: `field` is one of `iccid`,

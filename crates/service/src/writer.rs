@@ -4,7 +4,7 @@
 
 use std::sync::mpsc::Receiver;
 
-use rollover_store::{Batch, PlanRow, Store, StoreError};
+use rollover_store::{Batch, PlanRow, ProfileRow, Store, StoreError};
 use tokio::sync::oneshot;
 
 /// Most events in one transaction.
@@ -15,6 +15,9 @@ pub(crate) enum Write {
     /// Answered with the store's error, if any: plans are published only
     /// after they are stored, so a failed insert leaves memory as it was.
     Plans { rows: Vec<PlanRow>, done: oneshot::Sender<Result<(), StoreError>> },
+    /// eSIM profiles for the inventory; answered with the ICCIDs already
+    /// stored (not added), or the store's error.
+    Profiles { rows: Vec<ProfileRow>, done: oneshot::Sender<Result<Vec<String>, StoreError>> },
 }
 
 pub(crate) struct Writer {
@@ -39,6 +42,11 @@ impl Writer {
                         self.commit(&mut batch, &mut done);
                         let stored = self.store.insert_plans(&rows).inspect_err(|e| tracing::error!(error = %e, "storing plans failed"));
                         let _ = plan_done.send(stored);
+                    }
+                    Write::Profiles { rows, done: profiles_done } => {
+                        self.commit(&mut batch, &mut done);
+                        let stored = self.store.insert_profiles(&rows).inspect_err(|e| tracing::error!(error = %e, "storing profiles failed"));
+                        let _ = profiles_done.send(stored);
                     }
                     Write::Batch { batch: more, done: waiter } => {
                         batch.append(more);

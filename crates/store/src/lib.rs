@@ -153,6 +153,28 @@ impl Batch {
     }
 }
 
+/// One eSIM profile in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRow {
+    pub iccid: String,
+    pub profile_type: Option<String>,
+    pub imsi: Option<String>,
+    pub msisdn: Option<String>,
+    /// One of `rollover_esim::ProfileState`'s names.
+    pub state: String,
+    pub eid: Option<String>,
+    pub matching_id: Option<String>,
+    pub updated_at_micros: i64,
+}
+
+/// How many profiles are in one state, of one profile type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileCount {
+    pub state: String,
+    pub profile_type: Option<String>,
+    pub count: u64,
+}
+
 /// The system of record. One writer at a time; `commit` is atomic and
 /// durable (fsync) when it returns.
 pub trait Store: Send {
@@ -178,6 +200,15 @@ pub trait Store: Send {
     fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()>;
     /// Deliveries neither done nor given up.
     fn backlog(&mut self) -> Result<u64>;
+    /// Adds profiles in one transaction; the ICCIDs already stored are
+    /// left as they are and returned.
+    fn insert_profiles(&mut self, rows: &[ProfileRow]) -> Result<Vec<String>>;
+    /// A page of profiles by ICCID, in one state or all, and how many there
+    /// are in all.
+    fn profiles(&mut self, state: Option<&str>, limit: usize, offset: usize) -> Result<(Vec<ProfileRow>, u64)>;
+    fn profile(&mut self, iccid: &str) -> Result<Option<ProfileRow>>;
+    /// Profiles by state and profile type.
+    fn profile_counts(&mut self) -> Result<Vec<ProfileCount>>;
 }
 
 /// A further connection to an open store (for a thread of its own), without
@@ -274,6 +305,28 @@ mod tests {
         assert_eq!(subscriptions[0].identifiers.imsi.as_deref(), Some("460001234567890"));
         assert_eq!(store.subscription("s1").unwrap().as_ref(), subscriptions.first(), "one subscription read by its id");
         assert_eq!(store.subscription("nobody").unwrap(), None);
+        let profile = |iccid: &str, kind: Option<&str>| ProfileRow {
+            iccid: iccid.into(),
+            profile_type: kind.map(String::from),
+            imsi: None,
+            msisdn: None,
+            state: "available".into(),
+            eid: None,
+            matching_id: None,
+            updated_at_micros: 7,
+        };
+        let rows = [profile("89445000000000000019", Some("travel")), profile("8944500000000000006", None)];
+        assert_eq!(store.insert_profiles(&rows).unwrap(), Vec::<String>::new());
+        let again = [profile("89445000000000000027", Some("travel")), profile("89445000000000000019", Some("other"))];
+        assert_eq!(store.insert_profiles(&again).unwrap(), ["89445000000000000019"], "a stored ICCID is left as it is");
+        let (page, total) = store.profiles(Some("available"), 2, 1).unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(page.iter().map(|p| p.iccid.as_str()).collect::<Vec<_>>(), ["89445000000000000027", "8944500000000000006"], "by ICCID, as text");
+        assert_eq!(store.profile("89445000000000000019").unwrap().and_then(|p| p.profile_type), Some("travel".into()));
+        assert_eq!(store.profile("89445000000000000035").unwrap(), None);
+        assert_eq!(store.profiles(Some("installed"), 10, 0).unwrap().1, 0);
+        let counts = store.profile_counts().unwrap();
+        assert_eq!(counts, [ProfileCount { state: "available".into(), profile_type: None, count: 1 }, ProfileCount { state: "available".into(), profile_type: Some("travel".into()), count: 2 }]);
         let events = store.events_of("s1").unwrap();
         assert_eq!(events.len(), 5);
         assert_eq!(events[0].body, EventBody::Purchase { plan_id: "p".into(), plan_version: 2 });

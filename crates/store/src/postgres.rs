@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -67,7 +67,34 @@ CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"#, r#"
+CREATE TABLE esim_profiles (
+    iccid TEXT PRIMARY KEY,
+    profile_type TEXT,
+    imsi TEXT,
+    msisdn TEXT,
+    state TEXT NOT NULL,
+    eid TEXT,
+    matching_id TEXT,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX esim_profiles_by_state ON esim_profiles (state, iccid);
 "#];
+
+const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
+
+fn profile_from_row(row: &postgres::Row) -> ProfileRow {
+    ProfileRow {
+        iccid: row.get(0),
+        profile_type: row.get(1),
+        imsi: row.get(2),
+        msisdn: row.get(3),
+        state: row.get(4),
+        eid: row.get(5),
+        matching_id: row.get(6),
+        updated_at_micros: row.get(7),
+    }
+}
 
 fn db(error: postgres::Error) -> StoreError {
     // The driver's text can hold connection details; keep it to the store's log.
@@ -236,6 +263,42 @@ impl Store for PostgresStore {
             identifiers: Identifiers { iccid: row.get(1), imsi: row.get(2), msisdn: row.get(3), external_id: row.get(4) },
             created_at_micros: row.get(5),
         }))
+    }
+
+    fn insert_profiles(&mut self, rows: &[ProfileRow]) -> Result<Vec<String>> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let insert = tx
+            .prepare("INSERT INTO esim_profiles (iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (iccid) DO NOTHING")
+            .map_err(db)?;
+        let mut present = Vec::new();
+        for row in rows {
+            let added = tx.execute(&insert, &[&row.iccid, &row.profile_type, &row.imsi, &row.msisdn, &row.state, &row.eid, &row.matching_id, &row.updated_at_micros]).map_err(db)?;
+            if added == 0 {
+                present.push(row.iccid.clone());
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(present)
+    }
+
+    fn profiles(&mut self, state: Option<&str>, limit: usize, offset: usize) -> Result<(Vec<ProfileRow>, u64)> {
+        let (limit, offset) = (limit.min(i64::MAX as usize) as i64, offset.min(i64::MAX as usize) as i64);
+        let total: i64 = self.client.query_one("SELECT COUNT(*) FROM esim_profiles WHERE $1::TEXT IS NULL OR state = $1", &[&state]).map_err(db)?.get(0);
+        let rows = self
+            .client
+            .query(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE $1::TEXT IS NULL OR state = $1 ORDER BY iccid LIMIT $2 OFFSET $3"), &[&state, &limit, &offset])
+            .map_err(db)?;
+        Ok((rows.iter().map(profile_from_row).collect(), total as u64))
+    }
+
+    fn profile(&mut self, iccid: &str) -> Result<Option<ProfileRow>> {
+        let rows = self.client.query(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE iccid = $1"), &[&iccid]).map_err(db)?;
+        Ok(rows.first().map(profile_from_row))
+    }
+
+    fn profile_counts(&mut self) -> Result<Vec<ProfileCount>> {
+        let rows = self.client.query("SELECT state, profile_type, COUNT(*) FROM esim_profiles GROUP BY state, profile_type ORDER BY state, profile_type NULLS FIRST", &[]).map_err(db)?;
+        Ok(rows.iter().map(|row| ProfileCount { state: row.get(0), profile_type: row.get(1), count: row.get::<_, i64>(2) as u64 }).collect())
     }
 
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {

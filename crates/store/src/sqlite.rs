@@ -5,7 +5,22 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+
+const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
+
+fn profile_from_row(row: &rusqlite::Row) -> rusqlite::Result<ProfileRow> {
+    Ok(ProfileRow {
+        iccid: row.get(0)?,
+        profile_type: row.get(1)?,
+        imsi: row.get(2)?,
+        msisdn: row.get(3)?,
+        state: row.get(4)?,
+        eid: row.get(5)?,
+        matching_id: row.get(6)?,
+        updated_at_micros: row.get(7)?,
+    })
+}
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -78,6 +93,18 @@ CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"#, r#"
+CREATE TABLE esim_profiles (
+    iccid TEXT PRIMARY KEY,
+    profile_type TEXT,
+    imsi TEXT,
+    msisdn TEXT,
+    state TEXT NOT NULL,
+    eid TEXT,
+    matching_id TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX esim_profiles_by_state ON esim_profiles (state, iccid);
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -369,6 +396,50 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db)
+    }
+
+    fn insert_profiles(&mut self, rows: &[ProfileRow]) -> Result<Vec<String>> {
+        let tx = self.connection.transaction().map_err(db)?;
+        let mut present = Vec::new();
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO esim_profiles (iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .map_err(db)?;
+            for row in rows {
+                let added = insert.execute(params![row.iccid, row.profile_type, row.imsi, row.msisdn, row.state, row.eid, row.matching_id, row.updated_at_micros]).map_err(db)?;
+                if added == 0 {
+                    present.push(row.iccid.clone());
+                }
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(present)
+    }
+
+    fn profiles(&mut self, state: Option<&str>, limit: usize, offset: usize) -> Result<(Vec<ProfileRow>, u64)> {
+        let (limit, offset) = (limit.min(i64::MAX as usize) as i64, offset.min(i64::MAX as usize) as i64);
+        let total: i64 = self.connection.query_row("SELECT COUNT(*) FROM esim_profiles WHERE ?1 IS NULL OR state = ?1", params![state], |row| row.get(0)).map_err(db)?;
+        let mut statement = self
+            .connection
+            .prepare_cached(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE ?1 IS NULL OR state = ?1 ORDER BY iccid LIMIT ?2 OFFSET ?3"))
+            .map_err(db)?;
+        let rows = statement.query_map(params![state, limit, offset], profile_from_row).map_err(db)?;
+        Ok((rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?, total as u64))
+    }
+
+    fn profile(&mut self, iccid: &str) -> Result<Option<ProfileRow>> {
+        let mut statement = self.connection.prepare_cached(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE iccid = ?1")).map_err(db)?;
+        let mut rows = statement.query_map([iccid], profile_from_row).map_err(db)?;
+        rows.next().transpose().map_err(db)
+    }
+
+    fn profile_counts(&mut self) -> Result<Vec<ProfileCount>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT state, profile_type, COUNT(*) FROM esim_profiles GROUP BY state, profile_type ORDER BY state, profile_type")
+            .map_err(db)?;
+        let rows = statement.query_map([], |row| Ok(ProfileCount { state: row.get(0)?, profile_type: row.get(1)?, count: row.get::<_, i64>(2)? as u64 })).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>> {

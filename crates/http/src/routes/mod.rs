@@ -7,6 +7,7 @@
 
 mod admin;
 mod console;
+mod esim;
 pub(crate) mod advice;
 mod ledger;
 mod pages;
@@ -75,6 +76,8 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/v1/subscriptions/{id}/tokens", post(subscriptions::post_token))
         .route("/v1/usage", post(usage::post_usage))
         .route("/v1/advice", post(advice::post_advice))
+        .route("/v1/esim/profiles", post(esim::post_profiles).get(esim::get_profiles))
+        .route("/v1/esim/profiles/{iccid}", get(esim::get_profile))
         .route("/v1/sessions", post(sessions::post_session))
         .route("/v1/sessions/{id}/update", post(sessions::update_session))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::end_session))

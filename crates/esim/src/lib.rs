@@ -6,6 +6,7 @@
 //!   allows, each refusal with its ES2+ subject and reason codes.
 //! - `code.rs`: activation codes (`1$<SM-DP+ address>$<matching id>`), the
 //!   `LPA:` text a QR code holds, and the one-tap install links.
+//! - `qr.rs`: QR codes of activation codes as SVG and PNG.
 //! - `inventory.rs`: profile inventory files (`iccid[,profile_type][,imsi][,msisdn]`),
 //!   every bad line named with its reason.
 //!
@@ -15,6 +16,7 @@
 pub mod code;
 pub mod ids;
 pub mod inventory;
+pub mod qr;
 pub mod state;
 
 pub use code::ActivationCode;

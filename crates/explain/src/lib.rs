@@ -27,6 +27,14 @@ use rollover_core::plan::Plan;
 
 pub use ledger::ledger_lines;
 
+/// The answer to "does unused data carry over?" without its question: one
+/// or two sentences, for catalogs and reseller listings.
+pub fn carry_answer(plan: &Plan, lang: Lang) -> String {
+    let section = questions::carries_over(&words::Words::new(plan, lang));
+    let separator = if lang == Lang::En { " " } else { "" };
+    section.lines().filter(|line| !line.trim().is_empty()).skip(1).collect::<Vec<_>>().join(separator)
+}
+
 /// The plan's order of use in one sentence ("Carried-over data, then plan
 /// data, then any other data, earliest expiry first.").
 pub fn order_sentence(plan: &Plan, lang: Lang) -> String {

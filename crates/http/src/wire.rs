@@ -480,3 +480,41 @@ pub struct ProfileCountOut {
     pub profile_type: Option<String>,
     pub count: u64,
 }
+
+/// `GET /v1/packages`.
+#[derive(Serialize)]
+pub struct PackagesOut {
+    pub packages: Vec<PackageOut>,
+}
+
+#[derive(Serialize)]
+pub struct PackageOut {
+    pub id: String,
+    pub name: String,
+    /// Data each period (or for the whole pass); absent for unlimited plans.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_bytes: Option<u64>,
+    pub unlimited: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_full_speed_bytes: Option<u64>,
+    pub validity: Validity,
+    /// "purchase", "install" or "first_use".
+    pub starts: &'static str,
+    pub price: String,
+    pub currency: String,
+    pub carries_over: bool,
+    pub carry_over: Explanation,
+    /// The countries it works in; absent: everywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub countries: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+pub struct Validity {
+    /// "monthly", "days" (renews every N days) or "once" (a pass).
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    /// In words: "renews monthly", "7 days", "8 calendar days".
+    pub text: String,
+}

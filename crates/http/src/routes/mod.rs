@@ -8,6 +8,7 @@
 mod admin;
 mod console;
 mod esim;
+mod packages;
 pub(crate) mod advice;
 mod ledger;
 mod pages;
@@ -76,6 +77,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/v1/subscriptions/{id}/tokens", post(subscriptions::post_token))
         .route("/v1/usage", post(usage::post_usage))
         .route("/v1/advice", post(advice::post_advice))
+        .route("/v1/packages", get(packages::get_packages))
         .route("/v1/esim/profiles", post(esim::post_profiles).get(esim::get_profiles))
         .route("/v1/esim/profiles/{iccid}", get(esim::get_profile))
         .route("/v1/sessions", post(sessions::post_session))

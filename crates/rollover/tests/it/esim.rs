@@ -39,3 +39,57 @@ fn the_inventory_takes_good_lines_and_names_bad_ones(backend: Backend) {
 }
 
 on_both_stores!(the_inventory_takes_good_lines_and_names_bad_ones);
+
+/// A reseller lists the plans that work in a country, each with whether
+/// unused data carries over, in a word and in a sentence.
+#[test]
+fn packages_are_listed_by_country() {
+    let server = Server::start(Backend::Sqlite);
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    let all = server.get("/v1/packages").body;
+    let japan = server.get("/v1/packages?country=JP").body;
+    let ids = |body: &serde_json::Value| -> Vec<String> { body["packages"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect() };
+    let france = server.get("/v1/packages?country=FR").body;
+    assert!(ids(&japan).contains(&"asia-7d".to_string()) && !ids(&france).contains(&"asia-7d".to_string()), "asia-7d covers Japan, not France");
+    assert!(ids(&france).contains(&"cn-30g".to_string()), "a plan without a coverage list works everywhere");
+    assert_eq!(ids(&all).len(), ids(&france).len() + 1);
+    let cn = all["packages"].as_array().unwrap().iter().find(|p| p["id"] == "cn-30g").unwrap();
+    assert_eq!((cn["carries_over"].as_bool(), cn["starts"].as_str(), cn["price"].as_str(), cn["currency"].as_str()), (Some(true), Some("purchase"), Some("58.00"), Some("CNY")));
+    assert!(cn["carry_over"]["en"].as_str().unwrap().starts_with("Yes."), "{cn}");
+    assert!(cn["carry_over"]["zh"].as_str().unwrap().starts_with("可以。") && !cn["carry_over"]["zh"].as_str().unwrap().contains("。 "), "{cn}");
+    let pass = all["packages"].as_array().unwrap().iter().find(|p| p["id"] == "asia-7d").unwrap();
+    assert_eq!((pass["carries_over"].as_bool(), pass["starts"].as_str(), pass["validity"]["kind"].as_str()), (Some(false), Some("first_use"), Some("once")), "{pass}");
+    let bad = server.get("/v1/packages?country=XX");
+    assert_eq!((bad.status, bad.body["field"].as_str()), (400, Some("country")));
+}
+
+/// An activation code's QR code, as PNG and as SVG drawn by Chromium, read
+/// back by a real decoder (`zbarimg`, Debian's zbar-tools) to exactly the
+/// `LPA:` text.
+#[test]
+fn qr_codes_decode_to_the_activation_code() {
+    let code = rollover_esim::ActivationCode::new("smdp.example.net", "QR-G-5C-1LS-1W1Z9P7", false).unwrap();
+    let dir = crate::network::Scratch::new("qr");
+    let decode = |path: &std::path::Path| {
+        let output = std::process::Command::new("zbarimg").args(["--raw", "-q"]).arg(path).output().expect("zbarimg runs (zbar-tools; .ci/run installs it)");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let png = dir.0.join("code.png");
+    std::fs::write(&png, rollover_esim::qr::png(&code.lpa(), 6).unwrap()).unwrap();
+    assert_eq!(decode(&png), "LPA:1$smdp.example.net$QR-G-5C-1LS-1W1Z9P7");
+    let svg = rollover_esim::qr::svg(&code.lpa(), "eSIM activation code").unwrap();
+    let page = dir.0.join("code.html");
+    std::fs::write(&page, format!("<!doctype html><html><body style=\"margin:0;background:#fff\"><div style=\"width:300px\">{svg}</div></body></html>")).unwrap();
+    let shot = dir.0.join("svg.png");
+    let status = std::process::Command::new("chromium")
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=320,320"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("chromium runs");
+    assert!(status.success());
+    assert_eq!(decode(&shot), code.lpa(), "the SVG as a browser draws it");
+}

@@ -518,3 +518,29 @@ pub struct Validity {
     /// In words: "renews monthly", "7 days", "8 calendar days".
     pub text: String,
 }
+
+/// `GET /v1/esims/{iccid}`.
+#[derive(Serialize)]
+pub struct EsimOut {
+    pub iccid: String,
+    /// Absent when the ICCID is not in this seller's inventory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<EsimSubscriptionOut>,
+}
+
+#[derive(Serialize)]
+pub struct EsimSubscriptionOut {
+    pub id: String,
+    pub plan: String,
+    pub status: &'static str,
+    pub remaining_bytes: u64,
+    /// What the live buckets held when granted.
+    pub total_bytes: u64,
+    pub unlimited: bool,
+    /// When a pass ends, or when the current period ends (then it renews).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    pub renews: bool,
+}

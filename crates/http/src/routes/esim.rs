@@ -76,3 +76,36 @@ pub(super) async fn get_profile(State(service): State<Service>, Path(iccid): Pat
         None => Err(Problem::new(Code::UnknownProfile, format!("no profile {iccid} in the inventory"), Some("iccid".into()))),
     }
 }
+
+/// `GET /v1/esims/{iccid}`: what an eSIM reseller's customer asks, in one
+/// call: the profile's state, and its subscription's status, data left and
+/// held, and when it ends.
+pub(super) async fn get_esim(State(service): State<Service>, Path(iccid): Path<String>) -> ApiResult {
+    let iccid = Iccid::parse(&iccid).map_err(|e| Problem::new(Code::UnknownProfile, format!("ICCID {iccid:?} {e}: no profile can have it"), Some("iccid".into())))?;
+    let profile = service.profile(&iccid).await?;
+    let subscription = service.subscription_by("iccid", iccid.as_str());
+    if profile.is_none() && subscription.is_none() {
+        return Err(Problem::new(Code::UnknownProfile, format!("no profile or subscription has ICCID {iccid}"), Some("iccid".into())));
+    }
+    let usage = match &subscription {
+        Some(id) => {
+            let balance = service.balance(id).await?;
+            let plans = service.plans();
+            let plan = plans.catalog.get(balance.plan.ix);
+            let held = balance.buckets.iter().map(|b| b.granted_bytes).sum();
+            let zone = &plan.zone;
+            Some(wire::EsimSubscriptionOut {
+                id: id.clone(),
+                plan: plan.id.clone(),
+                status: balance.status.name(),
+                remaining_bytes: balance.total_bytes,
+                total_bytes: held,
+                unlimited: plan.is_unlimited(),
+                expires_at: balance.expires_at.or(balance.period_end.map(|p| p.at)).map(|at| at.to_rfc3339(zone)),
+                renews: !plan.is_once(),
+            })
+        }
+        None => None,
+    };
+    Ok(ok(wire::EsimOut { iccid: iccid.as_str().to_string(), profile_state: profile.map(|p| p.state), subscription: usage }))
+}

@@ -80,6 +80,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/v1/packages", get(packages::get_packages))
         .route("/v1/esim/profiles", post(esim::post_profiles).get(esim::get_profiles))
         .route("/v1/esim/profiles/{iccid}", get(esim::get_profile))
+        .route("/v1/esims/{iccid}", get(esim::get_esim))
         .route("/v1/sessions", post(sessions::post_session))
         .route("/v1/sessions/{id}/update", post(sessions::update_session))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::end_session))

@@ -38,7 +38,27 @@ fn the_inventory_takes_good_lines_and_names_bad_ones(backend: Backend) {
     assert_eq!(server.get("/v1/esim/profiles?state=sold").body["field"], "state");
 }
 
-on_both_stores!(the_inventory_takes_good_lines_and_names_bad_ones);
+/// A reseller's customer asks about their eSIM by its ICCID: the profile's
+/// state and the subscription's data in one answer.
+fn an_esim_answers_with_its_profile_and_its_data(backend: Backend) {
+    let server = Server::start(backend);
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    assert_eq!(server.post_raw("/v1/esim/profiles", "text/csv", "iccid\n89445000000000000019\n").body["added"], 1);
+    let reply = server.post("/v1/subscriptions", &json!({"id": "traveller", "plan": "asia-7d", "identifiers": {"iccid": "89445000000000000019"}}));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let usage = json!({"records": [{"id": "u1", "subscription": "traveller", "at": "2025-12-01T00:00:00Z", "bytes": 1u64 << 30, "country": "JP"}]});
+    assert_eq!(server.post("/v1/usage", &usage).status, 200);
+    let esim = server.get("/v1/esims/89445000000000000019").body;
+    assert_eq!(esim["profile_state"], "available");
+    assert_eq!(esim["subscription"]["status"], "active");
+    assert_eq!((esim["subscription"]["remaining_bytes"].as_u64(), esim["subscription"]["total_bytes"].as_u64()), (Some(4u64 << 30), Some(5u64 << 30)), "{esim}");
+    assert_eq!((esim["subscription"]["renews"].as_bool(), esim["subscription"]["expires_at"].as_str()), (Some(false), Some("2025-12-08T09:00:00+09:00")), "seven days from the first use: {esim}");
+    let unknown = server.get("/v1/esims/89445000000000000027");
+    assert_eq!((unknown.status, unknown.body["code"].as_str()), (404, Some("unknown_profile")));
+}
+
+on_both_stores!(the_inventory_takes_good_lines_and_names_bad_ones, an_esim_answers_with_its_profile_and_its_data);
 
 /// A reseller lists the plans that work in a country, each with whether
 /// unused data carries over, in a word and in a sentence.

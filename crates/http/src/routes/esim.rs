@@ -49,14 +49,7 @@ pub(super) async fn get_profiles(State(service): State<Service>, query: Result<a
             Problem::about(Code::InvalidQuery, "state", format!("\"{name}\" is not a profile state: {}", names.join(", ")))
         })?),
     };
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > PROFILE_PAGE_MAX {
-        return Err(Problem::about(Code::InvalidQuery, "limit", format!("must be 1 to {PROFILE_PAGE_MAX}")));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset > 1 << 40 {
-        return Err(Problem::about(Code::InvalidQuery, "offset", "must be 0 to 1099511627776"));
-    }
+    let (limit, offset) = super::page(query.limit, query.offset, PROFILE_PAGE_MAX)?;
     let (rows, total, counts) = service.profiles(state, limit, offset).await?;
     let next = offset as u64 + rows.len() as u64;
     Ok(ok(wire::ProfileListOut {

@@ -26,10 +26,6 @@ pub(super) struct LedgerQuery {
 
 const LEDGER_PAGE_MAX: usize = 1000;
 
-/// Largest ledger offset: far past any ledger, and small enough that
-/// `offset + limit` cannot wrap.
-const LEDGER_OFFSET_MAX: usize = 1 << 40;
-
 /// The `type` of every ledger entry, as `?type=` takes it.
 const ENTRY_TYPES: [&str; 11] =
     ["granted", "drawn", "carried_out", "forfeited", "fee", "charged", "accepted_unmetered", "throttled", "rejected", "lifecycle", "network"];
@@ -48,14 +44,7 @@ pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<St
     {
         return Err(Problem::about(Code::InvalidQuery, "type", format!("\"{entry_type}\" is not an entry type: {}", ENTRY_TYPES.join(", "))));
     }
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > LEDGER_PAGE_MAX {
-        return Err(Problem::about(Code::InvalidQuery, "limit", format!("must be 1 to {LEDGER_PAGE_MAX}")));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset > LEDGER_OFFSET_MAX {
-        return Err(Problem::about(Code::InvalidQuery, "offset", format!("must be 0 to {LEDGER_OFFSET_MAX}")));
-    }
+    let (limit, offset) = super::page(query.limit, query.offset, LEDGER_PAGE_MAX)?;
     let ledger = service.ledger(&id).await?;
     let plans = service.plans();
     let plan = plans.catalog.get(ledger.plan);

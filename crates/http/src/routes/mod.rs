@@ -103,6 +103,24 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
 
 type ApiResult = Result<Response, Problem>;
 
+/// Largest offset a page may start at: far past any list, and small enough
+/// that `offset + limit` cannot wrap.
+const OFFSET_MAX: usize = 1 << 40;
+
+/// A page's `limit` (1 to `max`, 100 by default) and `offset` (0 to
+/// [`OFFSET_MAX`]), or the problem naming the one out of range.
+fn page(limit: Option<usize>, offset: Option<usize>, max: usize) -> Result<(usize, usize), Problem> {
+    let limit = limit.unwrap_or(100.min(max));
+    if limit == 0 || limit > max {
+        return Err(Problem::about(Code::InvalidQuery, "limit", format!("must be 1 to {max}")));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > OFFSET_MAX {
+        return Err(Problem::about(Code::InvalidQuery, "offset", format!("must be 0 to {OFFSET_MAX}")));
+    }
+    Ok((limit, offset))
+}
+
 fn created(value: impl Serialize) -> Response {
     (StatusCode::CREATED, axum::Json(value)).into_response()
 }

@@ -149,14 +149,7 @@ pub const LIST_PAGE_MAX: usize = 1000;
 /// filtered by `status` and `plan`, sorted by id.
 pub(super) async fn list_subscriptions(State(service): State<Service>, query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let axum::extract::Query(query) = query.map_err(|e| Problem::new(Code::InvalidQuery, format!("bad query: {e}"), None))?;
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > LIST_PAGE_MAX {
-        return Err(Problem::about(Code::InvalidQuery, "limit", format!("must be 1 to {LIST_PAGE_MAX}")));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset > 1 << 40 {
-        return Err(Problem::about(Code::InvalidQuery, "offset", "must be 0 to 1099511627776"));
-    }
+    let (limit, offset) = super::page(query.limit, query.offset, LIST_PAGE_MAX)?;
     let identifiers = [("iccid", &query.iccid), ("imsi", &query.imsi), ("msisdn", &query.msisdn), ("external_id", &query.external_id)];
     for (field, value) in identifiers.iter().copied().chain([("plan", &query.plan)]) {
         if let Some(value) = value

@@ -13,6 +13,7 @@ mod bad_input;
 mod browser;
 mod crash;
 mod diameter;
+mod es2;
 mod esim;
 mod explain;
 mod hostile;

@@ -1,0 +1,120 @@
+//! One ES2+ call from rollover to an SM-DP+, over HTTPS with mutual TLS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// The protocol version rollover speaks, in `X-Admin-Protocol`.
+pub const ADMIN_PROTOCOL: &str = "gsma/rsp/v2.2.0";
+
+/// Largest answer read from an SM-DP+.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Why a call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Es2Error {
+    /// The SM-DP+ answered `Failed` (or `Expired`) with its codes.
+    Failed { status: String, subject_code: String, reason_code: String, message: String },
+    /// No answer: the connection, the TLS handshake or the wait failed. The
+    /// same call may be sent again, with the same `functionCallIdentifier`.
+    Unreachable(String),
+    /// An answer that is not ES2+.
+    BadAnswer(String),
+}
+
+impl std::fmt::Display for Es2Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Es2Error::Failed { status, subject_code, reason_code, message } => write!(f, "the SM-DP+ answered {status} ({subject_code} / {reason_code}): {message}"),
+            Es2Error::Unreachable(why) => write!(f, "no answer from the SM-DP+: {why}"),
+            Es2Error::BadAnswer(why) => write!(f, "the SM-DP+'s answer is not ES2+: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Es2Error {}
+
+/// One call: the function and its identifier (kept when the call is sent
+/// again), and the body without its `header`.
+pub struct Call<'a> {
+    pub function: &'a str,
+    pub call_id: &'a str,
+    pub body: Value,
+}
+
+/// The client of one SM-DP+.
+#[derive(Clone)]
+pub struct Es2Client {
+    host: String,
+    port: u16,
+    requester_id: String,
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+}
+
+impl Es2Client {
+    /// `smdp_url` is `https://HOST[:PORT]`.
+    pub fn new(smdp_url: &str, requester_id: &str, tls: Arc<ClientConfig>, timeout: Duration) -> Result<Es2Client, String> {
+        let authority = smdp_url.strip_prefix("https://").ok_or_else(|| format!("{smdp_url:?}: use https://HOST[:PORT]"))?.trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("{smdp_url:?}: the port is not a number"))?),
+            None => (authority, 443),
+        };
+        if host.is_empty() || authority.contains('/') {
+            return Err(format!("{smdp_url:?}: use https://HOST[:PORT], no path"));
+        }
+        Ok(Es2Client { host: host.to_string(), port, requester_id: requester_id.to_string(), tls, timeout })
+    }
+
+    /// Sends `call`; the answer's body when it succeeded.
+    pub async fn call(&self, call: Call<'_>) -> Result<Value, Es2Error> {
+        let mut body = call.body;
+        body["header"] = json!({"functionRequesterIdentifier": self.requester_id, "functionCallIdentifier": call.call_id});
+        let answer = tokio::time::timeout(self.timeout, self.post(call.function, body.to_string()))
+            .await
+            .map_err(|_| Es2Error::Unreachable(format!("no answer within {} s", self.timeout.as_secs_f64())))??;
+        let answer: Value = serde_json::from_slice(&answer).map_err(|e| Es2Error::BadAnswer(format!("not JSON: {e}")))?;
+        let status = &answer["header"]["functionExecutionStatus"];
+        match status["status"].as_str() {
+            Some("Executed-Success" | "Executed-WithWarning") => Ok(answer),
+            Some(other) => {
+                let data = &status["statusCodeData"];
+                let text = |name: &str| data[name].as_str().unwrap_or("").to_string();
+                Err(Es2Error::Failed { status: other.to_string(), subject_code: text("subjectCode"), reason_code: text("reasonCode"), message: text("message") })
+            }
+            None => Err(Es2Error::BadAnswer("no header.functionExecutionStatus.status".into())),
+        }
+    }
+
+    async fn post(&self, function: &str, body: String) -> Result<Bytes, Es2Error> {
+        let unreachable = |what: &str, e: &dyn std::fmt::Display| Es2Error::Unreachable(format!("{what}: {e}"));
+        let stream = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| unreachable("connect", &e))?;
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| Es2Error::Unreachable(format!("server name {:?}: {e}", self.host)))?;
+        let tls = TlsConnector::from(self.tls.clone()).connect(name, stream).await.map_err(|e| unreachable("TLS", &e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| unreachable("HTTP", &e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let request = hyper::Request::post(format!("/gsma/rsp2/es2plus/{function}"))
+            .header("host", format!("{}:{}", self.host, self.port))
+            .header("content-type", "application/json")
+            .header("x-admin-protocol", ADMIN_PROTOCOL)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Es2Error::BadAnswer(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| unreachable("request", &e))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(|e| unreachable("answer", &e))?.to_bytes();
+        if !status.is_success() {
+            return Err(Es2Error::BadAnswer(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)]))));
+        }
+        Ok(bytes)
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod coa;
 pub mod diameter;
+pub mod esim;
 mod metrics;
 pub mod radius;
 

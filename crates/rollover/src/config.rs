@@ -24,6 +24,28 @@ pub struct Config {
     pub limits: LimitsSection,
     pub radius: RadiusSection,
     pub diameter: DiameterSection,
+    pub esim: EsimSection,
+}
+
+/// Selling the eSIM. Only the callback listener exists so far.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EsimSection {
+    pub callback: EsimCallbackSection,
+}
+
+/// The HTTPS listener the SM-DP+ sends `handleDownloadProgressInfo` to.
+/// Off unless `listen` is set; then `cert`, `key` and `client_ca` are needed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EsimCallbackSection {
+    /// TCP address, e.g. `0.0.0.0:8443`.
+    pub listen: Option<String>,
+    /// PEM: our certificate chain, and its key.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// PEM: the CA the SM-DP+'s client certificates must chain to.
+    pub client_ca: Option<String>,
 }
 
 /// The RADIUS accounting listener and CoA/Disconnect enforcement. Off
@@ -359,6 +381,7 @@ pub struct Settings {
     pub radius: Option<rollover_gateway::radius::Config>,
     pub coa: rollover_gateway::coa::Config,
     pub diameter: Option<rollover_gateway::diameter::Config>,
+    pub esim_callback: Option<rollover_gateway::esim::Config>,
 }
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -426,6 +449,10 @@ impl Config {
                 "ROLLOVER_RADIUS_LISTEN" => config.radius.listen = Some(value),
                 "ROLLOVER_RADIUS_SECRET" => config.radius.loopback_secret = Some(value),
                 "ROLLOVER_DIAMETER_LISTEN" => config.diameter.listen = Some(value),
+                "ROLLOVER_ESIM_CALLBACK_LISTEN" => config.esim.callback.listen = Some(value),
+                "ROLLOVER_ESIM_CALLBACK_CERT" => config.esim.callback.cert = Some(value),
+                "ROLLOVER_ESIM_CALLBACK_KEY" => config.esim.callback.key = Some(value),
+                "ROLLOVER_ESIM_CALLBACK_CLIENT_CA" => config.esim.callback.client_ca = Some(value),
                 "ROLLOVER_DIAMETER_ORIGIN_HOST" => config.diameter.origin_host = value,
                 "ROLLOVER_DIAMETER_ORIGIN_REALM" => config.diameter.origin_realm = value,
                 _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
@@ -472,6 +499,7 @@ impl Config {
             radius: self.radius()?,
             coa: self.coa()?,
             diameter: self.diameter()?,
+            esim_callback: self.esim_callback()?,
         })
     }
 
@@ -491,6 +519,7 @@ impl Config {
         self.coa()?;
         self.radius()?;
         self.diameter()?;
+        self.esim_callback()?;
         Ok(())
     }
 
@@ -692,6 +721,18 @@ impl Config {
             watchdog: std::time::Duration::from_secs(self.diameter.watchdog_seconds),
             quota_threshold_percent: self.diameter.quota_threshold_percent,
         }))
+    }
+
+    /// The ES2+ callback listener's settings, when it is on: the files read
+    /// now, so that a missing or unreadable one stops the start.
+    pub fn esim_callback(&self) -> Result<Option<rollover_gateway::esim::Config>, String> {
+        let callback = &self.esim.callback;
+        let Some(listen) = &callback.listen else { return Ok(None) };
+        let listen = listen.parse().map_err(|_| format!("esim.callback.listen = {listen:?}: use HOST:PORT, e.g. 0.0.0.0:8443"))?;
+        let file = |value: &Option<String>, name: &str| value.clone().ok_or_else(|| format!("esim.callback.{name}: needed with esim.callback.listen (a PEM file)"));
+        let (cert, key, client_ca) = (file(&callback.cert, "cert")?, file(&callback.key, "key")?, file(&callback.client_ca, "client_ca")?);
+        let tls = rollover_es2::tls::server_config(std::path::Path::new(&cert), std::path::Path::new(&key), std::path::Path::new(&client_ca)).map_err(|e| format!("esim.callback: {e}"))?;
+        Ok(Some(rollover_gateway::esim::Config { listen, tls }))
     }
 
     pub fn listen(&self) -> Result<SocketAddr, String> {

@@ -163,6 +163,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
         network.push_str(&format!(", diameter tcp://{address}"));
         tokio::spawn(server.run());
     }
+    if let Some(esim) = settings.esim_callback.clone() {
+        let server = rollover_gateway::esim::Server::bind(esim, service.clone()).await.map_err(|e| e.to_string())?;
+        let address = server.local_addr().map_err(|e| e.to_string())?;
+        network.push_str(&format!(", esim callbacks https://{address}"));
+        tokio::spawn(server.run());
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     // Scripts and tests read this line to find the ports.

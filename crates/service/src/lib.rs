@@ -475,6 +475,15 @@ impl Service {
         self.read_store(move |store| Ok(store.profile(&iccid)?)).await
     }
 
+    /// Sets a profile's state (and its EID, when known), committed when this
+    /// returns; false when no profile has that ICCID.
+    pub async fn set_profile_state(&self, iccid: &rollover_esim::Iccid, state: rollover_esim::ProfileState, eid: Option<&str>) -> Result<bool, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        let write = Write::ProfileState { iccid: iccid.as_str().to_string(), state: state.name(), eid: eid.map(str::to_string), at_micros: self.now().micros(), done: tx };
+        self.write(write).await?;
+        Ok(rx.await.map_err(|_| ServiceError::writer_stopped())??)
+    }
+
     /// Runs `read` on the reader's connection, off the async threads.
     async fn read_store<T: Send + 'static>(&self, read: impl FnOnce(&mut dyn rollover_store::Store) -> Result<T, ServiceError> + Send + 'static) -> Result<T, ServiceError> {
         let service = self.clone();

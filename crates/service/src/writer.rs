@@ -18,6 +18,8 @@ pub(crate) enum Write {
     /// eSIM profiles for the inventory; answered with the ICCIDs already
     /// stored (not added), or the store's error.
     Profiles { rows: Vec<ProfileRow>, done: oneshot::Sender<Result<Vec<String>, StoreError>> },
+    /// A profile's new state (and EID); answered with whether it exists.
+    ProfileState { iccid: String, state: &'static str, eid: Option<String>, at_micros: i64, done: oneshot::Sender<Result<bool, StoreError>> },
 }
 
 pub(crate) struct Writer {
@@ -47,6 +49,11 @@ impl Writer {
                         self.commit(&mut batch, &mut done);
                         let stored = self.store.insert_profiles(&rows).inspect_err(|e| tracing::error!(error = %e, "storing profiles failed"));
                         let _ = profiles_done.send(stored);
+                    }
+                    Write::ProfileState { iccid, state, eid, at_micros, done: state_done } => {
+                        self.commit(&mut batch, &mut done);
+                        let stored = self.store.set_profile_state(&iccid, state, eid.as_deref(), at_micros).inspect_err(|e| tracing::error!(error = %e, "storing a profile's state failed"));
+                        let _ = state_done.send(stored);
                     }
                     Write::Batch { batch: more, done: waiter } => {
                         batch.append(more);

@@ -209,6 +209,8 @@ pub trait Store: Send {
     fn profile(&mut self, iccid: &str) -> Result<Option<ProfileRow>>;
     /// Profiles by state and profile type.
     fn profile_counts(&mut self) -> Result<Vec<ProfileCount>>;
+    /// Sets a profile's state (and EID, when known); false if no such profile.
+    fn set_profile_state(&mut self, iccid: &str, state: &str, eid: Option<&str>, updated_at_micros: i64) -> Result<bool>;
 }
 
 /// A further connection to an open store (for a thread of its own), without
@@ -325,6 +327,13 @@ mod tests {
         assert_eq!(store.profile("89445000000000000019").unwrap().and_then(|p| p.profile_type), Some("travel".into()));
         assert_eq!(store.profile("89445000000000000035").unwrap(), None);
         assert_eq!(store.profiles(Some("installed"), 10, 0).unwrap().1, 0);
+        assert!(store.set_profile_state("89445000000000000027", "installed", Some("89049032000000000000000000001234"), 9).unwrap());
+        assert!(!store.set_profile_state("89445000000000000035", "installed", None, 9).unwrap(), "no such profile");
+        let installed = store.profile("89445000000000000027").unwrap().unwrap();
+        assert_eq!((installed.state.as_str(), installed.eid.as_deref(), installed.updated_at_micros), ("installed", Some("89049032000000000000000000001234"), 9));
+        store.set_profile_state("89445000000000000027", "available", None, 10).unwrap();
+        assert_eq!(store.profile("89445000000000000027").unwrap().unwrap().eid.as_deref(), Some("89049032000000000000000000001234"), "an EID not given is kept");
+        store.set_profile_state("89445000000000000027", "available", None, 10).unwrap();
         let counts = store.profile_counts().unwrap();
         assert_eq!(counts, [ProfileCount { state: "available".into(), profile_type: None, count: 1 }, ProfileCount { state: "available".into(), profile_type: Some("travel".into()), count: 2 }]);
         let events = store.events_of("s1").unwrap();

@@ -301,6 +301,14 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|row| ProfileCount { state: row.get(0), profile_type: row.get(1), count: row.get::<_, i64>(2) as u64 }).collect())
     }
 
+    fn set_profile_state(&mut self, iccid: &str, state: &str, eid: Option<&str>, updated_at_micros: i64) -> Result<bool> {
+        let changed = self
+            .client
+            .execute("UPDATE esim_profiles SET state = $2, eid = COALESCE($3, eid), updated_at = $4 WHERE iccid = $1", &[&iccid, &state, &eid, &updated_at_micros])
+            .map_err(db)?;
+        Ok(changed > 0)
+    }
+
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
         let mut tx = self.client.transaction().map_err(db)?;
         let portal = tx.bind(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"), &[]).map_err(db)?;

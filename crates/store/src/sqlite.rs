@@ -442,6 +442,14 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
+    fn set_profile_state(&mut self, iccid: &str, state: &str, eid: Option<&str>, updated_at_micros: i64) -> Result<bool> {
+        let changed = self
+            .connection
+            .execute("UPDATE esim_profiles SET state = ?2, eid = COALESCE(?3, eid), updated_at = ?4 WHERE iccid = ?1", params![iccid, state, eid, updated_at_micros])
+            .map_err(db)?;
+        Ok(changed > 0)
+    }
+
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>> {
         let mut statement = self
             .connection

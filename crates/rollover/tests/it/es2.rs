@@ -139,3 +139,57 @@ async fn a_client_without_the_right_certificate_is_refused_at_the_tls_layer() {
     assert!(double.calls().is_empty(), "no call got through");
     assert_eq!(allocated(&double), 0);
 }
+
+/// What the SM-DP+ tells rollover: a download, then the installation, which
+/// starts a plan that waits for its install at the notification's instant;
+/// the same notification twice changes nothing; an unknown ICCID gets an
+/// ES2+ error; a caller without the right certificate is refused at the
+/// TLS layer.
+#[test]
+fn the_smdp_notifications_move_the_profile_and_start_the_plan() {
+    let certificates = certificates();
+    let env = [
+        ("ROLLOVER_ESIM_CALLBACK_LISTEN", "127.0.0.1:0".to_string()),
+        ("ROLLOVER_ESIM_CALLBACK_CERT", certificates.server.0.display().to_string()),
+        ("ROLLOVER_ESIM_CALLBACK_KEY", certificates.server.1.display().to_string()),
+        ("ROLLOVER_ESIM_CALLBACK_CLIENT_CA", certificates.ca.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = crate::server::Server::start_configured(crate::server::Backend::Sqlite, "", &env);
+    let port = server.esim.expect("the callback listener's address is printed").port();
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    assert_eq!(server.post_raw("/v1/esim/profiles", "text/csv", "iccid,profile_type\n89445000000000000019,travel\n").body["added"], 1);
+    let reply = server.post("/v1/subscriptions", &json!({"id": "trip", "plan": "eu-unlimited-15d", "identifiers": {"iccid": "89445000000000000019"}}));
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    server.set_clock("2025-12-02T00:00:00Z");
+    assert_eq!(server.get("/v1/subscriptions/trip/balance").body["status"], "pending", "it waits for its install");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    // The SM-DP+ calls as a client with its certificate from the CA.
+    let smdp = client(&certificates, port, &certificates.client, Duration::from_secs(5));
+    let notify = |call_id: &str, point: u64, status: &str, iccid: &str| {
+        let body = json!({"iccid": iccid, "profileType": "travel", "eid": "89049032000000000000000000001230", "timestamp": "2025-12-01T18:30:00Z", "notificationPointId": point, "notificationPointStatus": {"status": status}});
+        runtime.block_on(smdp.call(Call { function: "handleDownloadProgressInfo", call_id, body }))
+    };
+    // 204 has no body: the client reads that as not ES2+, which is fine here.
+    let answered = |result: Result<serde_json::Value, Es2Error>| matches!(result, Err(Es2Error::BadAnswer(ref why)) if why.contains("not JSON"));
+    assert!(answered(notify("n1", 3, "Executed-Success", "89445000000000000019")));
+    assert_eq!(server.get("/v1/esim/profiles/89445000000000000019").body["state"], "downloaded");
+    assert!(answered(notify("n2", 4, "Executed-Success", "89445000000000000019")));
+    assert!(answered(notify("n3", 4, "Executed-Success", "89445000000000000019")), "a repeat is answered too");
+    let profile = server.get("/v1/esim/profiles/89445000000000000019").body;
+    assert_eq!((profile["state"].as_str(), profile["eid"].as_str()), (Some("installed"), Some("89049032000000000000000000001230")));
+    let balance = server.get("/v1/subscriptions/trip/balance").body;
+    assert_eq!(balance["status"], "active", "{balance}");
+    assert_eq!(balance["expires_at"], "2025-12-16T18:30:00Z", "15 days from the installation the SM-DP+ reported");
+    let ledger = server.get("/v1/subscriptions/trip/ledger?type=lifecycle").body;
+    let installed: Vec<&serde_json::Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["event"] == "installed").collect();
+    assert_eq!(installed.len(), 1, "installed once: {ledger}");
+    let notes = server.get("/v1/subscriptions/trip/ledger?type=network").body;
+    assert_eq!(notes["entries"].as_array().unwrap().len(), 2, "the download and the installation, each noted once: {notes}");
+    let unknown = notify("n4", 3, "Executed-Success", "89445000000000000027");
+    assert!(matches!(&unknown, Err(Es2Error::Failed { subject_code, reason_code, .. }) if subject_code == "8.2.1" && reason_code == "3.9"), "{unknown:?}");
+    let stranger = client(&certificates, port, &certificates.stranger, Duration::from_secs(5));
+    let refused = runtime.block_on(stranger.call(Call { function: "handleDownloadProgressInfo", call_id: "n5", body: json!({}) }));
+    assert!(matches!(refused, Err(Es2Error::Unreachable(_))), "{refused:?}");
+}

@@ -86,6 +86,8 @@ pub struct Server {
     pub radius: Option<std::net::SocketAddr>,
     /// The Diameter address, when the listener is on.
     pub diameter: Option<std::net::SocketAddr>,
+    /// The ES2+ callback listener's address, when it is on.
+    pub esim: Option<std::net::SocketAddr>,
     child: Child,
     agent: ureq::Agent,
     owned: Option<TestStore>,
@@ -170,9 +172,9 @@ impl Server {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         let listener = |scheme: &str| line.split([' ', ',']).find_map(|word| word.strip_prefix(scheme)).map(|a| a.parse().expect("a socket address"));
-        let (radius, diameter) = (listener("udp://"), listener("tcp://"));
+        let (radius, diameter, esim) = (listener("udp://"), listener("tcp://"), listener("https://"));
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { base: format!("http://{address}"), radius, diameter, child, agent, owned: None }
+        Server { base: format!("http://{address}"), radius, diameter, esim, child, agent, owned: None }
     }
 
     fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {

@@ -8,7 +8,9 @@
 //! `timestamp` (which starts a plan with `starts = "install"`), and a
 //! failed installation puts it back to `released`; 5 marks it `deleted`.
 //! Point 2, and any `Failed` status, are recorded with their codes. Each
-//! is written into the subscription's ledger as a note. A repeat changes
+//! is written into the subscription's ledger as a note, and a download,
+//! installation or deletion is also a webhook (`esim_downloaded`,
+//! `esim_installed`, `esim_deleted`) committed with that note. A repeat changes
 //! nothing. The SM-DP+ is the authority on what the phone did: a report
 //! that skips states rollover did not see (an order placed elsewhere) is
 //! taken, and logged.
@@ -198,7 +200,20 @@ async fn apply(server: &Server, n: &Notification) -> Result<NotificationOutcome,
     }
     service.set_profile_state(&n.iccid, target, n.eid.as_deref()).await.map_err(|_| state::ICCID_UNKNOWN)?;
     if let Some(id) = &subscription {
-        let _ = service.note(id, format!("esim: {} (SM-DP+ notification point {}) at {at}{codes}", target.name(), n.point)).await;
+        let note = format!("esim: {} (SM-DP+ notification point {}) at {at}{codes}", target.name(), n.point);
+        let kind = match target {
+            ProfileState::Downloaded => Some("esim_downloaded"),
+            ProfileState::Installed => Some("esim_installed"),
+            ProfileState::Deleted => Some("esim_deleted"),
+            _ => None,
+        };
+        let _ = match kind {
+            Some(kind) => {
+                let data = json!({"iccid": n.iccid.as_str(), "eid": n.eid, "state": target.name(), "reported_at": at});
+                service.note_and_tell(id, note, kind, format!("{}-{}", n.iccid, n.at.micros()), data).await
+            }
+            None => service.note(id, note).await,
+        };
         if target == ProfileState::Installed
             && let Err(error) = service.apply_event(id, LifecycleEvent::Install, Some(n.at)).await
         {

@@ -504,7 +504,16 @@ impl Service {
     /// committed.
     pub async fn note(&self, subscription: &str, note: String) -> Result<(), ServiceError> {
         let id = subscription.to_string();
-        let committed = self.ask(subscription, |reply| Command::Note { id, note, reply }).await??;
+        let committed = self.ask(subscription, |reply| Command::Note { id, note, webhook: None, reply }).await??;
+        wait_commit(Some(committed)).await
+    }
+
+    /// [`Service::note`] with a webhook of type `kind` committed with it
+    /// (for each configured endpoint), keyed by `discriminator` so that the
+    /// same one twice is sent once.
+    pub async fn note_and_tell(&self, subscription: &str, note: String, kind: &'static str, discriminator: String, data: serde_json::Value) -> Result<(), ServiceError> {
+        let id = subscription.to_string();
+        let committed = self.ask(subscription, |reply| Command::Note { id, note, webhook: Some((kind, discriminator, data)), reply }).await??;
         wait_commit(Some(committed)).await
     }
 

@@ -114,6 +114,14 @@ pub(crate) struct Found {
     data: Value,
 }
 
+impl Found {
+    /// A notification of something outside the engine (the eSIM's profile):
+    /// keyed `{subscription}/{kind}/{discriminator}`.
+    pub(crate) fn new(subscription_id: &str, kind: &'static str, discriminator: String, at: Instant, data: Value) -> Found {
+        Found { key: format!("{subscription_id}/{kind}/{discriminator}"), kind, at, data }
+    }
+}
+
 /// What changed between `before` and now. `key_instant` names event-driven
 /// changes (the event's instant) or boundary-driven ones (the first boundary
 /// crossed), so that the same change always gets the same key.

@@ -71,6 +71,9 @@ pub(crate) enum Command {
     Note {
         id: String,
         note: String,
+        /// A webhook to send with it: its type, what tells it apart from
+        /// others of its type (its key), and its data.
+        webhook: Option<(&'static str, String, serde_json::Value)>,
         reply: oneshot::Sender<Result<Committed, ServiceError>>,
     },
     /// Run every boundary due by the clock's now.
@@ -229,8 +232,8 @@ impl Worker {
             Command::Session { subscription, session, op, at, country, reply } => {
                 let _ = reply.send(self.session(&subscription, &session, op, at, country));
             }
-            Command::Note { id, note, reply } => {
-                let _ = reply.send(self.note(&id, note));
+            Command::Note { id, note, webhook, reply } => {
+                let _ = reply.send(self.note(&id, note, webhook));
             }
             Command::Tick { reply } => {
                 self.run_timers(self.clock.now());
@@ -417,10 +420,14 @@ impl Worker {
         }
     }
 
-    fn note(&mut self, id: &str, note: String) -> Result<Committed, ServiceError> {
+    fn note(&mut self, id: &str, note: String, webhook: Option<(&'static str, String, serde_json::Value)>) -> Result<Committed, ServiceError> {
         let slot = self.slot(id)?;
         let now = self.clock.now();
         let at = now.max(self.subscriptions[slot].advanced_to);
+        if let (Some(notify), Some((kind, discriminator, data))) = (self.notify.as_ref(), webhook) {
+            // Committed with the note, keyed so that the same one twice is stored once.
+            self.outbox.extend(notify::rows(notify, id, vec![notify::Found::new(id, kind, discriminator, at, data)], now));
+        }
         let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: at.micros(), at_micros: at.micros(), key: None, body: EventBody::Network { note } };
         Ok(self.submit(Batch { events: vec![row], ..Batch::default() }))
     }

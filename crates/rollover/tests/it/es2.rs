@@ -141,19 +141,22 @@ async fn a_client_without_the_right_certificate_is_refused_at_the_tls_layer() {
 }
 
 /// What the SM-DP+ tells rollover: a download, then the installation, which
-/// starts a plan that waits for its install at the notification's instant;
-/// the same notification twice changes nothing; an unknown ICCID gets an
+/// starts a plan that waits for its install at the notification's instant,
+/// each a ledger note and a webhook; the same notification twice changes
+/// nothing; an unknown ICCID gets an
 /// ES2+ error; a caller without the right certificate is refused at the
 /// TLS layer.
 #[test]
 fn the_smdp_notifications_move_the_profile_and_start_the_plan() {
     let certificates = certificates();
-    let env = [
+    let receiver = crate::webhooks::Receiver::start();
+    let mut env = crate::webhooks::env(&receiver);
+    env.extend([
         ("ROLLOVER_ESIM_CALLBACK_LISTEN", "127.0.0.1:0".to_string()),
         ("ROLLOVER_ESIM_CALLBACK_CERT", certificates.server.0.display().to_string()),
         ("ROLLOVER_ESIM_CALLBACK_KEY", certificates.server.1.display().to_string()),
         ("ROLLOVER_ESIM_CALLBACK_CLIENT_CA", certificates.ca.display().to_string()),
-    ];
+    ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = crate::server::Server::start_configured(crate::server::Backend::Sqlite, "", &env);
     let port = server.esim.expect("the callback listener's address is printed").port();
@@ -187,6 +190,13 @@ fn the_smdp_notifications_move_the_profile_and_start_the_plan() {
     assert_eq!(installed.len(), 1, "installed once: {ledger}");
     let notes = server.get("/v1/subscriptions/trip/ledger?type=network").body;
     assert_eq!(notes["entries"].as_array().unwrap().len(), 2, "the download and the installation, each noted once: {notes}");
+    // Each move is a webhook too, once, whatever was repeated.
+    let delivered = receiver.wait_for(2);
+    let kinds: Vec<&str> = delivered.iter().map(|(_, body)| body["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "esim_downloaded").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "esim_installed").count(), 1, "{kinds:?}");
+    let installed = delivered.iter().find(|(_, body)| body["type"] == "esim_installed").unwrap();
+    assert_eq!((installed.1["subscription"].as_str(), installed.1["data"]["iccid"].as_str()), (Some("trip"), Some("89445000000000000019")));
     let unknown = notify("n4", 3, "Executed-Success", "89445000000000000027");
     assert!(matches!(&unknown, Err(Es2Error::Failed { subject_code, reason_code, .. }) if subject_code == "8.2.1" && reason_code == "3.9"), "{unknown:?}");
     let stranger = client(&certificates, port, &certificates.stranger, Duration::from_secs(5));

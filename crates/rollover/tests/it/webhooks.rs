@@ -37,15 +37,15 @@ struct Received {
 }
 
 /// A small HTTP receiver: answers 500 while `failing` is set, else 200.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<Received>>>,
     failing: Arc<AtomicBool>,
     fail_first: Arc<AtomicUsize>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -96,7 +96,7 @@ impl Receiver {
             .collect()
     }
 
-    fn wait_for(&self, count: usize) -> Vec<(String, Value)> {
+    pub(crate) fn wait_for(&self, count: usize) -> Vec<(String, Value)> {
         self.wait_for_within(count, Duration::from_secs(30))
     }
 
@@ -121,7 +121,7 @@ fn usage(server: &Server, id: &str, at: &str, gib: u64) {
     assert_eq!(reply.body["results"][0]["status"], "accepted", "{}", reply.body);
 }
 
-fn env(receiver: &Receiver) -> Vec<(&'static str, String)> {
+pub(crate) fn env(receiver: &Receiver) -> Vec<(&'static str, String)> {
     vec![
         ("ROLLOVER_WEBHOOK_URL", receiver.url.clone()),
         ("ROLLOVER_WEBHOOK_SECRET", SECRET.to_string()),

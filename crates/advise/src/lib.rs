@@ -31,6 +31,11 @@ use rollover_explain::Lang;
 /// Most rows a usage file may have: ten years of days.
 pub const MAX_DAYS: usize = 3660;
 
+/// The dates a usage file may hold: a replay stays within what the engine
+/// and the time-zone database cover.
+pub const EARLIEST: Date = jiff::civil::date(2000, 1, 1);
+pub const LATEST: Date = jiff::civil::date(2199, 12, 31);
+
 /// Most bytes one day may report: 1 TiB, as one usage record.
 pub const MAX_DAY_BYTES: u64 = 1 << 40;
 
@@ -89,10 +94,18 @@ pub fn parse_usage(file: &str, text: &str) -> Result<Vec<Day>, UsageError> {
             Some(code) => Some(Country::parse(code).map_err(|e| error(number, format!("country: {e}")))?),
             None => None,
         };
+        if date < EARLIEST || date > LATEST {
+            return Err(error(number, format!("date {date}: use a date from {EARLIEST} to {LATEST}")));
+        }
         if let Some(last) = days.last()
             && date <= last.date
         {
             return Err(error(number, format!("date {date} is not after {}: one row per day, in date order", last.date)));
+        }
+        if let Some(first) = days.first()
+            && first.date.until(date).map_or(true, |span| span.get_days() as usize >= MAX_DAYS)
+        {
+            return Err(error(number, format!("date {date} is more than {MAX_DAYS} days after the first, {}", first.date)));
         }
         days.push(Day { date, bytes, country });
     }
@@ -298,6 +311,8 @@ mod tests {
             ("date,bytes,country\n2026-03-01,5,XX\n", 2, "country"),
             ("date,bytes\n2026-03-01,5,CN\n", 2, "3 fields"),
             ("date,bytes\n2026-03-01,2TiB\n", 2, "1 TiB"),
+            ("date,bytes\n9999-12-30,1\n", 2, "use a date from 2000-01-01 to 2199-12-31"),
+            ("date,bytes\n2000-01-01,1\n2199-12-29,1\n", 3, "more than 3660 days after the first"),
         ];
         for (text, line, says) in cases {
             let error = parse_usage("u.csv", text).unwrap_err();

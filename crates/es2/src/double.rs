@@ -4,8 +4,9 @@
 //! connection). No installable SM-DP+ exists, so tests and demos use this.
 //!
 //! It serves `downloadOrder`, `confirmOrder`, `cancelOrder` and
-//! `releaseProfile`. A call whose `functionCallIdentifier` was answered
-//! before gets the same answer again, so a retried call is done once.
+//! `releaseProfile`. A call to a function whose `functionCallIdentifier`
+//! was answered before gets the same answer again, so a retried call is
+//! done once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -225,7 +226,7 @@ async fn function(State(double): State<Arc<Double>>, Path(function): Path<String
     {
         let mut inner = double.inner.lock().expect("double lock");
         inner.calls.push((function.clone(), call_id.clone()));
-        if let Some(answer) = inner.answers.get(&call_id) {
+        if let Some(answer) = inner.answers.get(&format!("{function}/{call_id}")) {
             return axum::Json(answer.clone()).into_response();
         }
     }
@@ -245,7 +246,7 @@ async fn function(State(double): State<Arc<Double>>, Path(function): Path<String
         }
     };
     if !call_id.is_empty() {
-        double.inner.lock().expect("double lock").answers.insert(call_id, answer.clone());
+        double.inner.lock().expect("double lock").answers.insert(format!("{function}/{call_id}"), answer.clone());
     }
     axum::Json(answer).into_response()
 }

@@ -11,9 +11,12 @@
 //! is written into the subscription's ledger as a note, and a download,
 //! installation or deletion is also a webhook (`esim_downloaded`,
 //! `esim_installed`, `esim_deleted`) committed with that note. A repeat changes
-//! nothing. The SM-DP+ is the authority on what the phone did: a report
-//! that skips states rollover did not see (an order placed elsewhere) is
-//! taken, and logged.
+//! nothing, and so does a late report that would move a profile back (an
+//! installation reported before its download arrives): it is noted. The
+//! SM-DP+ is the authority on what the phone did: a report that skips
+//! states rollover did not see (an order placed elsewhere) is taken, and
+//! logged. At most `MAX_CONNECTIONS` callers at once, each with 10 s for
+//! its handshake and then for each request's head.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,8 +66,15 @@ crate::metrics::outcomes! {
     }
 }
 
+/// Callback connections open at once; one more waits at accept.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a TLS handshake, and then a request's head, may take.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Server {
     listener: TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
     acceptor: TlsAcceptor,
     service: Service,
     pub counters: Arc<Counters<NotificationOutcome>>,
@@ -76,7 +86,7 @@ impl Server {
         let counters = Arc::new(Counters::new("rollover_esim_notifications_total", "ES2+ download progress notifications by outcome.", "outcome"));
         let source = counters.clone();
         service.add_metrics(Box::new(move |out| source.render(out)));
-        Ok(Arc::new(Server { listener, acceptor: TlsAcceptor::from(config.tls), service, counters }))
+        Ok(Arc::new(Server { listener, slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)), acceptor: TlsAcceptor::from(config.tls), service, counters }))
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -86,6 +96,7 @@ impl Server {
     pub async fn run(self: Arc<Server>) {
         let app = Router::new().route("/gsma/rsp2/es2plus/handleDownloadProgressInfo", post(notification)).with_state(self.clone());
         loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else { return };
             let (stream, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -97,15 +108,19 @@ impl Server {
             self.counters.bump(NotificationOutcome::Connections);
             let (server, app) = (self.clone(), app.clone());
             tokio::spawn(async move {
-                // Ten seconds for the handshake; a client without a
-                // certificate from the CA stops here.
-                let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), server.acceptor.accept(stream)).await;
+                let _slot = slot;
+                // A client without a certificate from the CA stops here.
+                let handshake = tokio::time::timeout(HANDSHAKE, server.acceptor.accept(stream)).await;
                 let Ok(Ok(tls)) = handshake else {
                     server.counters.bump(NotificationOutcome::TlsRefused);
                     tracing::info!(%peer, "esim: a callback connection failed its TLS handshake");
                     return;
                 };
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), TowerToHyperService::new(app)).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HANDSHAKE)
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                    .await;
             });
         }
     }
@@ -174,7 +189,7 @@ async fn apply(server: &Server, n: &Notification) -> Result<NotificationOutcome,
     let service = &server.service;
     let profile = service.profile(&n.iccid).await.map_err(|_| state::ICCID_UNKNOWN)?.ok_or(state::ICCID_UNKNOWN)?;
     let current = ProfileState::parse(&profile.state).unwrap_or(ProfileState::Error);
-    let success = n.status == "Executed-Success";
+    let success = n.status.starts_with("Executed-");
     let target = match (n.point, success) {
         (3, true) => Some(ProfileState::Downloaded),
         (4, true) => Some(ProfileState::Installed),
@@ -194,6 +209,15 @@ async fn apply(server: &Server, n: &Notification) -> Result<NotificationOutcome,
     };
     if current == target {
         return Ok(NotificationOutcome::Repeated);
+    }
+    // Reports can arrive out of order (retries): a profile only moves on,
+    // or back to released when an installation failed after its download.
+    let forward = progress(target) > progress(current) || (target == ProfileState::Released && current == ProfileState::Downloaded);
+    if !forward {
+        if let Some(id) = &subscription {
+            let _ = service.note(id, format!("esim: a late report (notification point {}) that the profile is {}, while it is {}; not taken", n.point, target.name(), current.name())).await;
+        }
+        return Ok(NotificationOutcome::Recorded);
     }
     if state::after(current, step_to(target)).is_err() {
         tracing::info!(iccid = %n.iccid, from = current.name(), to = target.name(), "esim: the SM-DP+ reports a state rollover did not see coming; taken as reported");
@@ -222,6 +246,17 @@ async fn apply(server: &Server, n: &Notification) -> Result<NotificationOutcome,
         }
     }
     Ok(NotificationOutcome::Applied)
+}
+
+/// How far along a profile is: ordered and released, downloaded, installed,
+/// deleted.
+fn progress(state: ProfileState) -> u8 {
+    match state {
+        ProfileState::Downloaded => 2,
+        ProfileState::Installed => 3,
+        ProfileState::Deleted => 4,
+        _ => 1,
+    }
 }
 
 /// The step that leads to `target`, to check it against the rules.

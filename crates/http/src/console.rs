@@ -98,11 +98,13 @@ pub fn cookie_of(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The `Set-Cookie` value that carries (or, with `None`, clears) a session.
-pub fn set_cookie(id: Option<&str>) -> String {
+/// The `Set-Cookie` value that carries (or, with `None`, clears) a session;
+/// `secure` when the console is served over https (`server.public_url`).
+pub fn set_cookie(id: Option<&str>, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     match id {
-        Some(id) => format!("{COOKIE}={id}; Path=/console; Max-Age={}; HttpOnly; SameSite=Strict", SESSION_LIFETIME.as_secs()),
-        None => format!("{COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict"),
+        Some(id) => format!("{COOKIE}={id}; Path=/console; Max-Age={}; HttpOnly; SameSite=Strict{secure}", SESSION_LIFETIME.as_secs()),
+        None => format!("{COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
     }
 }
 

@@ -65,7 +65,10 @@ pub async fn check(State(limits): State<crate::Limits>, request: Request, next: 
             }
         }
     }
-    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    // A customer page's path holds its token: logs get the route only.
+    let path = request.uri().path();
+    let path = if path.starts_with("/my/") { "/my/{token}".to_string() } else { path.to_string() };
+    let method = request.method().clone();
     match tokio::time::timeout(limits.request_timeout, CatchPanic(Box::pin(next.run(request)))).await {
         Ok(Ok(response)) => as_problem(response).await,
         Ok(Err(panic)) => {

@@ -717,7 +717,7 @@ pub struct Preview<'a> {
     pub plans: Vec<(String, Option<u32>, Vec<(String, String, String)>, usize)>,
 }
 
-pub fn preview_page(staff: &Staff, preview: &Preview) -> String {
+pub fn preview_page(staff: &Staff, preview: &Preview, previewed: &str) -> String {
     let lang = staff.lang;
     frame(lang, pick(lang, "Preview of the upload", "上传预览"), Some(staff), |h| {
         if let Some(error) = &preview.error {
@@ -765,6 +765,7 @@ pub fn preview_page(staff: &Staff, preview: &Preview) -> String {
         h.open("textarea", &attributes).text(preview.document).close("textarea");
         h.close("p");
         if preview.error.is_none() {
+            h.open("input", &[("type", "hidden"), ("name", "previewed"), ("value", previewed)]);
             h.open("input", &[("type", "hidden"), ("name", "confirm"), ("value", "yes")]);
             h.element("button", &[("type", "submit")], pick(lang, "Save these plans", "保存套餐"));
         } else {

@@ -36,8 +36,14 @@ pub(super) async fn post_advice(State(service): State<Service>, headers: HeaderM
         })?
     };
     let catalog = latest_catalog(&service);
-    let advice = rollover_advise::advise(&catalog, &days, None);
-    Ok(ok(wire::AdviceOut::of(&catalog, &advice, lang)))
+    // Up to ten years on every plan: off the async threads.
+    let out = tokio::task::spawn_blocking(move || {
+        let advice = rollover_advise::advise(&catalog, &days, None);
+        wire::AdviceOut::of(&catalog, &advice, lang)
+    })
+    .await
+    .map_err(|_| Problem::new(Code::Internal, "the advisor failed an internal check; the failure is logged", None))?;
+    Ok(ok(out))
 }
 
 /// The newest version of every plan on sale, in catalog order.

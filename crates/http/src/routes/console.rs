@@ -142,6 +142,7 @@ fn dashboard(text: &str, sessions: &Sessions) -> view::Dashboard {
 pub(super) async fn sign_in(
     axum::Extension(sessions): axum::Extension<Arc<Sessions>>,
     axum::Extension(security): axum::Extension<Arc<Security>>,
+    axum::Extension(site): axum::Extension<Arc<super::Site>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -153,8 +154,12 @@ pub(super) async fn sign_in(
     // Sign-in has no session yet to hold a CSRF token: a form posted from
     // another site is told apart by its Origin.
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let same_site = |origin: &str| {
+        let authority = origin.split_once("://").map_or("", |(_, authority)| authority);
+        authority.eq_ignore_ascii_case(host) || origin.eq_ignore_ascii_case(site.public_url.trim_end_matches('/'))
+    };
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && origin.split_once("://").map(|(_, authority)| authority) != Some(host)
+        && !same_site(origin)
     {
         return page(StatusCode::FORBIDDEN, lang, None, view::sign_in_page(lang, Some(pick(lang, "Sign in from this console's own page.", "请从本控制台的页面登录。")), security.is_open()));
     }
@@ -162,7 +167,8 @@ pub(super) async fn sign_in(
         Ok((key_id, scope)) => {
             let (id, _) = sessions.create(&key_id, scope);
             let mut response = redirect("/console");
-            response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&set_cookie(Some(&id))).expect("ASCII"));
+            let secure = site.public_url.starts_with("https://");
+            response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&set_cookie(Some(&id), secure)).expect("ASCII"));
             response
         }
         Err(SignInRefusal::UnknownKey) => page(StatusCode::UNAUTHORIZED, lang, None, view::sign_in_page(lang, Some(pick(lang, "That key is not known.", "密钥无效。")), false)),
@@ -184,7 +190,7 @@ pub(super) async fn sign_out(axum::Extension(sessions): axum::Extension<Arc<Sess
         sessions.end(&id);
     }
     let mut response = redirect("/console");
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&set_cookie(None)).expect("ASCII"));
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&set_cookie(None, false)).expect("ASCII"));
     response
 }
 
@@ -243,7 +249,12 @@ pub(super) async fn subscription(
     };
     let kind = query_value(query.as_deref(), "kind").unwrap_or_default();
     let kind = view::KINDS.iter().map(|(k, _, _)| *k).find(|k| *k == kind).unwrap_or("");
-    let done = query_value(query.as_deref(), "done");
+    // What was just done, in fixed words: never text from the link.
+    let done = match query_value(query.as_deref(), "done").as_deref() {
+        Some("done") => Some(pick(lang, "Done, and written into the ledger.", "已完成，并已记入流水。")),
+        Some("refused") => Some(pick(lang, "Refused by the subscription's state; the attempt is in the ledger.", "订阅当前状态不允许该操作；此次尝试已记入流水。")),
+        _ => None,
+    };
     let loaded = async {
         let balance = service.balance(&id).await?;
         let (identifiers, created_at) = service.identifiers(&id).await?;
@@ -272,7 +283,7 @@ pub(super) async fn subscription(
         to,
         kind,
         plans: &plan_ids,
-        done: done.as_deref(),
+        done,
         advice: Some((&on_sale, &advice)),
     };
     page(StatusCode::OK, lang, keep, view::subscription_page(&staff(&session, lang), &subscription_view))
@@ -361,6 +372,9 @@ pub(super) async fn act(
         Ok(action) => action,
         Err(why) => return trouble(StatusCode::UNPROCESSABLE_ENTITY, lang, Some(&session), pick(lang, "Cannot do that", "无法执行"), &why),
     };
+    if let Err(ServiceError::UnknownSubscription { .. }) = service.balance(&id).await {
+        return trouble(StatusCode::NOT_FOUND, lang, Some(&session), pick(lang, "No such subscription", "没有该订阅"), &id);
+    }
     let what = describe(&action, &id, lang);
     if value(&form, "confirm") != Some("yes") {
         let question = format!("{} {what}?", pick(lang, "Do you want to", "确定要"));
@@ -374,9 +388,6 @@ pub(super) async fn act(
         Action::Cancel => LifecycleEvent::Cancel,
         Action::Link => {
             let expires = service.now().plus_micros(LINK_DAYS * 86_400_000_000);
-            if let Err(error) = service.balance(&id).await {
-                return trouble(StatusCode::NOT_FOUND, lang, Some(&session), pick(lang, "No such subscription", "没有该订阅"), &error.to_string());
-            }
             let url = format!("{}/my/{}", site.public_url, security.customer_token(&id, expires));
             let _ = service.note(&id, format!("console: {} issued a customer link", session.key_id)).await;
             return page(StatusCode::OK, lang, None, view::link_page(&staff(&session, lang), &id, &url, &expires.to_rfc3339(&rollover_core::Zone::utc())));
@@ -439,7 +450,10 @@ pub(super) async fn upload(State(service): State<Service>, axum::Extension(sessi
         Err(response) => return response,
     };
     let document = value(&form, "document").unwrap_or("").replace("\r\n", "\n");
-    if value(&form, "confirm") == Some("yes") {
+    // What is saved is what was previewed: the preview's form carries the
+    // file's hash, and a file that does not match it is previewed again.
+    let previewed = crate::auth::hex(&crate::auth::sha256(&document));
+    if value(&form, "confirm") == Some("yes") && value(&form, "previewed") == Some(previewed.as_str()) {
         return match service.add_plans(&document).await {
             Ok(saved) => {
                 let _ = saved;
@@ -453,7 +467,7 @@ pub(super) async fn upload(State(service): State<Service>, axum::Extension(sessi
         Err(error) => return crate::problem::Problem::from(error).into_response(),
     };
     let status = if preview.error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    page(status, lang, None, view::preview_page(&staff(&session, lang), &preview))
+    page(status, lang, None, view::preview_page(&staff(&session, lang), &preview, &previewed))
 }
 
 /// What saving `document` would do: its error, or per plan its new

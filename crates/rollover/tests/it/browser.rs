@@ -584,8 +584,18 @@ fn the_console_refuses_a_read_key_and_a_forged_form() {
     let (status, html) = post(&cookie, &format!("csrf={csrf}&action=suspend&confirm=yes"));
     assert_eq!(status, 403, "{html}");
     assert!(html.contains("This key may only read"));
-    let (cookie, _) = console_session(&server, OPERATOR, "/console/subscriptions/s1");
+    let (cookie, csrf) = console_session(&server, OPERATOR, "/console/plans");
+    // A save must carry the hash of the file previewed: another file is only previewed.
+    let cheaper = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap().replacen("price = \"58.00\"", "price = \"48.00\"", 1);
+    let encoded: String = cheaper.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let mut unpreviewed = agent.post(format!("{}/console/plans", server.base)).header("cookie", &cookie).header("content-type", "application/x-www-form-urlencoded").send(format!("csrf={csrf}&confirm=yes&previewed=0000&document={encoded}")).unwrap();
+    assert_eq!(unpreviewed.status().as_u16(), 200);
+    assert!(unpreviewed.body_mut().read_to_string().unwrap().contains("cn-30g → v2"), "it is previewed");
+    assert_eq!(server.call("GET", "/v1/plans/cn-30g", None, Some(OPERATOR)).body["version"], 1, "and not saved");
     assert_eq!(post(&cookie, "csrf=forged&action=suspend&confirm=yes").0, 403);
+    assert_eq!(post(&cookie, &format!("csrf={csrf}&action=suspend")).0, 200, "the same session's token is good for every form");
+    let missing = agent.post(format!("{}/console/subscriptions/nobody", server.base)).header("cookie", &cookie).header("content-type", "application/x-www-form-urlencoded").send(format!("csrf={csrf}&action=suspend")).unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
     assert_eq!(post("rollover_console=forged", "csrf=forged&action=suspend&confirm=yes").0, 401);
     assert_eq!(server.call("GET", "/v1/subscriptions/s1/balance", None, Some(OPERATOR)).body["status"], "active", "nothing was done");
     let wrong = agent.post(format!("{}/console/sign-in", server.base)).header("content-type", "application/x-www-form-urlencoded").send("key=guess").unwrap();

@@ -180,8 +180,9 @@ fn the_smdp_notifications_move_the_profile_and_start_the_plan() {
     assert_eq!(server.get("/v1/esim/profiles/89445000000000000019").body["state"], "downloaded");
     assert!(answered(notify("n2", 4, "Executed-Success", "89445000000000000019")));
     assert!(answered(notify("n3", 4, "Executed-Success", "89445000000000000019")), "a repeat is answered too");
+    assert!(answered(notify("n2-late", 3, "Executed-Success", "89445000000000000019")), "a late download report is answered");
     let profile = server.get("/v1/esim/profiles/89445000000000000019").body;
-    assert_eq!((profile["state"].as_str(), profile["eid"].as_str()), (Some("installed"), Some("89049032000000000000000000001230")));
+    assert_eq!((profile["state"].as_str(), profile["eid"].as_str()), (Some("installed"), Some("89049032000000000000000000001230")), "and moves nothing back");
     let balance = server.get("/v1/subscriptions/trip/balance").body;
     assert_eq!(balance["status"], "active", "{balance}");
     assert_eq!(balance["expires_at"], "2025-12-16T18:30:00Z", "15 days from the installation the SM-DP+ reported");
@@ -189,7 +190,7 @@ fn the_smdp_notifications_move_the_profile_and_start_the_plan() {
     let installed: Vec<&serde_json::Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["event"] == "installed").collect();
     assert_eq!(installed.len(), 1, "installed once: {ledger}");
     let notes = server.get("/v1/subscriptions/trip/ledger?type=network").body;
-    assert_eq!(notes["entries"].as_array().unwrap().len(), 2, "the download and the installation, each noted once: {notes}");
+    assert_eq!(notes["entries"].as_array().unwrap().len(), 3, "the download and the installation, each noted once, and the late report: {notes}");
     // Each move is a webhook too, once, whatever was repeated.
     let delivered = receiver.wait_for(2);
     let kinds: Vec<&str> = delivered.iter().map(|(_, body)| body["type"].as_str().unwrap()).collect();

@@ -64,12 +64,26 @@ impl Es2Client {
     /// `smdp_url` is `https://HOST[:PORT]`.
     pub fn new(smdp_url: &str, requester_id: &str, tls: Arc<ClientConfig>, timeout: Duration) -> Result<Es2Client, String> {
         let authority = smdp_url.strip_prefix("https://").ok_or_else(|| format!("{smdp_url:?}: use https://HOST[:PORT]"))?.trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("{smdp_url:?}: the port is not a number"))?),
-            None => (authority, 443),
-        };
-        if host.is_empty() || authority.contains('/') {
+        if authority.contains('/') {
             return Err(format!("{smdp_url:?}: use https://HOST[:PORT], no path"));
+        }
+        // An IPv6 address is written in brackets: [::1]:8443.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(rest) => {
+                let (host, after) = rest.split_once(']').ok_or_else(|| format!("{smdp_url:?}: an IPv6 address needs its closing ]"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            Some(port) => port.parse::<u16>().map_err(|_| format!("{smdp_url:?}: the port is not a number"))?,
+            None => 443,
+        };
+        if host.is_empty() {
+            return Err(format!("{smdp_url:?}: the address has no host"));
         }
         Ok(Es2Client { host: host.to_string(), port, requester_id: requester_id.to_string(), tls, timeout })
     }
@@ -116,5 +130,33 @@ impl Es2Client {
             return Err(Es2Error::BadAnswer(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)]))));
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Arc<ClientConfig> {
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+    }
+
+    #[test]
+    fn addresses() {
+        let cases: [(&str, Option<(&str, u16)>); 7] = [
+            ("https://smdp.example.net", Some(("smdp.example.net", 443))),
+            ("https://smdp.example.net:8443/", Some(("smdp.example.net", 8443))),
+            ("https://[::1]:8443", Some(("::1", 8443))),
+            ("https://[2001:db8::5]", Some(("2001:db8::5", 443))),
+            ("http://smdp.example.net", None),
+            ("https://smdp.example.net/gsma", None),
+            ("https://smdp.example.net:port", None),
+        ];
+        for (url, expected) in cases {
+            let client = Es2Client::new(url, "rollover", config(), Duration::from_secs(1));
+            assert_eq!(client.map(|c| (c.host, c.port)).ok(), expected.map(|(h, p)| (h.to_string(), p)), "{url}");
+        }
     }
 }

@@ -231,6 +231,8 @@ pub struct SubscriptionView<'a> {
     pub done: Option<&'a str>,
     /// The advisor on this subscription's history, against the plans on sale.
     pub advice: Option<(&'a rollover_core::Catalog, &'a rollover_advise::Advice)>,
+    /// The state of the eSIM profile its ICCID names, when in the inventory.
+    pub esim_state: Option<&'a str>,
 }
 
 pub fn subscription_page(staff: &Staff, view: &SubscriptionView) -> String {
@@ -260,10 +262,11 @@ fn identity(h: &mut Html, w: &Words, view: &SubscriptionView) {
     h.element("h2", &[], pick(lang, "Identity and status", "身份与状态"));
     h.open("table", &[]).open("tbody", &[]);
     let ids = view.identifiers;
-    let rows: [(&str, &str, Option<&str>); 6] = [
+    let rows: [(&str, &str, Option<&str>); 7] = [
         ("Plan", "套餐", Some(&view.plan.id)),
         ("Status", "状态", Some(view.balance.status.name())),
         ("ICCID", "ICCID", ids.iccid.as_deref()),
+        ("eSIM profile", "eSIM 配置文件", view.esim_state),
         ("IMSI", "IMSI", ids.imsi.as_deref()),
         ("MSISDN", "MSISDN", ids.msisdn.as_deref()),
         ("External id", "外部 ID", ids.external_id.as_deref()),

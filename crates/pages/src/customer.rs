@@ -43,6 +43,9 @@ pub struct CustomerPage<'a> {
     /// The advisor on this subscription's own history, against the plans
     /// on sale (and that catalog).
     pub advice: Option<(&'a rollover_core::Catalog, &'a rollover_advise::Advice)>,
+    /// The eSIM's profile, when the subscription holds an ICCID from the
+    /// inventory: the ICCID and the profile's state.
+    pub esim: Option<(&'a str, &'a str)>,
 }
 
 /// Bytes used on each of the last `days` local days (oldest first), today
@@ -82,6 +85,7 @@ pub fn customer_page(page: &CustomerPage) -> String {
     h.open("main", &[]);
     answer(&mut h, &w, page);
     banners(&mut h, &w, page);
+    esim(&mut h, page);
     buckets(&mut h, &w, page);
     projection(&mut h, &w, page);
     usage_chart(&mut h, &w, page);
@@ -592,4 +596,24 @@ pub(crate) fn advice_section(h: &mut Html, lang: Lang, catalog: &rollover_core::
     }
     h.close("ul");
     h.close("section");
+}
+
+/// The eSIM itself: where its profile is (ordered, downloaded, installed).
+fn esim(h: &mut Html, page: &CustomerPage) {
+    let lang = page.lang;
+    let Some((iccid, state)) = page.esim else { return };
+    let words = match state {
+        "installed" => pick(lang, "installed on your phone", "已安装到手机"),
+        "downloaded" => pick(lang, "downloaded to your phone, not yet installed", "已下载到手机，尚未安装"),
+        "deleted" => pick(lang, "deleted from your phone", "已从手机删除"),
+        "released" | "confirmed" | "linked" | "allocated" => pick(lang, "ready to install: scan its QR code or use its activation code", "可以安装：请扫描二维码或使用激活码"),
+        _ => pick(lang, "not available", "不可用"),
+    };
+    h.open("p", &[("class", "esim")]);
+    h.element("strong", &[], pick(lang, "Your eSIM: ", "您的 eSIM："));
+    h.text(words);
+    h.text(pick(lang, " (ICCID ", "（ICCID "));
+    h.element("span", &[("class", "id")], iccid);
+    h.text(pick(lang, ")", "）"));
+    h.close("p");
 }

@@ -259,9 +259,13 @@ pub(super) async fn subscription(
         let balance = service.balance(&id).await?;
         let (identifiers, created_at) = service.identifiers(&id).await?;
         let ledger = service.ledger(&id).await?;
-        Ok::<_, ServiceError>((balance, identifiers, created_at, ledger))
+        let profile = match identifiers.iccid.as_deref().and_then(|iccid| rollover_esim::Iccid::parse(iccid).ok()) {
+            Some(iccid) => service.profile(&iccid).await?,
+            None => None,
+        };
+        Ok::<_, ServiceError>((balance, identifiers, created_at, ledger, profile))
     };
-    let (balance, identifiers, created_at, ledger) = match loaded.await {
+    let (balance, identifiers, created_at, ledger, profile) = match loaded.await {
         Ok(loaded) => loaded,
         Err(ServiceError::UnknownSubscription { .. }) => return trouble(StatusCode::NOT_FOUND, lang, Some(&session), pick(lang, "No such subscription", "没有该订阅"), &id),
         Err(error) => return crate::problem::Problem::from(error).into_response(),
@@ -285,6 +289,7 @@ pub(super) async fn subscription(
         plans: &plan_ids,
         done,
         advice: Some((&on_sale, &advice)),
+        esim_state: profile.as_ref().map(|p| p.state.as_str()),
     };
     page(StatusCode::OK, lang, keep, view::subscription_page(&staff(&session, lang), &subscription_view))
 }

@@ -119,7 +119,13 @@ async fn render(service: &Service, subscription: &str, token: &str, lang: Lang) 
     let days = rollover_advise::history_days(&ledger.entries, &plan.zone, balance.at);
     let catalog = super::advice::latest_catalog(service);
     let advice = rollover_advise::advise(&catalog, &days, None);
-    let page = CustomerPage { lang, plan, balance: &balance, ledger: &ledger.entries, projection: projection.as_ref(), path: &path, advice: Some((&catalog, &advice)) };
+    let (identifiers, _) = service.identifiers(subscription).await?;
+    let profile = match identifiers.iccid.as_deref().and_then(|iccid| rollover_esim::Iccid::parse(iccid).ok()) {
+        Some(iccid) => service.profile(&iccid).await?,
+        None => None,
+    };
+    let esim = profile.as_ref().map(|p| (p.iccid.as_str(), p.state.as_str()));
+    let page = CustomerPage { lang, plan, balance: &balance, ledger: &ledger.entries, projection: projection.as_ref(), path: &path, advice: Some((&catalog, &advice)), esim };
     Ok(rollover_pages::customer_page(&page))
 }
 

@@ -183,6 +183,9 @@ fn the_smdp_notifications_move_the_profile_and_start_the_plan() {
     assert!(answered(notify("n2-late", 3, "Executed-Success", "89445000000000000019")), "a late download report is answered");
     let profile = server.get("/v1/esim/profiles/89445000000000000019").body;
     assert_eq!((profile["state"].as_str(), profile["eid"].as_str()), (Some("installed"), Some("89049032000000000000000000001230")), "and moves nothing back");
+    let link = server.post("/v1/subscriptions/trip/tokens", &json!({})).body["url"].as_str().unwrap().to_string();
+    let page = server.get(&format!("{}?lang=en", link.trim_start_matches(&server.base))).body;
+    assert!(page.as_str().unwrap().contains("Your eSIM: </strong>installed on your phone (ICCID <span class=\"id\">89445000000000000019</span>)"), "the customer page shows the profile's state");
     let balance = server.get("/v1/subscriptions/trip/balance").body;
     assert_eq!(balance["status"], "active", "{balance}");
     assert_eq!(balance["expires_at"], "2025-12-16T18:30:00Z", "15 days from the installation the SM-DP+ reported");

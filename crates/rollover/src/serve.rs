@@ -147,6 +147,42 @@ async fn serve(settings: Settings) -> Result<(), String> {
     if settings.demo && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
     }
+    let network = start_network(&settings, &service, (radius, coa, diameter), status_watch).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    // Scripts and tests read this line to find the ports.
+    println!("rollover listening on http://{bound}{network} (store {}, clock {})", settings.store_label, settings.clock.name());
+    let token_secret = match &settings.token_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            tracing::warn!("no security.token_secret: customer tokens will not survive a restart");
+            crate::keys::random_bytes(32).map_err(|e| format!("cannot make a token secret: {e}"))?
+        }
+    };
+    let security = std::sync::Arc::new(rollover_http::auth::Security::new(settings.api_keys.clone(), token_secret, settings.token_requests_per_second));
+    if security.is_open() {
+        tracing::warn!("no API key configured: the API is open to anyone who can reach {bound}");
+    }
+    let server_metrics = std::sync::Arc::new(rollover_http::server::ServerMetrics::default());
+    let rendered = server_metrics.clone();
+    service.add_metrics(Box::new(move |out| rendered.render(out)));
+    raise_open_file_limit(settings.server.max_connections);
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    links(&service, &security, &public_url, settings.demo);
+    let site = rollover_http::Site { public_url };
+    let app = rollover_http::router(service, security, settings.limits, site);
+    rollover_http::server::serve(listener, app, settings.server, server_metrics, shutdown()).await;
+    Ok(())
+}
+
+/// Starts the network listeners that are configured (RADIUS with CoA,
+/// Diameter, the ES2+ callbacks); what the start-up line says of them.
+async fn start_network(
+    settings: &Settings,
+    service: &rollover_service::Service,
+    (radius, coa, diameter): (Option<rollover_gateway::radius::Config>, rollover_gateway::coa::Config, Option<rollover_gateway::diameter::Config>),
+    status_watch: Option<tokio::sync::mpsc::UnboundedReceiver<rollover_service::StatusChange>>,
+) -> Result<String, String> {
     let mut network = String::new();
     if let Some(radius) = radius {
         let server = rollover_gateway::radius::Server::bind(radius, service.clone()).await.map_err(|e| e.to_string())?;
@@ -169,42 +205,23 @@ async fn serve(settings: Settings) -> Result<(), String> {
         network.push_str(&format!(", esim callbacks https://{address}"));
         tokio::spawn(server.run());
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    // Scripts and tests read this line to find the ports.
-    println!("rollover listening on http://{bound}{network} (store {}, clock {})", settings.store_label, settings.clock.name());
-    let token_secret = match &settings.token_secret {
-        Some(secret) => secret.clone(),
-        None => {
-            tracing::warn!("no security.token_secret: customer tokens will not survive a restart");
-            crate::keys::random_bytes(32).map_err(|e| format!("cannot make a token secret: {e}"))?
-        }
-    };
-    let security = std::sync::Arc::new(rollover_http::auth::Security::new(settings.api_keys.clone(), token_secret, settings.token_requests_per_second));
-    if security.is_open() {
-        tracing::warn!("no API key configured: the API is open to anyone who can reach {bound}");
-    }
-    let server_metrics = std::sync::Arc::new(rollover_http::server::ServerMetrics::default());
-    let rendered = server_metrics.clone();
-    service.add_metrics(Box::new(move |out| rendered.render(out)));
-    raise_open_file_limit(settings.server.max_connections);
-    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-    // Scripts and tests read the first line; the links follow it.
-    {
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), "  support console: {public_url}/console{}", if security.is_open() { " (no key configured: sign in without one)" } else { " (sign in with an API key)" });
-    }
-    if settings.demo {
-        demo_links(&service, &security, &public_url);
-    }
-    let site = rollover_http::Site { public_url };
-    let app = rollover_http::router(service, security, settings.limits, site);
-    rollover_http::server::serve(listener, app, settings.server, server_metrics, shutdown()).await;
-    Ok(())
+    Ok(network)
 }
 
-/// With the demo data: a customer link for each demo subscription, so that
-/// the pages open in one step after `rollover serve`.
+/// The lines after the first: the console's address, and with the demo
+/// data a customer link for each demo subscription, so that the pages open
+/// in one step after `rollover serve`. Whoever started the server may have
+/// stopped reading after the first line: a closed stdout stops nothing.
+fn links(service: &rollover_service::Service, security: &rollover_http::auth::Security, public_url: &str, demo: bool) {
+    use std::io::Write as _;
+    let sign_in = if security.is_open() { " (no key configured: sign in without one)" } else { " (sign in with an API key)" };
+    let _ = writeln!(std::io::stdout(), "  support console: {public_url}/console{sign_in}");
+    if demo {
+        demo_links(service, security, public_url);
+    }
+}
+
+/// A customer link for each demo subscription.
 fn demo_links(service: &rollover_service::Service, security: &rollover_http::auth::Security, public_url: &str) {
     use std::io::Write as _;
     let expires = service.now().plus_micros(30 * 86_400 * 1_000_000);
@@ -212,8 +229,6 @@ fn demo_links(service: &rollover_service::Service, security: &rollover_http::aut
         if service.subscription_by("imsi", imsi).as_deref() != Some(id) {
             continue;
         }
-        // Whoever started the server may have stopped reading its output
-        // after the first line: a closed stdout is no reason to stop.
         let _ = writeln!(std::io::stdout(), "  customer page of {id}: {public_url}/my/{}", security.customer_token(id, expires));
     }
 }

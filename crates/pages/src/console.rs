@@ -736,6 +736,7 @@ pub fn preview_page(staff: &Staff, preview: &Preview, previewed: &str) -> String
                 Some(version) => {
                     h.element("h2", &[], &format!("{id} → v{version}"));
                     let stay = match lang {
+                        Lang::En if *staying == 1 => format!("1 subscription stays on the current version; new purchases get v{version}."),
                         Lang::En => format!("{staying} subscriptions stay on the current version; new purchases get v{version}."),
                         Lang::Zh => format!("{staying} 个订阅保持当前版本；新购买使用 v{version}。"),
                     };

@@ -622,7 +622,7 @@ fn the_console_previews_a_changed_plan_before_saving_it() {
     );
     assert!(preview["heads"].as_array().unwrap().contains(&json!("cn-30g → v2")), "{preview}");
     assert_eq!(preview["diff"], json!([["price", "\"58.00\"", "\"48.00\""]]), "{preview}");
-    assert_eq!(preview["staying"], "1 subscriptions stay on the current version; new purchases get v2.");
+    assert_eq!(preview["staying"], "1 subscription stays on the current version; new purchases get v2.");
     browser.submit(&[], "Save these plans");
     assert_eq!(server.call("GET", "/v1/plans/cn-30g", None, Some(OPERATOR)).body["version"], 2);
     // A document that does not read gets its error, with the line.

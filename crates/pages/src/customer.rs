@@ -218,9 +218,10 @@ fn banners(h: &mut Html, w: &Words, page: &CustomerPage) {
     match balance.status {
         Status::Throttled if balance.daily_remaining_bytes == Some(0) => {
             let cap = plan.daily_cap.expect("a day's data is used up only under a daily cap");
-            let until = match cap.window {
-                Window::CalendarDay => pick(lang, "midnight", "当天 24:00"),
-                Window::Rolling24h => pick(lang, "24 hours after your day began", "当日计费窗口开始满 24 小时"),
+            // A calendar day ends at the next local midnight: an instant to show.
+            let midnight = match cap.window {
+                Window::CalendarDay => plan.zone.date_of(balance.at).tomorrow().ok().map(|day| plan.zone.start_of(day)),
+                Window::Rolling24h => None,
             };
             let speed = cap.throttle_kbps.map_or(pick(lang, "a reduced speed", "低速").to_string(), |k| format!("{k} kbps"));
             let (cap_bytes, zone) = (cap.bytes, w.zone.clone());
@@ -230,7 +231,12 @@ fn banners(h: &mut Html, w: &Words, page: &CustomerPage) {
                     h,
                     &w,
                     pick(lang, "You have used today's {0} of full-speed data: your speed is {1} until {2} ({3}), at no extra cost.", "今日 {0} 高速流量已用完，现已降速至 {1}，{2}（{3}）恢复高速，不额外收费。"),
-                    &[Part::Data(cap_bytes), Part::Text(speed.clone()), Part::Text(until.into()), Part::Text(zone.clone())],
+                    &[
+                        Part::Data(cap_bytes),
+                        Part::Text(speed.clone()),
+                        midnight.map_or_else(|| Part::Text(pick(lang, "24 hours after your day began", "当日计费窗口开始满 24 小时").into()), Part::End),
+                        Part::Text(zone.clone()),
+                    ],
                 );
             }));
         }

@@ -369,6 +369,8 @@ fn the_customer_page_says_what_the_balance_api_says() {
                     assert_eq!(balance["status"], "throttled");
                     let notice = page["notices"][0].as_str().unwrap_or_default();
                     assert!(notice.contains(if lang == "en" { "128 kbps" } else { "降速至 128 kbps" }), "{page}");
+                    let until = browser.run("return [...document.querySelectorAll('.notice time')].map(t => t.getAttribute('datetime'));");
+                    assert_eq!(until, json!(["2026-01-11T00:00:00Z"]), "full speed returns at the plan's midnight: {notice}");
                 }
             }
         }

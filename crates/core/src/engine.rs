@@ -94,6 +94,12 @@ pub enum Event {
     FirstUse,
     Usage { bytes: u64, country: Option<Country> },
     Grant { kind: Kind, bytes: u64, expires: GrantExpiry },
+    /// An add-on bought: a grant of `bytes` of `kind` and its price, a fee
+    /// charged now.
+    Addon { kind: Kind, bytes: u64, expires: GrantExpiry, price_minor: i64 },
+    /// Money paid back: at most the fees charged so far (an eSIM order
+    /// cancelled before its profile was downloaded refunds the purchase).
+    Refund { minor: i64 },
     ChangePlan(PlanIx),
     Suspend,
     Resume,
@@ -741,7 +747,24 @@ impl Subscription {
             Event::Usage { bytes, country } => Outcome::Rated(self.rate(catalog, bytes, country, at, ledger)),
             Event::Install => self.begin_by(catalog, Starts::Install, Lifecycle::Installed, at, ledger),
             Event::FirstUse => self.begin_by(catalog, Starts::FirstUse, Lifecycle::FirstUse, at, ledger),
-            Event::Grant { kind, bytes, expires } => self.grant(catalog, kind, bytes, expires, at, ledger),
+            Event::Grant { kind, bytes, expires } => self.grant(catalog, kind, bytes, expires, Source::Grant, at, ledger),
+            Event::Addon { kind, bytes, expires, price_minor } => {
+                let outcome = self.grant(catalog, kind, bytes, expires, Source::Addon, at, ledger);
+                if outcome == Outcome::Applied {
+                    self.fees_minor = self.fees_minor.saturating_add(price_minor);
+                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::AddonFee { minor: price_minor } });
+                }
+                outcome
+            }
+            Event::Refund { minor } => {
+                if minor <= 0 || minor > self.fees_minor {
+                    self.refuse(Refusal::RefundOverFees, at, ledger)
+                } else {
+                    self.fees_minor -= minor;
+                    ledger.push(Entry { at, bucket: 0, kind: None, change: Change::Refunded { minor } });
+                    Outcome::Applied
+                }
+            }
             Event::ChangePlan(to) => self.change_plan(catalog, to, at, ledger),
             Event::Suspend => {
                 if self.flags & ENDED != 0 {
@@ -800,7 +823,8 @@ impl Subscription {
         Outcome::Applied
     }
 
-    fn grant(&mut self, catalog: &Catalog, kind: Kind, bytes: u64, expires: GrantExpiry, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
+    #[allow(clippy::too_many_arguments)]
+    fn grant(&mut self, catalog: &Catalog, kind: Kind, bytes: u64, expires: GrantExpiry, source: Source, at: Instant, ledger: &mut Vec<Entry>) -> Outcome {
         if self.flags & ENDED != 0 {
             return self.refuse(Refusal::Ended, at, ledger);
         }
@@ -816,7 +840,7 @@ impl Subscription {
         if self.buckets.len() >= MAX_LIVE_BUCKETS {
             return self.refuse(Refusal::TooManyBuckets, at, ledger);
         }
-        self.add_bucket(catalog, kind, bytes, expires, Source::Grant, at, ledger);
+        self.add_bucket(catalog, kind, bytes, expires, source, at, ledger);
         Outcome::Applied
     }
 

@@ -26,6 +26,8 @@ pub enum Source {
     Period(u32),
     /// A `grant` event.
     Grant,
+    /// An add-on bought.
+    Addon,
     /// An automatically bought overage block.
     ExtraBlock,
     /// Leftovers carried at a boundary.
@@ -138,10 +140,12 @@ pub enum Refusal {
     /// The subscription already holds [`crate::engine::MAX_LIVE_BUCKETS`]
     /// live buckets; a grant would add one more.
     TooManyBuckets,
+    /// A refund of nothing, or of more than the fees charged so far.
+    RefundOverFees,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Ended,
         Refusal::NoCurrentPeriod,
         Refusal::ExpiryNotAfterGrant,
@@ -150,6 +154,7 @@ impl Refusal {
         Refusal::SamePlan,
         Refusal::BeforePurchase,
         Refusal::TooManyBuckets,
+        Refusal::RefundOverFees,
     ];
 
     /// The stable code clients branch on.
@@ -163,6 +168,7 @@ impl Refusal {
             Refusal::SamePlan => "same_plan",
             Refusal::BeforePurchase => "before_purchase",
             Refusal::TooManyBuckets => "too_many_buckets",
+            Refusal::RefundOverFees => "refund_over_fees",
         }
     }
 
@@ -177,6 +183,7 @@ impl Refusal {
             Refusal::SamePlan => "the subscription is already on that plan",
             Refusal::BeforePurchase => "the event is stamped before the purchase",
             Refusal::TooManyBuckets => "the subscription already holds the most live buckets allowed",
+            Refusal::RefundOverFees => "a refund must be more than nothing and at most the fees charged",
         }
     }
 }
@@ -188,6 +195,10 @@ pub enum Change {
     CarriedOut { bytes: u64, into: u32 },
     Forfeited { bytes: u64, cause: Cause },
     Fee { minor: i64, period: u32 },
+    /// The price of an add-on, charged with its grant (a fee).
+    AddonFee { minor: i64 },
+    /// Fees paid back (an order cancelled before download).
+    Refunded { minor: i64 },
     /// Money charged for overage: an extra block, or pay-as-you-go bytes.
     Charged { minor: i64, bytes: u64 },
     /// Usage accepted without drawing from a bucket: under an unlimited
@@ -225,7 +236,8 @@ impl Totals {
                 Change::Drawn { bytes } => totals.drawn_bytes += bytes,
                 Change::CarriedOut { bytes, .. } => totals.carried_out_bytes += bytes,
                 Change::Forfeited { bytes, .. } => totals.forfeited_bytes += bytes,
-                Change::Fee { minor, .. } => totals.fees_minor += minor,
+                Change::Fee { minor, .. } | Change::AddonFee { minor } => totals.fees_minor += minor,
+                Change::Refunded { minor } => totals.fees_minor -= minor,
                 Change::Charged { minor, .. } => totals.charges_minor += minor,
                 Change::Unmetered { bytes } => totals.unmetered_bytes += bytes,
                 Change::Throttled { bytes, .. } => totals.throttled_bytes += bytes,

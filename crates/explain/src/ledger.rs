@@ -25,6 +25,7 @@ pub fn ledger_lines(catalog: &Catalog, ledger: &[Entry]) -> Vec<String> {
                     let source = match source {
                         Source::Period(n) => format!("period {n} allowance"),
                         Source::Grant => "grant".to_string(),
+                        Source::Addon => "add-on".to_string(),
                         Source::ExtraBlock => "extra block".to_string(),
                         Source::Carry => "carry".to_string(),
                     };
@@ -35,6 +36,8 @@ pub fn ledger_lines(catalog: &Catalog, ledger: &[Entry]) -> Vec<String> {
                 Change::CarriedOut { bytes, into } => format!("carried {} into bucket {into}", format_exact(bytes)),
                 Change::Forfeited { bytes, cause } => format!("forfeited {} ({})", format_exact(bytes), cause.name()),
                 Change::Fee { minor, period } => format!("fee {} for period {period}", money(minor)),
+                Change::AddonFee { minor } => format!("fee {} for an add-on", money(minor)),
+                Change::Refunded { minor } => format!("refunded {}", money(minor)),
                 Change::Charged { minor, bytes } => format!("charged {} for {}", money(minor), format_exact(bytes)),
                 Change::Unmetered { bytes } => format!("accepted {} without drawing from a bucket", format_exact(bytes)),
                 Change::Throttled { bytes, reason: ThrottleReason::DailyCap } => format!("throttled {} (daily cap)", format_exact(bytes)),

@@ -376,7 +376,8 @@ fn where_data_went(h: &mut Html, w: &Words, view: &SubscriptionView) {
                 let name = match source {
                     Source::Period(_) => pick(lang, "plan data", "套餐内流量"),
                     Source::Carry => pick(lang, "carried over", "结转"),
-                    Source::Grant => pick(lang, "granted", "赠送/加购"),
+                    Source::Grant => pick(lang, "granted", "赠送"),
+                    Source::Addon => pick(lang, "add-ons bought", "加购流量包"),
                     Source::ExtraBlock => pick(lang, "extra blocks", "超额流量包"),
                 };
                 *incoming.entry(name).or_default() += bytes;
@@ -455,6 +456,7 @@ fn timeline(h: &mut Html, w: &Words, view: &SubscriptionView) {
                     Source::Period(n) => format!("{} {n}", pick(lang, "plan data for period", "套餐内流量，周期")),
                     Source::Carry => pick(lang, "carried over", "结转").into(),
                     Source::Grant => entry.kind.map_or(String::new(), |k| kind_words(k, lang)),
+                    Source::Addon => pick(lang, "add-on bought", "加购流量包").into(),
                     Source::ExtraBlock => pick(lang, "extra block", "超额流量包").into(),
                 };
                 let until = if expires.is_never() { pick(lang, "no expiry", "不过期").into() } else { format!("{} {}", pick(lang, "until", "有效至"), w.end(expires)) };
@@ -466,6 +468,8 @@ fn timeline(h: &mut Html, w: &Words, view: &SubscriptionView) {
                 ("forfeits", format!("−{} {kind} {}: {}", w.data(bytes), pick(lang, "forfeited", "清零"), cause_words(cause, lang)))
             }
             Change::Fee { minor, period } => ("money", format!("{} {} {period}", w.money(minor), pick(lang, "fee for period", "月费，周期"))),
+            Change::AddonFee { minor } => ("money", format!("{} {}", w.money(minor), pick(lang, "for an add-on", "加购流量包费用"))),
+            Change::Refunded { minor } => ("money", format!("−{} {}", w.money(minor), pick(lang, "refunded", "已退款"))),
             Change::Charged { minor, bytes } => ("money", format!("{} {} {}", w.money(minor), pick(lang, "charged for", "额外收费，用量"), w.data(bytes))),
             Change::Lifecycle(event) => ("lifecycle", lifecycle_words(event, lang)),
         };

@@ -134,6 +134,10 @@ pub enum LifecycleEvent {
     Install,
     FirstUse,
     Grant { kind: rollover_core::Kind, bytes: u64, expires: rollover_core::GrantExpiry },
+    /// An add-on of the catalog bought (`addon` is its id).
+    Addon { addon: String, kind: rollover_core::Kind, bytes: u64, expires: rollover_core::GrantExpiry, price_minor: i64 },
+    /// Fees paid back, and why.
+    Refund { minor: i64, reason: String },
     ChangePlan(String),
     Suspend,
     Resume,

@@ -259,13 +259,13 @@ impl Service {
             LifecycleEvent::Resume => (Event::Resume, EventBody::Resume),
             LifecycleEvent::Cancel => (Event::Cancel, EventBody::Cancel),
             LifecycleEvent::Grant { kind, bytes, expires } => {
-                let expires_micros = match expires {
-                    rollover_core::GrantExpiry::At(at) => at.micros(),
-                    rollover_core::GrantExpiry::PeriodEnd => rollover_store::EXPIRES_PERIOD_END,
-                    rollover_core::GrantExpiry::Never => rollover_store::EXPIRES_NEVER,
-                };
-                (Event::Grant { kind, bytes, expires }, EventBody::Grant { kind: kind.name(), bytes, expires_micros })
+                (Event::Grant { kind, bytes, expires }, EventBody::Grant { kind: kind.name(), bytes, expires_micros: replay::expiry_micros(expires) })
             }
+            LifecycleEvent::Addon { addon, kind, bytes, expires, price_minor } => (
+                Event::Addon { kind, bytes, expires, price_minor },
+                EventBody::Addon { addon, kind: kind.name(), bytes, expires_micros: replay::expiry_micros(expires), price_minor },
+            ),
+            LifecycleEvent::Refund { minor, reason } => (Event::Refund { minor }, EventBody::Refund { minor, reason }),
             LifecycleEvent::ChangePlan(id) => {
                 let plan = self.plans().latest(&id).ok_or_else(|| ServiceError::UnknownReference { field: "change_plan", message: format!("no plan \"{id}\" in the catalog") })?;
                 (Event::ChangePlan(plan.ix), EventBody::ChangePlan { plan_id: plan.id, plan_version: plan.version })

@@ -25,12 +25,15 @@ pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Option<Event>,
         EventBody::Grant { kind, bytes, expires_micros } => Event::Grant {
             kind: Kind::parse(kind).map_err(|e| corrupt(format!("stored grant: {e}")))?,
             bytes: *bytes,
-            expires: match *expires_micros {
-                EXPIRES_NEVER => GrantExpiry::Never,
-                EXPIRES_PERIOD_END => GrantExpiry::PeriodEnd,
-                micros => GrantExpiry::At(Instant::from_micros(micros)),
-            },
+            expires: expiry(*expires_micros),
         },
+        EventBody::Addon { kind, bytes, expires_micros, price_minor, .. } => Event::Addon {
+            kind: Kind::parse(kind).map_err(|e| corrupt(format!("stored add-on: {e}")))?,
+            bytes: *bytes,
+            expires: expiry(*expires_micros),
+            price_minor: *price_minor,
+        },
+        EventBody::Refund { minor, .. } => Event::Refund { minor: *minor },
         EventBody::ChangePlan { plan_id, plan_version } => {
             Event::ChangePlan(plans.get(plan_id, *plan_version).ok_or_else(|| corrupt(format!("stored plan change to unknown plan {plan_id} v{plan_version}")))?)
         }
@@ -43,6 +46,24 @@ pub(crate) fn to_event(plans: &Plans, body: &EventBody) -> Result<Option<Event>,
         EventBody::Network { .. } => return Ok(None),
     }
     .into())
+}
+
+/// A grant's stored expiry.
+pub(crate) fn expiry(micros: i64) -> GrantExpiry {
+    match micros {
+        EXPIRES_NEVER => GrantExpiry::Never,
+        EXPIRES_PERIOD_END => GrantExpiry::PeriodEnd,
+        micros => GrantExpiry::At(Instant::from_micros(micros)),
+    }
+}
+
+/// The stored form of a grant's expiry.
+pub(crate) fn expiry_micros(expires: GrantExpiry) -> i64 {
+    match expires {
+        GrantExpiry::At(at) => at.micros(),
+        GrantExpiry::PeriodEnd => EXPIRES_PERIOD_END,
+        GrantExpiry::Never => EXPIRES_NEVER,
+    }
 }
 
 /// Creates a subscription from its purchase row.

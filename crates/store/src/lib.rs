@@ -63,6 +63,10 @@ pub enum EventBody {
     Purchase { plan_id: String, plan_version: u32 },
     Usage { bytes: u64, country: Option<String> },
     Grant { kind: String, bytes: u64, expires_micros: i64 },
+    /// An add-on bought: `addon` is its id in the catalog.
+    Addon { addon: String, kind: String, bytes: u64, expires_micros: i64, price_minor: i64 },
+    /// Fees paid back; `reason` says why (an order cancelled).
+    Refund { minor: i64, reason: String },
     Install,
     FirstUse,
     ChangePlan { plan_id: String, plan_version: u32 },
@@ -81,6 +85,8 @@ impl EventBody {
             EventBody::Purchase { .. } => "purchase",
             EventBody::Usage { .. } => "usage",
             EventBody::Grant { .. } => "grant",
+            EventBody::Addon { .. } => "addon",
+            EventBody::Refund { .. } => "refund",
             EventBody::Install => "install",
             EventBody::FirstUse => "first_use",
             EventBody::ChangePlan { .. } => "change_plan",
@@ -175,6 +181,31 @@ pub struct ProfileCount {
     pub count: u64,
 }
 
+/// One eSIM order: its idempotency key, where it stands, the profile it
+/// holds, and the rest of it as the service's JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: String,
+    /// `pending`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    pub iccid: Option<String>,
+    pub subscription: Option<String>,
+    pub document: String,
+    pub created_at_micros: i64,
+    pub updated_at_micros: i64,
+}
+
+/// What [`Store::create_order`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCreated {
+    /// Stored, holding this profile (now `allocated`).
+    Created(ProfileRow),
+    /// An order with this id was there already; nothing was changed.
+    Exists(OrderRow),
+    /// No profile is `available` (of the type asked for); nothing stored.
+    NoProfile,
+}
+
 /// The system of record. One writer at a time; `commit` is atomic and
 /// durable (fsync) when it returns.
 pub trait Store: Send {
@@ -209,6 +240,17 @@ pub trait Store: Send {
     fn profile(&mut self, iccid: &str) -> Result<Option<ProfileRow>>;
     /// Profiles by state and profile type.
     fn profile_counts(&mut self) -> Result<Vec<ProfileCount>>;
+    /// Stores a new order and allocates it an `available` profile (of
+    /// `profile_type`, when given; the lowest ICCID first), in one
+    /// transaction; the row's `iccid` is set to it.
+    fn create_order(&mut self, row: &OrderRow, profile_type: Option<&str>) -> Result<OrderCreated>;
+    /// Replaces an order's status, subscription, document and update time.
+    fn update_order(&mut self, row: &OrderRow) -> Result<()>;
+    fn order(&mut self, id: &str) -> Result<Option<OrderRow>>;
+    /// The newest order that holds `iccid`.
+    fn order_for_iccid(&mut self, iccid: &str) -> Result<Option<OrderRow>>;
+    /// Every order still `pending`, oldest first: what a restart resumes.
+    fn pending_orders(&mut self) -> Result<Vec<OrderRow>>;
     /// Sets a profile's state (and EID, when known); false if no such profile.
     fn set_profile_state(&mut self, iccid: &str, state: &str, eid: Option<&str>, updated_at_micros: i64) -> Result<bool>;
 }
@@ -283,6 +325,15 @@ mod tests {
                     body: EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: EXPIRES_PERIOD_END },
                 },
                 EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 12, at_micros: 12, key: None, body: EventBody::Suspend },
+                EventRow {
+                    seq: 0,
+                    subscription: "s1".into(),
+                    applied_at_micros: 12,
+                    at_micros: 12,
+                    key: Some("addon:a1".into()),
+                    body: EventBody::Addon { addon: "jp-1gb".into(), kind: "addon".into(), bytes: 1 << 30, expires_micros: EXPIRES_NEVER, price_minor: i64::MAX },
+                },
+                EventRow { seq: 0, subscription: "s1".into(), applied_at_micros: 12, at_micros: 12, key: None, body: EventBody::Refund { minor: 990, reason: "order o1 cancelled".into() } },
             ],
             notifications: Vec::new(),
             clock_micros: Some(99),
@@ -336,20 +387,23 @@ mod tests {
         store.set_profile_state("89445000000000000027", "available", None, 10).unwrap();
         let counts = store.profile_counts().unwrap();
         assert_eq!(counts, [ProfileCount { state: "available".into(), profile_type: None, count: 1 }, ProfileCount { state: "available".into(), profile_type: Some("travel".into()), count: 2 }]);
+        check_orders(store.as_mut());
         let events = store.events_of("s1").unwrap();
-        assert_eq!(events.len(), 5);
+        assert_eq!(events.len(), 7);
         assert_eq!(events[0].body, EventBody::Purchase { plan_id: "p".into(), plan_version: 2 });
         assert_eq!(events[1].body, EventBody::Usage { bytes: 1 << 40, country: Some("CN".into()) });
         assert_eq!(events[1].key.as_deref(), Some("r1"));
         assert_eq!((events[1].applied_at_micros, events[1].at_micros), (10, 5));
         assert_eq!(events[2].body, EventBody::Grant { kind: "gift".into(), bytes: 7, expires_micros: EXPIRES_PERIOD_END });
         assert_eq!(events[3].body, EventBody::Suspend);
-        assert_eq!(events[4].body, EventBody::Network { note: "Disconnect-Request to 127.0.0.1:3799: ACK".into() });
-        assert_eq!(events[4].key.as_deref(), Some("acct-stop:0:s"));
+        assert_eq!(events[4].body, EventBody::Addon { addon: "jp-1gb".into(), kind: "addon".into(), bytes: 1 << 30, expires_micros: EXPIRES_NEVER, price_minor: i64::MAX });
+        assert_eq!(events[5].body, EventBody::Refund { minor: 990, reason: "order o1 cancelled".into() });
+        assert_eq!(events[6].body, EventBody::Network { note: "Disconnect-Request to 127.0.0.1:3799: ACK".into() });
+        assert_eq!(events[6].key.as_deref(), Some("acct-stop:0:s"));
         assert_eq!(store.events_of("s2").unwrap().len(), 1);
         let mut all = Vec::new();
         store.load_events(&mut |e| all.push(e.seq)).unwrap();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 8);
         assert!(all.windows(2).all(|w| w[0] < w[1]), "events come back in commit order");
 
         // The outbox: a notification made twice is stored once.
@@ -367,6 +421,41 @@ mod tests {
         assert_eq!((retry.len(), retry[0].attempts), (1, 1));
         store.record_attempt(retry[0].id, false, None, "gave up").unwrap();
         assert_eq!(store.backlog().unwrap(), 0);
+    }
+
+    /// Orders: one profile each, never a second for the same id.
+    fn check_orders(store: &mut dyn Store) {
+        let order = |id: &str, at: i64| OrderRow {
+            id: id.into(),
+            status: "pending".into(),
+            iccid: None,
+            subscription: None,
+            document: format!("{{\"id\":\"{id}\"}}"),
+            created_at_micros: at,
+            updated_at_micros: at,
+        };
+        // Two available profiles of type travel, one untyped.
+        let OrderCreated::Created(first) = store.create_order(&order("o1", 20), Some("travel")).unwrap() else { panic!("o1 not created") };
+        assert_eq!((first.iccid.as_str(), first.state.as_str()), ("89445000000000000019", "allocated"), "the lowest ICCID of the type");
+        assert_eq!(store.profile("89445000000000000019").unwrap().unwrap().state, "allocated");
+        let OrderCreated::Exists(again) = store.create_order(&order("o1", 21), Some("travel")).unwrap() else { panic!("o1 created twice") };
+        assert_eq!((again.iccid.as_deref(), again.created_at_micros), (Some("89445000000000000019"), 20));
+        let OrderCreated::Created(second) = store.create_order(&order("o2", 22), Some("travel")).unwrap() else { panic!("o2 not created") };
+        assert_eq!(second.iccid, "89445000000000000027");
+        assert_eq!(store.create_order(&order("o3", 23), Some("travel")).unwrap(), OrderCreated::NoProfile, "none of the type left");
+        assert_eq!(store.order("o3").unwrap(), None, "nothing stored without a profile");
+        let OrderCreated::Created(untyped) = store.create_order(&order("o4", 24), None).unwrap() else { panic!("o4 not created") };
+        assert_eq!(untyped.iccid, "8944500000000000006");
+        let mut done = store.order("o2").unwrap().unwrap();
+        (done.status, done.subscription, done.document, done.updated_at_micros) = ("completed".into(), Some("s9".into()), "{}".into(), 30);
+        store.update_order(&done).unwrap();
+        assert_eq!(store.order("o2").unwrap().unwrap(), done);
+        assert_eq!(store.pending_orders().unwrap().iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["o1", "o4"]);
+        assert_eq!(store.order_for_iccid("89445000000000000027").unwrap().map(|o| o.id), Some("o2".into()));
+        assert_eq!(store.order_for_iccid("89445000000000000035").unwrap(), None);
+        for iccid in ["89445000000000000019", "89445000000000000027", "8944500000000000006"] {
+            store.set_profile_state(iccid, "available", None, 31).unwrap();
+        }
     }
 
     #[test]
@@ -403,7 +492,7 @@ mod tests {
         let mut store = PostgresStore::open(&url).unwrap();
         let duplicate = Batch { events: vec![usage("r2", "s1"), usage("r1", "s1")], ..Batch::default() };
         assert!(store.commit(&duplicate).is_err());
-        assert_eq!(store.events_of("s1").unwrap().len(), 5, "the refused batch left nothing behind");
+        assert_eq!(store.events_of("s1").unwrap().len(), 7, "the refused batch left nothing behind");
         drop(store);
         // One writer per schema at a time.
         let writer = PostgresStore::open_writer(&url).unwrap();

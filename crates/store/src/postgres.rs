@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -79,6 +79,19 @@ CREATE TABLE esim_profiles (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX esim_profiles_by_state ON esim_profiles (state, iccid);
+"#, r#"
+ALTER TABLE events ADD COLUMN amount BIGINT;
+CREATE TABLE esim_orders (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    iccid TEXT,
+    subscription TEXT,
+    document TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX esim_orders_by_status ON esim_orders (status, created_at);
+CREATE INDEX esim_orders_by_iccid ON esim_orders (iccid, created_at);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -93,6 +106,20 @@ fn profile_from_row(row: &postgres::Row) -> ProfileRow {
         eid: row.get(5),
         matching_id: row.get(6),
         updated_at_micros: row.get(7),
+    }
+}
+
+const ORDER_COLUMNS: &str = "id, status, iccid, subscription, document, created_at, updated_at";
+
+fn order_from_row(row: &postgres::Row) -> OrderRow {
+    OrderRow {
+        id: row.get(0),
+        status: row.get(1),
+        iccid: row.get(2),
+        subscription: row.get(3),
+        document: row.get(4),
+        created_at_micros: row.get(5),
+        updated_at_micros: row.get(6),
     }
 }
 
@@ -210,12 +237,21 @@ fn event_from_row(row: &postgres::Row) -> Result<EventRow> {
         "cancel" => EventBody::Cancel,
         // A network note's text lives in the grant-kind column.
         "network" => EventBody::Network { note: row.get(10) },
+        // An add-on's id is in the plan column, its price in the amount.
+        "addon" => EventBody::Addon {
+            addon: row.get(6),
+            kind: row.get(10),
+            bytes: row.get::<_, i64>(8) as u64,
+            expires_micros: row.get(11),
+            price_minor: row.get(12),
+        },
+        "refund" => EventBody::Refund { minor: row.get(12), reason: row.get(10) },
         other => return Err(StoreError(format!("unknown event kind {other:?} in the store"))),
     };
     Ok(EventRow { seq: row.get(0), subscription: row.get(1), applied_at_micros: row.get(2), at_micros: row.get(3), key: row.get(4), body })
 }
 
-const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires";
+const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
 
 impl Store for PostgresStore {
     fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
@@ -301,6 +337,65 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|row| ProfileCount { state: row.get(0), profile_type: row.get(1), count: row.get::<_, i64>(2) as u64 }).collect())
     }
 
+    fn create_order(&mut self, row: &OrderRow, profile_type: Option<&str>) -> Result<OrderCreated> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        if let Some(existing) = tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = $1"), &[&row.id]).map_err(db)? {
+            return Ok(OrderCreated::Exists(order_from_row(&existing)));
+        }
+        // SKIP LOCKED: two nodes ordering at once take different profiles.
+        let profile = tx
+            .query_opt(
+                &format!(
+                    "SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE state = 'available' AND ($1::text IS NULL OR profile_type = $1) \
+                     ORDER BY iccid LIMIT 1 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&profile_type],
+            )
+            .map_err(db)?;
+        let Some(profile) = profile else { return Ok(OrderCreated::NoProfile) };
+        let mut profile = profile_from_row(&profile);
+        tx.execute("UPDATE esim_profiles SET state = 'allocated', updated_at = $2 WHERE iccid = $1", &[&profile.iccid, &row.created_at_micros]).map_err(db)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO esim_orders (id, status, iccid, subscription, document, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&row.id, &row.status, &profile.iccid, &row.subscription, &row.document, &row.created_at_micros, &row.updated_at_micros],
+            )
+            .map_err(db)?;
+        if inserted == 0 {
+            // Another node stored the same id first: keep its order.
+            drop(tx);
+            return Ok(self.order(&row.id)?.map_or(OrderCreated::NoProfile, OrderCreated::Exists));
+        }
+        tx.commit().map_err(db)?;
+        profile.state = "allocated".into();
+        Ok(OrderCreated::Created(profile))
+    }
+
+    fn update_order(&mut self, row: &OrderRow) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE esim_orders SET status = $2, subscription = $3, document = $4, updated_at = $5 WHERE id = $1",
+                &[&row.id, &row.status, &row.subscription, &row.document, &row.updated_at_micros],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn order(&mut self, id: &str) -> Result<Option<OrderRow>> {
+        Ok(self.client.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = $1"), &[&id]).map_err(db)?.map(|row| order_from_row(&row)))
+    }
+
+    fn order_for_iccid(&mut self, iccid: &str) -> Result<Option<OrderRow>> {
+        let row = self.client.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE iccid = $1 ORDER BY created_at DESC LIMIT 1"), &[&iccid]).map_err(db)?;
+        Ok(row.map(|row| order_from_row(&row)))
+    }
+
+    fn pending_orders(&mut self) -> Result<Vec<OrderRow>> {
+        let rows = self.client.query(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE status = 'pending' ORDER BY created_at"), &[]).map_err(db)?;
+        Ok(rows.iter().map(order_from_row).collect())
+    }
+
     fn set_profile_state(&mut self, iccid: &str, state: &str, eid: Option<&str>, updated_at_micros: i64) -> Result<bool> {
         let changed = self
             .client
@@ -355,6 +450,7 @@ impl Store for PostgresStore {
             let mut country: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut grant_kind: Vec<Option<&str>> = Vec::with_capacity(n);
             let mut expires: Vec<Option<i64>> = Vec::with_capacity(n);
+            let mut amount: Vec<Option<i64>> = Vec::with_capacity(n);
             for e in &batch.events {
                 subscription.push(e.subscription.as_str());
                 applied_at.push(e.applied_at_micros);
@@ -367,9 +463,16 @@ impl Store for PostgresStore {
                     }
                     EventBody::Usage { bytes, country } => (None, None, Some(*bytes as i64), country.as_deref(), None, None),
                     EventBody::Grant { kind, bytes, expires_micros } => (None, None, Some(*bytes as i64), None, Some(kind.as_str()), Some(*expires_micros)),
-                    EventBody::Network { note } => (None, None, None, None, Some(note.as_str()), None),
+                    EventBody::Addon { addon, kind, bytes, expires_micros, .. } => {
+                        (Some(addon.as_str()), None, Some(*bytes as i64), None, Some(kind.as_str()), Some(*expires_micros))
+                    }
+                    EventBody::Network { note } | EventBody::Refund { reason: note, .. } => (None, None, None, None, Some(note.as_str()), None),
                     _ => (None, None, None, None, None, None),
                 };
+                amount.push(match &e.body {
+                    EventBody::Addon { price_minor: minor, .. } | EventBody::Refund { minor, .. } => Some(*minor),
+                    _ => None,
+                });
                 plan_id.push(p);
                 plan_version.push(v);
                 bytes.push(b);
@@ -378,9 +481,9 @@ impl Store for PostgresStore {
                 expires.push(x);
             }
             tx.execute(
-                "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires) \
-                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[])",
-                &[&subscription, &applied_at, &at, &key, &kind, &plan_id, &plan_version, &bytes, &country, &grant_kind, &expires],
+                "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount) \
+                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[], $12::int8[])",
+                &[&subscription, &applied_at, &at, &key, &kind, &plan_id, &plan_version, &bytes, &country, &grant_kind, &expires, &amount],
             )
             .map_err(db)?;
         }

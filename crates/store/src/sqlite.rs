@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
 
@@ -19,6 +19,20 @@ fn profile_from_row(row: &rusqlite::Row) -> rusqlite::Result<ProfileRow> {
         eid: row.get(5)?,
         matching_id: row.get(6)?,
         updated_at_micros: row.get(7)?,
+    })
+}
+
+const ORDER_COLUMNS: &str = "id, status, iccid, subscription, document, created_at, updated_at";
+
+fn order_from_row(row: &rusqlite::Row) -> rusqlite::Result<OrderRow> {
+    Ok(OrderRow {
+        id: row.get(0)?,
+        status: row.get(1)?,
+        iccid: row.get(2)?,
+        subscription: row.get(3)?,
+        document: row.get(4)?,
+        created_at_micros: row.get(5)?,
+        updated_at_micros: row.get(6)?,
     })
 }
 
@@ -105,6 +119,19 @@ CREATE TABLE esim_profiles (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX esim_profiles_by_state ON esim_profiles (state, iccid);
+"#, r#"
+ALTER TABLE events ADD COLUMN amount INTEGER;
+CREATE TABLE esim_orders (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    iccid TEXT,
+    subscription TEXT,
+    document TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX esim_orders_by_status ON esim_orders (status, created_at);
+CREATE INDEX esim_orders_by_iccid ON esim_orders (iccid, created_at);
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -331,6 +358,15 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
         "cancel" => EventBody::Cancel,
         // A network note's text lives in the grant-kind column.
         "network" => EventBody::Network { note: row.get(10)? },
+        // An add-on's id is in the plan column, its price in the amount.
+        "addon" => EventBody::Addon {
+            addon: row.get(6)?,
+            kind: row.get(10)?,
+            bytes: row.get::<_, i64>(8)? as u64,
+            expires_micros: row.get(11)?,
+            price_minor: row.get(12)?,
+        },
+        "refund" => EventBody::Refund { minor: row.get(12)?, reason: row.get(10)? },
         other => {
             return Err(rusqlite::Error::FromSqlConversionFailure(
                 5,
@@ -351,6 +387,7 @@ struct Columns<'a> {
     country: Option<&'a str>,
     grant_kind: Option<&'a str>,
     expires: Option<i64>,
+    amount: Option<i64>,
 }
 
 impl<'a> Columns<'a> {
@@ -364,12 +401,21 @@ impl<'a> Columns<'a> {
                 Columns { bytes: Some(*bytes as i64), grant_kind: Some(kind), expires: Some(*expires_micros), ..Columns::default() }
             }
             EventBody::Network { note } => Columns { grant_kind: Some(note), ..Columns::default() },
+            EventBody::Addon { addon, kind, bytes, expires_micros, price_minor } => Columns {
+                plan_id: Some(addon),
+                bytes: Some(*bytes as i64),
+                grant_kind: Some(kind),
+                expires: Some(*expires_micros),
+                amount: Some(*price_minor),
+                ..Columns::default()
+            },
+            EventBody::Refund { minor, reason } => Columns { grant_kind: Some(reason), amount: Some(*minor), ..Columns::default() },
             _ => Columns::default(),
         }
     }
 }
 
-const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires";
+const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
 
 impl Store for SqliteStore {
     fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
@@ -439,6 +485,58 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT state, profile_type, COUNT(*) FROM esim_profiles GROUP BY state, profile_type ORDER BY state, profile_type")
             .map_err(db)?;
         let rows = statement.query_map([], |row| Ok(ProfileCount { state: row.get(0)?, profile_type: row.get(1)?, count: row.get::<_, i64>(2)? as u64 })).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn create_order(&mut self, row: &OrderRow, profile_type: Option<&str>) -> Result<OrderCreated> {
+        let tx = self.connection.transaction().map_err(db)?;
+        if let Some(existing) = tx.query_row(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = ?1"), [&row.id], order_from_row).optional().map_err(db)? {
+            return Ok(OrderCreated::Exists(existing));
+        }
+        let profile = tx
+            .query_row(
+                &format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE state = 'available' AND (?1 IS NULL OR profile_type = ?1) ORDER BY iccid LIMIT 1"),
+                [profile_type],
+                profile_from_row,
+            )
+            .optional()
+            .map_err(db)?;
+        let Some(mut profile) = profile else { return Ok(OrderCreated::NoProfile) };
+        tx.execute("UPDATE esim_profiles SET state = 'allocated', updated_at = ?2 WHERE iccid = ?1", params![profile.iccid, row.created_at_micros]).map_err(db)?;
+        tx.execute(
+            "INSERT INTO esim_orders (id, status, iccid, subscription, document, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, row.status, profile.iccid, row.subscription, row.document, row.created_at_micros, row.updated_at_micros],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        profile.state = "allocated".into();
+        Ok(OrderCreated::Created(profile))
+    }
+
+    fn update_order(&mut self, row: &OrderRow) -> Result<()> {
+        self.connection
+            .execute(
+                "UPDATE esim_orders SET status = ?2, subscription = ?3, document = ?4, updated_at = ?5 WHERE id = ?1",
+                params![row.id, row.status, row.subscription, row.document, row.updated_at_micros],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn order(&mut self, id: &str) -> Result<Option<OrderRow>> {
+        self.connection.query_row(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = ?1"), [id], order_from_row).optional().map_err(db)
+    }
+
+    fn order_for_iccid(&mut self, iccid: &str) -> Result<Option<OrderRow>> {
+        self.connection
+            .query_row(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE iccid = ?1 ORDER BY created_at DESC LIMIT 1"), [iccid], order_from_row)
+            .optional()
+            .map_err(db)
+    }
+
+    fn pending_orders(&mut self) -> Result<Vec<OrderRow>> {
+        let mut statement = self.connection.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE status = 'pending' ORDER BY created_at")).map_err(db)?;
+        let rows = statement.query_map([], order_from_row).map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
@@ -524,13 +622,13 @@ impl Store for SqliteStore {
             }
             let mut insert_event = tx
                 .prepare_cached(
-                    "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(db)?;
             for e in &batch.events {
                 let c = Columns::of(&e.body);
-                let (plan_id, plan_version, bytes, country, grant_kind, expires) = (c.plan_id, c.plan_version, c.bytes, c.country, c.grant_kind, c.expires);
+                let (plan_id, plan_version, bytes, country, grant_kind, expires, amount) = (c.plan_id, c.plan_version, c.bytes, c.country, c.grant_kind, c.expires, c.amount);
                 insert_event
                     .execute(params![
                         e.subscription,
@@ -543,7 +641,8 @@ impl Store for SqliteStore {
                         bytes,
                         country,
                         grant_kind,
-                        expires
+                        expires,
+                        amount
                     ])
                     .map_err(db)?;
             }

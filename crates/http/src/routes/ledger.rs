@@ -102,6 +102,8 @@ impl Line<'_> {
             Change::CarriedOut { .. } => "carried_out",
             Change::Forfeited { .. } => "forfeited",
             Change::Fee { .. } => "fee",
+            Change::AddonFee { .. } => "addon_fee",
+            Change::Refunded { .. } => "refunded",
             Change::Charged { .. } => "charged",
             Change::Unmetered { .. } => "accepted_unmetered",
             Change::Throttled { .. } => "throttled",
@@ -130,6 +132,7 @@ impl Line<'_> {
                 out.source = Some(match source {
                     Source::Period(_) => "period",
                     Source::Grant => "grant",
+                    Source::Addon => "addon",
                     Source::ExtraBlock => "extra_block",
                     Source::Carry => "carry",
                 });
@@ -138,6 +141,7 @@ impl Line<'_> {
             Change::CarriedOut { bytes, into } => (out.bytes, out.into_bucket) = (Some(bytes), Some(into)),
             Change::Forfeited { bytes, cause } => (out.bytes, out.cause) = (Some(bytes), Some(cause.name())),
             Change::Fee { minor, period } => (out.amount, out.period) = (Some(plan.currency.format(minor)), Some(period)),
+            Change::AddonFee { minor } | Change::Refunded { minor } => out.amount = Some(plan.currency.format(minor)),
             Change::Charged { minor, bytes } => (out.amount, out.bytes) = (Some(plan.currency.format(minor)), Some(bytes)),
             Change::Throttled { bytes, reason } => {
                 out.bytes = Some(bytes);

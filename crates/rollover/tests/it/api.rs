@@ -84,6 +84,7 @@ fn replay_through_api(path: &std::path::Path, backend: Backend) {
                             json!({"grant": {"kind": kind.name(), "data": bytes, "expires": expires}})
                         }
                         Event::Usage { .. } => unreachable!(),
+                        Event::Addon { .. } | Event::Refund { .. } => unreachable!("scenario files hold neither add-ons nor refunds"),
                     };
                     let mut body = body;
                     body["at"] = json!(when);

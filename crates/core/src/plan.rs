@@ -27,6 +27,7 @@ pub struct PlanDraft {
     pub daily_cap: Option<DailyCapDraft>,
     pub exhausted: Option<ExhaustedDraft>,
     pub coverage: Option<CoverageDraft>,
+    pub profile_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -224,6 +225,9 @@ pub struct Plan {
     pub daily_cap: Option<DailyCap>,
     pub exhausted: Exhausted,
     pub coverage: Option<Vec<Country>>,
+    /// The eSIM profile type an order for this plan takes from the
+    /// inventory; none: any available profile.
+    pub profile_type: Option<String>,
     /// The unit base the plan was sold in, from the units its amounts use.
     pub unit_base: UnitBase,
 }
@@ -280,6 +284,12 @@ impl Plan {
         let daily_cap = draft.daily_cap.as_ref().map(|cap| daily_cap_of(cap, &mut units_seen)).transpose()?;
         let exhausted = draft.exhausted.as_ref().map(|e| exhausted_of(e, &currency)).transpose()?.unwrap_or(Exhausted::Block);
         let coverage = draft.coverage.as_ref().map(coverage_of).transpose()?;
+        let profile_type = draft.profile_type.clone();
+        if let Some(kind) = &profile_type
+            && (kind.is_empty() || kind.len() > 64 || kind.chars().any(char::is_control))
+        {
+            return Err(error("profile_type", format!("{kind:?} must be 1 to 64 characters, none of them a control character")));
+        }
 
         let unit_base = units_seen.first().map(|u| UnitBase::of_unit(*u)).unwrap_or(UnitBase::Binary);
         Ok(Plan {
@@ -298,6 +308,7 @@ impl Plan {
             daily_cap,
             exhausted,
             coverage,
+            profile_type,
             unit_base,
         })
     }

@@ -62,6 +62,7 @@ codes! {
     UnknownSubscription = "unknown_subscription", NOT_FOUND, "No subscription has this id.";
     UnknownPlan = "unknown_plan", NOT_FOUND, "No plan has this id.";
     UnknownProfile = "unknown_profile", NOT_FOUND, "No eSIM profile in the inventory has this ICCID (or the ICCID cannot exist: `detail` says why).";
+    UnknownOrder = "unknown_order", NOT_FOUND, "No eSIM order has this id.";
     UnknownSession = "unknown_session", NOT_FOUND, "No session with this id is open (or its reservation expired).";
     NoSuchEndpoint = "no_such_endpoint", NOT_FOUND, "No endpoint has this path.";
     ClockNotSimulated = "clock_not_simulated", NOT_FOUND, "The clock can be moved only when serving with `--clock simulated`.";
@@ -70,6 +71,11 @@ codes! {
     SubscriptionExists = "subscription_exists", CONFLICT, "A subscription with this id exists.";
     IdentifierTaken = "identifier_taken", CONFLICT, "Another subscription holds this ICCID, IMSI, MSISDN or external id.";
     SessionOpen = "session_open", CONFLICT, "A session with this id is open.";
+    ProvisioningNotConfigured = "provisioning_not_configured", CONFLICT, "eSIM orders need the `[esim]` settings (the SM-DP+'s address and the TLS files); this server has none.";
+    NoProfileAvailable = "no_profile_available", CONFLICT, "No eSIM profile is `available` in the inventory (of the plan's `profile_type`); add profiles with `POST /v1/esim/profiles`.";
+    OrderMismatch = "order_mismatch", CONFLICT, "An order with this id exists and asked for another plan, EID or identifiers; `field` names the first that differs.";
+    NoActivationCode = "no_activation_code", CONFLICT, "The order has not completed (it is pending, failed or cancelled), so it has no activation code or QR code to show.";
+    OrderNotCancellable = "order_not_cancellable", CONFLICT, "The order is past the point where it can be cancelled (its profile was downloaded) or is already finished; `detail` says which. Cancel the subscription instead.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than `limits.max_body_bytes`.";
     TooManyRecords = "too_many_records", PAYLOAD_TOO_LARGE, "More usage records than `limits.max_records_per_request` in one request.";
     UriTooLong = "uri_too_long", URI_TOO_LONG, "The path and query are longer than 8,192 bytes.";
@@ -95,6 +101,11 @@ impl Code {
             ServiceError::UnknownSubscription { .. } => Code::UnknownSubscription,
             ServiceError::UnknownReference { .. } => Code::UnknownReference,
             ServiceError::UnknownSession { .. } => Code::UnknownSession,
+            ServiceError::UnknownOrder { .. } => Code::UnknownOrder,
+            ServiceError::ProvisioningNotConfigured => Code::ProvisioningNotConfigured,
+            ServiceError::NoProfileAvailable { .. } => Code::NoProfileAvailable,
+            ServiceError::OrderMismatch { .. } => Code::OrderMismatch,
+            ServiceError::NotCancellable { .. } => Code::OrderNotCancellable,
             ServiceError::SubscriptionExists { .. } => Code::SubscriptionExists,
             ServiceError::IdentifierTaken { .. } => Code::IdentifierTaken,
             ServiceError::SessionOpen { .. } => Code::SessionOpen,

@@ -544,3 +544,41 @@ pub struct EsimSubscriptionOut {
     pub expires_at: Option<String>,
     pub renews: bool,
 }
+
+/// An eSIM order (`POST /v1/orders`, `GET /v1/orders/{id}`).
+#[derive(Serialize)]
+pub struct OrderOut {
+    pub id: String,
+    pub status: &'static str,
+    pub plan: String,
+    pub iccid: String,
+    pub eid: Option<String>,
+    pub subscription: Option<String>,
+    /// `LPA:1$<SM-DP+ address>$<matching id>`, once completed.
+    pub activation_code: Option<String>,
+    pub links: Option<OrderLinks>,
+    pub failure: Option<OrderFailure>,
+    pub last_error: Option<String>,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub refunded: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Serialize)]
+pub struct OrderLinks {
+    pub qr_svg: String,
+    pub qr_png: String,
+    pub ios: String,
+    pub android: String,
+}
+
+#[derive(Serialize)]
+pub struct OrderFailure {
+    pub function: String,
+    pub status: String,
+    pub subject_code: String,
+    pub reason_code: String,
+    pub message: String,
+}

@@ -27,11 +27,44 @@ pub struct Config {
     pub esim: EsimSection,
 }
 
-/// Selling the eSIM. Only the callback listener exists so far.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Selling the eSIM: the SM-DP+ rollover orders profiles from (ES2+ over
+/// HTTPS with a client certificate), and the listener it reports back to.
+/// Orders are off unless `smdp_url` is set; then the other files are needed.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EsimSection {
+    /// `https://HOST[:PORT]` of the SM-DP+.
+    pub smdp_url: Option<String>,
+    /// Our `functionRequesterIdentifier`.
+    pub requester_id: Option<String>,
+    /// PEM: our client certificate chain and its key.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// PEM: the only CA trusted for the SM-DP+'s server certificate.
+    pub ca_cert: Option<String>,
+    /// How long one ES2+ call may take (connect, TLS, answer).
+    pub timeout_seconds: u64,
+    /// The first wait before an unanswered call is sent again; it doubles
+    /// per try, up to `retry_max_seconds`.
+    pub retry_base_ms: u64,
+    pub retry_max_seconds: u64,
     pub callback: EsimCallbackSection,
+}
+
+impl Default for EsimSection {
+    fn default() -> EsimSection {
+        EsimSection {
+            smdp_url: None,
+            requester_id: None,
+            client_cert: None,
+            client_key: None,
+            ca_cert: None,
+            timeout_seconds: 10,
+            retry_base_ms: 1000,
+            retry_max_seconds: 300,
+            callback: EsimCallbackSection::default(),
+        }
+    }
 }
 
 /// The HTTPS listener the SM-DP+ sends `handleDownloadProgressInfo` to.
@@ -382,6 +415,7 @@ pub struct Settings {
     pub coa: rollover_gateway::coa::Config,
     pub diameter: Option<rollover_gateway::diameter::Config>,
     pub esim_callback: Option<rollover_gateway::esim::Config>,
+    pub esim_orders: Option<rollover_service::orders::OrderSettings>,
 }
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -449,6 +483,14 @@ impl Config {
                 "ROLLOVER_RADIUS_LISTEN" => config.radius.listen = Some(value),
                 "ROLLOVER_RADIUS_SECRET" => config.radius.loopback_secret = Some(value),
                 "ROLLOVER_DIAMETER_LISTEN" => config.diameter.listen = Some(value),
+                "ROLLOVER_ESIM_SMDP_URL" => config.esim.smdp_url = Some(value),
+                "ROLLOVER_ESIM_REQUESTER_ID" => config.esim.requester_id = Some(value),
+                "ROLLOVER_ESIM_CLIENT_CERT" => config.esim.client_cert = Some(value),
+                "ROLLOVER_ESIM_CLIENT_KEY" => config.esim.client_key = Some(value),
+                "ROLLOVER_ESIM_CA_CERT" => config.esim.ca_cert = Some(value),
+                "ROLLOVER_ESIM_TIMEOUT_SECONDS" => config.esim.timeout_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_ESIM_RETRY_BASE_MS" => config.esim.retry_base_ms = parse_env(&name, &value)?,
+                "ROLLOVER_ESIM_RETRY_MAX_SECONDS" => config.esim.retry_max_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_ESIM_CALLBACK_LISTEN" => config.esim.callback.listen = Some(value),
                 "ROLLOVER_ESIM_CALLBACK_CERT" => config.esim.callback.cert = Some(value),
                 "ROLLOVER_ESIM_CALLBACK_KEY" => config.esim.callback.key = Some(value),
@@ -500,6 +542,7 @@ impl Config {
             coa: self.coa()?,
             diameter: self.diameter()?,
             esim_callback: self.esim_callback()?,
+            esim_orders: self.esim_orders()?,
         })
     }
 
@@ -520,6 +563,7 @@ impl Config {
         self.radius()?;
         self.diameter()?;
         self.esim_callback()?;
+        self.esim_orders()?;
         Ok(())
     }
 
@@ -733,6 +777,28 @@ impl Config {
         let (cert, key, client_ca) = (file(&callback.cert, "cert")?, file(&callback.key, "key")?, file(&callback.client_ca, "client_ca")?);
         let tls = rollover_es2::tls::server_config(std::path::Path::new(&cert), std::path::Path::new(&key), std::path::Path::new(&client_ca)).map_err(|e| format!("esim.callback: {e}"))?;
         Ok(Some(rollover_gateway::esim::Config { listen, tls }))
+    }
+
+    /// The ES2+ client's settings, when orders are on: the files read now.
+    pub fn esim_orders(&self) -> Result<Option<rollover_service::orders::OrderSettings>, String> {
+        let esim = &self.esim;
+        let Some(url) = &esim.smdp_url else { return Ok(None) };
+        let needed = |value: &Option<String>, name: &str| value.clone().filter(|v| !v.is_empty()).ok_or_else(|| format!("esim.{name}: needed with esim.smdp_url"));
+        let requester = needed(&esim.requester_id, "requester_id")?;
+        let (cert, key, ca) = (needed(&esim.client_cert, "client_cert")?, needed(&esim.client_key, "client_key")?, needed(&esim.ca_cert, "ca_cert")?);
+        if !(1..=120).contains(&esim.timeout_seconds) {
+            return Err(format!("esim.timeout_seconds = {}: use 1 to 120", esim.timeout_seconds));
+        }
+        if !(10..=600_000).contains(&esim.retry_base_ms) || !(1..=86_400).contains(&esim.retry_max_seconds) {
+            return Err(format!("esim.retry_base_ms = {}, esim.retry_max_seconds = {}: use 10 to 600000 ms and 1 to 86400 s", esim.retry_base_ms, esim.retry_max_seconds));
+        }
+        let tls = rollover_es2::tls::client_config(std::path::Path::new(&ca), std::path::Path::new(&cert), std::path::Path::new(&key)).map_err(|e| format!("esim: {e}"))?;
+        let client = rollover_es2::Es2Client::new(url, &requester, tls, std::time::Duration::from_secs(esim.timeout_seconds)).map_err(|e| format!("esim.smdp_url: {e}"))?;
+        Ok(Some(rollover_service::orders::OrderSettings {
+            client,
+            retry_base: std::time::Duration::from_millis(esim.retry_base_ms),
+            retry_max: std::time::Duration::from_secs(esim.retry_max_seconds),
+        }))
     }
 
     pub fn listen(&self) -> Result<SocketAddr, String> {

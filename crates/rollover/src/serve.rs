@@ -170,7 +170,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
     links(&service, &security, &public_url, settings.demo);
     let site = rollover_http::Site { public_url };
-    let app = rollover_http::router(service, security, settings.limits, site);
+    let orders = rollover_service::orders::Orders::new(service.clone(), settings.esim_orders.clone());
+    if orders.is_configured() {
+        // Pending orders (a restart in the middle of one) go on now.
+        tokio::spawn(orders.clone().run());
+    }
+    let app = rollover_http::router(service, orders, security, settings.limits, site);
     rollover_http::server::serve(listener, app, settings.server, server_metrics, shutdown()).await;
     Ok(())
 }

@@ -38,6 +38,15 @@ pub enum ServiceError {
     Store(StoreError),
     /// The store holds something that no longer reads (at start-up).
     Corrupt { message: String },
+    /// An eSIM order without `[esim]` settings.
+    ProvisioningNotConfigured,
+    /// No profile is available for an order (of the plan's profile type).
+    NoProfileAvailable { profile_type: Option<String> },
+    UnknownOrder { id: String },
+    /// An order with this id exists and asked for something else.
+    OrderMismatch { id: String, field: &'static str },
+    /// An order that can no longer be cancelled, and why.
+    NotCancellable { id: String, reason: String },
 }
 
 impl ServiceError {
@@ -58,6 +67,11 @@ impl ServiceError {
             ServiceError::ClockBackwards { .. } => "clock_backwards",
             ServiceError::Busy => "busy",
             ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => "unavailable",
+            ServiceError::ProvisioningNotConfigured => "provisioning_not_configured",
+            ServiceError::NoProfileAvailable { .. } => "no_profile_available",
+            ServiceError::UnknownOrder { .. } => "unknown_order",
+            ServiceError::OrderMismatch { .. } => "order_mismatch",
+            ServiceError::NotCancellable { .. } => "order_not_cancellable",
         }
     }
 
@@ -71,6 +85,9 @@ impl ServiceError {
             ServiceError::CatalogFull => "plan",
             ServiceError::ClockNotSimulated | ServiceError::ClockBackwards { .. } => "now",
             ServiceError::Busy | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => return None,
+            ServiceError::ProvisioningNotConfigured | ServiceError::NoProfileAvailable { .. } => "plan",
+            ServiceError::UnknownOrder { .. } | ServiceError::NotCancellable { .. } => "id",
+            ServiceError::OrderMismatch { field, .. } => field,
         })
     }
 
@@ -101,6 +118,12 @@ impl fmt::Display for ServiceError {
             ServiceError::Stopped { what } => write!(f, "{what} has stopped"),
             ServiceError::Store(error) => write!(f, "the store failed: {error}"),
             ServiceError::Corrupt { message } => write!(f, "the store does not read back: {message}"),
+            ServiceError::ProvisioningNotConfigured => write!(f, "eSIM provisioning is not configured: set [esim] smdp_url, requester_id, client_cert, client_key and ca_cert"),
+            ServiceError::NoProfileAvailable { profile_type: Some(kind) } => write!(f, "no eSIM profile of type \"{kind}\" is available in the inventory"),
+            ServiceError::NoProfileAvailable { profile_type: None } => write!(f, "no eSIM profile is available in the inventory"),
+            ServiceError::UnknownOrder { id } => write!(f, "no order \"{id}\""),
+            ServiceError::OrderMismatch { id, field } => write!(f, "{field}: order \"{id}\" exists and asked for something else; use a new id for a new order"),
+            ServiceError::NotCancellable { id, reason } => write!(f, "order \"{id}\" cannot be cancelled: {reason}"),
         }
     }
 }

@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod keys;
 pub mod notify;
+pub mod orders;
 mod sender;
 pub mod metrics;
 mod plans;
@@ -482,6 +483,31 @@ impl Service {
         let write = Write::ProfileState { iccid: iccid.as_str().to_string(), state: state.name(), eid: eid.map(str::to_string), at_micros: self.now().micros(), done: tx };
         self.write(write).await?;
         Ok(rx.await.map_err(|_| ServiceError::writer_stopped())??)
+    }
+
+    /// Runs `work` on the writer's connection, in order with every other
+    /// write; answers what it returns.
+    pub(crate) async fn write_store<T: Send + 'static>(&self, work: impl FnOnce(&mut dyn rollover_store::Store) -> Result<T, rollover_store::StoreError> + Send + 'static) -> Result<T, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Run(Box::new(move |store| {
+            let _ = tx.send(work(store).inspect_err(|e| tracing::error!(error = %e, "a store write failed")));
+        })))
+        .await?;
+        Ok(rx.await.map_err(|_| ServiceError::writer_stopped())??)
+    }
+
+    /// Sends a webhook of type `kind` that belongs to no subscription's log
+    /// (an order that failed before it bought one), once per `key`.
+    pub async fn tell(&self, kind: &'static str, key: &str, subscription: Option<&str>, data: serde_json::Value) -> Result<(), ServiceError> {
+        let notify = &self.inner.config.notify;
+        if notify.endpoints.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let rows = notify::rows(notify, subscription.unwrap_or(""), vec![notify::Found::keyed(format!("{kind}/{key}"), kind, now, data)], now);
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Batch { batch: rollover_store::Batch { notifications: rows, ..rollover_store::Batch::default() }, done: tx }).await?;
+        rx.await.map_err(|_| ServiceError::writer_stopped())
     }
 
     /// Runs `read` on the reader's connection, off the async threads.

@@ -120,6 +120,11 @@ impl Found {
     pub(crate) fn new(subscription_id: &str, kind: &'static str, discriminator: String, at: Instant, data: Value) -> Found {
         Found { key: format!("{subscription_id}/{kind}/{discriminator}"), kind, at, data }
     }
+
+    /// A notification with a key of its own.
+    pub(crate) fn keyed(key: String, kind: &'static str, at: Instant, data: Value) -> Found {
+        Found { key, kind, at, data }
+    }
 }
 
 /// What changed between `before` and now. `key_instant` names event-driven
@@ -230,7 +235,8 @@ pub(crate) fn rows(config: &NotifyConfig, subscription_id: &str, found: Vec<Foun
     let utc = Zone::utc();
     let mut rows = Vec::new();
     for f in found {
-        let payload = json!({"id": f.key, "type": f.kind, "subscription": subscription_id, "at": f.at.to_rfc3339(&utc), "data": f.data}).to_string();
+        let subscription = if subscription_id.is_empty() { Value::Null } else { json!(subscription_id) };
+        let payload = json!({"id": f.key, "type": f.kind, "subscription": subscription, "at": f.at.to_rfc3339(&utc), "data": f.data}).to_string();
         for endpoint in &config.endpoints {
             rows.push(NotificationRow { key: format!("{}@{}", f.key, endpoint.id), endpoint: endpoint.id.clone(), payload: payload.clone(), created_at_micros: now.micros() });
         }

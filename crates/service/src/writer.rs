@@ -20,6 +20,9 @@ pub(crate) enum Write {
     Profiles { rows: Vec<ProfileRow>, done: oneshot::Sender<Result<Vec<String>, StoreError>> },
     /// A profile's new state (and EID); answered with whether it exists.
     ProfileState { iccid: String, state: &'static str, eid: Option<String>, at_micros: i64, done: oneshot::Sender<Result<bool, StoreError>> },
+    /// Any other write (eSIM orders), run on the writer's connection after
+    /// what was gathered before it is committed.
+    Run(Box<dyn FnOnce(&mut dyn rollover_store::Store) + Send>),
 }
 
 pub(crate) struct Writer {
@@ -54,6 +57,10 @@ impl Writer {
                         self.commit(&mut batch, &mut done);
                         let stored = self.store.set_profile_state(&iccid, state, eid.as_deref(), at_micros).inspect_err(|e| tracing::error!(error = %e, "storing a profile's state failed"));
                         let _ = state_done.send(stored);
+                    }
+                    Write::Run(work) => {
+                        self.commit(&mut batch, &mut done);
+                        work(self.store.as_mut());
                     }
                     Write::Batch { batch: more, done: waiter } => {
                         batch.append(more);

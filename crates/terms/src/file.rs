@@ -186,6 +186,7 @@ fn plan_draft(raw: &RawPlan) -> (PlanDraft, Spans) {
         currency: s.take("currency", &raw.currency),
         price: s.take("price", &raw.price),
         timezone: s.take("timezone", &raw.timezone),
+        profile_type: s.take("profile_type", &raw.profile_type),
         ..PlanDraft::default()
     };
     if let Some(p) = s.table("period", &raw.period) {

@@ -33,6 +33,7 @@ pub struct RawPlan {
     pub daily_cap: Option<S<RawDailyCap>>,
     pub exhausted: Option<S<RawExhausted>>,
     pub coverage: Option<S<RawCoverage>>,
+    pub profile_type: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

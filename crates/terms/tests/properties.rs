@@ -126,6 +126,7 @@ fn random_plan(rng: &mut Rng, id: &str) -> Plan {
         daily_cap,
         exhausted,
         coverage,
+        profile_type: None,
     };
     Plan::from_draft(&draft).unwrap_or_else(|e| panic!("generated plans are valid: {e}"))
 }

@@ -8,6 +8,7 @@
 mod admin;
 mod console;
 mod esim;
+pub mod orders;
 mod packages;
 pub(crate) mod advice;
 mod ledger;
@@ -54,7 +55,7 @@ pub struct Site {
     pub public_url: String,
 }
 
-pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>, limits: Limits, site: Site) -> Router {
+pub fn router(service: Service, orders: rollover_service::orders::Orders, security: std::sync::Arc<crate::auth::Security>, limits: Limits, site: Site) -> Router {
     let auth_state = (security.clone(), service.clone());
     Router::new()
         .route("/", get(pages::root))
@@ -81,6 +82,11 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .route("/v1/esim/profiles", post(esim::post_profiles).get(esim::get_profiles))
         .route("/v1/esim/profiles/{iccid}", get(esim::get_profile))
         .route("/v1/esims/{iccid}", get(esim::get_esim))
+        .route("/v1/orders", post(orders::post_order))
+        .route("/v1/orders/{id}", get(orders::get_order))
+        .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/v1/orders/{id}/qr.svg", get(orders::qr_svg))
+        .route("/v1/orders/{id}/qr.png", get(orders::qr_png))
         .route("/v1/sessions", post(sessions::post_session))
         .route("/v1/sessions/{id}/update", post(sessions::update_session))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::end_session))
@@ -95,6 +101,7 @@ pub fn router(service: Service, security: std::sync::Arc<crate::auth::Security>,
         .layer(axum::middleware::from_fn_with_state(limits, crate::guard::check))
         .layer(axum::Extension(security))
         .layer(axum::Extension(limits))
+        .layer(axum::Extension(std::sync::Arc::new(orders)))
         .layer(axum::Extension(std::sync::Arc::new(site)))
         .layer(axum::Extension(std::sync::Arc::new(crate::console::Sessions::default())))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -95,6 +95,8 @@ impl Es2Client {
         let answer = tokio::time::timeout(self.timeout, self.post(call.function, body.to_string()))
             .await
             .map_err(|_| Es2Error::Unreachable(format!("no answer within {} s", self.timeout.as_secs_f64())))??;
+        // A notification's receiver answers 204 with no body: done.
+        let Some(answer) = answer else { return Ok(json!({})) };
         let answer: Value = serde_json::from_slice(&answer).map_err(|e| Es2Error::BadAnswer(format!("not JSON: {e}")))?;
         let status = &answer["header"]["functionExecutionStatus"];
         match status["status"].as_str() {
@@ -108,7 +110,8 @@ impl Es2Client {
         }
     }
 
-    async fn post(&self, function: &str, body: String) -> Result<Bytes, Es2Error> {
+    /// The answer's body; `None` for a 204.
+    async fn post(&self, function: &str, body: String) -> Result<Option<Bytes>, Es2Error> {
         let unreachable = |what: &str, e: &dyn std::fmt::Display| Es2Error::Unreachable(format!("{what}: {e}"));
         let stream = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| unreachable("connect", &e))?;
         let name = ServerName::try_from(self.host.clone()).map_err(|e| Es2Error::Unreachable(format!("server name {:?}: {e}", self.host)))?;
@@ -125,11 +128,14 @@ impl Es2Client {
             .map_err(|e| Es2Error::BadAnswer(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| unreachable("request", &e))?;
         let status = response.status();
+        if status == hyper::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
         let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(|e| unreachable("answer", &e))?.to_bytes();
         if !status.is_success() {
             return Err(Es2Error::BadAnswer(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)]))));
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 }
 

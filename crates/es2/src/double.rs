@@ -31,7 +31,7 @@ use tokio_rustls::TlsAcceptor;
 pub enum Fault {
     /// Answer `Failed` with these subject and reason codes.
     Fail { subject_code: String, reason_code: String },
-    /// Wait this long, then do the work and answer.
+    /// Do the work, then wait this long before answering.
     Delay(Duration),
     /// Close the connection without an answer (after the TLS handshake).
     Drop,
@@ -47,6 +47,9 @@ struct Profile {
 
 #[derive(Default)]
 struct Inner {
+    /// Where the phone's progress is reported (rollover's callback listener).
+    callback: Option<crate::Es2Client>,
+    notifications: u64,
     profiles: Vec<(String, Profile)>,
     faults: VecDeque<Fault>,
     answers: HashMap<String, Value>,
@@ -195,8 +198,50 @@ impl Double {
         }
     }
 
+    /// Sends the phone's progress to `client`'s address
+    /// (`handleDownloadProgressInfo`, with the double's client certificate).
+    pub fn report_to(&self, client: crate::Es2Client) {
+        self.inner.lock().expect("double lock").callback = Some(client);
+    }
+
+    /// Plays the phone: moves the profile as a download (`Step::Downloaded`),
+    /// an installation (`Installed`), a failed installation
+    /// (`InstallFailed`) or a deletion (`Deleted`) would, and reports it to
+    /// the callback as it happened at `timestamp` (RFC 3339), as an SM-DP+
+    /// does: notification points 3, 4 and 5.
+    pub async fn play(&self, iccid: &str, step: Step, timestamp: &str) -> Result<ProfileState, String> {
+        let (state, client, body, call_id) = {
+            let mut inner = self.inner.lock().expect("double lock");
+            let (_, profile) = inner.profiles.iter_mut().find(|(i, _)| i == iccid).ok_or_else(|| format!("no profile {iccid}"))?;
+            profile.state = state::after(profile.state, step).map_err(|e| e.to_string())?;
+            let (point, status) = match step {
+                Step::Downloaded => (3, "Executed-Success"),
+                Step::Installed => (4, "Executed-Success"),
+                Step::InstallFailed => (4, "Failed"),
+                Step::Deleted => (5, "Executed-Success"),
+                _ => return Err("the phone only downloads, installs and deletes".into()),
+            };
+            let mut body = json!({
+                "iccid": iccid,
+                "profileType": profile.profile_type,
+                "timestamp": timestamp,
+                "notificationPointId": point,
+                "notificationPointStatus": {"status": status},
+            });
+            if let Some(eid) = &profile.eid {
+                body["eid"] = json!(eid);
+            }
+            let state = profile.state;
+            inner.notifications += 1;
+            (state, inner.callback.clone(), body, format!("smdp-notification-{}", inner.notifications))
+        };
+        let client = client.ok_or("no callback to report to (report_to)")?;
+        client.call(crate::Call { function: "handleDownloadProgressInfo", call_id: &call_id, body }).await.map_err(|e| e.to_string())?;
+        Ok(state)
+    }
+
     /// What the phone does: moves a profile as a download, an installation
-    /// or a deletion would.
+    /// or a deletion would, without telling anyone.
     pub fn phone(&self, iccid: &str, step: Step) -> Result<ProfileState, EsError> {
         let mut inner = self.inner.lock().expect("double lock");
         let (_, profile) = inner.profiles.iter_mut().find(|(i, _)| i == iccid).ok_or(state::ICCID_UNKNOWN)?;
@@ -230,23 +275,24 @@ async fn function(State(double): State<Arc<Double>>, Path(function): Path<String
             return axum::Json(answer.clone()).into_response();
         }
     }
-    let answer = match double.take_fault() {
-        Some(Fault::Fail { subject_code, reason_code }) => json!({"header": status("Failed", Some((&subject_code, &reason_code, "failed on purpose (test double)")))}),
-        fault => {
-            if let Some(Fault::Delay(delay)) = fault {
-                tokio::time::sleep(delay).await;
+    let fault = double.take_fault();
+    let answer = match &fault {
+        Some(Fault::Fail { subject_code, reason_code }) => json!({"header": status("Failed", Some((subject_code, reason_code, "failed on purpose (test double)")))}),
+        _ => match double.handle(&function, &body) {
+            Ok(mut answer) => {
+                answer["header"] = status("Executed-Success", None);
+                answer
             }
-            match double.handle(&function, &body) {
-                Ok(mut answer) => {
-                    answer["header"] = status("Executed-Success", None);
-                    answer
-                }
-                Err(error) => json!({"header": status("Failed", Some((error.subject_code, error.reason_code, error.message)))}),
-            }
-        }
+            Err(error) => json!({"header": status("Failed", Some((error.subject_code, error.reason_code, error.message)))}),
+        },
     };
     if !call_id.is_empty() {
         double.inner.lock().expect("double lock").answers.insert(format!("{function}/{call_id}"), answer.clone());
+    }
+    // A late answer: the work is done (and a repeat of the call is answered
+    // from it), the answer waits.
+    if let Some(Fault::Delay(delay)) = fault {
+        tokio::time::sleep(delay).await;
     }
     axum::Json(answer).into_response()
 }

@@ -88,7 +88,8 @@ pub struct Order {
     pub matching_id: Option<String>,
     /// The base of the `functionCallIdentifier`s: `{call_id}-{function}`.
     pub call_id: String,
-    /// Calls that went unanswered, and when the next try is due.
+    /// Calls that went unanswered, and when the next try is due (by the
+    /// wall clock, whatever the service's clock: the SM-DP+ lives in real time).
     pub attempts: u32,
     pub next_attempt_micros: i64,
     pub last_error: Option<String>,
@@ -209,7 +210,7 @@ impl Orders {
             matching_id: None,
             call_id: call_id_base(),
             attempts: 0,
-            next_attempt_micros: now,
+            next_attempt_micros: crate::wall_micros(),
             last_error: None,
             failure: None,
             refunded_minor: None,
@@ -263,11 +264,10 @@ impl Orders {
     /// the retry timer call.
     pub async fn resume_due(&self) -> Result<usize, ServiceError> {
         let rows = self.inner.service.read_store(|store| Ok(store.pending_orders()?)).await?;
-        let now = self.inner.service.now().micros();
         let mut tried = 0;
         for row in rows {
             let order = Order::from_row(&row)?;
-            if order.next_attempt_micros > now {
+            if order.next_attempt_micros > crate::wall_micros() {
                 continue;
             }
             let _held = self.lock(&order.id).await;
@@ -435,7 +435,7 @@ impl Orders {
                 order.attempts += 1;
                 let settings = self.inner.settings.as_ref().expect("orders are driven only when configured");
                 let wait = settings.retry_base.saturating_mul(1 << order.attempts.saturating_sub(1).min(20)).min(settings.retry_max);
-                order.next_attempt_micros = order.updated_micros.saturating_add(wait.as_micros() as i64);
+                order.next_attempt_micros = crate::wall_micros().saturating_add(wait.as_micros() as i64);
                 tracing::info!(order = %order.id, attempts = order.attempts, %why, "esim order: the SM-DP+ did not answer; trying again later");
                 order.last_error = Some(why);
                 self.save(order).await?;

@@ -27,8 +27,8 @@ pub(super) struct LedgerQuery {
 const LEDGER_PAGE_MAX: usize = 1000;
 
 /// The `type` of every ledger entry, as `?type=` takes it.
-const ENTRY_TYPES: [&str; 11] =
-    ["granted", "drawn", "carried_out", "forfeited", "fee", "charged", "accepted_unmetered", "throttled", "rejected", "lifecycle", "network"];
+const ENTRY_TYPES: [&str; 13] =
+    ["granted", "drawn", "carried_out", "forfeited", "fee", "addon_fee", "refunded", "charged", "accepted_unmetered", "throttled", "rejected", "lifecycle", "network"];
 
 pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<String>, query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let Query(query) = query.map_err(|e| Problem::new(Code::InvalidQuery, format!("bad query: {e}"), None))?;

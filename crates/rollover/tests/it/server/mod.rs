@@ -212,6 +212,14 @@ impl Server {
         Server::reply(self.agent.get(format!("{}{path}", self.base)).call())
     }
 
+    /// A GET whose body is bytes (an image): status, content type, body.
+    pub fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let mut response = self.agent.get(format!("{}{path}", self.base)).call().expect("the server answers");
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let body = response.body_mut().read_to_vec().expect("a readable body");
+        (response.status().as_u16(), content_type, body)
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Reply {
         Server::reply(self.agent.post(format!("{}{path}", self.base)).header("content-type", "application/json").send(body.to_string()))
     }

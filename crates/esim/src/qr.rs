@@ -15,15 +15,22 @@ fn matrix(text: &str) -> Result<(usize, Vec<bool>), qrcode::types::QrError> {
     Ok((width, code.to_colors().into_iter().map(|c| c == Color::Dark).collect()))
 }
 
-/// The QR code of `text` as an SVG image, one unit a module.
-pub fn svg(text: &str, title: &str) -> Result<String, qrcode::types::QrError> {
+/// The QR code of `text` as SVG path data: the side of the square (quiet
+/// zone included) in modules, and one unit square per dark module; for
+/// pages that write their own markup.
+pub fn svg_path(text: &str) -> Result<(usize, String), qrcode::types::QrError> {
     let (width, dark) = matrix(text)?;
-    let size = width + 2 * QUIET;
     let mut path = String::new();
     for (index, _) in dark.iter().enumerate().filter(|(_, d)| **d) {
         let (x, y) = (index % width + QUIET, index / width + QUIET);
         path.push_str(&format!("M{x} {y}h1v1h-1z"));
     }
+    Ok((width + 2 * QUIET, path))
+}
+
+/// The QR code of `text` as an SVG image, one unit a module.
+pub fn svg(text: &str, title: &str) -> Result<String, qrcode::types::QrError> {
+    let (size, path) = svg_path(text)?;
     let escaped: String = title.chars().map(|c| match c {
         '<' => "&lt;".to_string(),
         '>' => "&gt;".to_string(),

@@ -44,8 +44,29 @@ pub struct CustomerPage<'a> {
     /// on sale (and that catalog).
     pub advice: Option<(&'a rollover_core::Catalog, &'a rollover_advise::Advice)>,
     /// The eSIM's profile, when the subscription holds an ICCID from the
-    /// inventory: the ICCID and the profile's state.
-    pub esim: Option<(&'a str, &'a str)>,
+    /// inventory.
+    pub esim: Option<EsimView<'a>>,
+}
+
+/// The eSIM as the customer page shows it.
+#[derive(Debug, Clone)]
+pub struct EsimView<'a> {
+    pub iccid: &'a str,
+    /// The profile's state (`released`, `installed`, ...).
+    pub state: &'a str,
+    /// How to install it, from the order that sold it: shown until the
+    /// profile is installed.
+    pub install: Option<Install<'a>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Install<'a> {
+    /// `LPA:1$...`.
+    pub activation_code: &'a str,
+    pub ios_link: &'a str,
+    pub android_link: &'a str,
+    /// The QR code: its side in modules and its SVG path data.
+    pub qr: (usize, &'a str),
 }
 
 /// Bytes used on each of the last `days` local days (oldest first), today
@@ -607,7 +628,8 @@ pub(crate) fn advice_section(h: &mut Html, lang: Lang, catalog: &rollover_core::
 /// The eSIM itself: where its profile is (ordered, downloaded, installed).
 fn esim(h: &mut Html, page: &CustomerPage) {
     let lang = page.lang;
-    let Some((iccid, state)) = page.esim else { return };
+    let Some(view) = &page.esim else { return };
+    let (iccid, state) = (view.iccid, view.state);
     let words = match state {
         "installed" => pick(lang, "installed on your phone", "已安装到手机"),
         "downloaded" => pick(lang, "downloaded to your phone, not yet installed", "已下载到手机，尚未安装"),
@@ -622,4 +644,35 @@ fn esim(h: &mut Html, page: &CustomerPage) {
     h.element("span", &[("class", "id")], iccid);
     h.text(pick(lang, ")", "）"));
     h.close("p");
+    let ready = matches!(state, "released" | "confirmed" | "linked" | "allocated");
+    if let Some(install) = view.install.as_ref().filter(|_| ready) {
+        install_help(h, lang, install);
+    }
+}
+
+/// The QR code, the activation code and the one-tap links, while the
+/// profile waits to be installed.
+fn install_help(h: &mut Html, lang: Lang, install: &Install) {
+    h.open("section", &[("class", "install"), ("aria-labelledby", "install-title")]);
+    h.element("h2", &[("id", "install-title")], pick(lang, "Install your eSIM", "安装您的 eSIM"));
+    let (size, path) = install.qr;
+    let view_box = format!("0 0 {size} {size}");
+    let label = pick(lang, "QR code of your eSIM's activation code", "eSIM 激活码二维码");
+    h.open("svg", &[("xmlns", "http://www.w3.org/2000/svg"), ("viewBox", &view_box), ("class", "qr"), ("role", "img"), ("aria-label", label), ("shape-rendering", "crispEdges")]);
+    h.element("title", &[], label);
+    h.element("rect", &[("width", &size.to_string()), ("height", &size.to_string()), ("fill", "#fff")], "");
+    h.element("path", &[("fill", "#000"), ("d", path)], "");
+    h.close("svg");
+    h.element("p", &[], pick(lang, "On another device, scan this code with your phone's camera, or open Settings, then Mobile/Cellular, then Add eSIM.", "请在另一台设备上打开本页，用手机相机扫描此二维码；或在手机“设置”中选择“蜂窝网络/移动网络”，再选择“添加 eSIM”。"));
+    h.open("p", &[]);
+    h.text(pick(lang, "On this phone: ", "在本机上安装："));
+    h.element("a", &[("href", install.ios_link)], pick(lang, "install on iPhone", "在 iPhone 上安装"));
+    h.text(pick(lang, " · ", " · "));
+    h.element("a", &[("href", install.android_link)], pick(lang, "install on Android", "在 Android 手机上安装"));
+    h.close("p");
+    h.open("p", &[]);
+    h.text(pick(lang, "Or enter the activation code by hand: ", "或手动输入激活码："));
+    h.element("code", &[("class", "id")], install.activation_code);
+    h.close("p");
+    h.close("section");
 }

@@ -81,6 +81,7 @@ fn refused(lang: Lang, keep: Option<Lang>, why: Refusal) -> Response {
 pub(super) async fn customer(
     State(service): State<Service>,
     axum::Extension(security): axum::Extension<std::sync::Arc<Security>>,
+    axum::Extension(orders): axum::Extension<super::orders::OrdersState>,
     Path(token): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -93,7 +94,7 @@ pub(super) async fn customer(
         Err(TokenRefusal::Invalid) => return refused(lang, keep, Refusal::Invalid),
         Err(TokenRefusal::TooMany) => return refused(lang, keep, Refusal::TooMany),
     };
-    match render(&service, &subscription, &token, lang).await {
+    match render(&service, &orders, &subscription, &token, lang).await {
         Ok(body) => {
             let mut response = page(StatusCode::OK, lang, keep, body);
             // How long the page took to make, for `rollover bench pages` and
@@ -107,7 +108,7 @@ pub(super) async fn customer(
     }
 }
 
-async fn render(service: &Service, subscription: &str, token: &str, lang: Lang) -> Result<String, ServiceError> {
+async fn render(service: &Service, orders: &rollover_service::orders::Orders, subscription: &str, token: &str, lang: Lang) -> Result<String, ServiceError> {
     let balance = service.balance(subscription).await?;
     let ledger = service.ledger(subscription).await?;
     let plans = service.plans();
@@ -120,11 +121,27 @@ async fn render(service: &Service, subscription: &str, token: &str, lang: Lang) 
     let catalog = super::advice::latest_catalog(service);
     let advice = rollover_advise::advise(&catalog, &days, None);
     let (identifiers, _) = service.identifiers(subscription).await?;
-    let profile = match identifiers.iccid.as_deref().and_then(|iccid| rollover_esim::Iccid::parse(iccid).ok()) {
-        Some(iccid) => service.profile(&iccid).await?,
-        None => None,
+    let iccid = identifiers.iccid.as_deref().and_then(|iccid| rollover_esim::Iccid::parse(iccid).ok());
+    let (profile, order) = match &iccid {
+        Some(iccid) => (service.profile(iccid).await?, orders.for_iccid(iccid).await?),
+        None => (None, None),
     };
-    let esim = profile.as_ref().map(|p| (p.iccid.as_str(), p.state.as_str()));
+    // How to install it: from the order that sold this subscription its profile.
+    let code = order.filter(|o| o.subscription.as_deref() == Some(subscription)).and_then(|o| o.activation_code());
+    let drawn = code.as_ref().and_then(|c| {
+        let qr = rollover_esim::qr::svg_path(&c.lpa()).ok()?;
+        Some((c.lpa(), c.ios_link(), c.android_link(), qr))
+    });
+    let esim = profile.as_ref().map(|p| rollover_pages::customer::EsimView {
+        iccid: p.iccid.as_str(),
+        state: p.state.as_str(),
+        install: drawn.as_ref().map(|(lpa, ios, android, (size, path))| rollover_pages::customer::Install {
+            activation_code: lpa,
+            ios_link: ios,
+            android_link: android,
+            qr: (*size, path.as_str()),
+        }),
+    });
     let page = CustomerPage { lang, plan, balance: &balance, ledger: &ledger.entries, projection: projection.as_ref(), path: &path, advice: Some((&catalog, &advice)), esim };
     Ok(rollover_pages::customer_page(&page))
 }

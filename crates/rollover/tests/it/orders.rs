@@ -157,6 +157,14 @@ fn sells_an_esim(backend: Backend) {
     assert_eq!(setup.double.calls().len(), 2);
     let other = server.post("/v1/orders", &json!({"id": "o1", "plan": "jp-first-use"}));
     assert_eq!((other.status, other.body["code"].as_str(), other.body["field"].as_str()), (409, Some("order_mismatch"), Some("plan")), "{}", other.body);
+    // The customer page shows how to install it, until it is installed.
+    let link = server.post("/v1/subscriptions/o1/tokens", &json!({})).body["url"].as_str().unwrap().to_string();
+    let page_path = format!("{}?lang=en", link.trim_start_matches(&server.base));
+    let page = server.get(&page_path).body.as_str().unwrap().to_string();
+    let shown = code.replace('$', "&#36;");
+    assert!(page.contains(&code) || page.contains(&shown), "the activation code is on the page");
+    assert!(page.contains("https://esimsetup.apple.com/esim_qrcode_provisioning?carddata=LPA%3A1%24smdp.test.example%24MID-"), "the iPhone link");
+    assert!(page.contains("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=") && page.contains("class=\"qr\""), "the QR code");
     // The phone downloads and installs it; the plan starts at that instant.
     server.set_clock("2025-12-01T12:00:00Z");
     setup.play(ICCIDS[0], Step::Downloaded, "2025-12-01T09:00:00Z");
@@ -164,6 +172,8 @@ fn sells_an_esim(backend: Backend) {
     let esim = server.get(&format!("/v1/esims/{}", ICCIDS[0])).body;
     assert_eq!((esim["profile_state"].as_str(), esim["subscription"]["status"].as_str()), (Some("installed"), Some("active")), "{esim}");
     assert_eq!(esim["subscription"]["expires_at"], "2025-12-08T18:05:00+09:00", "7 days from the install, in the plan's zone: {esim}");
+    let page = server.get(&page_path).body.as_str().unwrap().to_string();
+    assert!(page.contains("installed on your phone") && !page.contains("esimsetup.apple.com"), "once installed, no install help");
     let cancel = server.post("/v1/orders/o1/cancel", &json!({}));
     assert_eq!((cancel.status, cancel.body["code"].as_str()), (409, Some("order_not_cancellable")), "{}", cancel.body);
     assert!(cancel.body["detail"].as_str().unwrap().contains("installed"), "{}", cancel.body);

@@ -36,6 +36,9 @@ pub enum BenchCommand {
     /// Starts `rollover serve` and loads customer pages at a steady rate
     /// while usage flows: render time, latency and page weight.
     Pages(crate::pageload::PagesBench),
+    /// Starts the SM-DP+ test double and `rollover serve` ordering from it
+    /// over mutual TLS: orders a second and the whole flow's latency.
+    Orders(crate::orderload::OrdersBench),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -47,6 +50,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Radius(options) => crate::netload::radius(options),
         BenchCommand::Diameter(options) => crate::netload::diameter(options),
         BenchCommand::Pages(options) => crate::pageload::pages(options),
+        BenchCommand::Orders(options) => crate::orderload::orders(options),
     }
 }
 

@@ -15,6 +15,7 @@ mod demo;
 mod keys;
 mod loadgen;
 mod netload;
+mod orderload;
 mod pageload;
 mod serve;
 

@@ -18,6 +18,6 @@ pub use catalog::{Catalog, PlanIx};
 pub use engine::{Bucket, Event, GrantExpiry, Outcome, PeriodEndPreview, Projection, Rating, Status, Subscription};
 pub use ledger::{Cause, Change, Entry};
 pub use names::{Country, Kind};
-pub use plan::{Plan, PlanDraft, PlanError};
+pub use plan::{Addon, AddonDraft, Plan, PlanDraft, PlanError};
 pub use time::{Instant, Length, Zone};
 pub use value::ValueError;

@@ -143,6 +143,113 @@ fn kinds(list: &[String], field: &str) -> Result<Vec<Kind>, PlanError> {
     Ok(kinds)
 }
 
+/// An `[[addon]]` table as written: data sold on top of a plan.
+#[derive(Debug, Clone, Default)]
+pub struct AddonDraft {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub currency: Option<String>,
+    pub price: Option<String>,
+    pub data: Option<String>,
+    pub kind: Option<String>,
+    pub expires: Option<String>,
+    pub plans: Option<Vec<String>>,
+}
+
+/// When an add-on's data expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddonExpiry {
+    /// With the period it was bought in.
+    PeriodEnd,
+    Never,
+    /// This long after it was bought (days, hours, calendar days or months,
+    /// in the plan's zone).
+    After(Length),
+}
+
+/// Data sold on top of a plan: a grant and its price, a fee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addon {
+    pub id: String,
+    pub name: String,
+    pub currency: Currency,
+    pub price_minor: i64,
+    pub bytes: u64,
+    pub kind: Kind,
+    pub expires: AddonExpiry,
+    /// The plans it may be bought for, by id.
+    pub plans: Vec<String>,
+}
+
+/// Most plans one add-on may name.
+pub const MAX_ADDON_PLANS: usize = 100;
+
+impl Addon {
+    /// Checks every field of an `[[addon]]` table; the error names the field.
+    pub fn from_draft(draft: &AddonDraft) -> Result<Addon, PlanError> {
+        let id = required(&draft.id, "id")?;
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(error("id", format!("\"{id}\" must be 1 to 64 characters of a-z, 0-9 and '-'")));
+        }
+        let name = required(&draft.name, "name")?;
+        if name.trim().is_empty() {
+            return Err(error("name", "must not be empty"));
+        }
+        let currency_code = required(&draft.currency, "currency")?;
+        let currency = Currency::parse(currency_code).map_err(|e| error("currency", e.to_string()))?;
+        let price_text = required(&draft.price, "price")?;
+        let price_minor = currency.parse_price(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
+        let data = required(&draft.data, "data")?;
+        let bytes = amount(data, "data")?;
+        if bytes == 0 {
+            return Err(error("data", "must be more than zero"));
+        }
+        let kind_name = draft.kind.as_deref().unwrap_or("addon");
+        let kind = Kind::parse(kind_name).map_err(|e| error("kind", e))?;
+        if kind.is_reserved() {
+            return Err(error("kind", format!("\"{kind_name}\" is reserved for data the plan itself creates; use e.g. \"addon\", \"boost\" or \"topup\"")));
+        }
+        let expires = match required(&draft.expires, "expires")?.as_str() {
+            "period_end" => AddonExpiry::PeriodEnd,
+            "never" => AddonExpiry::Never,
+            text => match Length::parse(text).map_err(|e| error("expires", format!("{e}, or \"period_end\" or \"never\"")))? {
+                length @ (Length::Exact(_) | Length::CalendarDays(_) | Length::Months(_)) => AddonExpiry::After(length),
+                _ => return Err(error("expires", format!("\"{text}\": use \"period_end\", \"never\", \"N days\", \"N hours\", \"N calendar days\" or \"N months\""))),
+            },
+        };
+        let plans = required(&draft.plans, "plans")?;
+        if plans.is_empty() || plans.len() > MAX_ADDON_PLANS {
+            return Err(error("plans", format!("must name 1 to {MAX_ADDON_PLANS} plans it may be bought for")));
+        }
+        for (index, plan) in plans.iter().enumerate() {
+            if plans[..index].contains(plan) {
+                return Err(error("plans", format!("\"{plan}\" is listed twice")));
+            }
+        }
+        Ok(Addon { id: id.clone(), name: name.clone(), currency, price_minor, bytes, kind, expires, plans: plans.clone() })
+    }
+
+    /// Whether it may be bought for `plan`: named by it, and in its currency.
+    pub fn fits(&self, plan: &Plan) -> Result<(), String> {
+        if !self.plans.contains(&plan.id) {
+            return Err(format!("add-on \"{}\" is not sold for plan \"{}\" (only for {})", self.id, plan.id, self.plans.join(", ")));
+        }
+        if self.currency != plan.currency {
+            return Err(format!("add-on \"{}\" is priced in {}, plan \"{}\" in {}", self.id, self.currency.code(), plan.id, plan.currency.code()));
+        }
+        Ok(())
+    }
+
+    /// The grant's expiry when bought at `at` on a plan in `zone`.
+    pub fn expiry(&self, at: Instant, zone: &Zone) -> crate::GrantExpiry {
+        match self.expires {
+            AddonExpiry::PeriodEnd => crate::GrantExpiry::PeriodEnd,
+            AddonExpiry::Never => crate::GrantExpiry::Never,
+            AddonExpiry::After(length) => crate::GrantExpiry::At(length.end_from(at, zone)),
+        }
+    }
+}
+
 /// When a monthly plan's periods start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchor {

@@ -41,6 +41,12 @@ pub fn order_sentence(plan: &Plan, lang: Lang) -> String {
     questions::order_sentence(&words::Words::new(plan, lang))
 }
 
+/// The add-ons sold for `plan`, a sentence each: what it adds, for how
+/// much, and until when; empty when there are none.
+pub fn explain_addons(plan: &Plan, addons: &[&rollover_core::Addon], lang: Lang) -> String {
+    questions::addons(&words::Words::new(plan, lang), addons)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     En,

@@ -314,3 +314,25 @@ fn small_print(w: &Words) -> String {
 fn next_period(w: &Words) -> &'static str {
     if w.is_monthly() { "下个月" } else { "下一个周期" }
 }
+
+/// "Can I buy more data?": the add-ons sold for the plan.
+pub fn addons(w: &Words, addons: &[&rollover_core::Addon]) -> String {
+    if addons.is_empty() {
+        return String::new();
+    }
+    let (lang, noun) = (w.lang, &w.noun);
+    let mut out = say!(lang, "\nCan I buy more data?\n", "\n可以加购流量吗？\n");
+    for addon in addons {
+        let (name, data, price, id) = (&addon.name, w.data(addon.bytes), w.money(addon.price_minor), &addon.id);
+        let lasts = match addon.expires {
+            rollover_core::plan::AddonExpiry::PeriodEnd => say!(lang, "until the end of the {noun} it is bought in", "有效至购买当期结束"),
+            rollover_core::plan::AddonExpiry::Never => say!(lang, "with no expiry", "永不过期"),
+            rollover_core::plan::AddonExpiry::After(length) => {
+                let length = crate::words::length(length, lang);
+                say!(lang, "for {length} from when it is bought", "自购买起{length}内有效")
+            }
+        };
+        out += &say!(lang, "- {name} ({id}): {data} more for {price}, {lasts}.\n", "- {name}（{id}）：加 {data}，{price}，{lasts}。\n");
+    }
+    out
+}

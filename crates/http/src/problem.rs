@@ -73,6 +73,7 @@ codes! {
     SessionOpen = "session_open", CONFLICT, "A session with this id is open.";
     ProvisioningNotConfigured = "provisioning_not_configured", CONFLICT, "eSIM orders need the `[esim]` settings (the SM-DP+'s address and the TLS files); this server has none.";
     NoProfileAvailable = "no_profile_available", CONFLICT, "No eSIM profile is `available` in the inventory (of the plan's `profile_type`); add profiles with `POST /v1/esim/profiles`.";
+    PurchaseConflict = "purchase_conflict", CONFLICT, "An add-on purchase with this id was made before, for another add-on.";
     OrderMismatch = "order_mismatch", CONFLICT, "An order with this id exists and asked for another plan, EID or identifiers; `field` names the first that differs.";
     NoActivationCode = "no_activation_code", CONFLICT, "The order has not completed (it is pending, failed or cancelled), so it has no activation code or QR code to show.";
     OrderNotCancellable = "order_not_cancellable", CONFLICT, "The order is past the point where it can be cancelled (its profile was downloaded) or is already finished; `detail` says which. Cancel the subscription instead.";
@@ -105,6 +106,7 @@ impl Code {
             ServiceError::ProvisioningNotConfigured => Code::ProvisioningNotConfigured,
             ServiceError::NoProfileAvailable { .. } => Code::NoProfileAvailable,
             ServiceError::OrderMismatch { .. } => Code::OrderMismatch,
+            ServiceError::PurchaseConflict { .. } => Code::PurchaseConflict,
             ServiceError::NotCancellable { .. } => Code::OrderNotCancellable,
             ServiceError::SubscriptionExists { .. } => Code::SubscriptionExists,
             ServiceError::IdentifierTaken { .. } => Code::IdentifierTaken,

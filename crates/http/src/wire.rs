@@ -26,6 +26,8 @@ pub struct PlanVersion {
 #[derive(Serialize)]
 pub struct PlanVersions {
     pub plans: Vec<PlanVersion>,
+    /// The add-ons the document held, with their versions.
+    pub addons: Vec<PlanVersion>,
 }
 
 #[derive(Serialize)]
@@ -581,4 +583,15 @@ pub struct OrderFailure {
     pub subject_code: String,
     pub reason_code: String,
     pub message: String,
+}
+
+/// `POST /v1/subscriptions/{id}/addons`.
+#[derive(Serialize)]
+pub struct AddonPurchaseOut {
+    pub id: String,
+    pub addon: String,
+    pub data_bytes: u64,
+    pub fee: String,
+    #[serde(flatten)]
+    pub outcome: EventOutcomeOut,
 }

@@ -197,7 +197,12 @@ fn plan_check(path: &Path) -> ExitCode {
     let result = if is_scenario(&text) {
         parse_scenario(&name, &text).map(|s| s.catalog.plans().len())
     } else {
-        parse_plans(&name, &text).map(|p| p.len())
+        rollover_terms::parse_catalog(&name, &text).map(|(plans, addons)| {
+            if !addons.is_empty() {
+                println!("{name}: {} add-on{} valid", addons.len(), if addons.len() == 1 { "" } else { "s" });
+            }
+            plans.len()
+        })
     };
     match result {
         Ok(count) => {
@@ -218,11 +223,11 @@ fn plan_explain(path: &Path, lang: LangArg, only: Option<&str>) -> ExitCode {
     };
     let name = path.display().to_string();
     let plans = if is_scenario(&text) {
-        parse_scenario(&name, &text).map(|s| s.catalog.plans().to_vec())
+        parse_scenario(&name, &text).map(|s| (s.catalog.plans().to_vec(), Vec::new()))
     } else {
-        parse_plans(&name, &text)
+        rollover_terms::parse_catalog(&name, &text)
     };
-    let plans = match plans {
+    let (plans, addons) = match plans {
         Ok(plans) => plans,
         Err(error) => {
             eprintln!("{error}");
@@ -238,7 +243,13 @@ fn plan_explain(path: &Path, lang: LangArg, only: Option<&str>) -> ExitCode {
         eprintln!("{name}: no plan with id \"{}\"", only.unwrap_or_default());
         return ExitCode::from(2);
     }
-    let texts: Vec<String> = chosen.iter().map(|plan| explain_plan(plan, lang)).collect();
+    let texts: Vec<String> = chosen
+        .iter()
+        .map(|plan| {
+            let sold: Vec<&rollover_core::Addon> = addons.iter().filter(|a| a.plans.contains(&plan.id)).collect();
+            explain_plan(plan, lang) + &rollover_explain::explain_addons(plan, &sold, lang)
+        })
+        .collect();
     print!("{}", texts.join("\n"));
     ExitCode::SUCCESS
 }

@@ -45,6 +45,8 @@ pub enum ServiceError {
     UnknownOrder { id: String },
     /// An order with this id exists and asked for something else.
     OrderMismatch { id: String, field: &'static str },
+    /// An add-on purchase id used before for another add-on.
+    PurchaseConflict { id: String },
     /// An order that can no longer be cancelled, and why.
     NotCancellable { id: String, reason: String },
 }
@@ -70,6 +72,7 @@ impl ServiceError {
             ServiceError::ProvisioningNotConfigured => "provisioning_not_configured",
             ServiceError::NoProfileAvailable { .. } => "no_profile_available",
             ServiceError::UnknownOrder { .. } => "unknown_order",
+            ServiceError::PurchaseConflict { .. } => "purchase_conflict",
             ServiceError::OrderMismatch { .. } => "order_mismatch",
             ServiceError::NotCancellable { .. } => "order_not_cancellable",
         }
@@ -86,7 +89,7 @@ impl ServiceError {
             ServiceError::ClockNotSimulated | ServiceError::ClockBackwards { .. } => "now",
             ServiceError::Busy | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => return None,
             ServiceError::ProvisioningNotConfigured | ServiceError::NoProfileAvailable { .. } => "plan",
-            ServiceError::UnknownOrder { .. } | ServiceError::NotCancellable { .. } => "id",
+            ServiceError::UnknownOrder { .. } | ServiceError::NotCancellable { .. } | ServiceError::PurchaseConflict { .. } => "id",
             ServiceError::OrderMismatch { field, .. } => field,
         })
     }
@@ -122,6 +125,7 @@ impl fmt::Display for ServiceError {
             ServiceError::NoProfileAvailable { profile_type: Some(kind) } => write!(f, "no eSIM profile of type \"{kind}\" is available in the inventory"),
             ServiceError::NoProfileAvailable { profile_type: None } => write!(f, "no eSIM profile is available in the inventory"),
             ServiceError::UnknownOrder { id } => write!(f, "no order \"{id}\""),
+            ServiceError::PurchaseConflict { id } => write!(f, "purchase \"{id}\" was made before for another add-on; use a new id for a new purchase"),
             ServiceError::OrderMismatch { id, field } => write!(f, "{field}: order \"{id}\" exists and asked for something else; use a new id for a new order"),
             ServiceError::NotCancellable { id, reason } => write!(f, "order \"{id}\" cannot be cancelled: {reason}"),
         }

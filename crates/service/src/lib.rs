@@ -65,6 +65,23 @@ pub fn shard_of(id: &str) -> u32 {
     hash % SHARDS
 }
 
+/// What a plan document upload stored: `(id, version)` of each plan and
+/// each add-on, unchanged ones with the version they had.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    pub plans: Vec<(String, u32)>,
+    pub addons: Vec<(String, u32)>,
+}
+
+/// What buying an add-on did.
+#[derive(Debug, Clone)]
+pub struct AddonPurchase {
+    pub addon: rollover_core::Addon,
+    /// The same purchase was made before: nothing was bought now.
+    pub repeated: bool,
+    pub outcome: EventOutcome,
+}
+
 /// A handle on the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Service {
@@ -78,6 +95,8 @@ struct Inner {
     /// Held across one plan upload, from the version check to the publish:
     /// two uploads of the same plan id never pick the same version.
     plan_upload: tokio::sync::Mutex<()>,
+    /// Held across one add-on purchase, from its idempotency check to its commit.
+    addon_purchases: tokio::sync::Mutex<()>,
     plan_rows: RwLock<Vec<PlanRow>>,
     workers: Vec<SyncSender<Command>>,
     writer: SyncSender<Write>,
@@ -188,26 +207,40 @@ impl Service {
     /// version; a changed one gets the next. Returns `(id, version)` per plan.
     /// Uploads run one at a time, so that concurrent uploads of one plan id
     /// get consecutive versions; readers are never blocked by one.
-    pub async fn add_plans(&self, document: &str) -> Result<Vec<(String, u32)>, ServiceError> {
-        let parsed = rollover_terms::parse_plan_texts("body", document).map_err(|e| ServiceError::InvalidPlan { field: e.field.clone(), message: e.to_string() })?;
+    pub async fn add_plans(&self, document: &str) -> Result<Uploaded, ServiceError> {
         let _upload = self.inner.plan_upload.lock().await;
-        let now = self.now();
         let current = self.plans();
+        let currency_of = |id: &str| current.latest(id).map(|p| current.catalog.get(p.ix).currency);
+        let parsed = rollover_terms::parse_document("body", document, &currency_of).map_err(|e| ServiceError::InvalidPlan { field: e.field.clone(), message: e.to_string() })?;
+        let now = self.now();
         let mut next: Option<Plans> = None;
         let mut rows = Vec::new();
-        let mut result = Vec::new();
-        for (plan, text) in parsed {
+        let mut result = Uploaded::default();
+        for (plan, text) in parsed.plans {
             let catalog = next.as_ref().unwrap_or(&current);
             match catalog.latest(&plan.id) {
-                Some(latest) if catalog.catalog.get(latest.ix) == &plan => result.push((plan.id.clone(), latest.version)),
+                Some(latest) if catalog.catalog.get(latest.ix) == &plan => result.plans.push((plan.id.clone(), latest.version)),
                 latest => {
                     if catalog.catalog.plans().len() >= MAX_PLAN_VERSIONS {
                         return Err(ServiceError::CatalogFull);
                     }
                     let version = latest.map_or(1, |l| l.version + 1);
                     rows.push(PlanRow { id: plan.id.clone(), version, document: text, position: 0, created_at_micros: now.micros() });
-                    result.push((plan.id.clone(), version));
+                    result.plans.push((plan.id.clone(), version));
                     next.get_or_insert_with(|| (*current).clone()).insert(version, plan);
+                }
+            }
+        }
+        for (addon, text) in parsed.addons {
+            let catalog = next.as_ref().unwrap_or(&current);
+            match catalog.addon(&addon.id) {
+                Some((version, held)) if *held == addon => result.addons.push((addon.id.clone(), version)),
+                held => {
+                    let version = held.map_or(1, |(v, _)| v + 1);
+                    let id = format!("{}{}", start::ADDON_ROW_PREFIX, addon.id);
+                    rows.push(PlanRow { id, version, document: text, position: 0, created_at_micros: now.micros() });
+                    result.addons.push((addon.id.clone(), version));
+                    next.get_or_insert_with(|| (*current).clone()).insert_addon(version, addon);
                 }
             }
         }
@@ -253,6 +286,39 @@ impl Service {
     }
 
     pub async fn apply_event(&self, subscription: &str, event: LifecycleEvent, at: Option<Instant>) -> Result<EventOutcome, ServiceError> {
+        self.apply_keyed(subscription, event, at, None).await
+    }
+
+    /// Buys add-on `addon` for `subscription` now: its grant and its fee.
+    /// `purchase` is the idempotency key: the same purchase again answers
+    /// what the first did and buys nothing; the same key for another add-on
+    /// is refused. Purchases run one at a time.
+    pub async fn buy_addon(&self, subscription: &str, purchase: &str, addon: &str) -> Result<AddonPurchase, ServiceError> {
+        let _one_at_a_time = self.inner.addon_purchases.lock().await;
+        let plans = self.plans();
+        let (_, held) = plans.addon(addon).ok_or_else(|| ServiceError::UnknownReference { field: "addon", message: format!("no add-on \"{addon}\" in the catalog") })?;
+        let held = held.clone();
+        let balance = self.balance(subscription).await?;
+        let plan = plans.catalog.get(balance.plan.ix);
+        held.fits(plan).map_err(|message| ServiceError::Invalid { field: "addon", message })?;
+        let key = format!("#addon:{purchase}");
+        let (id, wanted) = (subscription.to_string(), key.clone());
+        let earlier = self
+            .read_store(move |store| Ok(store.events_of(&id)?.into_iter().find(|e| e.key.as_deref() == Some(wanted.as_str()))))
+            .await?;
+        if let Some(earlier) = earlier {
+            return match earlier.body {
+                EventBody::Addon { addon: bought, .. } if bought == addon => Ok(AddonPurchase { addon: held, repeated: true, outcome: EventOutcome::Applied }),
+                _ => Err(ServiceError::PurchaseConflict { id: purchase.to_string() }),
+            };
+        }
+        let expires = held.expiry(self.now().max(balance.at), &plan.zone);
+        let event = LifecycleEvent::Addon { addon: held.id.clone(), kind: held.kind, bytes: held.bytes, expires, price_minor: held.price_minor };
+        let outcome = self.apply_keyed(subscription, event, None, Some(key)).await?;
+        Ok(AddonPurchase { addon: held, repeated: false, outcome })
+    }
+
+    async fn apply_keyed(&self, subscription: &str, event: LifecycleEvent, at: Option<Instant>, key: Option<String>) -> Result<EventOutcome, ServiceError> {
         let (event, body) = match event {
             LifecycleEvent::Install => (Event::Install, EventBody::Install),
             LifecycleEvent::FirstUse => (Event::FirstUse, EventBody::FirstUse),
@@ -273,7 +339,7 @@ impl Service {
             }
         };
         let id = subscription.to_string();
-        let (outcome, committed) = self.ask(subscription, |reply| Command::Event { id, event, body, at, reply }).await??;
+        let (outcome, committed) = self.ask(subscription, |reply| Command::Event { id, event, body, at, key, reply }).await??;
         wait_commit(committed).await?;
         Ok(outcome)
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use rollover_core::{Catalog, Plan, PlanIx};
+use rollover_core::{Addon, Catalog, Plan, PlanIx};
 
 #[derive(Debug, Clone)]
 pub struct PlanVersion {
@@ -22,6 +22,8 @@ pub struct Plans {
     order: Vec<String>,
     /// The version of each plan, by its index in the catalog.
     versions: Vec<u32>,
+    /// The newest version of each add-on, in the order they were first added.
+    addons: Vec<(u32, Addon)>,
 }
 
 impl Plans {
@@ -53,6 +55,30 @@ impl Plans {
     /// The newest version of every plan, in the order plans were first added.
     pub fn all_latest(&self) -> Vec<PlanVersion> {
         self.order.iter().filter_map(|id| self.latest(id)).collect()
+    }
+
+    /// Adds a version of an add-on; the newest version is the one sold.
+    pub fn insert_addon(&mut self, version: u32, addon: Addon) {
+        match self.addons.iter_mut().find(|(_, a)| a.id == addon.id) {
+            Some(held) if held.0 >= version => {}
+            Some(held) => *held = (version, addon),
+            None => self.addons.push((version, addon)),
+        }
+    }
+
+    /// The newest version of an add-on, and its version number.
+    pub fn addon(&self, id: &str) -> Option<(u32, &Addon)> {
+        self.addons.iter().find(|(_, a)| a.id == id).map(|(v, a)| (*v, a))
+    }
+
+    /// Every add-on, in the order they were first added.
+    pub fn addons(&self) -> impl Iterator<Item = (u32, &Addon)> {
+        self.addons.iter().map(|(v, a)| (*v, a))
+    }
+
+    /// The add-ons that may be bought for plan `id`.
+    pub fn addons_for<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Addon> + 'a {
+        self.addons.iter().map(|(_, a)| a).filter(move |a| a.plans.iter().any(|p| p == id))
     }
 
     pub fn version_of(&self, ix: PlanIx) -> u32 {

@@ -85,6 +85,7 @@ impl Service {
                 clock,
                 plans,
                 plan_upload: tokio::sync::Mutex::new(()),
+                addon_purchases: tokio::sync::Mutex::new(()),
                 plan_rows: RwLock::new(plan_rows),
                 workers,
                 writer: writer_tx,
@@ -101,9 +102,19 @@ impl Service {
 
 /// The catalog from the stored plan rows: each row's plan read again from
 /// its own document.
+/// Add-ons are stored beside plans, their row ids prefixed so that no plan
+/// id (a-z, 0-9, '-') can be one.
+pub(crate) const ADDON_ROW_PREFIX: &str = "addon:";
+
 fn catalog_of(plan_rows: &[PlanRow]) -> Result<Plans, ServiceError> {
     let mut plans = Plans::default();
     for row in plan_rows {
+        if let Some(id) = row.id.strip_prefix(ADDON_ROW_PREFIX) {
+            let addon = rollover_terms::parse_stored_addon(&format!("add-on {id} version {}", row.version), &row.document)
+                .map_err(|e| ServiceError::Corrupt { message: format!("a stored add-on no longer reads: {e}") })?;
+            plans.insert_addon(row.version, addon);
+            continue;
+        }
         let parsed = rollover_terms::parse_plans(&format!("plan {} version {}", row.id, row.version), &row.document)
             .map_err(|e| ServiceError::Corrupt { message: format!("a stored plan no longer reads: {e}") })?;
         let plan = parsed

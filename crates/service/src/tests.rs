@@ -36,7 +36,7 @@ async fn concurrent_uploads_of_one_plan_get_one_version_each() {
     let uploads: Vec<_> = (0..20)
         .map(|n| {
             let service = service.clone();
-            tokio::spawn(async move { service.add_plans(&PLAN.replace("name = \"M\"", &format!("name = \"M {n}\""))).await.unwrap()[0].1 })
+            tokio::spawn(async move { service.add_plans(&PLAN.replace("name = \"M\"", &format!("name = \"M {n}\""))).await.unwrap().plans[0].1 })
         })
         .collect();
     let mut versions = Vec::new();

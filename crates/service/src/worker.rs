@@ -44,6 +44,8 @@ pub(crate) enum Command {
         event: Event,
         body: EventBody,
         at: Option<Instant>,
+        /// Stored with the event: what makes it idempotent (an add-on's purchase id).
+        key: Option<String>,
         reply: oneshot::Sender<Result<(EventOutcome, Option<Committed>), ServiceError>>,
     },
     Usage {
@@ -217,8 +219,8 @@ impl Worker {
             Command::Create { row, plan, at, reply } => {
                 let _ = reply.send(self.create(row, plan, at));
             }
-            Command::Event { id, event, body, at, reply } => {
-                let _ = reply.send(self.event(&id, event, body, at));
+            Command::Event { id, event, body, at, key, reply } => {
+                let _ = reply.send(self.event(&id, event, body, at, key));
             }
             Command::Usage { records, reply } => {
                 let _ = reply.send(self.usage(records));
@@ -501,7 +503,7 @@ impl Worker {
         self.index.get(id).copied().ok_or_else(|| ServiceError::UnknownSubscription { id: id.to_string() })
     }
 
-    fn event(&mut self, id: &str, event: Event, body: EventBody, at: Option<Instant>) -> Result<(EventOutcome, Option<Committed>), ServiceError> {
+    fn event(&mut self, id: &str, event: Event, body: EventBody, at: Option<Instant>, key: Option<String>) -> Result<(EventOutcome, Option<Committed>), ServiceError> {
         let slot = self.slot(id)?;
         let (now, at) = self.event_instant(slot, at, self.config.max_backdate_micros)?;
         self.bring_up(slot, now);
@@ -512,7 +514,7 @@ impl Worker {
         self.scratch.clear();
         let outcome = live.subscription.apply(&plans.catalog, event, at, &mut self.scratch);
         live.advanced_to = live.advanced_to.max(at);
-        let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body };
+        let row = EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key, body };
         self.after(slot, before, now.max(at), at);
         self.report_status(slot, status_before, now.max(at));
         self.refile(slot);

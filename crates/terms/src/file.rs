@@ -8,12 +8,13 @@ use rollover_core::amount::parse_bytes_with_unit;
 use rollover_core::engine::{Event, GrantExpiry, Status};
 use rollover_core::ledger::Cause;
 use rollover_core::plan::{
+    Addon, AddonDraft,
     AllowanceDraft, CoverageDraft, DailyCapDraft, ExhaustedDraft, OrderDraft, PeriodDraft, Plan, PlanDraft, RolloverDraft,
 };
 use rollover_core::money::Currency;
 use rollover_core::{Catalog, Country, Instant, Kind, PlanIx};
 
-use crate::raw::{RawBucket, RawEvent, RawExpect, RawFile, RawForfeit, RawGrant, RawPlan, S};
+use crate::raw::{RawAddon, RawBucket, RawEvent, RawExpect, RawFile, RawForfeit, RawGrant, RawPlan, S};
 
 /// What is wrong with a file, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +257,103 @@ fn plans(ctx: &Ctx, raw_plans: &[S<RawPlan>]) -> Result<Vec<Plan>, FileError> {
         plans.push(plan);
     }
     Ok(plans)
+}
+
+/// Every `[[addon]]` of a file, checked field by field; each add-on's
+/// plans must be in `known` (the file's plans, and the catalog's when
+/// uploading), in the add-on's currency.
+fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<&dyn Fn(&str) -> Option<Currency>>) -> Result<Vec<Addon>, FileError> {
+    let mut addons: Vec<Addon> = Vec::with_capacity(raw_addons.len());
+    for (index, raw) in raw_addons.iter().enumerate() {
+        let a = raw.get_ref();
+        let mut s = Spans { fields: Vec::new() };
+        let draft = AddonDraft {
+            id: s.take("id", &a.id),
+            name: s.take("name", &a.name),
+            currency: s.take("currency", &a.currency),
+            price: s.take("price", &a.price),
+            data: s.take("data", &a.data),
+            kind: s.take("kind", &a.kind),
+            expires: s.take("expires", &a.expires),
+            plans: s.take("plans", &a.plans),
+        };
+        let label = match &draft.id {
+            Some(id) => format!("addon \"{id}\""),
+            None => format!("addon #{}", index + 1),
+        };
+        let fail = |field: &str, message: String| ctx.error(&s.span_of(field).unwrap_or_else(|| raw.span()), format!("{label} {field}"), message);
+        let addon = Addon::from_draft(&draft).map_err(|e| fail(&e.field, e.message))?;
+        if addons.iter().any(|other| other.id == addon.id) {
+            return Err(fail("id", "another add-on in this file has the same id".into()));
+        }
+        for plan in addon.plans.iter().filter(|_| known.is_some()) {
+            match known.and_then(|known| known(plan)) {
+                None => return Err(fail("plans", format!("names plan \"{plan}\", which is not in this file{}", if ctx.file == "body" { " nor in the catalog" } else { "" }))),
+                Some(currency) if currency != addon.currency => {
+                    return Err(fail("currency", format!("is {}, and plan \"{plan}\" is priced in {}: an add-on is sold in its plans' currency", addon.currency.code(), currency.code())));
+                }
+                Some(_) => {}
+            }
+        }
+        addons.push(addon);
+    }
+    Ok(addons)
+}
+
+/// A plan document: its plans and add-ons, each with the TOML text it is
+/// stored as.
+pub struct Document {
+    pub plans: Vec<(Plan, String)>,
+    pub addons: Vec<(Addon, String)>,
+}
+
+/// Reads a plan document of `[[plan]]` and `[[addon]]` tables (at least
+/// one), as an upload does: an add-on may also name a plan that `catalog`
+/// knows (its currency).
+pub fn parse_document(file: &str, text: &str, catalog: &dyn Fn(&str) -> Option<Currency>) -> Result<Document, FileError> {
+    let ctx = Ctx { file, text };
+    let raw = parse_raw(&ctx)?;
+    if raw.plan.len() > MAX_PLANS_PER_DOCUMENT || raw.addon.len() > MAX_PLANS_PER_DOCUMENT {
+        let message = format!("{} plans and {} add-ons in one document; at most {MAX_PLANS_PER_DOCUMENT} of each", raw.plan.len(), raw.addon.len());
+        return Err(ctx.error(&(0..0), "plan", message));
+    }
+    if raw.plan.is_empty() && raw.addon.is_empty() {
+        return Err(ctx.error(&(0..0), "plan", "the file has no [[plan]] or [[addon]] table"));
+    }
+    if !raw.event.is_empty() || !raw.expect.is_empty() {
+        return Err(ctx.error(&(0..0), "event", "a plan document holds [[plan]] and [[addon]] tables, not a scenario's events"));
+    }
+    let plans = plans(&ctx, &raw.plan)?;
+    let known = |id: &str| plans.iter().find(|p| p.id == id).map(|p| p.currency).or_else(|| catalog(id));
+    let addons = addons(&ctx, &raw.addon, Some(&known))?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| ctx.error(&(0..0), "plan", e.message().to_string()))?;
+    let texts = |key: &str| -> Result<Vec<String>, FileError> {
+        let Some(toml::Value::Array(tables)) = table.get(key) else { return Ok(Vec::new()) };
+        tables
+            .iter()
+            .map(|t| {
+                let mut one = toml::Table::new();
+                one.insert(key.into(), toml::Value::Array(vec![t.clone()]));
+                toml::to_string(&one).map_err(|e| ctx.error(&(0..0), key, e.to_string()))
+            })
+            .collect()
+    };
+    Ok(Document { plans: plans.into_iter().zip(texts("plan")?).collect(), addons: addons.into_iter().zip(texts("addon")?).collect() })
+}
+
+/// Reads a stored add-on's document (checked when it was uploaded; the
+/// plans it names are not looked up again).
+pub fn parse_stored_addon(file: &str, text: &str) -> Result<Addon, FileError> {
+    let ctx = Ctx { file, text };
+    let raw = parse_raw(&ctx)?;
+    addons(&ctx, &raw.addon, None)?.into_iter().next().ok_or_else(|| ctx.error(&(0..0), "addon", "the document has no [[addon]] table"))
+}
+
+/// Reads a plan file as `plan check` does: its plans and its add-ons, each
+/// add-on's plans in the same file.
+pub fn parse_catalog(file: &str, text: &str) -> Result<(Vec<Plan>, Vec<Addon>), FileError> {
+    let document = parse_document(file, text, &|_| None)?;
+    Ok((document.plans.into_iter().map(|(p, _)| p).collect(), document.addons.into_iter().map(|(a, _)| a).collect()))
 }
 
 fn parse_raw(ctx: &Ctx) -> Result<RawFile, FileError> {

@@ -6,5 +6,5 @@ pub mod file;
 mod raw;
 pub mod run;
 
-pub use file::{FileError, MAX_PLANS_PER_DOCUMENT, Scenario, parse_plan_texts, parse_plans, parse_scenario};
+pub use file::{Document, FileError, MAX_PLANS_PER_DOCUMENT, Scenario, parse_catalog, parse_document, parse_plan_texts, parse_stored_addon, parse_plans, parse_scenario};
 pub use run::{Report, run};

@@ -13,9 +13,24 @@ pub struct RawFile {
     #[serde(default)]
     pub plan: Vec<S<RawPlan>>,
     #[serde(default)]
+    pub addon: Vec<S<RawAddon>>,
+    #[serde(default)]
     pub event: Vec<S<RawEvent>>,
     #[serde(default)]
     pub expect: Vec<S<RawExpect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddon {
+    pub id: Option<S<String>>,
+    pub name: Option<S<String>>,
+    pub currency: Option<S<String>>,
+    pub price: Option<S<String>>,
+    pub data: Option<S<String>>,
+    pub kind: Option<S<String>>,
+    pub expires: Option<S<String>>,
+    pub plans: Option<S<Vec<String>>>,
 }
 
 #[derive(Deserialize)]

@@ -76,6 +76,7 @@ pub fn router(service: Service, orders: rollover_service::orders::Orders, securi
         .route("/v1/subscriptions/{id}/balance", get(subscriptions::get_balance))
         .route("/v1/subscriptions/{id}/ledger", get(ledger::get_ledger))
         .route("/v1/subscriptions/{id}/tokens", post(subscriptions::post_token))
+        .route("/v1/subscriptions/{id}/addons", post(subscriptions::post_addon))
         .route("/v1/usage", post(usage::post_usage))
         .route("/v1/advice", post(advice::post_advice))
         .route("/v1/packages", get(packages::get_packages))

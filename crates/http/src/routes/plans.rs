@@ -35,7 +35,8 @@ pub(super) async fn post_plans(State(service): State<Service>, headers: HeaderMa
         }
         other => other.into(),
     })?;
-    Ok(created(wire::PlanVersions { plans: versions.into_iter().map(|(id, version)| wire::PlanVersion { id, version }).collect() }))
+    let list = |items: Vec<(String, u32)>| items.into_iter().map(|(id, version)| wire::PlanVersion { id, version }).collect();
+    Ok(created(wire::PlanVersions { plans: list(versions.plans), addons: list(versions.addons) }))
 }
 
 pub(super) async fn get_plans(State(service): State<Service>) -> ApiResult {

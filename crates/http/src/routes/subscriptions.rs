@@ -93,6 +93,24 @@ pub(super) async fn post_event(State(service): State<Service>, Path(id): Path<St
     Ok(ok(wire::EventOutcomeOut::from(outcome)))
 }
 
+/// `POST /v1/subscriptions/{id}/addons` `{"id", "addon"}`: buys an add-on
+/// of the catalog, its grant and its fee, once per `id`: `201`, or `200`
+/// for a purchase made before.
+pub(super) async fn post_addon(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["id", "addon"])?;
+    let purchase = json::id(&fields, "", "id")?.ok_or_else(|| Problem::about(Code::MissingField, "id", "is required: the purchase's idempotency key"))?;
+    let addon = json::required_string(&fields, "", "addon")?.to_string();
+    let bought = service.buy_addon(&id, &purchase, &addon).await?;
+    let plans = service.plans();
+    let balance = service.balance(&id).await?;
+    let plan = plans.catalog.get(balance.plan.ix);
+    let outcome = wire::EventOutcomeOut::from(bought.outcome);
+    let out = wire::AddonPurchaseOut { id: purchase, addon: bought.addon.id.clone(), data_bytes: bought.addon.bytes, fee: plan.currency.format(bought.addon.price_minor), outcome };
+    let status = if bought.repeated { axum::http::StatusCode::OK } else { axum::http::StatusCode::CREATED };
+    Ok(axum::response::IntoResponse::into_response((status, axum::Json(out))))
+}
+
 pub(super) async fn get_balance(State(service): State<Service>, Path(id): Path<String>) -> ApiResult {
     let balance = service.balance(&id).await?;
     let plans = service.plans();

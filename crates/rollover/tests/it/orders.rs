@@ -277,3 +277,85 @@ fn orders_need_provisioning_settings() {
     assert_eq!((reply.status, reply.body["code"].as_str()), (409, Some("provisioning_not_configured")), "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("[esim]"));
 }
+
+const ADDONS: &str = r#"
+[[addon]]
+id = "jp-1gb"
+name = "1 GB more"
+currency = "USD"
+price = "3.00"
+data = "1GiB"
+expires = "period_end"
+plans = ["jp-travel", "jp-first-use"]
+
+[[addon]]
+id = "jp-week-boost"
+name = "2 GB for a week"
+currency = "USD"
+price = "5.00"
+data = "2GiB"
+kind = "boost"
+expires = "7 days"
+plans = ["jp-travel"]
+"#;
+
+/// Add-ons are catalog data: uploaded beside plans (or after them), bought
+/// once per purchase id with their grant and fee, refused for a plan they
+/// are not sold for, and still there after a restart; `plan check` and
+/// `plan explain` read them.
+#[test]
+fn addons_are_bought_once_with_their_fee() {
+    let store = TestStore::new(Backend::Sqlite);
+    let server = Server::start_on(&store, &[]);
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", PLANS).status, 201);
+    let uploaded = server.post_raw("/v1/plans", "application/toml", ADDONS);
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    assert_eq!(uploaded.body["addons"], json!([{"id": "jp-1gb", "version": 1}, {"id": "jp-week-boost", "version": 1}]));
+    let wrong = ADDONS.replace("currency = \"USD\"\nprice = \"3.00\"", "currency = \"EUR\"\nprice = \"3.00\"");
+    let refused = server.post_raw("/v1/plans", "application/toml", &wrong);
+    assert_eq!((refused.status, refused.body["field"].as_str()), (422, Some("addon \"jp-1gb\" currency")), "{}", refused.body);
+    let unknown = server.post_raw("/v1/plans", "application/toml", &ADDONS.replace("[\"jp-travel\"]", "[\"nowhere\"]"));
+    assert!(unknown.body["detail"].as_str().unwrap().contains("names plan \"nowhere\", which is not in this file nor in the catalog"), "{}", unknown.body);
+    assert_eq!(server.post("/v1/subscriptions", &json!({"id": "t1", "plan": "jp-travel"})).status, 201);
+    assert_eq!(server.post("/v1/subscriptions/t1/events", &json!({"install": true})).body["outcome"], "applied");
+    let bought = server.post("/v1/subscriptions/t1/addons", &json!({"id": "p1", "addon": "jp-1gb"}));
+    assert_eq!((bought.status, bought.body["outcome"].as_str(), bought.body["fee"].as_str()), (201, Some("applied"), Some("3.00")), "{}", bought.body);
+    let again = server.post("/v1/subscriptions/t1/addons", &json!({"id": "p1", "addon": "jp-1gb"}));
+    assert_eq!((again.status, again.body["outcome"].as_str()), (200, Some("applied")), "a repeat answers as the first: {}", again.body);
+    let conflict = server.post("/v1/subscriptions/t1/addons", &json!({"id": "p1", "addon": "jp-week-boost"}));
+    assert_eq!((conflict.status, conflict.body["code"].as_str()), (409, Some("purchase_conflict")), "{}", conflict.body);
+    assert_eq!(server.post("/v1/subscriptions/t1/addons", &json!({"id": "p2", "addon": "jp-week-boost"})).status, 201);
+    let balance = server.get("/v1/subscriptions/t1/balance").body;
+    assert_eq!(balance["fees"], "17.90", "9.90 and the two add-ons, once each: {balance}");
+    let kinds: Vec<(&str, u64)> = balance["buckets"].as_array().unwrap().iter().map(|b| (b["kind"].as_str().unwrap(), b["granted_bytes"].as_u64().unwrap())).collect();
+    assert!(kinds.contains(&("addon", 1 << 30)) && kinds.contains(&("boost", 2 << 30)), "{kinds:?}");
+    let boost = balance["buckets"].as_array().unwrap().iter().find(|b| b["kind"] == "boost").unwrap();
+    assert_eq!(boost["expires_at"], "2025-12-08T09:00:00+09:00", "7 days from its purchase: {boost}");
+    let fees = server.get("/v1/subscriptions/t1/ledger?type=addon_fee").body;
+    assert_eq!(fees["entries"].as_array().unwrap().len(), 2, "{fees}");
+    // Not sold for this plan; not in the catalog.
+    assert_eq!(server.post("/v1/subscriptions", &json!({"id": "h1", "plan": "home-data"})).status, 201);
+    let other = server.post("/v1/subscriptions/h1/addons", &json!({"id": "p3", "addon": "jp-1gb"}));
+    assert_eq!((other.status, other.body["field"].as_str()), (400, Some("addon")), "{}", other.body);
+    assert!(other.body["detail"].as_str().unwrap().contains("not sold for plan \"home-data\""), "{}", other.body);
+    let missing = server.post("/v1/subscriptions/t1/addons", &json!({"id": "p4", "addon": "nothing"}));
+    assert_eq!((missing.status, missing.body["code"].as_str()), (422, Some("unknown_reference")), "{}", missing.body);
+    // After a restart: the catalog and the purchases are as they were.
+    drop(server.kill());
+    let server = Server::start_on(&store, &[]);
+    assert_eq!(server.post("/v1/subscriptions/t1/addons", &json!({"id": "p1", "addon": "jp-1gb"})).status, 200, "still bought once");
+    assert_eq!(server.get("/v1/subscriptions/t1/balance").body["fees"], "17.90");
+    // The command line reads add-ons too.
+    let dir = crate::network::Scratch::new("addons");
+    let file = dir.0.join("catalog.toml");
+    std::fs::write(&file, format!("{PLANS}{ADDONS}")).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_rollover")).args(["plan", "check"]).arg(&file).output().unwrap();
+    assert!(check.status.success() && String::from_utf8_lossy(&check.stdout).contains("2 add-ons valid"), "{check:?}");
+    let explain = std::process::Command::new(env!("CARGO_BIN_EXE_rollover")).args(["plan", "explain", "--plan", "jp-travel"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("Can I buy more data?") && text.contains("- 1 GB more (jp-1gb): 1 GB more for $3.00, until the end of the pass it is bought in."), "{text}");
+    let lone = dir.0.join("addons.toml");
+    std::fs::write(&lone, ADDONS).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_rollover")).args(["plan", "check"]).arg(&lone).output().unwrap();
+    assert!(!check.status.success() && String::from_utf8_lossy(&check.stderr).contains("names plan \"jp-travel\", which is not in this file"), "{check:?}");
+}

@@ -430,6 +430,9 @@ pub fn parse_scenario(file: &str, text: &str) -> Result<Scenario, FileError> {
     if raw.plan.is_empty() {
         return Err(ctx.error(&(0..0), "plan", "a scenario needs at least one [[plan]]"));
     }
+    if let Some(addon) = raw.addon.first() {
+        return Err(ctx.error(&addon.span(), "addon", "a scenario holds plans, events and expects; [[addon]] tables belong in plan documents"));
+    }
     let plan_list = plans(&ctx, &raw.plan)?;
     let mut catalog = Catalog::new();
     for plan in plan_list {
@@ -707,4 +710,43 @@ fn expected_forfeits(ctx: &Ctx, label: &str, list: &[S<RawForfeit>]) -> Result<V
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod addon_tests {
+    use super::*;
+
+    const PLAN: &str = "[[plan]]\nid = \"p\"\nname = \"P\"\ncurrency = \"USD\"\nprice = \"5.00\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\", anchor = \"calendar\" }\nallowance = { data = \"1GiB\" }\n";
+
+    fn addon(fields: &str) -> String {
+        format!("{PLAN}\n[[addon]]\nid = \"a\"\nname = \"A\"\n{fields}\n")
+    }
+
+    /// Each broken rule of an add-on is named by its field, on its line.
+    #[test]
+    fn addons_name_the_field_that_breaks_a_rule() {
+        let good = "currency = \"USD\"\nprice = \"2.00\"\ndata = \"500MB\"\nexpires = \"30 days\"\nplans = [\"p\"]";
+        let (plans, addons) = parse_catalog("f.toml", &addon(good)).unwrap();
+        assert_eq!((plans.len(), addons.len()), (1, 1));
+        let a = &addons[0];
+        assert_eq!((a.price_minor, a.bytes, a.kind.name(), a.expires), (200, 500_000_000, "addon".to_string(), rollover_core::plan::AddonExpiry::After(rollover_core::Length::Exact(30 * 86_400_000_000))));
+        let cases = [
+            (good.replace("currency = \"USD\"", "currency = \"EUR\""), "addon \"a\" currency", "plan \"p\" is priced in USD"),
+            (good.replace("[\"p\"]", "[\"q\"]"), "addon \"a\" plans", "names plan \"q\", which is not in this file"),
+            (good.replace("[\"p\"]", "[]"), "addon \"a\" plans", "must name 1 to 100 plans"),
+            (good.replace("[\"p\"]", "[\"p\", \"p\"]"), "addon \"a\" plans", "\"p\" is listed twice"),
+            (good.replace("500MB", "0MB"), "addon \"a\" data", "must be more than zero"),
+            (good.replace("30 days", "3 periods"), "addon \"a\" expires", "use \"period_end\""),
+            (good.replace("30 days", "soon"), "addon \"a\" expires", "or \"period_end\" or \"never\""),
+            (format!("{good}\nkind = \"allowance\""), "addon \"a\" kind", "is reserved"),
+            (good.replace("price = \"2.00\"\n", ""), "addon \"a\" price", "is required"),
+            (format!("{good}\ncolour = \"red\""), "", "unknown field `colour`"),
+        ];
+        for (fields, field, words) in cases {
+            let error = parse_catalog("f.toml", &addon(&fields)).expect_err(&fields);
+            assert!(error.field.starts_with(field) && error.to_string().contains(words), "{fields}: {error} ({})", error.field);
+        }
+        let error = parse_scenario("s.toml", &addon(good)).unwrap_err();
+        assert!(error.to_string().contains("[[addon]] tables belong in plan documents"), "{error}");
+    }
 }

@@ -509,6 +509,20 @@ pub struct PackageOut {
     /// The countries it works in; absent: everywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub countries: Option<Vec<String>>,
+    /// The add-ons sold for it.
+    pub addons: Vec<PackageAddon>,
+}
+
+/// An add-on as a reseller lists it: `POST /v1/subscriptions/{id}/addons`
+/// buys one.
+#[derive(Serialize)]
+pub struct PackageAddon {
+    pub id: String,
+    pub name: String,
+    pub data_bytes: u64,
+    pub price: String,
+    /// "period_end", "never" or a length ("7 days").
+    pub expires: String,
 }
 
 #[derive(Serialize)]

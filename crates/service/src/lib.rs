@@ -211,7 +211,7 @@ impl Service {
         let _upload = self.inner.plan_upload.lock().await;
         let current = self.plans();
         let currency_of = |id: &str| current.latest(id).map(|p| current.catalog.get(p.ix).currency);
-        let parsed = rollover_terms::parse_document("body", document, &currency_of).map_err(|e| ServiceError::InvalidPlan { field: e.field.clone(), message: e.to_string() })?;
+        let parsed = rollover_terms::parse_document("body", document, Some(&currency_of)).map_err(|e| ServiceError::InvalidPlan { field: e.field.clone(), message: e.to_string() })?;
         let now = self.now();
         let mut next: Option<Plans> = None;
         let mut rows = Vec::new();

@@ -262,7 +262,7 @@ fn plans(ctx: &Ctx, raw_plans: &[S<RawPlan>]) -> Result<Vec<Plan>, FileError> {
 /// Every `[[addon]]` of a file, checked field by field; each add-on's
 /// plans must be in `known` (the file's plans, and the catalog's when
 /// uploading), in the add-on's currency.
-fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<&dyn Fn(&str) -> Option<Currency>>) -> Result<Vec<Addon>, FileError> {
+fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<&dyn Fn(&str) -> Option<Currency>>, looked_in: &str) -> Result<Vec<Addon>, FileError> {
     let mut addons: Vec<Addon> = Vec::with_capacity(raw_addons.len());
     for (index, raw) in raw_addons.iter().enumerate() {
         let a = raw.get_ref();
@@ -288,7 +288,7 @@ fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<&dyn Fn(&str) -> 
         }
         for plan in addon.plans.iter().filter(|_| known.is_some()) {
             match known.and_then(|known| known(plan)) {
-                None => return Err(fail("plans", format!("names plan \"{plan}\", which is not in this file{}", if ctx.file == "body" { " nor in the catalog" } else { "" }))),
+                None => return Err(fail("plans", format!("names plan \"{plan}\", which is {looked_in}"))),
                 Some(currency) if currency != addon.currency => {
                     return Err(fail("currency", format!("is {}, and plan \"{plan}\" is priced in {}: an add-on is sold in its plans' currency", addon.currency.code(), currency.code())));
                 }
@@ -310,7 +310,7 @@ pub struct Document {
 /// Reads a plan document of `[[plan]]` and `[[addon]]` tables (at least
 /// one), as an upload does: an add-on may also name a plan that `catalog`
 /// knows (its currency).
-pub fn parse_document(file: &str, text: &str, catalog: &dyn Fn(&str) -> Option<Currency>) -> Result<Document, FileError> {
+pub fn parse_document(file: &str, text: &str, catalog: Option<&dyn Fn(&str) -> Option<Currency>>) -> Result<Document, FileError> {
     let ctx = Ctx { file, text };
     let raw = parse_raw(&ctx)?;
     if raw.plan.len() > MAX_PLANS_PER_DOCUMENT || raw.addon.len() > MAX_PLANS_PER_DOCUMENT {
@@ -320,12 +320,10 @@ pub fn parse_document(file: &str, text: &str, catalog: &dyn Fn(&str) -> Option<C
     if raw.plan.is_empty() && raw.addon.is_empty() {
         return Err(ctx.error(&(0..0), "plan", "the file has no [[plan]] or [[addon]] table"));
     }
-    if !raw.event.is_empty() || !raw.expect.is_empty() {
-        return Err(ctx.error(&(0..0), "event", "a plan document holds [[plan]] and [[addon]] tables, not a scenario's events"));
-    }
     let plans = plans(&ctx, &raw.plan)?;
-    let known = |id: &str| plans.iter().find(|p| p.id == id).map(|p| p.currency).or_else(|| catalog(id));
-    let addons = addons(&ctx, &raw.addon, Some(&known))?;
+    let known = |id: &str| plans.iter().find(|p| p.id == id).map(|p| p.currency).or_else(|| catalog.and_then(|catalog| catalog(id)));
+    let looked_in = if catalog.is_some() { "in neither this file nor the catalog" } else { "not in this file" };
+    let addons = addons(&ctx, &raw.addon, Some(&known), looked_in)?;
     let table: toml::Table = toml::from_str(text).map_err(|e| ctx.error(&(0..0), "plan", e.message().to_string()))?;
     let texts = |key: &str| -> Result<Vec<String>, FileError> {
         let Some(toml::Value::Array(tables)) = table.get(key) else { return Ok(Vec::new()) };
@@ -346,13 +344,13 @@ pub fn parse_document(file: &str, text: &str, catalog: &dyn Fn(&str) -> Option<C
 pub fn parse_stored_addon(file: &str, text: &str) -> Result<Addon, FileError> {
     let ctx = Ctx { file, text };
     let raw = parse_raw(&ctx)?;
-    addons(&ctx, &raw.addon, None)?.into_iter().next().ok_or_else(|| ctx.error(&(0..0), "addon", "the document has no [[addon]] table"))
+    addons(&ctx, &raw.addon, None, "")?.into_iter().next().ok_or_else(|| ctx.error(&(0..0), "addon", "the document has no [[addon]] table"))
 }
 
 /// Reads a plan file as `plan check` does: its plans and its add-ons, each
 /// add-on's plans in the same file.
 pub fn parse_catalog(file: &str, text: &str) -> Result<(Vec<Plan>, Vec<Addon>), FileError> {
-    let document = parse_document(file, text, &|_| None)?;
+    let document = parse_document(file, text, None)?;
     Ok((document.plans.into_iter().map(|(p, _)| p).collect(), document.addons.into_iter().map(|(a, _)| a).collect()))
 }
 

@@ -478,7 +478,11 @@ pub(super) async fn upload(State(service): State<Service>, axum::Extension(sessi
 /// What saving `document` would do: its error, or per plan its new
 /// version, the fields that change and who stays on the current version.
 async fn preview_of<'a>(service: &Service, document: &'a str) -> Result<view::Preview<'a>, ServiceError> {
-    let parsed = rollover_terms::parse_plans("upload", document);
+    // Add-ons are checked too (against this catalog's plans); the preview
+    // lists the plans.
+    let current = service.plans();
+    let currency_of = |id: &str| current.latest(id).map(|p| current.catalog.get(p.ix).currency);
+    let parsed = rollover_terms::parse_document("upload", document, Some(&currency_of)).map(|d| d.plans.into_iter().map(|(plan, _)| plan).collect::<Vec<_>>());
     let new_plans = match parsed {
         Ok(plans) => plans,
         Err(error) => return Ok(view::Preview { document, error: Some(error.to_string()), plans: Vec::new() }),

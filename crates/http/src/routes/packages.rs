@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use rollover_core::Country;
-use rollover_core::plan::{Period, Starts};
+use rollover_core::plan::{AddonExpiry, Period, Starts};
 use rollover_explain::{Lang, carry_answer};
 use rollover_service::Service;
 
@@ -49,6 +49,20 @@ pub(super) async fn get_packages(State(service): State<Service>, query: Result<a
             carries_over: plan.rollover.is_some() && !plan.is_once(),
             carry_over: wire::Explanation { en: carry_answer(plan, Lang::En), zh: carry_answer(plan, Lang::Zh) },
             countries: plan.coverage.as_ref().map(|countries| countries.iter().map(|c| c.as_str().to_string()).collect()),
+            addons: plans
+                .addons_for(&plan.id)
+                .map(|addon| wire::PackageAddon {
+                    id: addon.id.clone(),
+                    name: addon.name.clone(),
+                    data_bytes: addon.bytes,
+                    price: addon.currency.format(addon.price_minor),
+                    expires: match addon.expires {
+                        AddonExpiry::PeriodEnd => "period_end".to_string(),
+                        AddonExpiry::Never => "never".to_string(),
+                        AddonExpiry::After(length) => length.to_string(),
+                    },
+                })
+                .collect(),
         })
         .collect();
     Ok(ok(wire::PackagesOut { packages }))

@@ -202,5 +202,5 @@ fn unknown_plan_in_plan_file() {
     let path = temp_file("plans.toml", "title = \"no plans\"\n");
     let out = rollover(&["plan", "check", path.to_str().unwrap()]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("plan: the file has no [[plan]] table"), "{}", out.stderr);
+    assert!(out.stderr.contains("plan: the file has no [[plan]] or [[addon]] table"), "{}", out.stderr);
 }

@@ -311,11 +311,15 @@ fn addons_are_bought_once_with_their_fee() {
     let uploaded = server.post_raw("/v1/plans", "application/toml", ADDONS);
     assert_eq!(uploaded.status, 201, "{}", uploaded.body);
     assert_eq!(uploaded.body["addons"], json!([{"id": "jp-1gb", "version": 1}, {"id": "jp-week-boost", "version": 1}]));
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", ADDONS).body["addons"][0]["version"], 1, "unchanged, the same version");
+    let packages = server.get("/v1/packages?country=JP").body;
+    let travel = packages["packages"].as_array().unwrap().iter().find(|p| p["id"] == "jp-travel").unwrap();
+    assert_eq!(travel["addons"], json!([{"id": "jp-1gb", "name": "1 GB more", "data_bytes": 1u64 << 30, "price": "3.00", "expires": "period_end"}, {"id": "jp-week-boost", "name": "2 GB for a week", "data_bytes": 2u64 << 30, "price": "5.00", "expires": "7 days"}]));
     let wrong = ADDONS.replace("currency = \"USD\"\nprice = \"3.00\"", "currency = \"EUR\"\nprice = \"3.00\"");
     let refused = server.post_raw("/v1/plans", "application/toml", &wrong);
     assert_eq!((refused.status, refused.body["field"].as_str()), (422, Some("addon \"jp-1gb\" currency")), "{}", refused.body);
     let unknown = server.post_raw("/v1/plans", "application/toml", &ADDONS.replace("[\"jp-travel\"]", "[\"nowhere\"]"));
-    assert!(unknown.body["detail"].as_str().unwrap().contains("names plan \"nowhere\", which is not in this file nor in the catalog"), "{}", unknown.body);
+    assert!(unknown.body["detail"].as_str().unwrap().contains("names plan \"nowhere\", which is in neither this file nor the catalog"), "{}", unknown.body);
     assert_eq!(server.post("/v1/subscriptions", &json!({"id": "t1", "plan": "jp-travel"})).status, 201);
     assert_eq!(server.post("/v1/subscriptions/t1/events", &json!({"install": true})).body["outcome"], "applied");
     let bought = server.post("/v1/subscriptions/t1/addons", &json!({"id": "p1", "addon": "jp-1gb"}));

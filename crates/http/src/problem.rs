@@ -86,6 +86,7 @@ codes! {
     InvalidUsageFile = "invalid_usage_file", UNPROCESSABLE_ENTITY, "A usage file (`date,bytes[,country]`) does not read, as a plan document that does not read is `invalid_plan`; `field` names the line and `detail` what is wrong there.";
     InvalidProfileFile = "invalid_profile_file", UNPROCESSABLE_ENTITY, "A profile inventory file (`iccid[,profile_type][,imsi][,msisdn]`) cannot be read at all (its header); bad lines are listed in the answer instead.";
     InstantOutOfRange = "instant_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed instant lies further back or ahead than the service takes now (`service.max_backdate_seconds`, `service.max_age_seconds`, `service.future_skew_seconds`), before the subscription's purchase, or (moving the simulated clock) more than `service.max_backdate_seconds` ahead.";
+    InvalidIdentifier = "invalid_identifier", UNPROCESSABLE_ENTITY, "A well-formed ICCID or EID (the right number of digits) whose check digits do not match: Luhn for an ICCID, ISO 7064 MOD 97-10 for an EID; `field` names it.";
     ValueOutOfRange = "value_out_of_range", UNPROCESSABLE_ENTITY, "A well-formed amount beyond a limit (more than 1 TiB in one record, a grant of zero bytes).";
     ClockBackwards = "clock_backwards", UNPROCESSABLE_ENTITY, "The simulated clock cannot move backwards.";
     CatalogFull = "catalog_full", UNPROCESSABLE_ENTITY, "The catalog holds 10,000 plan versions, the most it may.";

@@ -584,6 +584,15 @@ impl Service {
             .map_err(|_| ServiceError::Stopped { what: "the store reader" })?
     }
 
+    /// Takes the ICCID off a subscription, in the store and in the index of
+    /// identifiers, so that its profile can be sold again.
+    pub async fn release_iccid(&self, subscription: &str) -> Result<(), ServiceError> {
+        let id = subscription.to_string();
+        self.write_store(move |store| store.clear_iccid(&id)).await?;
+        self.inner.identifiers.lock().expect("identifier lock").retain(|key, owner| !(owner == subscription && key.starts_with("identifiers.iccid=")));
+        Ok(())
+    }
+
     /// The subscription that holds an identifier: `field` is one of `iccid`,
     /// `imsi`, `msisdn`, `external_id`.
     pub fn subscription_by(&self, field: &str, value: &str) -> Option<String> {

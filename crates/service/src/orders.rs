@@ -193,6 +193,10 @@ impl Orders {
         let latest = plans.latest(&new.plan).ok_or_else(|| ServiceError::UnknownReference { field: "plan", message: format!("no plan \"{}\" in the catalog", new.plan) })?;
         let plan = plans.catalog.get(latest.ix);
         let _held = self.lock(&new.id).await;
+        // A new order's subscription takes the order's id: it must be free.
+        if matches!(self.get(&new.id).await, Err(ServiceError::UnknownOrder { .. })) && service.identifiers(&new.id).await.is_ok() {
+            return Err(ServiceError::SubscriptionExists { id: new.id });
+        }
         let now = service.now().micros();
         let mut order = Order {
             id: new.id.clone(),
@@ -309,7 +313,9 @@ impl Orders {
             let reason = format!("its profile is {} on the phone; cancel the subscription instead", state.name());
             return Err(ServiceError::NotCancellable { id: id.to_string(), reason });
         }
-        if order.step >= OrderStep::Ordered {
+        // An unanswered downloadOrder may have been done: cancel it too.
+        let reached = order.step >= OrderStep::Ordered || order.attempts > 0;
+        if reached {
             let mut body = json!({"iccid": order.iccid, "finalProfileStatusIndicator": "Available"});
             if let Some(eid) = &order.eid {
                 body["eid"] = json!(eid);
@@ -319,6 +325,9 @@ impl Orders {
             }
             match self.call(&order, "cancelOrder", body).await {
                 Answer::Done(_) => {}
+                // The SM-DP+ never did the unanswered downloadOrder: the
+                // profile is still available there.
+                Answer::Failed(failure) if order.step == OrderStep::Allocated && (failure.subject_code.as_str(), failure.reason_code.as_str()) == ("8.2.1", "3.5") => {}
                 Answer::Failed(failure) => {
                     let reason = format!("the SM-DP+ refused cancelOrder ({} / {}: {})", failure.subject_code, failure.reason_code, failure.message);
                     return Err(ServiceError::NotCancellable { id: id.to_string(), reason });
@@ -335,7 +344,8 @@ impl Orders {
                 }
             }
             service.apply_event(&subscription, LifecycleEvent::Cancel, None).await?;
-            let _ = service.note(&subscription, format!("esim: order {id} cancelled before download; profile {} returned to the inventory", order.iccid)).await;
+            let _ = service.note(&subscription, format!("esim: order {id} cancelled before download; profile {} returned to the inventory and taken off this subscription", order.iccid)).await;
+            service.release_iccid(&subscription).await?;
         }
         service.set_profile_state(&iccid, ProfileState::Available, None).await?;
         order.status = OrderStatus::Cancelled;

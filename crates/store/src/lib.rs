@@ -249,6 +249,9 @@ pub trait Store: Send {
     fn order(&mut self, id: &str) -> Result<Option<OrderRow>>;
     /// The newest order that holds `iccid`.
     fn order_for_iccid(&mut self, iccid: &str) -> Result<Option<OrderRow>>;
+    /// Takes the ICCID off a subscription (its eSIM order was cancelled and
+    /// the profile went back to the inventory, to be sold again).
+    fn clear_iccid(&mut self, subscription: &str) -> Result<()>;
     /// Every order still `pending`, oldest first: what a restart resumes.
     fn pending_orders(&mut self) -> Result<Vec<OrderRow>>;
     /// Sets a profile's state (and EID, when known); false if no such profile.
@@ -453,6 +456,8 @@ mod tests {
         assert_eq!(store.pending_orders().unwrap().iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["o1", "o4"]);
         assert_eq!(store.order_for_iccid("89445000000000000027").unwrap().map(|o| o.id), Some("o2".into()));
         assert_eq!(store.order_for_iccid("89445000000000000035").unwrap(), None);
+        store.clear_iccid("s1").unwrap();
+        assert_eq!(store.subscription("s1").unwrap().unwrap().identifiers.imsi.as_deref(), Some("460001234567890"), "only the ICCID goes");
         for iccid in ["89445000000000000019", "89445000000000000027", "8944500000000000006"] {
             store.set_profile_state(iccid, "available", None, 31).unwrap();
         }

@@ -391,6 +391,11 @@ impl Store for PostgresStore {
         Ok(row.map(|row| order_from_row(&row)))
     }
 
+    fn clear_iccid(&mut self, subscription: &str) -> Result<()> {
+        self.client.execute("UPDATE subscriptions SET iccid = NULL WHERE id = $1", &[&subscription]).map_err(db)?;
+        Ok(())
+    }
+
     fn pending_orders(&mut self) -> Result<Vec<OrderRow>> {
         let rows = self.client.query(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE status = 'pending' ORDER BY created_at"), &[]).map_err(db)?;
         Ok(rows.iter().map(order_from_row).collect())

@@ -534,6 +534,11 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
+    fn clear_iccid(&mut self, subscription: &str) -> Result<()> {
+        self.connection.execute("UPDATE subscriptions SET iccid = NULL WHERE id = ?1", [subscription]).map_err(db)?;
+        Ok(())
+    }
+
     fn pending_orders(&mut self) -> Result<Vec<OrderRow>> {
         let mut statement = self.connection.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE status = 'pending' ORDER BY created_at")).map_err(db)?;
         let rows = statement.query_map([], order_from_row).map_err(db)?;

@@ -31,7 +31,9 @@ pub(super) async fn post_order(State(service): State<Service>, orders: axum::Ext
     let plan = json::required_string(&fields, "", "plan")?.to_string();
     let eid = match json::string(&fields, "", "eid")? {
         None => None,
-        Some(text) => Some(Eid::parse(text).map_err(|e| Problem::invalid("eid", format!("{text:?} {e}")))?.as_str().to_string()),
+        // 32 digits is the shape (400 otherwise); the check digits are a rule (422).
+        Some(text) if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_digit()) => return Err(Problem::invalid("eid", format!("{text:?} must be 32 digits"))),
+        Some(text) => Some(Eid::parse(text).map_err(|e| Problem::about(Code::InvalidIdentifier, "eid", format!("{text:?} {e}")))?.as_str().to_string()),
     };
     let mut new = NewOrder { id, plan, eid, ..NewOrder::default() };
     match fields.get("identifiers") {

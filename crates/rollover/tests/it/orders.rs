@@ -199,11 +199,25 @@ fn sells_an_esim(backend: Backend) {
     assert_eq!(setup.double.state_of(ICCIDS[2]), Some(ProfileState::Available));
     assert_eq!(server.get(&format!("/v1/esim/profiles/{}", ICCIDS[2])).body["state"], "available");
     assert_eq!(server.post("/v1/orders/o3/cancel", &json!({})).body["status"], "cancelled", "a second cancel answers the same");
+    // The returned profile is sold again, to a new subscription.
+    let resold = server.post("/v1/orders", &json!({"id": "o5", "plan": "jp-travel"})).body;
+    assert_eq!((resold["status"].as_str(), resold["iccid"].as_str()), (Some("completed"), Some(ICCIDS[2])), "{resold}");
+    assert_eq!(server.get(&format!("/v1/esims/{}", ICCIDS[2])).body["subscription"]["id"], "o5");
+    // An order's id names its subscription: one that exists is refused
+    // before the SM-DP+ is called, and the profile stays in stock.
+    assert_eq!(server.post("/v1/subscriptions", &json!({"id": "taken", "plan": "home-data"})).status, 201);
+    let calls = setup.double.calls().len();
+    let clash = server.post("/v1/orders", &json!({"id": "taken", "plan": "jp-travel"}));
+    assert_eq!((clash.status, clash.body["code"].as_str()), (409, Some("subscription_exists")), "{}", clash.body);
+    assert_eq!(setup.double.calls().len(), calls);
     // Nothing left of the type: a clear refusal, and nothing stored.
     let none = server.post("/v1/orders", &json!({"id": "o4", "plan": "home-data"}));
     assert_eq!((none.status, none.body["code"].as_str()), (409, Some("no_profile_available")), "{}", none.body);
     assert_eq!(server.get("/v1/orders/o4").status, 404);
     let bad = server.post("/v1/orders", &json!({"plan": "jp-travel", "eid": "89049032000000000000000000001231"}));
+    assert_eq!((bad.status, bad.body["code"].as_str(), bad.body["field"].as_str()), (422, Some("invalid_identifier"), Some("eid")), "{}", bad.body);
+    assert!(bad.body["detail"].as_str().unwrap().contains("MOD 97-10"), "{}", bad.body);
+    let bad = server.post("/v1/orders", &json!({"plan": "jp-travel", "eid": "8904903200000000"}));
     assert_eq!((bad.status, bad.body["field"].as_str()), (400, Some("eid")), "{}", bad.body);
     let bad = server.post("/v1/orders", &json!({"plan": "jp-travel", "identifiers": {"iccid": ICCIDS[2]}}));
     assert_eq!((bad.status, bad.body["field"].as_str()), (400, Some("identifiers.iccid")), "{}", bad.body);
@@ -253,6 +267,19 @@ fn failures_are_answers_and_orders_survive_a_crash() {
     assert_eq!(downloads.len(), 3, "f1's, and s1's twice: {downloads:?}");
     assert_eq!(downloads[1], downloads[2], "the retry reused the functionCallIdentifier");
     assert_eq!(setup.double.state_of(ICCIDS[2]), Some(ProfileState::Available), "no second profile was taken");
+    // Cancelled while pending after a dropped connection (or just after a
+    // retry completed it): either way cancelled, and the profile back in
+    // stock on both sides.
+    setup.double.push_fault(Fault::Drop);
+    let pending = server.post("/v1/orders", &json!({"id": "c1", "plan": "jp-travel"})).body;
+    assert_eq!((pending["status"].as_str(), pending["iccid"].as_str()), (Some("pending"), Some(ICCIDS[2])), "{pending}");
+    let cancelled = server.post("/v1/orders/c1/cancel", &json!({}));
+    assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (200, Some("cancelled")), "{}", cancelled.body);
+    assert_eq!(setup.double.state_of(ICCIDS[2]), Some(ProfileState::Available));
+    assert_eq!(server.get(&format!("/v1/esim/profiles/{}", ICCIDS[2])).body["state"], "available");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(server.get("/v1/orders/c1").body["status"], "cancelled", "the retry timer leaves a cancelled order alone");
+    let downloads: Vec<String> = setup.double.calls().into_iter().filter(|(f, _)| f == "downloadOrder").map(|(_, id)| id).collect();
     // kill -9 while the SM-DP+ is still working on downloadOrder.
     setup.double.push_fault(Fault::Delay(Duration::from_millis(700)));
     let base = server.base.clone();

@@ -653,3 +653,35 @@ fn the_console_passes_lighthouse_and_axe() {
         assert_eq!(browser.axe(), json!([]), "{path}: axe-core violations");
     }
 }
+
+/// The customer page of an eSIM sold but not yet installed: its install
+/// help (QR code, links, activation code) passes Lighthouse and axe, and the
+/// QR code as the browser draws it on the page reads back, with `zbarimg`,
+/// to exactly the order's activation code.
+#[test]
+fn the_install_help_on_the_customer_page_passes_and_scans() {
+    let setup = crate::orders::Setup::new(None);
+    let store = crate::server::TestStore::new(crate::server::Backend::Sqlite);
+    let server = setup.start(&store);
+    crate::orders::stock(&server);
+    let order = server.post("/v1/orders", &json!({"id": "b1", "plan": "jp-travel"})).body;
+    let code = order["activation_code"].as_str().unwrap_or_else(|| panic!("{order}")).to_string();
+    let link = server.post("/v1/subscriptions/b1/tokens", &json!({})).body["url"].as_str().unwrap().to_string();
+    let browser = Browser::phone();
+    for (name, lang) in [("customer-install-en", "en"), ("customer-install-zh", "zh")] {
+        let url = format!("{link}?lang={lang}");
+        if lang == "en" {
+            let (accessibility, best_practices, _performance) = lighthouse(&url, name);
+            assert_eq!(accessibility, 1.0, "{name}: Lighthouse accessibility");
+            assert!(best_practices >= 0.95, "{name}: Lighthouse best practices {best_practices}");
+        }
+        browser.open(&url);
+        assert_eq!(browser.axe(), json!([]), "{name}: axe-core violations");
+    }
+    browser.open(&format!("{link}?lang=en"));
+    browser.run("document.querySelector('svg.qr').scrollIntoView({block: 'center'});");
+    browser.screenshot("customer-install-qr");
+    let shot = crate::common::repo_root().join("target/screenshots/customer-install-qr.png");
+    let output = Command::new("zbarimg").args(["--raw", "-q"]).arg(&shot).output().expect("zbarimg runs (zbar-tools; .ci/run installs it)");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), code, "the QR code on the page scans to the activation code");
+}

@@ -49,7 +49,7 @@ const ICCIDS: [&str; 3] = ["89445000000000000019", "89445000000000000027", "8944
 
 /// The double (three `travel` profiles) and rollover configured to order
 /// from it, with a short wait before retries and a one-second timeout.
-struct Setup {
+pub(crate) struct Setup {
     certificates: Certificates,
     runtime: tokio::runtime::Runtime,
     double: Arc<Double>,
@@ -57,7 +57,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(receiver: Option<&crate::webhooks::Receiver>) -> Setup {
+    pub(crate) fn new(receiver: Option<&crate::webhooks::Receiver>) -> Setup {
         let certificates = certificates();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let (double, port) = runtime.block_on(smdp(&certificates));
@@ -78,7 +78,7 @@ impl Setup {
         Setup { certificates, runtime, double, env }
     }
 
-    fn start(&self, store: &TestStore) -> Server {
+    pub(crate) fn start(&self, store: &TestStore) -> Server {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let server = Server::start_on(store, &env);
         let port = server.esim.expect("the callback listener's address is printed").port();
@@ -92,7 +92,7 @@ impl Setup {
     }
 }
 
-fn stock(server: &Server) {
+pub(crate) fn stock(server: &Server) {
     assert_eq!(server.post_raw("/v1/plans", "application/toml", PLANS).status, 201);
     let csv = format!("iccid,profile_type,imsi,msisdn\n{},travel,440101234567891,8190000001\n{},travel,,\n{},travel,,\n", ICCIDS[0], ICCIDS[1], ICCIDS[2]);
     assert_eq!(server.post_raw("/v1/esim/profiles", "text/csv", &csv).body["added"], 3);

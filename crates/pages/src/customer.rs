@@ -63,6 +63,9 @@ pub struct EsimView<'a> {
 pub struct Install<'a> {
     /// `LPA:1$...`.
     pub activation_code: &'a str,
+    /// Its two parts, for phones that ask for them one by one.
+    pub smdp_address: &'a str,
+    pub matching_id: &'a str,
     pub ios_link: &'a str,
     pub android_link: &'a str,
     /// The QR code: its side in modules and its SVG path data.
@@ -663,7 +666,7 @@ fn install_help(h: &mut Html, lang: Lang, install: &Install) {
     h.element("rect", &[("width", &size.to_string()), ("height", &size.to_string()), ("fill", "#fff")], "");
     h.element("path", &[("fill", "#000"), ("d", path)], "");
     h.close("svg");
-    h.element("p", &[], pick(lang, "On another device, scan this code with your phone's camera, or open Settings, then Mobile/Cellular, then Add eSIM.", "请在另一台设备上打开本页，用手机相机扫描此二维码；或在手机“设置”中选择“蜂窝网络/移动网络”，再选择“添加 eSIM”。"));
+    h.element("p", &[], pick(lang, "If this page is on another screen, scan the code with your phone's camera, or in your phone's Settings choose Mobile/Cellular, then Add eSIM.", "如果本页显示在另一块屏幕上，请用手机相机扫描此二维码；或在手机“设置”中选择“蜂窝网络/移动网络”，再选择“添加 eSIM”。"));
     h.open("p", &[]);
     h.text(pick(lang, "On this phone: ", "在本机上安装："));
     h.element("a", &[("href", install.ios_link)], pick(lang, "install on iPhone", "在 iPhone 上安装"));
@@ -673,6 +676,11 @@ fn install_help(h: &mut Html, lang: Lang, install: &Install) {
     h.open("p", &[]);
     h.text(pick(lang, "Or enter the activation code by hand: ", "或手动输入激活码："));
     h.element("code", &[("class", "id")], install.activation_code);
+    h.text(pick(lang, ". A phone that asks for two parts wants the SM-DP+ address ", "。如手机要求分别填写，SM-DP+ 地址为 "));
+    h.element("code", &[("class", "id")], install.smdp_address);
+    h.text(pick(lang, " and the activation code ", "，激活码为 "));
+    h.element("code", &[("class", "id")], install.matching_id);
+    h.text(pick(lang, ".", "。"));
     h.close("p");
     h.close("section");
 }

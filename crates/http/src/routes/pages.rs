@@ -130,13 +130,15 @@ async fn render(service: &Service, orders: &rollover_service::orders::Orders, su
     let code = order.filter(|o| o.subscription.as_deref() == Some(subscription)).and_then(|o| o.activation_code());
     let drawn = code.as_ref().and_then(|c| {
         let qr = rollover_esim::qr::svg_path(&c.lpa()).ok()?;
-        Some((c.lpa(), c.ios_link(), c.android_link(), qr))
+        Some((c.lpa(), c.ios_link(), c.android_link(), qr, c.smdp_address.clone(), c.matching_id.clone()))
     });
     let esim = profile.as_ref().map(|p| rollover_pages::customer::EsimView {
         iccid: p.iccid.as_str(),
         state: p.state.as_str(),
-        install: drawn.as_ref().map(|(lpa, ios, android, (size, path))| rollover_pages::customer::Install {
+        install: drawn.as_ref().map(|(lpa, ios, android, (size, path), address, matching_id)| rollover_pages::customer::Install {
             activation_code: lpa,
+            smdp_address: address,
+            matching_id,
             ios_link: ios,
             android_link: android,
             qr: (*size, path.as_str()),

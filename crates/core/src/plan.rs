@@ -181,24 +181,31 @@ pub struct Addon {
     pub plans: Vec<String>,
 }
 
+/// What plans and add-ons both have: an id (a-z, 0-9 and '-'), a name, a
+/// currency and a price in it.
+fn offer_of(id: &Option<String>, name: &Option<String>, currency: &Option<String>, price: &Option<String>) -> Result<(String, String, Currency, i64), PlanError> {
+    let id = required(id, "id")?;
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(error("id", format!("\"{id}\" must be 1 to 64 characters of a-z, 0-9 and '-'")));
+    }
+    let name = required(name, "name")?;
+    if name.trim().is_empty() {
+        return Err(error("name", "must not be empty"));
+    }
+    let currency_code = required(currency, "currency")?;
+    let currency = Currency::parse(currency_code).map_err(|e| error("currency", e.to_string()))?;
+    let price_text = required(price, "price")?;
+    let price_minor = currency.parse_price(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
+    Ok((id.clone(), name.clone(), currency, price_minor))
+}
+
 /// Most plans one add-on may name.
 pub const MAX_ADDON_PLANS: usize = 100;
 
 impl Addon {
     /// Checks every field of an `[[addon]]` table; the error names the field.
     pub fn from_draft(draft: &AddonDraft) -> Result<Addon, PlanError> {
-        let id = required(&draft.id, "id")?;
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(error("id", format!("\"{id}\" must be 1 to 64 characters of a-z, 0-9 and '-'")));
-        }
-        let name = required(&draft.name, "name")?;
-        if name.trim().is_empty() {
-            return Err(error("name", "must not be empty"));
-        }
-        let currency_code = required(&draft.currency, "currency")?;
-        let currency = Currency::parse(currency_code).map_err(|e| error("currency", e.to_string()))?;
-        let price_text = required(&draft.price, "price")?;
-        let price_minor = currency.parse_price(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
+        let (id, name, currency, price_minor) = offer_of(&draft.id, &draft.name, &draft.currency, &draft.price)?;
         let data = required(&draft.data, "data")?;
         let bytes = amount(data, "data")?;
         if bytes == 0 {
@@ -226,7 +233,7 @@ impl Addon {
                 return Err(error("plans", format!("\"{plan}\" is listed twice")));
             }
         }
-        Ok(Addon { id: id.clone(), name: name.clone(), currency, price_minor, bytes, kind, expires, plans: plans.clone() })
+        Ok(Addon { id, name, currency, price_minor, bytes, kind, expires, plans: plans.clone() })
     }
 
     /// Whether it may be bought for `plan`: named by it, and in its currency.
@@ -345,21 +352,7 @@ impl Plan {
     /// Checks every field of a drafted plan and every rule between fields,
     /// naming the field that breaks one. Each section has its own reader.
     pub fn from_draft(draft: &PlanDraft) -> Result<Plan, PlanError> {
-        let id = required(&draft.id, "id")?;
-        if id.is_empty()
-            || id.len() > 64
-            || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(error("id", format!("\"{id}\" must be 1 to 64 characters of a-z, 0-9 and '-'")));
-        }
-        let name = required(&draft.name, "name")?;
-        if name.trim().is_empty() {
-            return Err(error("name", "must not be empty"));
-        }
-        let currency_code = required(&draft.currency, "currency")?;
-        let currency = Currency::parse(currency_code).map_err(|e| error("currency", e.to_string()))?;
-        let price_text = required(&draft.price, "price")?;
-        let price_minor = currency.parse_price(price_text).map_err(|e| error("price", format!("\"{price_text}\": {e}")))?;
+        let (id, name, currency, price_minor) = offer_of(&draft.id, &draft.name, &draft.currency, &draft.price)?;
         let zone_name = required(&draft.timezone, "timezone")?;
         let zone = Zone::parse(zone_name).map_err(|e| error("timezone", e))?;
         let (period, starts, activate_within, prorate_daily) = period_of(required(&draft.period, "period")?)?;
@@ -400,8 +393,8 @@ impl Plan {
 
         let unit_base = units_seen.first().map(|u| UnitBase::of_unit(*u)).unwrap_or(UnitBase::Binary);
         Ok(Plan {
-            id: id.clone(),
-            name: name.clone(),
+            id,
+            name,
             currency,
             price_minor,
             zone,

@@ -75,7 +75,7 @@ codes! {
     NoProfileAvailable = "no_profile_available", CONFLICT, "No eSIM profile is `available` in the inventory (of the plan's `profile_type`); add profiles with `POST /v1/esim/profiles`.";
     PurchaseConflict = "purchase_conflict", CONFLICT, "An add-on purchase with this id was made before, for another add-on.";
     OrderMismatch = "order_mismatch", CONFLICT, "An order with this id exists and asked for another plan, EID or identifiers; `field` names the first that differs.";
-    NoActivationCode = "no_activation_code", CONFLICT, "The order has not completed (it is pending, failed or cancelled), so it has no activation code or QR code to show.";
+    ActivationPending = "no_activation_code", CONFLICT, "The order has not completed (it is pending, failed or cancelled), so it has no activation code or QR code to show.";
     OrderNotCancellable = "order_not_cancellable", CONFLICT, "The order is past the point where it can be cancelled (its profile was downloaded) or is already finished; `detail` says which. Cancel the subscription instead.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than `limits.max_body_bytes`.";
     TooManyRecords = "too_many_records", PAYLOAD_TOO_LARGE, "More usage records than `limits.max_records_per_request` in one request.";

@@ -10,6 +10,9 @@ use tokio::sync::oneshot;
 /// Most events in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 
+/// Work for the writer's connection.
+pub(crate) type StoreWork = Box<dyn FnOnce(&mut dyn rollover_store::Store) + Send>;
+
 pub(crate) enum Write {
     Batch { batch: Batch, done: oneshot::Sender<()> },
     /// Answered with the store's error, if any: plans are published only
@@ -22,7 +25,7 @@ pub(crate) enum Write {
     ProfileState { iccid: String, state: &'static str, eid: Option<String>, at_micros: i64, done: oneshot::Sender<Result<bool, StoreError>> },
     /// Any other write (eSIM orders), run on the writer's connection after
     /// what was gathered before it is committed.
-    Run(Box<dyn FnOnce(&mut dyn rollover_store::Store) + Send>),
+    Run(StoreWork),
 }
 
 pub(crate) struct Writer {

@@ -262,7 +262,7 @@ fn plans(ctx: &Ctx, raw_plans: &[S<RawPlan>]) -> Result<Vec<Plan>, FileError> {
 /// Every `[[addon]]` of a file, checked field by field; each add-on's
 /// plans must be in `known` (the file's plans, and the catalog's when
 /// uploading), in the add-on's currency.
-fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<&dyn Fn(&str) -> Option<Currency>>, looked_in: &str) -> Result<Vec<Addon>, FileError> {
+fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<CurrencyOf>, looked_in: &str) -> Result<Vec<Addon>, FileError> {
     let mut addons: Vec<Addon> = Vec::with_capacity(raw_addons.len());
     for (index, raw) in raw_addons.iter().enumerate() {
         let a = raw.get_ref();
@@ -300,6 +300,9 @@ fn addons(ctx: &Ctx, raw_addons: &[S<RawAddon>], known: Option<&dyn Fn(&str) -> 
     Ok(addons)
 }
 
+/// The currency of a plan by its id, where a catalog knows it.
+pub type CurrencyOf<'a> = &'a dyn Fn(&str) -> Option<Currency>;
+
 /// A plan document: its plans and add-ons, each with the TOML text it is
 /// stored as.
 pub struct Document {
@@ -310,7 +313,7 @@ pub struct Document {
 /// Reads a plan document of `[[plan]]` and `[[addon]]` tables (at least
 /// one), as an upload does: an add-on may also name a plan that `catalog`
 /// knows (its currency).
-pub fn parse_document(file: &str, text: &str, catalog: Option<&dyn Fn(&str) -> Option<Currency>>) -> Result<Document, FileError> {
+pub fn parse_document(file: &str, text: &str, catalog: Option<CurrencyOf>) -> Result<Document, FileError> {
     let ctx = Ctx { file, text };
     let raw = parse_raw(&ctx)?;
     if raw.plan.len() > MAX_PLANS_PER_DOCUMENT || raw.addon.len() > MAX_PLANS_PER_DOCUMENT {

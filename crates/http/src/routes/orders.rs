@@ -94,7 +94,7 @@ async fn activation(orders: &Orders, id: &str) -> Result<(Order, String), Proble
             let lpa = code.lpa();
             Ok((order, lpa))
         }
-        (status, _) => Err(Problem::about(Code::NoActivationCode, "id", format!("order {id} is {}: it has no activation code to show", status.name()))),
+        (status, _) => Err(Problem::about(Code::ActivationPending, "id", format!("order {id} is {}: it has no activation code to show", status.name()))),
     }
 }
 

@@ -13,6 +13,7 @@
 //! One order is driven by one task at a time (a lock per id).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,6 +164,30 @@ struct Inner {
     service: Service,
     settings: Option<OrderSettings>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    counts: Counts,
+}
+
+/// What `/metrics` counts of orders, since the start.
+#[derive(Default)]
+struct Counts {
+    placed: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    unanswered: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+impl Counts {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP rollover_esim_orders_total eSIM orders by outcome: placed, completed, failed, cancelled, and ES2+ calls the SM-DP+ left unanswered (each retried).\n# TYPE rollover_esim_orders_total counter\n");
+        for (name, value) in [("placed", &self.placed), ("completed", &self.completed), ("failed", &self.failed), ("cancelled", &self.cancelled), ("unanswered", &self.unanswered)] {
+            out.push_str(&format!("rollover_esim_orders_total{{outcome=\"{name}\"}} {}\n", value.load(Ordering::Relaxed)));
+        }
+    }
 }
 
 /// What one ES2+ call came to.
@@ -175,7 +200,16 @@ enum Answer {
 impl Orders {
     /// Without settings every order answers "provisioning is not configured".
     pub fn new(service: Service, settings: Option<OrderSettings>) -> Orders {
-        Orders { inner: Arc::new(Inner { service, settings, locks: Mutex::new(HashMap::new()) }) }
+        let inner = Arc::new(Inner { service: service.clone(), settings, locks: Mutex::new(HashMap::new()), counts: Counts::default() });
+        if inner.settings.is_some() {
+            let source = Arc::downgrade(&inner);
+            service.add_metrics(Box::new(move |out| {
+                if let Some(inner) = source.upgrade() {
+                    inner.counts.render(out);
+                }
+            }));
+        }
+        Orders { inner }
     }
 
     pub fn is_configured(&self) -> bool {
@@ -243,6 +277,7 @@ impl Orders {
                     self.fail(&mut order, None, &format!("{field} already belongs to subscription {owner}"), ProfileState::Available).await?;
                     return Err(ServiceError::IdentifierTaken { field, owner });
                 }
+                Counts::bump(&self.inner.counts.placed);
                 self.save(&order).await?;
                 self.drive(&mut order).await?;
                 Ok((order, true))
@@ -350,6 +385,7 @@ impl Orders {
         service.set_profile_state(&iccid, ProfileState::Available, None).await?;
         order.status = OrderStatus::Cancelled;
         self.save(&order).await?;
+        Counts::bump(&self.inner.counts.cancelled);
         Ok(order)
     }
 
@@ -442,6 +478,7 @@ impl Orders {
                 self.fail(order, Some(failure), &why, back).await.map(|()| true)
             }
             Answer::Unanswered(why) => {
+                Counts::bump(&self.inner.counts.unanswered);
                 order.attempts += 1;
                 let settings = self.inner.settings.as_ref().expect("orders are driven only when configured");
                 let wait = settings.retry_base.saturating_mul(1 << order.attempts.saturating_sub(1).min(20)).min(settings.retry_max);
@@ -467,6 +504,7 @@ impl Orders {
             service.set_profile_state(&iccid, back, None).await?;
         }
         self.save(order).await?;
+        Counts::bump(&self.inner.counts.failed);
         tracing::warn!(order = %order.id, %why, "esim order failed");
         let data = json!({"order": order.id, "plan": order.plan, "iccid": order.iccid, "reason": why, "failure": failure});
         service.tell("order_failed", &order.id, None, data).await
@@ -492,6 +530,7 @@ impl Orders {
         order.status = OrderStatus::Completed;
         order.updated_micros = service.now().micros();
         self.save(order).await?;
+        Counts::bump(&self.inner.counts.completed);
         let code = order.activation_code().map(|c| c.to_string()).unwrap_or_default();
         let _ = service.note(&order.id, format!("esim: order {} completed; profile {} released for download ({code})", order.id, order.iccid)).await;
         Ok(())

@@ -267,6 +267,10 @@ fn failures_are_answers_and_orders_survive_a_crash() {
     assert_eq!(downloads.len(), 3, "f1's, and s1's twice: {downloads:?}");
     assert_eq!(downloads[1], downloads[2], "the retry reused the functionCallIdentifier");
     assert_eq!(setup.double.state_of(ICCIDS[2]), Some(ProfileState::Available), "no second profile was taken");
+    let metrics = server.get("/metrics").body.as_str().unwrap().to_string();
+    for line in ["rollover_esim_orders_total{outcome=\"placed\"} 2", "rollover_esim_orders_total{outcome=\"failed\"} 1", "rollover_esim_orders_total{outcome=\"completed\"} 1", "rollover_esim_orders_total{outcome=\"unanswered\"} 1"] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     // Cancelled while pending after a dropped connection (or just after a
     // retry completed it): either way cancelled, and the profile back in
     // stock on both sides.

@@ -78,7 +78,7 @@ codes! {
     ActivationPending = "no_activation_code", CONFLICT, "The order has not completed (it is pending, failed or cancelled), so it has no activation code or QR code to show.";
     OrderNotCancellable = "order_not_cancellable", CONFLICT, "The order is past the point where it can be cancelled (its profile was downloaded) or is already finished; `detail` says which. Cancel the subscription instead.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than `limits.max_body_bytes`.";
-    TooManyRecords = "too_many_records", PAYLOAD_TOO_LARGE, "More usage records than `limits.max_records_per_request` in one request.";
+    TooManyRecords = "too_many_records", PAYLOAD_TOO_LARGE, "More usage records than `limits.max_records_per_request` in one request, or more than 10,000 subscriptions in one `POST /v1/subscriptions/batch`.";
     UriTooLong = "uri_too_long", URI_TOO_LONG, "The path and query are longer than 8,192 bytes.";
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body's `Content-Type` is not one the endpoint reads (`application/json`; plans also `application/toml`).";
     UnknownReference = "unknown_reference", UNPROCESSABLE_ENTITY, "The body names a plan or subscription that does not exist; `field` says where (`plan`, `change_plan`, `subscription`).";

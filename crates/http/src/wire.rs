@@ -609,3 +609,33 @@ pub struct AddonPurchaseOut {
     #[serde(flatten)]
     pub outcome: EventOutcomeOut,
 }
+
+/// `POST /v1/subscriptions/batch`.
+#[derive(Serialize)]
+pub struct ImportOut {
+    pub created: usize,
+    pub results: Vec<ImportResult>,
+}
+
+/// One line of an import: `created`, `unchanged` or `rejected`.
+#[derive(Serialize)]
+pub struct ImportResult {
+    pub id: Option<String>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ImportResult {
+    pub fn done(id: String, status: &'static str) -> ImportResult {
+        ImportResult { id: Some(id), status, code: None, field: None, detail: None }
+    }
+
+    pub fn rejected(id: Option<&str>, problem: &crate::Problem) -> ImportResult {
+        ImportResult { id: id.map(str::to_string), status: "rejected", code: Some(problem.code), field: problem.field.clone(), detail: Some(problem.detail.clone()) }
+    }
+}

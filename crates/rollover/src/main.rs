@@ -12,6 +12,7 @@ use rollover_terms::{parse_plans, parse_scenario, run};
 mod bench;
 mod config;
 mod demo;
+mod import;
 mod keys;
 mod loadgen;
 mod netload;
@@ -80,11 +81,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move data into a running server: `import subscriptions FILE.csv`.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Measure the engine: rating and boundary speed, memory per subscription.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Buy many subscriptions at once (an existing base), idempotent by id,
+    /// every refused line named. Exit 0: all in; 1: some lines refused; 2:
+    /// the file or the server could not be used.
+    Subscriptions(import::ImportSubscriptions),
 }
 
 #[derive(Subcommand)]
@@ -149,6 +163,7 @@ fn main() -> ExitCode {
         Command::Serve { config, clock, log_format } => serve::run(config, clock, matches!(log_format, LogFormat::Json)),
         Command::Simulate { file, json, ledger } => simulate(&file, json, ledger),
         Command::Plan { command: PlanCommand::Check { file } } => plan_check(&file),
+        Command::Import { command: ImportCommand::Subscriptions(options) } => import::subscriptions(options),
         Command::Plan { command: PlanCommand::Explain { file, lang, plan } } => plan_explain(&file, lang, plan.as_deref()),
         Command::Advise { usage, catalog, start, lang, json } => advise(&usage, &catalog, start.as_deref(), lang.into(), json),
         Command::Bench { command } => bench::run(command),

@@ -73,6 +73,17 @@ pub struct Uploaded {
     pub addons: Vec<(String, u32)>,
 }
 
+/// Purchases an import sends to the workers at once.
+pub const IMPORT_CHUNK: usize = 1024;
+
+/// What importing one subscription did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    Created,
+    /// It was there, with the same plan and identifiers.
+    Unchanged,
+}
+
 /// What buying an add-on did.
 #[derive(Debug, Clone)]
 pub struct AddonPurchase {
@@ -283,6 +294,74 @@ impl Service {
                 Err(e)
             }
         }
+    }
+
+    /// Buys many subscriptions, as an operator moving an existing base
+    /// does: in order, a result each. Idempotent by id: one that exists
+    /// with the same plan and identifiers is `Unchanged`; with others, it is
+    /// `SubscriptionExists`. Purchases go to the workers [`IMPORT_CHUNK`] at
+    /// a time, so they share group commits.
+    pub async fn import_subscriptions(&self, list: Vec<NewSubscription>) -> Vec<Result<Imported, ServiceError>> {
+        let mut results = Vec::with_capacity(list.len());
+        let mut chunk: Vec<NewSubscription> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for new in list {
+            // A line that shares an id or identifier with an earlier one of
+            // the chunk waits for it: the earlier line wins, as in the file.
+            let mut keys = identifier_keys(&new.identifiers).into_iter().map(|(_, key)| key).collect::<Vec<_>>();
+            keys.push(format!("id={}", new.id));
+            if chunk.len() == IMPORT_CHUNK || keys.iter().any(|k| seen.contains(k)) {
+                results.extend(self.import_chunk(std::mem::take(&mut chunk)).await);
+                seen.clear();
+            }
+            seen.extend(keys);
+            chunk.push(new);
+        }
+        results.extend(self.import_chunk(chunk).await);
+        results
+    }
+
+    /// Buys a chunk of subscriptions at once; results in order.
+    async fn import_chunk(&self, chunk: Vec<NewSubscription>) -> Vec<Result<Imported, ServiceError>> {
+        let count = chunk.len();
+        let mut set = tokio::task::JoinSet::new();
+        for (index, new) in chunk.into_iter().enumerate() {
+            let service = self.clone();
+            set.spawn(async move { (index, service.import_one(new).await) });
+        }
+        let mut results: Vec<Option<Result<Imported, ServiceError>>> = (0..count).map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((index, result)) => results[index] = Some(result),
+                Err(_) => tracing::error!("an import task panicked"),
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(ServiceError::Stopped { what: "an import task" }))).collect()
+    }
+
+    async fn import_one(&self, new: NewSubscription) -> Result<Imported, ServiceError> {
+        let (id, plan, identifiers) = (new.id.clone(), new.plan.clone(), new.identifiers.clone());
+        let mut attempt = 0;
+        loop {
+            let new = NewSubscription { id: id.clone(), plan: plan.clone(), at: new.at, identifiers: identifiers.clone() };
+            match self.create_subscription(new).await {
+                Ok(_) => return Ok(Imported::Created),
+                Err(ServiceError::SubscriptionExists { .. }) => return self.same_as_stored(&id, &plan, &identifiers).await,
+                Err(ServiceError::IdentifierTaken { owner, .. }) if owner == id => return self.same_as_stored(&id, &plan, &identifiers).await,
+                // A full queue: wait a moment rather than refuse a line.
+                Err(ServiceError::Busy) if attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn same_as_stored(&self, id: &str, plan: &str, identifiers: &Identifiers) -> Result<Imported, ServiceError> {
+        let (stored, _) = self.identifiers(id).await?;
+        let bought = self.balance(id).await?.plan.id;
+        if bought == plan && stored == *identifiers { Ok(Imported::Unchanged) } else { Err(ServiceError::SubscriptionExists { id: id.to_string() }) }
     }
 
     pub async fn apply_event(&self, subscription: &str, event: LifecycleEvent, at: Option<Instant>) -> Result<EventOutcome, ServiceError> {

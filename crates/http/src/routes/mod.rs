@@ -72,6 +72,7 @@ pub fn router(service: Service, orders: rollover_service::orders::Orders, securi
         .route("/v1/plans", post(plans::post_plans).get(plans::get_plans))
         .route("/v1/plans/{id}", get(plans::get_plan))
         .route("/v1/subscriptions", post(subscriptions::post_subscription).get(subscriptions::list_subscriptions))
+        .route("/v1/subscriptions/batch", post(subscriptions::post_batch))
         .route("/v1/subscriptions/{id}/events", post(subscriptions::post_event))
         .route("/v1/subscriptions/{id}/balance", get(subscriptions::get_balance))
         .route("/v1/subscriptions/{id}/ledger", get(ledger::get_ledger))

@@ -16,24 +16,82 @@ use super::generated_id;
 
 pub(super) async fn post_subscription(State(service): State<Service>, body: Bytes) -> ApiResult {
     let fields = json::parse_object(&body)?;
-    json::only(&fields, "", &["id", "plan", "at", "identifiers"])?;
-    let id = match json::id(&fields, "", "id")? {
-        Some(id) => id,
-        None => generated_id(),
+    let mut new = new_subscription(&fields, "")?;
+    if new.id.is_empty() {
+        new.id = generated_id();
+    }
+    let id = service.create_subscription(new).await?;
+    Ok(created(wire::Created { id: &id }))
+}
+
+/// Most subscriptions in one `POST /v1/subscriptions/batch`.
+pub const MAX_BATCH: usize = 10_000;
+
+/// `POST /v1/subscriptions/batch` `{"subscriptions": [...]}`: up to
+/// [`MAX_BATCH`] purchases, each shaped as `POST /v1/subscriptions` takes one
+/// but with its `id` required (the import's idempotency key); a result each,
+/// in order: `created`, `unchanged` (there already, the same), or `rejected`
+/// with the problem's code, field and detail. A bad line rejects itself only.
+pub(super) async fn post_batch(State(service): State<Service>, body: Bytes) -> ApiResult {
+    let fields = json::parse_object(&body)?;
+    json::only(&fields, "", &["subscriptions"])?;
+    let Some(Value::Array(items)) = fields.get("subscriptions") else {
+        return Err(Problem::about(Code::MissingField, "subscriptions", "is required: an array of subscriptions"));
     };
-    let plan = json::required_string(&fields, "", "plan")?.to_string();
-    let at = json::instant(&fields, "", "at")?;
+    if items.len() > MAX_BATCH {
+        return Err(Problem::about(Code::TooManyRecords, "subscriptions", format!("{} subscriptions; at most {MAX_BATCH} in one request", items.len())));
+    }
+    let mut results: Vec<Option<wire::ImportResult>> = Vec::with_capacity(items.len());
+    let mut wanted = Vec::new();
+    let mut places = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("subscriptions[{index}]");
+        let parsed = match item {
+            Value::Object(one) => new_subscription(one, &path).and_then(|new| {
+                if new.id.is_empty() { Err(Problem::about(Code::MissingField, format!("{path}.id"), "is required in a batch: it makes the import idempotent")) } else { Ok(new) }
+            }),
+            _ => Err(Problem::invalid(path.clone(), "must be an object")),
+        };
+        match parsed {
+            Ok(new) => {
+                places.push(index);
+                results.push(None);
+                wanted.push(new);
+            }
+            Err(problem) => results.push(Some(wire::ImportResult::rejected(item["id"].as_str(), &problem))),
+        }
+    }
+    let ids: Vec<String> = wanted.iter().map(|n| n.id.clone()).collect();
+    for ((index, id), outcome) in places.into_iter().zip(ids).zip(service.import_subscriptions(wanted).await) {
+        results[index] = Some(match outcome {
+            Ok(rollover_service::Imported::Created) => wire::ImportResult::done(id, "created"),
+            Ok(rollover_service::Imported::Unchanged) => wire::ImportResult::done(id, "unchanged"),
+            Err(error) => wire::ImportResult::rejected(Some(&id), &Problem::from(error)),
+        });
+    }
+    let results: Vec<wire::ImportResult> = results.into_iter().flatten().collect();
+    Ok(ok(wire::ImportOut { created: results.iter().filter(|r| r.status == "created").count(), results }))
+}
+
+/// One purchase as `POST /v1/subscriptions` takes it; `path` prefixes the
+/// fields named in errors. An absent `id` is left empty.
+fn new_subscription(fields: &json::Fields, path: &str) -> Result<NewSubscription, Problem> {
+    json::only(fields, path, &["id", "plan", "at", "identifiers"])?;
+    let id = json::id(fields, path, "id")?.unwrap_or_default();
+    let plan = json::required_string(fields, path, "plan")?.to_string();
+    let at = json::instant(fields, path, "at")?;
     let mut identifiers = SubscriptionIdentifiers::default();
+    let ids_path = json::join(path, "identifiers");
     match fields.get("identifiers") {
         None | Some(Value::Null) => {}
         Some(Value::Object(ids)) => {
-            json::only(ids, "identifiers", &["iccid", "imsi", "msisdn", "external_id"])?;
+            json::only(ids, &ids_path, &["iccid", "imsi", "msisdn", "external_id"])?;
             let digits = |key: &str, lengths: std::ops::RangeInclusive<usize>| -> Result<Option<String>, Problem> {
-                match json::string(ids, "identifiers", key)? {
+                match json::string(ids, &ids_path, key)? {
                     None => Ok(None),
                     Some(s) if lengths.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(s.to_string())),
                     Some(_) => Err(Problem::invalid(
-                        format!("identifiers.{key}"),
+                        json::join(&ids_path, key),
                         format!("must be {} to {} digits", lengths.start(), lengths.end()),
                     )),
                 }
@@ -41,15 +99,12 @@ pub(super) async fn post_subscription(State(service): State<Service>, body: Byte
             identifiers.iccid = digits("iccid", 18..=22)?;
             identifiers.imsi = digits("imsi", 6..=15)?;
             identifiers.msisdn = digits("msisdn", 5..=15)?;
-            identifiers.external_id = json::id(ids, "identifiers", "external_id")?;
+            identifiers.external_id = json::id(ids, &ids_path, "external_id")?;
         }
-        Some(_) => return Err(Problem::invalid("identifiers", "must be an object")),
+        Some(_) => return Err(Problem::invalid(ids_path, "must be an object")),
     }
-    let id = service.create_subscription(NewSubscription { id, plan, at, identifiers }).await?;
-    Ok(created(wire::Created { id: &id }))
+    Ok(NewSubscription { id, plan, at, identifiers })
 }
-
-
 
 pub(super) async fn post_event(State(service): State<Service>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let fields = json::parse_object(&body)?;

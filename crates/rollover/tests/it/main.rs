@@ -17,6 +17,7 @@ mod es2;
 mod esim;
 mod explain;
 mod hostile;
+mod import;
 mod orders;
 mod radius;
 mod schemathesis;

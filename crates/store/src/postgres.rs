@@ -434,11 +434,17 @@ impl Store for PostgresStore {
 
     fn commit(&mut self, batch: &Batch) -> Result<()> {
         let mut tx = self.client.transaction().map_err(db)?;
-        for s in &batch.subscriptions {
-            let i = &s.identifiers;
+        if !batch.subscriptions.is_empty() {
+            // One statement for the whole batch (an import brings thousands).
+            let column = |get: fn(&crate::SubscriptionRow) -> Option<&str>| batch.subscriptions.iter().map(get).collect::<Vec<Option<&str>>>();
+            let ids: Vec<&str> = batch.subscriptions.iter().map(|s| s.id.as_str()).collect();
+            let created: Vec<i64> = batch.subscriptions.iter().map(|s| s.created_at_micros).collect();
+            let (iccid, imsi) = (column(|s| s.identifiers.iccid.as_deref()), column(|s| s.identifiers.imsi.as_deref()));
+            let (msisdn, external) = (column(|s| s.identifiers.msisdn.as_deref()), column(|s| s.identifiers.external_id.as_deref()));
             tx.execute(
-                "INSERT INTO subscriptions (id, iccid, imsi, msisdn, external_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&s.id, &i.iccid, &i.imsi, &i.msisdn, &i.external_id, &s.created_at_micros],
+                "INSERT INTO subscriptions (id, iccid, imsi, msisdn, external_id, created_at) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])",
+                &[&ids, &iccid, &imsi, &msisdn, &external, &created],
             )
             .map_err(db)?;
         }

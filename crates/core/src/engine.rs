@@ -1021,6 +1021,170 @@ fn push_forfeit(ledger: &mut Vec<Entry>, at: Instant, bucket: &Bucket, bytes: u6
     }
 }
 
+/// The checkpoint form of a subscription's state: a fixed layout, little
+/// endian, that reads back to exactly the same state. Plans are written as
+/// their catalog index; the reader maps them to its own catalog
+/// (`plan_of`), so a catalog loaded in another order reads the same.
+pub mod codec {
+    use super::*;
+
+    /// The layout's version, first byte of every encoding. A reader meets
+    /// only versions it knows; any other is refused, never guessed.
+    pub const FORMAT: u8 = 1;
+
+    /// Why bytes do not read back as a subscription.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum CodecError {
+        Version(u8),
+        Truncated,
+        TrailingBytes(usize),
+        /// A value no subscription can hold (a plan unknown to the reader,
+        /// buckets out of order, more used than granted, ...).
+        Invalid(&'static str),
+    }
+
+    impl std::fmt::Display for CodecError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                CodecError::Version(v) => write!(f, "format version {v}, this build reads {FORMAT}"),
+                CodecError::Truncated => write!(f, "the state ends early"),
+                CodecError::TrailingBytes(n) => write!(f, "{n} bytes after the state"),
+                CodecError::Invalid(what) => write!(f, "not a state a subscription can be in: {what}"),
+            }
+        }
+    }
+
+    impl std::error::Error for CodecError {}
+
+    /// Appends `s` to `out`.
+    pub fn encode(s: &Subscription, out: &mut Vec<u8>) {
+        out.push(FORMAT);
+        out.extend_from_slice(&s.plan.0.to_le_bytes());
+        match s.pending_plan {
+            Some(ix) => {
+                out.push(1);
+                out.extend_from_slice(&ix.0.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&s.next_bucket_id.to_le_bytes());
+        out.extend_from_slice(&s.period_index.to_le_bytes());
+        out.push(s.flags);
+        for instant in [s.purchased_at, s.origin, s.period_end, s.window_end] {
+            out.extend_from_slice(&instant.micros().to_le_bytes());
+        }
+        for value in [s.window_used_bytes, s.payg_period_bytes, s.throttled_bytes, s.rejected_bytes] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&s.charges_minor.to_le_bytes());
+        out.extend_from_slice(&s.fees_minor.to_le_bytes());
+        out.extend_from_slice(&(s.buckets.len() as u32).to_le_bytes());
+        for b in &s.buckets {
+            out.extend_from_slice(&b.id.to_le_bytes());
+            out.extend_from_slice(&b.kind.packed().to_le_bytes());
+            out.extend_from_slice(&b.granted_bytes.to_le_bytes());
+            out.extend_from_slice(&b.used_bytes.to_le_bytes());
+            out.extend_from_slice(&b.expires.micros().to_le_bytes());
+            out.push(b.rank);
+        }
+    }
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl Reader<'_> {
+        fn take<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+            let (head, rest) = self.0.split_first_chunk::<N>().ok_or(CodecError::Truncated)?;
+            self.0 = rest;
+            Ok(*head)
+        }
+        fn u8(&mut self) -> Result<u8, CodecError> {
+            Ok(self.take::<1>()?[0])
+        }
+        fn u32(&mut self) -> Result<u32, CodecError> {
+            Ok(u32::from_le_bytes(self.take()?))
+        }
+        fn u64(&mut self) -> Result<u64, CodecError> {
+            Ok(u64::from_le_bytes(self.take()?))
+        }
+        fn i64(&mut self) -> Result<i64, CodecError> {
+            Ok(i64::from_le_bytes(self.take()?))
+        }
+    }
+
+    /// Reads one state from the front of `bytes`; returns it and the rest.
+    /// `plan_of` maps a written plan index to the reader's (`None`: the
+    /// reader does not have that plan, and the state is refused).
+    pub fn decode<'a>(bytes: &'a [u8], plan_of: &dyn Fn(u32) -> Option<PlanIx>) -> Result<(Subscription, &'a [u8]), CodecError> {
+        let mut r = Reader(bytes);
+        let version = r.u8()?;
+        if version != FORMAT {
+            return Err(CodecError::Version(version));
+        }
+        let plan = plan_of(r.u32()?).ok_or(CodecError::Invalid("an unknown plan"))?;
+        let pending_plan = match r.u8()? {
+            0 => None,
+            1 => Some(plan_of(r.u32()?).ok_or(CodecError::Invalid("an unknown pending plan"))?),
+            _ => return Err(CodecError::Invalid("the pending plan's marker")),
+        };
+        let (next_bucket_id, period_index, flags) = (r.u32()?, r.u32()?, r.u8()?);
+        if flags & !(STARTED | SUSPENDED | ENDED) != 0 {
+            return Err(CodecError::Invalid("unknown flags"));
+        }
+        let [purchased_at, origin, period_end, window_end] = [r.i64()?, r.i64()?, r.i64()?, r.i64()?].map(Instant::from_micros);
+        let [window_used_bytes, payg_period_bytes, throttled_bytes, rejected_bytes] = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+        let (charges_minor, fees_minor) = (r.i64()?, r.i64()?);
+        if charges_minor < 0 || fees_minor < 0 {
+            return Err(CodecError::Invalid("negative money"));
+        }
+        let count = r.u32()? as usize;
+        if count > MAX_LIVE_BUCKETS + 8 {
+            return Err(CodecError::Invalid("more buckets than a subscription may hold"));
+        }
+        let mut buckets: Vec<Bucket> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = r.u32()?;
+            let kind = Kind::from_packed(r.u64()?).ok_or(CodecError::Invalid("a bucket kind"))?;
+            let (granted_bytes, used_bytes, expires, rank) = (r.u64()?, r.u64()?, Instant::from_micros(r.i64()?), r.u8()?);
+            if used_bytes >= granted_bytes || id >= next_bucket_id {
+                return Err(CodecError::Invalid("a bucket with no data left, or an id not yet given"));
+            }
+            let bucket = Bucket { id, kind, granted_bytes, used_bytes, expires, rank };
+            if buckets.last().is_some_and(|last| last.order_key() >= bucket.order_key()) {
+                return Err(CodecError::Invalid("buckets out of consumption order"));
+            }
+            buckets.push(bucket);
+        }
+        let subscription = Subscription {
+            buckets,
+            plan,
+            pending_plan,
+            next_bucket_id,
+            period_index,
+            flags,
+            purchased_at,
+            origin,
+            period_end,
+            window_end,
+            window_used_bytes,
+            payg_period_bytes,
+            throttled_bytes,
+            rejected_bytes,
+            charges_minor,
+            fees_minor,
+        };
+        Ok((subscription, r.0))
+    }
+
+    /// Reads exactly one state from `bytes`.
+    pub fn decode_one(bytes: &[u8], plan_of: &dyn Fn(u32) -> Option<PlanIx>) -> Result<Subscription, CodecError> {
+        let (subscription, rest) = decode(bytes, plan_of)?;
+        if !rest.is_empty() {
+            return Err(CodecError::TrailingBytes(rest.len()));
+        }
+        Ok(subscription)
+    }
+}
+
 /// Used by tests and benchmarks that build states directly.
 impl Subscription {
     pub fn plan_of<'a>(&self, catalog: &'a Catalog) -> &'a Plan {

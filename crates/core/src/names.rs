@@ -104,6 +104,30 @@ impl Kind {
         pack_kind(name).map(Kind).ok_or_else(|| ValueError::Kind(name.to_string()))
     }
 
+    /// The packed form, for checkpoints.
+    pub fn packed(self) -> u64 {
+        self.0
+    }
+
+    /// A kind from its packed form; `None` if no name packs to it.
+    pub fn from_packed(value: u64) -> Option<Kind> {
+        let kind = Kind(value);
+        (value > 0 && pack_kind(&kind.name_checked()?) == Some(value)).then_some(kind)
+    }
+
+    fn name_checked(self) -> Option<String> {
+        let mut value = self.0;
+        let mut n = 0;
+        while value > 0 {
+            if value % 39 == 0 || n == KIND_MAX_LEN {
+                return None;
+            }
+            value /= 39;
+            n += 1;
+        }
+        Some(self.name())
+    }
+
     /// Kinds that only the engine creates; a grant may not name them.
     pub fn is_reserved(self) -> bool {
         self == Kind::ALLOWANCE || self == Kind::CARRY || self == Kind::EXTRA

@@ -77,9 +77,10 @@ impl Service {
                 spawn(format!("webhook-sender-{endpoint}"), move || sender::run(sender, notify, endpoint, sender_metrics))?;
             }
         }
+        let index_lag = store.index_lag();
         let writer_metrics = metrics.clone();
         spawn("store-writer".into(), move || Writer::new(store, writer_metrics).run(writer_rx))?;
-        Ok(Service {
+        let service = Service {
             inner: Arc::new(Inner {
                 config,
                 clock,
@@ -96,7 +97,18 @@ impl Service {
                 metric_sources: RwLock::new(Vec::new()),
                 subscription_count: AtomicUsize::new(subscription_count),
             }),
-        })
+        };
+        if let Some(lag) = index_lag {
+            service.add_metrics(Box::new(move |out| {
+                let behind = lag.load(std::sync::atomic::Ordering::Relaxed);
+                if behind == u64::MAX {
+                    return;
+                }
+                out.push_str("# HELP rollover_store_index_lag_events Events of the log the subscription index (SQLite, built behind the log) has not indexed yet; ledger reads scan that many at most.\n# TYPE rollover_store_index_lag_events gauge\n");
+                out.push_str(&format!("rollover_store_index_lag_events {behind}\n"));
+            }));
+        }
+        Ok(service)
     }
 }
 

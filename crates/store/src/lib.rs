@@ -209,6 +209,13 @@ pub enum OrderCreated {
 /// The system of record. One writer at a time; `commit` is atomic and
 /// durable (fsync) when it returns.
 pub trait Store: Send {
+    /// How many events of the log its subscription index has not caught up
+    /// with, where the index is built behind the log (SQLite); `None` where
+    /// the index is kept in the commit (PostgreSQL).
+    fn index_lag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        None
+    }
+
     fn load_plans(&mut self) -> Result<Vec<PlanRow>>;
     fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()>;
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>>;

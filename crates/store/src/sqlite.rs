@@ -160,16 +160,17 @@ fn attach_index(connection: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Indexes the log until `stop` is set. Runs on its own thread with its own
+/// Indexes the log until `stop` is set, publishing in `lag` how many
+/// events are not indexed yet. Runs on its own thread with its own
 /// connections.
-fn run_indexer(path: std::path::PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    // Idle priority: the index is built only when no other thread wants a
-    // core, so that rating, commits and reads never wait behind it.
-    // SAFETY: sched_setscheduler with pid 0 changes only the calling thread's
-    // policy, and reads nothing but the parameter passed.
+fn run_indexer(path: std::path::PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>, lag: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    // A lower priority (nice 10), not the idle class: rating, commits and
+    // reads go first, but a machine kept busy cannot starve the index, and
+    // with it ledger reads, into scanning the log.
+    // SAFETY: setpriority on this thread's own id changes only its nice
+    // value, and reads nothing but the arguments passed.
     unsafe {
-        let parameter = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameter);
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
     }
     let connect = || -> Result<(Connection, Connection)> {
         let log = Connection::open(&path).map_err(db)?;
@@ -189,10 +190,17 @@ fn run_indexer(path: std::path::PathBuf, stop: std::sync::Arc<std::sync::atomic:
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let started = std::time::Instant::now();
         match index_step(&log, &mut index) {
-            // Behind the log, not beside it: at most half a core even when
-            // nothing else runs.
-            Ok(true) => std::thread::sleep(started.elapsed()),
-            Ok(false) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Ok(behind) => {
+                lag.store(behind, std::sync::atomic::Ordering::Relaxed);
+                // Caught up: look again shortly. A little behind: pause as
+                // long as the step took (at most half a core). Far behind
+                // (more than `INDEX_FAR` events): no pause, catch up.
+                match behind {
+                    0 => std::thread::sleep(std::time::Duration::from_millis(50)),
+                    n if n < INDEX_FAR => std::thread::sleep(started.elapsed()),
+                    _ => {}
+                }
+            }
             Err(e) => {
                 eprintln!("rollover: the event indexer failed a step: {e}; retrying");
                 std::thread::sleep(std::time::Duration::from_secs(1));
@@ -201,16 +209,21 @@ fn run_indexer(path: std::path::PathBuf, stop: std::sync::Arc<std::sync::atomic:
     }
 }
 
-/// Indexes up to `INDEX_BATCH` more events; returns whether any were found.
-fn index_step(log: &Connection, index: &mut Connection) -> Result<bool> {
+/// How far behind the log the index may fall before it stops pausing.
+const INDEX_FAR: u64 = 4 * INDEX_BATCH as u64;
+
+/// Indexes up to `INDEX_BATCH` more events; returns how many events of the
+/// log are still not indexed.
+fn index_step(log: &Connection, index: &mut Connection) -> Result<u64> {
     let upto: i64 = index.query_row("SELECT indexed_upto FROM progress", [], |row| row.get(0)).map_err(db)?;
+    let newest: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(db)?;
     let mut statement = log.prepare_cached("SELECT subscription, seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2").map_err(db)?;
     let rows = statement
         .query_map(params![upto, INDEX_BATCH], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
-    let Some(&(_, last)) = rows.last() else { return Ok(false) };
+    let Some(&(_, last)) = rows.last() else { return Ok(0) };
     let tx = index.transaction().map_err(db)?;
     {
         let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO event_index (subscription, seq) VALUES (?1, ?2)").map_err(db)?;
@@ -220,7 +233,7 @@ fn index_step(log: &Connection, index: &mut Connection) -> Result<bool> {
     }
     tx.execute("UPDATE progress SET indexed_upto = ?1", [last]).map_err(db)?;
     tx.commit().map_err(db)?;
-    Ok(true)
+    Ok(newest.saturating_sub(last).max(0) as u64)
 }
 
 fn db(error: rusqlite::Error) -> StoreError {
@@ -231,6 +244,8 @@ pub struct SqliteStore {
     connection: Connection,
     /// Set on drop to stop this store's indexer, if it started one.
     stop_indexer: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Events of the log the indexer has not indexed yet, as it last saw.
+    index_lag: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// The writer's exclusive lock on `PATH.lock`, held while it lives.
     _lock: Option<std::fs::File>,
 }
@@ -290,7 +305,7 @@ impl SqliteStore {
                  PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 16384; PRAGMA temp_store = MEMORY;",
             )
             .map_err(db)?;
-        let mut store = SqliteStore { connection, stop_indexer: None, _lock: None };
+        let mut store = SqliteStore { connection, stop_indexer: None, index_lag: None, _lock: None };
         store.migrate()?;
         let index = Connection::open(index_path(path)).map_err(db)?;
         index.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
@@ -307,12 +322,15 @@ impl SqliteStore {
         let mut store = SqliteStore::open(path)?;
         store._lock = Some(lock);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (thread_path, thread_stop) = (path.to_path_buf(), stop.clone());
+        // Unknown (u64::MAX) until the indexer's first step.
+        let lag = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let (thread_path, thread_stop, thread_lag) = (path.to_path_buf(), stop.clone(), lag.clone());
         std::thread::Builder::new()
             .name("event-indexer".into())
-            .spawn(move || run_indexer(thread_path, thread_stop))
+            .spawn(move || run_indexer(thread_path, thread_stop, thread_lag))
             .map_err(|e| StoreError(format!("cannot start the event indexer: {e}")))?;
         store.stop_indexer = Some(stop);
+        store.index_lag = Some(lag);
         Ok(store)
     }
 
@@ -322,7 +340,7 @@ impl SqliteStore {
         let connection = Connection::open(path).map_err(db)?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
         attach_index(&connection, path)?;
-        Ok(SqliteStore { connection, stop_indexer: None, _lock: None })
+        Ok(SqliteStore { connection, stop_indexer: None, index_lag: None, _lock: None })
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -418,6 +436,10 @@ impl<'a> Columns<'a> {
 const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
 
 impl Store for SqliteStore {
+    fn index_lag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        self.index_lag.clone()
+    }
+
     fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
         let mut statement = self
             .connection

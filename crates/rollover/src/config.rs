@@ -287,6 +287,9 @@ pub struct ServiceSection {
     pub future_skew_seconds: i64,
     /// Purchases and lifecycle events may be stamped at most this far back.
     pub max_backdate_seconds: i64,
+    /// A checkpoint is written once this many events came after the last
+    /// (0: never).
+    pub checkpoint_every_events: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,7 +323,7 @@ impl Default for StoreSection {
 
 impl Default for ServiceSection {
     fn default() -> ServiceSection {
-        ServiceSection { workers: 2, max_age_seconds: 7 * 86_400, future_skew_seconds: 300, max_backdate_seconds: 400 * 86_400 }
+        ServiceSection { workers: 2, max_age_seconds: 7 * 86_400, future_skew_seconds: 300, max_backdate_seconds: 400 * 86_400, checkpoint_every_events: 1_000_000 }
     }
 }
 
@@ -455,6 +458,7 @@ impl Config {
                 "ROLLOVER_SERVICE_MAX_AGE_SECONDS" => config.service.max_age_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_FUTURE_SKEW_SECONDS" => config.service.future_skew_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_MAX_BACKDATE_SECONDS" => config.service.max_backdate_seconds = parse_env(&name, &value)?,
+                "ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS" => config.service.checkpoint_every_events = parse_env(&name, &value)?,
                 "ROLLOVER_CLOCK" | "ROLLOVER_CLOCK_MODE" => config.clock.mode = value,
                 "ROLLOVER_CLOCK_START" => config.clock.start = Some(value),
                 "ROLLOVER_DEMO" | "ROLLOVER_DEMO_ENABLED" => config.demo.enabled = boolean(&name, &value)?,
@@ -529,6 +533,7 @@ impl Config {
                 max_age_micros: seconds(self.service.max_age_seconds),
                 future_skew_micros: seconds(self.service.future_skew_seconds),
                 max_backdate_micros: seconds(self.service.max_backdate_seconds),
+                checkpoint_every_events: self.service.checkpoint_every_events,
                 notify: self.notify(),
                 ..rollover_service::Config::default()
             },
@@ -578,6 +583,9 @@ impl Config {
         // purchase on a daily plan would make a worker run thousands of days.
         if !(1..=3660 * 86_400).contains(&self.service.max_backdate_seconds) {
             return Err(format!("service.max_backdate_seconds = {}: use 1 to 316224000 (ten years)", self.service.max_backdate_seconds));
+        }
+        if self.service.checkpoint_every_events < 0 {
+            return Err(format!("service.checkpoint_every_events = {}: use 0 (never) or more", self.service.checkpoint_every_events));
         }
         Ok(())
     }

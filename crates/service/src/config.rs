@@ -20,6 +20,9 @@ pub struct Config {
     pub session_validity_seconds: u64,
     /// Webhook endpoints and notice times; no endpoints, no notifications.
     pub notify: notify::NotifyConfig,
+    /// A checkpoint is written once this many events came after the last
+    /// one (0: never; start-up then replays the whole log).
+    pub checkpoint_every_events: i64,
     /// Where to send status changes, when something enforces them.
     pub status_changes: Option<tokio::sync::mpsc::UnboundedSender<StatusChange>>,
 }
@@ -35,6 +38,7 @@ impl Default for Config {
             session_max_grant_bytes: 100 << 20,
             session_validity_seconds: 900,
             notify: notify::NotifyConfig::default(),
+            checkpoint_every_events: 1_000_000,
             status_changes: None,
         }
     }

@@ -22,6 +22,7 @@ pub mod metrics;
 mod plans;
 mod replay;
 mod start;
+mod checkpoint;
 #[cfg(test)]
 mod tests;
 mod worker;

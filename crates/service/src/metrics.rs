@@ -65,6 +65,14 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_events: Histogram,
     pub webhook_backlog: AtomicU64,
+    /// The last event the newest checkpoint holds (0: none written since
+    /// the start), and how long writing it took.
+    pub checkpoint_upto_seq: AtomicU64,
+    pub checkpoint_millis: AtomicU64,
+    /// At start-up: the checkpoint started from (its last event; 0: none),
+    /// and the events replayed after it.
+    pub startup_checkpoint_seq: AtomicU64,
+    pub startup_replayed_events: AtomicU64,
     /// Bytes of accepted usage records (drawn, unmetered, throttled or
     /// refused: what the network reported).
     pub usage_bytes: AtomicU64,
@@ -87,6 +95,10 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(COMMIT_SECONDS),
             commit_events: Histogram::new(BATCH_EVENTS),
             webhook_backlog: AtomicU64::new(0),
+            checkpoint_upto_seq: AtomicU64::new(0),
+            checkpoint_millis: AtomicU64::new(0),
+            startup_checkpoint_seq: AtomicU64::new(0),
+            startup_replayed_events: AtomicU64::new(0),
             usage_bytes: AtomicU64::new(0),
             usage_day: AtomicU64::new(0),
             usage_bytes_today: AtomicU64::new(0),
@@ -138,6 +150,14 @@ impl Metrics {
         let _ = writeln!(out, "rollover_webhook_attempts_total{{outcome=\"failed\"}} {}", self.webhook_failed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_webhook_backlog Webhook deliveries waiting.\n# TYPE rollover_webhook_backlog gauge");
         let _ = writeln!(out, "rollover_webhook_backlog {}", self.webhook_backlog.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP rollover_checkpoint_upto_seq The last event the newest checkpoint written since the start holds (0: none yet).\n# TYPE rollover_checkpoint_upto_seq gauge");
+        let _ = writeln!(out, "rollover_checkpoint_upto_seq {}", self.checkpoint_upto_seq.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP rollover_checkpoint_seconds How long building and writing the newest checkpoint took.\n# TYPE rollover_checkpoint_seconds gauge");
+        let _ = writeln!(out, "rollover_checkpoint_seconds {:.3}", self.checkpoint_millis.load(Ordering::Relaxed) as f64 / 1000.0);
+        let _ = writeln!(out, "# HELP rollover_startup_checkpoint_seq The last event of the checkpoint start-up began from (0: none, the whole log was replayed).\n# TYPE rollover_startup_checkpoint_seq gauge");
+        let _ = writeln!(out, "rollover_startup_checkpoint_seq {}", self.startup_checkpoint_seq.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP rollover_startup_replayed_events Events start-up replayed after its checkpoint.\n# TYPE rollover_startup_replayed_events gauge");
+        let _ = writeln!(out, "rollover_startup_replayed_events {}", self.startup_replayed_events.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_subscriptions Subscriptions by status.\n# TYPE rollover_subscriptions gauge");
         for (status, count) in statuses {
             let _ = writeln!(out, "rollover_subscriptions{{status=\"{status}\"}} {count}");

@@ -11,6 +11,7 @@ use rollover_core::Instant;
 use rollover_store::{PlanRow, Store};
 use tokio::sync::oneshot;
 
+use crate::checkpoint;
 use crate::plans::{Plans, SharedPlans};
 use crate::worker::{Command, Worker};
 use crate::writer::{Write, Writer};
@@ -45,12 +46,13 @@ impl Service {
     pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, ServiceError> {
         let (store, reader) = rollover_store::open(url)?;
         let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url)).collect::<Result<Vec<_>, _>>()?;
-        Service::start(store, reader, senders, clock, config)
+        let checkpointer = if config.checkpoint_every_events > 0 { Some(rollover_store::open_secondary(url)?) } else { None };
+        Service::start(store, reader, senders, checkpointer, clock, config)
     }
 
     /// Starts on open stores: the writer's, one for reads, and one per
     /// webhook endpoint for its sender thread.
-    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, senders: Vec<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, ServiceError> {
+    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, senders: Vec<Box<dyn Store>>, checkpointer: Option<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, ServiceError> {
         let clock = Arc::new(match (clock, store.clock()?) {
             // A simulated clock resumes where it stopped.
             (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
@@ -70,12 +72,23 @@ impl Service {
             spawn(format!("shard-worker-{n}"), move || worker.run(rx))?;
             workers.push(tx);
         }
-        replay(store.as_mut(), &workers)?;
+        let restored = checkpoint::load_latest(store.as_mut(), &plans.snapshot())?;
+        let from = restored.as_ref().map(|state| state.upto_seq);
+        let replayed = replay(store.as_mut(), &workers, restored, key_window_start(clock.now(), &config))?;
+        metrics.startup_checkpoint_seq.store(from.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.startup_replayed_events.store(replayed, std::sync::atomic::Ordering::Relaxed);
+        if let Some(upto) = from {
+            tracing::info!(upto_seq = upto, "state rebuilt from a checkpoint and the events after it");
+        }
         if let Some(notify) = &notify {
             for (endpoint, sender) in senders.into_iter().enumerate().take(notify.endpoints.len()) {
                 let (notify, sender_metrics) = (notify.clone(), metrics.clone());
                 spawn(format!("webhook-sender-{endpoint}"), move || sender::run(sender, notify, endpoint, sender_metrics))?;
             }
+        }
+        if let Some(reader) = checkpointer.filter(|_| config.checkpoint_every_events > 0) {
+            let (plans, writer, clock, every, max_age, metrics) = (plans.clone(), writer_tx.clone(), clock.clone(), config.checkpoint_every_events, config.max_age_micros, metrics.clone());
+            spawn("checkpointer".into(), move || run_checkpointer(reader, plans, writer, every, max_age, clock, metrics))?;
         }
         let index_lag = store.index_lag();
         let writer_metrics = metrics.clone();
@@ -114,6 +127,65 @@ impl Service {
 
 /// The catalog from the stored plan rows: each row's plan read again from
 /// its own document.
+/// Builds and writes checkpoints until the writer stops: every second it
+/// looks whether `every` events came after the last one.
+fn run_checkpointer(mut store: Box<dyn Store>, plans: Arc<SharedPlans>, writer: SyncSender<Write>, every: i64, max_age_micros: i64, clock: Arc<Clock>, metrics: Arc<metrics::Metrics>) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let built = match checkpoint::build(store.as_mut(), &plans, max_age_micros, every) {
+            Ok(Some(built)) => built,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "a checkpoint could not be built; the log still holds everything");
+                continue;
+            }
+        };
+        let (state, bytes) = built;
+        let meta = rollover_store::CheckpointMeta {
+            upto_seq: state.upto_seq,
+            format: checkpoint::FORMAT,
+            parts: bytes.chunks(checkpoint::PART_BYTES).count().max(1) as u32,
+            digest: checkpoint::digest(&bytes),
+            created_at_micros: clock.now().micros(),
+        };
+        drop(state);
+        let mut parts: Vec<Vec<u8>> = bytes.chunks(checkpoint::PART_BYTES).map(<[u8]>::to_vec).collect();
+        if parts.is_empty() {
+            parts.push(Vec::new());
+        }
+        let upto = meta.upto_seq;
+        let mut writes: Vec<Box<dyn FnOnce(&mut dyn Store) -> rollover_store::Result<()> + Send>> = Vec::new();
+        for (n, part) in parts.into_iter().enumerate() {
+            writes.push(Box::new(move |store: &mut dyn Store| store.put_checkpoint_part(upto, n as u32, &part)));
+        }
+        let finished = meta.clone();
+        writes.push(Box::new(move |store: &mut dyn Store| store.finish_checkpoint(&finished)));
+        let mut written = true;
+        for work in writes {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let sent = writer.send(Write::Run(Box::new(move |store| {
+                let _ = tx.send(work(store));
+            })));
+            match (sent, rx.recv()) {
+                (Ok(()), Ok(Ok(()))) => {}
+                (Err(_), _) | (_, Err(_)) => return,
+                (_, Ok(Err(error))) => {
+                    tracing::warn!(%error, "a checkpoint could not be written; the log still holds everything");
+                    written = false;
+                    break;
+                }
+            }
+        }
+        if !written {
+            continue;
+        }
+        metrics.checkpoint_upto_seq.store(meta.upto_seq as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.checkpoint_millis.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(upto_seq = meta.upto_seq, bytes = bytes.len(), seconds = started.elapsed().as_secs_f64(), "checkpoint written");
+    }
+}
+
 /// Add-ons are stored beside plans, their row ids prefixed so that no plan
 /// id (a-z, 0-9, '-') can be one.
 pub(crate) const ADDON_ROW_PREFIX: &str = "addon:";
@@ -151,13 +223,48 @@ fn identifiers_of(store: &mut dyn Store) -> Result<(HashMap<String, String>, usi
     Ok((identifiers, rows.len()))
 }
 
-/// Rebuilds the workers' state: every event, in commit order, to the worker
-/// that owns it; then waits until each has applied all it was sent.
-fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>]) -> Result<(), ServiceError> {
+/// How long before a checkpoint's events are read again for their
+/// idempotency keys, beyond the maximum age and the future skew: commits
+/// reach the log in about the order they were applied, give or take this.
+const KEY_MARGIN_MICROS: i64 = 10 * 60 * 1_000_000;
+
+/// The `applied_at` from which stored rows' keys are kept at start-up: a
+/// record stamped before `now - max_age` is refused as too old whatever its
+/// key, and one applied before this was stamped before that.
+fn key_window_start(now: Instant, config: &Config) -> i64 {
+    now.micros().saturating_sub(config.max_age_micros).saturating_sub(config.future_skew_micros).saturating_sub(KEY_MARGIN_MICROS)
+}
+
+/// Rebuilds the workers' state: from a checkpoint when there is one (its
+/// subscriptions, then the keys of the rows it holds that were applied
+/// since `keys_since`), and every event after it, in commit order, to the
+/// worker that owns it; then waits until each has applied all it was sent.
+fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>], restored: Option<checkpoint::State>, keys_since: i64) -> Result<u64, ServiceError> {
+    let mut replayed = 0u64;
     let mut stopped = false;
-    store.load_events(&mut |row| {
-        let worker = &workers[shard_of(&row.subscription) as usize % workers.len()];
-        stopped |= worker.send(Command::Replay(row)).is_err();
+    let owner = |id: &str| &workers[shard_of(id) as usize % workers.len()];
+    let (after, upto) = match restored {
+        None => (0, 0),
+        Some(state) => {
+            let upto = state.upto_seq;
+            for one in state.subscriptions {
+                stopped |= owner(&one.id).send(Command::Restore(Box::new(one))).is_err();
+            }
+            (checkpoint::first_applied_since(store, keys_since, upto)? - 1, upto)
+        }
+    };
+    store.load_events_after(after, &mut |row| {
+        let command = if row.seq <= upto {
+            Command::ReplayKey(row)
+        } else {
+            replayed += 1;
+            Command::Replay(row)
+        };
+        let worker = match &command {
+            Command::ReplayKey(row) | Command::Replay(row) => owner(&row.subscription),
+            _ => unreachable!("a replay command"),
+        };
+        stopped |= worker.send(command).is_err();
     })?;
     if stopped {
         return Err(ServiceError::worker_stopped());
@@ -171,5 +278,5 @@ fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>]) -> Result<(), 
     for wait in waits {
         wait.blocking_recv().map_err(|_| ServiceError::worker_stopped())?;
     }
-    Ok(())
+    Ok(replayed)
 }

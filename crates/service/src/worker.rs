@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans, SharedPlans};
 use crate::keys::{Key, Keys, Stamp, fingerprint};
 use crate::replay;
+use crate::checkpoint::{self, CounterState, Counters, Rebuilt};
 use crate::writer::Write;
 use crate::{
     Balance, BalanceBucket, Config, SubscriptionFilter, SubscriptionSummary, EventOutcome, FinalAction, MAX_RECORD_BYTES, OpenCounter, ServiceError, SessionAnswer, SessionOp, StatusChange, UsageRecord, UsageRejection,
@@ -82,6 +83,10 @@ pub(crate) enum Command {
     Tick { reply: Option<oneshot::Sender<()>> },
     /// Start-up: one stored row, in commit order.
     Replay(EventRow),
+    /// Start-up: a subscription as a checkpoint holds it.
+    Restore(Box<Rebuilt>),
+    /// Start-up: a row the checkpoint already holds, for its idempotency key.
+    ReplayKey(EventRow),
     /// Subscriptions by status, for `/metrics`.
     Statuses { reply: oneshot::Sender<Vec<(&'static str, u64)>> },
     /// The worker's subscriptions that pass the filter, sorted by id.
@@ -103,33 +108,27 @@ struct Live {
     /// and a box costs 8 bytes where an empty map costs 48.
     #[allow(clippy::box_collection)]
     sessions: Option<Box<HashMap<String, Reservation>>>,
-    /// Cumulative counters of RADIUS sessions, by session name. Boxed for
-    /// the same reason.
-    #[allow(clippy::box_collection)]
-    counters: Option<Box<HashMap<String, CounterState>>>,
-}
-
-/// The last counter report of one session.
-#[derive(Debug, Clone, Copy, Default)]
-struct CounterState {
-    total: u64,
-    stopped: bool,
-    /// The report's own instant: sessions silent for longer than the
-    /// maximum age are forgotten.
-    at_micros: i64,
+    /// Cumulative counters of RADIUS sessions, by session name.
+    counters: Counters,
 }
 
 impl Live {
     fn counter(&self, session: &str) -> CounterState {
-        self.counters.as_ref().and_then(|m| m.get(session)).copied().unwrap_or_default()
+        checkpoint::counter(&self.counters, session)
     }
 
     fn set_counter(&mut self, session: &str, state: CounterState, now: Instant, max_age_micros: i64) {
-        let counters = self.counters.get_or_insert_with(Default::default);
-        counters.insert(session.to_string(), state);
-        if counters.len() > 64 {
-            let oldest = now.micros() - max_age_micros;
-            counters.retain(|_, c| c.at_micros >= oldest);
+        checkpoint::set_counter(&mut self.counters, session, state, now, max_age_micros);
+    }
+
+    /// Remembers a stored row's idempotency key, as when it was applied.
+    fn replay_key(&mut self, row: &EventRow, max_age_micros: i64) {
+        if let Some(key) = &row.key {
+            let fingerprint = match &row.body {
+                EventBody::Usage { bytes, country } => fingerprint(*bytes, country.as_deref()),
+                _ => 0,
+            };
+            self.keys.insert(key.clone(), Stamp { at_micros: row.at_micros, fingerprint }, Instant::from_micros(row.applied_at_micros), max_age_micros);
         }
     }
 }
@@ -291,6 +290,18 @@ impl Worker {
                     std::process::abort();
                 }
             }
+            Command::Restore(one) => {
+                let Rebuilt { id, subscription, advanced_to, counters } = *one;
+                let slot = self.subscriptions.len();
+                self.index.insert(id.clone(), slot);
+                self.subscriptions.push(Live { id, subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None, counters });
+                self.refile(slot);
+            }
+            Command::ReplayKey(row) => {
+                if let Some(&slot) = self.index.get(&row.subscription) {
+                    self.subscriptions[slot].replay_key(&row, self.config.max_age_micros);
+                }
+            }
         }
     }
 
@@ -310,19 +321,8 @@ impl Worker {
                 let live = &mut self.subscriptions[slot];
                 replay::apply_row(&plans, &mut live.subscription, row, &mut self.scratch)?;
                 live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
-                if let Some(key) = &row.key {
-                    let applied_at = Instant::from_micros(row.applied_at_micros);
-                    if let Key::Counter { session, total, stop } = Key::decode(key) {
-                        let last = live.counter(session);
-                        let state = CounterState { total: total.max(last.total), stopped: stop || last.stopped, at_micros: row.at_micros };
-                        live.set_counter(session, state, applied_at, self.config.max_age_micros);
-                    }
-                    let fingerprint = match &row.body {
-                        EventBody::Usage { bytes, country } => fingerprint(*bytes, country.as_deref()),
-                        _ => 0,
-                    };
-                    live.keys.insert(key.clone(), Stamp { at_micros: row.at_micros, fingerprint }, applied_at, self.config.max_age_micros);
-                }
+                checkpoint::replay_counter(&mut live.counters, row, self.config.max_age_micros);
+                live.replay_key(row, self.config.max_age_micros);
                 self.refile(slot);
             }
         }

@@ -195,6 +195,17 @@ pub struct OrderRow {
     pub updated_at_micros: i64,
 }
 
+/// A checkpoint: the state of every subscription after event `upto_seq`,
+/// in `parts` parts whose SHA-256 over all of them is `digest` (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    pub upto_seq: i64,
+    pub format: u32,
+    pub parts: u32,
+    pub digest: String,
+    pub created_at_micros: i64,
+}
+
 /// What [`Store::create_order`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCreated {
@@ -225,6 +236,21 @@ pub trait Store: Send {
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()>;
     /// One subscription's events, in `seq` order.
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>>;
+    /// Every event after `seq`, in commit order (a checkpoint's tail).
+    fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()>;
+    /// The first event at or after `seq`: its seq and `applied_at`.
+    fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>>;
+    /// The newest event's seq (0 for an empty log).
+    fn max_seq(&mut self) -> Result<i64>;
+    /// Stores one part of the checkpoint taken after event `upto_seq`.
+    fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()>;
+    /// Marks the checkpoint after `upto_seq` complete (its parts are all
+    /// stored), and drops every older one but the newest before it, and
+    /// parts no complete checkpoint owns.
+    fn finish_checkpoint(&mut self, meta: &CheckpointMeta) -> Result<()>;
+    /// Complete checkpoints, newest first.
+    fn checkpoints(&mut self) -> Result<Vec<CheckpointMeta>>;
+    fn checkpoint_part(&mut self, upto_seq: i64, part: u32) -> Result<Option<Vec<u8>>>;
     fn commit(&mut self, batch: &Batch) -> Result<()>;
     fn clock(&mut self) -> Result<Option<i64>>;
     /// A text setting the store keeps about itself (`tzdata`: the version
@@ -416,6 +442,8 @@ mod tests {
         assert_eq!(all.len(), 8);
         assert!(all.windows(2).all(|w| w[0] < w[1]), "events come back in commit order");
 
+        check_checkpoints(store.as_mut(), &all);
+
         // The outbox: a notification made twice is stored once.
         let note = |key: &str| NotificationRow { key: key.into(), endpoint: "hook".into(), payload: "{}".into(), created_at_micros: 1 };
         store.commit(&Batch { notifications: vec![note("n1"), note("n2")], ..Batch::default() }).unwrap();
@@ -431,6 +459,34 @@ mod tests {
         assert_eq!((retry.len(), retry[0].attempts), (1, 1));
         store.record_attempt(retry[0].id, false, None, "gave up").unwrap();
         assert_eq!(store.backlog().unwrap(), 0);
+    }
+
+    /// Checkpoints: parts, then the mark that makes them one; two kept;
+    /// the log's tail after one.
+    fn check_checkpoints(store: &mut dyn Store, seqs: &[i64]) {
+        assert_eq!(store.max_seq().unwrap(), *seqs.last().unwrap());
+        let mut tail = Vec::new();
+        store.load_events_after(seqs[5], &mut |e| tail.push(e.seq)).unwrap();
+        assert_eq!(tail, seqs[6..], "the events after one");
+        let (seq, applied_at) = store.event_at_or_after(seqs[1]).unwrap().unwrap();
+        assert_eq!((seq, applied_at), (seqs[1], 10));
+        assert_eq!(store.event_at_or_after(seqs.last().unwrap() + 1).unwrap(), None);
+        assert!(store.checkpoints().unwrap().is_empty());
+        let meta = |upto_seq: i64, parts: u32| CheckpointMeta { upto_seq, format: 1, parts, digest: format!("d{upto_seq}"), created_at_micros: 5 };
+        for upto in [3, 5, 7] {
+            store.put_checkpoint_part(upto, 0, &[upto as u8; 3]).unwrap();
+            store.put_checkpoint_part(upto, 1, b"tail").unwrap();
+            store.finish_checkpoint(&meta(upto, 2)).unwrap();
+        }
+        // Parts of one never finished (a crash while it was written).
+        store.put_checkpoint_part(9, 0, b"orphan").unwrap();
+        assert_eq!(store.checkpoints().unwrap(), [meta(7, 2), meta(5, 2)], "the newest two, newest first");
+        assert_eq!(store.checkpoint_part(7, 0).unwrap(), Some(vec![7u8; 3]));
+        assert_eq!(store.checkpoint_part(3, 0).unwrap(), None, "an older one is dropped with its parts");
+        store.put_checkpoint_part(11, 0, b"x").unwrap();
+        store.finish_checkpoint(&meta(11, 1)).unwrap();
+        assert_eq!(store.checkpoint_part(9, 0).unwrap(), None, "orphan parts go at the next finish");
+        assert_eq!(store.checkpoints().unwrap().len(), 2);
     }
 
     /// Orders: one profile each, never a second for the same id.

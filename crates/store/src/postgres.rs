@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -92,6 +92,20 @@ CREATE TABLE esim_orders (
 );
 CREATE INDEX esim_orders_by_status ON esim_orders (status, created_at);
 CREATE INDEX esim_orders_by_iccid ON esim_orders (iccid, created_at);
+"#, r#"
+CREATE TABLE checkpoint_parts (
+    upto_seq BIGINT NOT NULL,
+    part BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (upto_seq, part)
+);
+CREATE TABLE checkpoints (
+    upto_seq BIGINT PRIMARY KEY,
+    format BIGINT NOT NULL,
+    parts BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -422,6 +436,66 @@ impl Store for PostgresStore {
             }
         }
         tx.commit().map_err(db)
+    }
+
+    fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let portal = tx.bind(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq"), &[&seq]).map_err(db)?;
+        loop {
+            let rows = tx.query_portal(&portal, 10_000).map_err(db)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                visit(event_from_row(row)?);
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {
+        let row = self.client.query_opt("SELECT seq, applied_at FROM events WHERE seq >= $1 ORDER BY seq LIMIT 1", &[&seq]).map_err(db)?;
+        Ok(row.map(|row| (row.get(0), row.get(1))))
+    }
+
+    fn max_seq(&mut self) -> Result<i64> {
+        Ok(self.client.query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM events", &[]).map_err(db)?.get(0))
+    }
+
+    fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO checkpoint_parts (upto_seq, part, data) VALUES ($1, $2, $3) ON CONFLICT (upto_seq, part) DO UPDATE SET data = excluded.data",
+                &[&upto_seq, &(part as i64), &data],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn finish_checkpoint(&mut self, meta: &CheckpointMeta) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        tx.execute(
+            "INSERT INTO checkpoints (upto_seq, format, parts, digest, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (upto_seq) DO UPDATE SET format = excluded.format, parts = excluded.parts, digest = excluded.digest, created_at = excluded.created_at",
+            &[&meta.upto_seq, &(meta.format as i64), &(meta.parts as i64), &meta.digest, &meta.created_at_micros],
+        )
+        .map_err(db)?;
+        tx.execute("DELETE FROM checkpoints WHERE upto_seq < (SELECT MAX(upto_seq) FROM checkpoints WHERE upto_seq < $1)", &[&meta.upto_seq]).map_err(db)?;
+        tx.execute("DELETE FROM checkpoint_parts WHERE upto_seq NOT IN (SELECT upto_seq FROM checkpoints)", &[]).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn checkpoints(&mut self) -> Result<Vec<CheckpointMeta>> {
+        let rows = self.client.query("SELECT upto_seq, format, parts, digest, created_at FROM checkpoints ORDER BY upto_seq DESC", &[]).map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| CheckpointMeta { upto_seq: row.get(0), format: row.get::<_, i64>(1) as u32, parts: row.get::<_, i64>(2) as u32, digest: row.get(3), created_at_micros: row.get(4) })
+            .collect())
+    }
+
+    fn checkpoint_part(&mut self, upto_seq: i64, part: u32) -> Result<Option<Vec<u8>>> {
+        let row = self.client.query_opt("SELECT data FROM checkpoint_parts WHERE upto_seq = $1 AND part = $2", &[&upto_seq, &(part as i64)]).map_err(db)?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {

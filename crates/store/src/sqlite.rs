@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
 
@@ -132,6 +132,20 @@ CREATE TABLE esim_orders (
 );
 CREATE INDEX esim_orders_by_status ON esim_orders (status, created_at);
 CREATE INDEX esim_orders_by_iccid ON esim_orders (iccid, created_at);
+"#, r#"
+CREATE TABLE checkpoint_parts (
+    upto_seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (upto_seq, part)
+);
+CREATE TABLE checkpoints (
+    upto_seq INTEGER PRIMARY KEY,
+    format INTEGER NOT NULL,
+    parts INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -613,6 +627,56 @@ impl Store for SqliteStore {
             visit(event_from_row(row).map_err(db)?);
         }
         Ok(())
+    }
+
+    fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        let mut statement = self.connection.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq")).map_err(db)?;
+        let mut rows = statement.query([seq]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            visit(event_from_row(row).map_err(db)?);
+        }
+        Ok(())
+    }
+
+    fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {
+        self.connection
+            .query_row("SELECT seq, applied_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1", [seq], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .map_err(db)
+    }
+
+    fn max_seq(&mut self) -> Result<i64> {
+        self.connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(db)
+    }
+
+    fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()> {
+        self.connection.execute("INSERT OR REPLACE INTO checkpoint_parts (upto_seq, part, data) VALUES (?1, ?2, ?3)", params![upto_seq, part, data]).map_err(db)?;
+        Ok(())
+    }
+
+    fn finish_checkpoint(&mut self, meta: &CheckpointMeta) -> Result<()> {
+        let tx = self.connection.transaction().map_err(db)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO checkpoints (upto_seq, format, parts, digest, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![meta.upto_seq, meta.format, meta.parts, meta.digest, meta.created_at_micros],
+        )
+        .map_err(db)?;
+        // Keep this one and the newest before it.
+        tx.execute("DELETE FROM checkpoints WHERE upto_seq < (SELECT MAX(upto_seq) FROM checkpoints WHERE upto_seq < ?1)", [meta.upto_seq]).map_err(db)?;
+        tx.execute("DELETE FROM checkpoint_parts WHERE upto_seq NOT IN (SELECT upto_seq FROM checkpoints)", []).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn checkpoints(&mut self) -> Result<Vec<CheckpointMeta>> {
+        let mut statement = self.connection.prepare("SELECT upto_seq, format, parts, digest, created_at FROM checkpoints ORDER BY upto_seq DESC").map_err(db)?;
+        let rows = statement
+            .query_map([], |row| Ok(CheckpointMeta { upto_seq: row.get(0)?, format: row.get(1)?, parts: row.get(2)?, digest: row.get(3)?, created_at_micros: row.get(4)? }))
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn checkpoint_part(&mut self, upto_seq: i64, part: u32) -> Result<Option<Vec<u8>>> {
+        self.connection.query_row("SELECT data FROM checkpoint_parts WHERE upto_seq = ?1 AND part = ?2", params![upto_seq, part], |row| row.get(0)).optional().map_err(db)
     }
 
     fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {

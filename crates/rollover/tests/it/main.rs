@@ -16,6 +16,7 @@ mod diameter;
 mod es2;
 mod esim;
 mod explain;
+mod history;
 mod hostile;
 mod import;
 mod orders;

@@ -67,6 +67,23 @@ impl TestStore {
     }
 }
 
+impl TestStore {
+    /// Runs SQL on the store behind the server's back (to damage it).
+    pub fn sql(&self, statements: &str) {
+        match (&self.dir, &self.schema) {
+            (Some(dir), _) => {
+                let connection = rusqlite::Connection::open(dir.join("rollover.db")).expect("the store's file");
+                connection.execute_batch(&format!("PRAGMA busy_timeout = 5000; {statements}")).unwrap_or_else(|e| panic!("{statements}: {e}"));
+            }
+            (None, Some(schema)) => {
+                let mut client = postgres::Client::connect(&postgres_base(), postgres::NoTls).expect("PostgreSQL");
+                client.batch_execute(&format!("SET search_path TO {schema}; {statements}")).unwrap_or_else(|e| panic!("{statements}: {e}"));
+            }
+            _ => unreachable!("a store is a file or a schema"),
+        }
+    }
+}
+
 impl Drop for TestStore {
     fn drop(&mut self) {
         if let Some(dir) = &self.dir {

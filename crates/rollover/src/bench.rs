@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// Starts the SM-DP+ test double and `rollover serve` ordering from it
     /// over mutual TLS: orders a second and the whole flow's latency.
     Orders(crate::orderload::OrdersBench),
+    /// A long history on one node: start-up replaying the whole log and
+    /// from a checkpoint, resident memory, and ledger reads, per size.
+    History(crate::historyload::HistoryBench),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -51,6 +54,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Diameter(options) => crate::netload::diameter(options),
         BenchCommand::Pages(options) => crate::pageload::pages(options),
         BenchCommand::Orders(options) => crate::orderload::orders(options),
+        BenchCommand::History(options) => crate::historyload::history(options),
     }
 }
 

@@ -73,6 +73,12 @@ pub(crate) struct ServerProcess {
     cleanup: Option<String>,
 }
 
+impl ServerProcess {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

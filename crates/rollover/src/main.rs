@@ -12,6 +12,7 @@ use rollover_terms::{parse_plans, parse_scenario, run};
 mod bench;
 mod config;
 mod demo;
+mod historyload;
 mod import;
 mod keys;
 mod loadgen;

@@ -1,0 +1,133 @@
+//! `rollover bench history`: what a long history costs a node. For each
+//! size, a fresh store is seeded directly (as a migration would: purchases,
+//! then usage records spread over the 90 days before the clock), and
+//! `rollover serve` is started on it three times: replaying the whole log,
+//! writing a checkpoint, and starting from that checkpoint. Printed: start-up
+//! time and resident memory both ways, the checkpoint's cost, and the p99 of
+//! reading the last 100 ledger entries of a subscription.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant as WallClock};
+
+use crate::loadgen::{PLANS, agent, get, percentile, start_server_with, store_url};
+
+#[derive(clap::Args)]
+pub struct HistoryBench {
+    /// "sqlite" or "postgres".
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    #[arg(long, default_value_t = 10_000)]
+    subscriptions: usize,
+    /// History sizes to measure, in usage records, comma-separated.
+    #[arg(long, default_value = "1000000")]
+    records: String,
+    /// Ledger reads timed per size.
+    #[arg(long, default_value_t = 200)]
+    reads: usize,
+}
+
+pub fn history(options: HistoryBench) -> ExitCode {
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollover bench history: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// 2026-03-03T00:00:00Z: the history's first instant; the server's clock
+/// starts at 2026-06-01.
+const FIRST_MICROS: i64 = 1_772_496_000_000_000;
+const SPAN_MICROS: i64 = 89 * 86_400_000_000;
+
+fn seed(url: &str, subscriptions: usize, records: usize) -> Result<(), String> {
+    use rollover_store::{Batch, EventBody, EventRow, PlanRow, SubscriptionRow};
+    let (mut store, _) = rollover_store::open(url).map_err(|e| e.to_string())?;
+    let rows = [("bench", 0u32), ("daily", 1u32)]
+        .iter()
+        .map(|(id, position)| PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
+        .collect::<Vec<_>>();
+    store.insert_plans(&rows).map_err(|e| e.to_string())?;
+    let purchase = FIRST_MICROS - 86_400_000_000;
+    let mut batch = Batch::default();
+    for i in 0..subscriptions {
+        let id = format!("h{i}");
+        batch.subscriptions.push(SubscriptionRow { id: id.clone(), identifiers: Default::default(), created_at_micros: purchase });
+        batch.events.push(EventRow { seq: 0, subscription: id, applied_at_micros: purchase, at_micros: purchase, key: None, body: EventBody::Purchase { plan_id: "bench".into(), plan_version: 1 } });
+    }
+    store.commit(&batch).map_err(|e| e.to_string())?;
+    let step = SPAN_MICROS / records.max(1) as i64;
+    for start in (0..records).step_by(50_000) {
+        let mut batch = Batch::default();
+        for n in start..(start + 50_000).min(records) {
+            let at = FIRST_MICROS + n as i64 * step;
+            let body = EventBody::Usage { bytes: 1_000, country: None };
+            batch.events.push(EventRow { seq: 0, subscription: format!("h{}", n % subscriptions), applied_at_micros: at, at_micros: at, key: Some(format!("r{n}")), body });
+        }
+        store.commit(&batch).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn metric(base: &str, name: &str) -> Option<f64> {
+    let text = get(&agent(), &format!("{base}/metrics")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok())
+}
+
+fn resident_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn run(o: &HistoryBench) -> Result<(), String> {
+    let sizes: Vec<usize> = o.records.split(',').map(|s| s.trim().replace('_', "").parse::<usize>().map_err(|_| format!("--records {s:?}: a number"))).collect::<Result<_, _>>()?;
+    println!("rollover bench history: store {}, {} subscriptions on a monthly plan with rollover; usage records spread over 89 days", o.store, o.subscriptions);
+    println!("| records | seeded in | start-up, whole log | resident | checkpoint built in | start-up from it | resident | replayed after it | ledger read p99 (last 100) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for records in sizes {
+        let (url, cleanup) = store_url(&o.store, &format!("history{records}"))?;
+        let seeded = WallClock::now();
+        seed(&url, o.subscriptions, records)?;
+        let seeded = seeded.elapsed();
+        let never = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "0")];
+        let t = WallClock::now();
+        let whole = start_server_with(&url, "simulated", None, &never)?;
+        let (whole_start, whole_rss) = (t.elapsed(), resident_mib(whole.pid()));
+        drop(whole);
+        let writer = start_server_with(&url, "simulated", None, &[("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "1")])?;
+        let waited = WallClock::now();
+        let target = (records + o.subscriptions) as f64;
+        while metric(&writer.base, "rollover_checkpoint_upto_seq").unwrap_or(0.0) < target {
+            if waited.elapsed() > Duration::from_secs(1_800) {
+                return Err("no checkpoint within 30 minutes".into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let built = metric(&writer.base, "rollover_checkpoint_seconds").unwrap_or(f64::NAN);
+        drop(writer);
+        let t = WallClock::now();
+        let resumed = start_server_with(&url, "simulated", cleanup, &never)?;
+        let (resumed_start, resumed_rss) = (t.elapsed(), resident_mib(resumed.pid()));
+        let replayed = metric(&resumed.base, "rollover_startup_replayed_events").unwrap_or(f64::NAN);
+        let client = agent();
+        let mut latencies = Vec::with_capacity(o.reads);
+        for n in 0..o.reads {
+            let id = (n * 7919) % o.subscriptions;
+            let t = WallClock::now();
+            get(&client, &format!("{}/v1/subscriptions/h{id}/ledger?limit=100&offset=0", resumed.base))?;
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        println!(
+            "| {records} | {:.1} s | {:.2} s | {whole_rss:.0} MiB | {built:.2} s | {:.2} s | {resumed_rss:.0} MiB | {replayed:.0} | {:.1} ms |",
+            seeded.as_secs_f64(),
+            whole_start.as_secs_f64(),
+            resumed_start.as_secs_f64(),
+            percentile(&latencies, 0.99)
+        );
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
-use crate::loadgen::{PLANS, agent, get, percentile, start_server_with, store_url};
+use crate::loadgen::{agent, get, percentile, resident_mib, start_server_with, store_url};
 
 #[derive(clap::Args)]
 pub struct HistoryBench {
@@ -47,13 +47,8 @@ const FIRST_MICROS: i64 = 1_772_496_000_000_000;
 const SPAN_MICROS: i64 = 89 * 86_400_000_000;
 
 fn seed(url: &str, subscriptions: usize, records: usize) -> Result<(), String> {
-    use rollover_store::{Batch, EventBody, EventRow, PlanRow, SubscriptionRow};
-    let (mut store, _) = rollover_store::open(url).map_err(|e| e.to_string())?;
-    let rows = [("bench", 0u32), ("daily", 1u32)]
-        .iter()
-        .map(|(id, position)| PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
-        .collect::<Vec<_>>();
-    store.insert_plans(&rows).map_err(|e| e.to_string())?;
+    use rollover_store::{Batch, EventBody, EventRow, SubscriptionRow};
+    let mut store = crate::loadgen::open_with_bench_plans(url)?;
     let purchase = FIRST_MICROS - 86_400_000_000;
     let mut batch = Batch::default();
     for i in 0..subscriptions {
@@ -78,13 +73,6 @@ fn seed(url: &str, subscriptions: usize, records: usize) -> Result<(), String> {
 fn metric(base: &str, name: &str) -> Option<f64> {
     let text = get(&agent(), &format!("{base}/metrics")).ok()?;
     text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok())
-}
-
-fn resident_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn run(o: &HistoryBench) -> Result<(), String> {

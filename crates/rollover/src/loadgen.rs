@@ -177,7 +177,7 @@ pub(crate) fn commit_summary(before: (f64, f64, f64), after: (f64, f64, f64)) ->
     )
 }
 
-fn resident_mib(pid: u32) -> f64 {
+pub(crate) fn resident_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
@@ -404,16 +404,22 @@ pub fn scale(options: ScaleBench) -> ExitCode {
     }
 }
 
-/// Seeds the store directly: a purchase event per subscription on the
-/// daily-cap plan, committed in large batches, as a migration would.
-fn seed_daily_subscriptions(url: &str, subscriptions: usize) -> Result<(), String> {
-    use rollover_store::{Batch, EventBody, EventRow, PlanRow, SubscriptionRow};
+/// Opens a new store as a seeding bench's writer, with the bench plans in it.
+pub(crate) fn open_with_bench_plans(url: &str) -> Result<Box<dyn rollover_store::Store>, String> {
     let (mut store, _) = rollover_store::open(url).map_err(|e| e.to_string())?;
     let rows = [("bench", 0u32), ("daily", 1u32)]
         .iter()
-        .map(|(id, position)| PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
+        .map(|(id, position)| rollover_store::PlanRow { id: id.to_string(), version: 1, document: PLANS.to_string(), position: *position, created_at_micros: 0 })
         .collect::<Vec<_>>();
     store.insert_plans(&rows).map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// Seeds the store directly: a purchase event per subscription on the
+/// daily-cap plan, committed in large batches, as a migration would.
+fn seed_daily_subscriptions(url: &str, subscriptions: usize) -> Result<(), String> {
+    use rollover_store::{Batch, EventBody, EventRow, SubscriptionRow};
+    let mut store = open_with_bench_plans(url)?;
     // 2026-06-01T00:00:00Z; Shanghai midnight is 16:00 UTC.
     let purchase = 1_780_272_000_000_000i64;
     for chunk in (0..subscriptions).collect::<Vec<_>>().chunks(50_000) {

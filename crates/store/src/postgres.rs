@@ -424,18 +424,7 @@ impl Store for PostgresStore {
     }
 
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(db)?;
-        let portal = tx.bind(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq"), &[]).map_err(db)?;
-        loop {
-            let rows = tx.query_portal(&portal, 10_000).map_err(db)?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                visit(event_from_row(row)?);
-            }
-        }
-        tx.commit().map_err(db)
+        self.load_events_after(0, visit)
     }
 
     fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {

@@ -621,12 +621,7 @@ impl Store for SqliteStore {
     }
 
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
-        let mut statement = self.connection.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")).map_err(db)?;
-        let mut rows = statement.query([]).map_err(db)?;
-        while let Some(row) = rows.next().map_err(db)? {
-            visit(event_from_row(row).map_err(db)?);
-        }
-        Ok(())
+        self.load_events_after(0, visit)
     }
 
     fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {

@@ -68,7 +68,13 @@ pub(super) async fn get_order(State(service): State<Service>, orders: axum::Exte
 }
 
 /// `POST /v1/orders/{id}/cancel`.
-pub(super) async fn cancel_order(State(service): State<Service>, orders: axum::Extension<OrdersState>, site: axum::Extension<std::sync::Arc<super::Site>>, Path(id): Path<String>) -> ApiResult {
+/// The body, if any, is an empty object. It is read whole either way: a
+/// body left unread would make the server close a kept-alive connection the
+/// client may already be sending its next request on.
+pub(super) async fn cancel_order(State(service): State<Service>, orders: axum::Extension<OrdersState>, site: axum::Extension<std::sync::Arc<super::Site>>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        json::only(&json::parse_object(&body)?, "", &[])?;
+    }
     let order = orders.cancel(&id).await?;
     Ok(super::ok(out(&order, &site.public_url, &service)))
 }

@@ -199,6 +199,9 @@ fn sells_an_esim(backend: Backend) {
     assert_eq!(setup.double.state_of(ICCIDS[2]), Some(ProfileState::Available));
     assert_eq!(server.get(&format!("/v1/esim/profiles/{}", ICCIDS[2])).body["state"], "available");
     assert_eq!(server.post("/v1/orders/o3/cancel", &json!({})).body["status"], "cancelled", "a second cancel answers the same");
+    let odd = server.post("/v1/orders/o3/cancel", &json!({"reason": "changed my mind"}));
+    assert_eq!((odd.status, odd.body["field"].as_str()), (400, Some("reason")), "a cancel takes no fields: {}", odd.body);
+    assert_eq!(server.get("/v1/orders/o3").status, 200, "the connection is still good after a cancel");
     // The returned profile is sold again, to a new subscription.
     let resold = server.post("/v1/orders", &json!({"id": "o5", "plan": "jp-travel"})).body;
     assert_eq!((resold["status"].as_str(), resold["iccid"].as_str()), (Some("completed"), Some(ICCIDS[2])), "{resold}");

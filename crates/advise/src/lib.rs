@@ -143,12 +143,18 @@ pub fn days_of(ledger: &[Entry], zone: &rollover_core::Zone, first: Date, last: 
 /// Days of a subscription's own history the advice looks at, at most.
 pub const HISTORY_DAYS: i64 = 90;
 
+/// How far back a ledger read must reach for [`history_days`]: the
+/// history's days, and one more for the zone's offset.
+pub fn history_start(now: Instant) -> Instant {
+    now.plus_micros(-(HISTORY_DAYS + 2) * 86_400_000_000)
+}
+
 /// A subscription's history for advice: its last whole days (at most
 /// [`HISTORY_DAYS`]) up to yesterday, or today alone on its first day, in
-/// `zone`; `entries` is its ledger, from its purchase on.
-pub fn history_days(entries: &[Entry], zone: &rollover_core::Zone, now: Instant) -> Vec<Day> {
+/// `zone`; `entries` is its ledger, from at least [`history_start`] on.
+pub fn history_days(entries: &[Entry], zone: &rollover_core::Zone, now: Instant, purchased_at: Instant) -> Vec<Day> {
     let today = zone.date_of(now);
-    let bought = entries.first().map_or(today, |e| zone.date_of(e.at));
+    let bought = zone.date_of(purchased_at);
     let yesterday = today.yesterday().unwrap_or(today);
     let earliest = today.checked_sub(jiff::Span::new().days(HISTORY_DAYS)).unwrap_or(today);
     let (first, last) = if bought >= today { (today, today) } else { (bought.max(earliest), yesterday) };

@@ -245,6 +245,8 @@ pub struct Ledger {
     pub notes: Vec<(Instant, String)>,
     /// Per entry: the stored event that caused it, if one did.
     pub origins: Vec<Option<Origin>>,
+    /// When the subscription was bought (a windowed ledger may not reach back to it).
+    pub purchased_at: Instant,
 }
 
 pub struct NewSubscription {

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 
 use rollover_core::engine::codec;
 use rollover_core::{Instant, PlanIx, Subscription};
-use rollover_store::{CheckpointMeta, EventRow, Store};
+use rollover_store::{CheckpointMeta, EventRow, LedgerMark, Store};
 use sha2::{Digest, Sha256};
 
 use crate::ServiceError;
@@ -35,7 +35,12 @@ use crate::plans::Plans;
 use crate::replay;
 
 /// The layout's version; a checkpoint of another is skipped, not misread.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+
+/// A subscription gets a ledger mark after this many of its events since
+/// its last one: a ledger read replays at most this many events before the
+/// lines it returns (and as many after the newest mark, for the total).
+pub const MARK_EVERY: u32 = 256;
 
 /// Largest part of a checkpoint, in bytes.
 pub const PART_BYTES: usize = 4 << 20;
@@ -89,6 +94,10 @@ pub(crate) struct Rebuilt {
     pub(crate) subscription: Subscription,
     pub(crate) advanced_to: Instant,
     pub(crate) counters: Counters,
+    /// Ledger lines (entries and network notes) its events made so far.
+    pub(crate) lines: u64,
+    /// Its events since its last ledger mark.
+    pub(crate) since_mark: u32,
 }
 
 /// Every subscription after some event, by id, in order of first purchase.
@@ -97,29 +106,117 @@ pub(crate) struct State {
     pub(crate) upto_seq: i64,
     pub(crate) subscriptions: Vec<Rebuilt>,
     index: HashMap<String, usize>,
+    /// Ledger marks made while replaying (only when building: start-up
+    /// never makes them).
+    pub(crate) marks: Vec<LedgerMark>,
 }
 
 impl State {
-    /// Applies one stored row as start-up would.
+    /// Applies one stored row as start-up would, and as a ledger read
+    /// would: brought to the moment it was applied, then applied. Every
+    /// [`MARK_EVERY`] events of a subscription it leaves a ledger mark.
     pub(crate) fn replay(&mut self, plans: &Plans, row: &EventRow, max_age_micros: i64, scratch: &mut Vec<rollover_core::ledger::Entry>) -> Result<(), ServiceError> {
         scratch.clear();
         let reached = Instant::from_micros(row.applied_at_micros.max(row.at_micros));
-        match self.index.get(&row.subscription) {
+        let slot = match self.index.get(&row.subscription) {
             None => {
                 let subscription = replay::purchase(plans, row, scratch)?;
                 self.index.insert(row.subscription.clone(), self.subscriptions.len());
-                self.subscriptions.push(Rebuilt { id: row.subscription.clone(), subscription, advanced_to: reached, counters: None });
+                self.subscriptions.push(Rebuilt { id: row.subscription.clone(), subscription, advanced_to: reached, counters: None, lines: 0, since_mark: 0 });
+                self.subscriptions.len() - 1
             }
             Some(&slot) => {
                 let one = &mut self.subscriptions[slot];
+                one.subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), scratch);
                 replay::apply_row(plans, &mut one.subscription, row, scratch)?;
                 one.advanced_to = one.advanced_to.max(reached);
                 replay_counter(&mut one.counters, row, max_age_micros);
+                slot
             }
+        };
+        let one = &mut self.subscriptions[slot];
+        one.lines += scratch.len() as u64 + matches!(row.body, rollover_store::EventBody::Network { .. }) as u64;
+        one.since_mark += 1;
+        if one.since_mark >= MARK_EVERY {
+            one.since_mark = 0;
+            self.marks.push(LedgerMark {
+                subscription: one.id.clone(),
+                seq: row.seq,
+                lines: one.lines as i64,
+                at_micros: one.advanced_to.micros(),
+                state: encode_mark(&one.subscription, one.advanced_to, row.seq, one.lines as i64, plans),
+            });
         }
         self.upto_seq = self.upto_seq.max(row.seq);
         Ok(())
     }
+}
+
+/// The layout of a ledger mark's state; another is not read (the read
+/// starts further back instead).
+const MARK_FORMAT: u8 = 1;
+
+fn put_plan(out: &mut Vec<u8>, plans: &Plans, ix: PlanIx) {
+    out.extend_from_slice(&ix.0.to_le_bytes());
+    put_str(out, &plans.catalog.get(ix).id);
+    out.extend_from_slice(&plans.version_of(ix).to_le_bytes());
+}
+
+/// A ledger mark's state: the format, the event it follows and the lines
+/// made up to it (as its row says), how far it was brought, its plan (and a
+/// pending plan) by id and version, the engine state, and the first 8 bytes
+/// of the SHA-256 of all that.
+pub(crate) fn encode_mark(subscription: &Subscription, advanced_to: Instant, seq: i64, lines: i64, plans: &Plans) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    out.push(MARK_FORMAT);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&lines.to_le_bytes());
+    out.extend_from_slice(&advanced_to.micros().to_le_bytes());
+    put_plan(&mut out, plans, subscription.plan());
+    match subscription.pending_plan() {
+        Some(ix) => {
+            out.push(1);
+            put_plan(&mut out, plans, ix);
+        }
+        None => out.push(0),
+    }
+    codec::encode(subscription, &mut out);
+    let check = Sha256::digest(&out);
+    out.extend_from_slice(&check[..8]);
+    out
+}
+
+/// Reads a ledger mark's state (and how far it was brought), checked
+/// against its row's seq, line count and instant; an error says why it does
+/// not check.
+pub(crate) fn decode_mark(bytes: &[u8], meta: &rollover_store::MarkMeta, plans: &Plans) -> Result<(Subscription, Instant), String> {
+    let (body, check) = bytes.split_at_checked(bytes.len().saturating_sub(8)).ok_or_else(|| "it is empty".to_string())?;
+    if check.len() != 8 || Sha256::digest(body)[..8] != *check {
+        return Err("its checksum does not match".into());
+    }
+    let mut r = Reader(body);
+    let format = r.u8()?;
+    if format != MARK_FORMAT {
+        return Err(format!("format {format}; this build reads {MARK_FORMAT}"));
+    }
+    let (seq, lines) = (r.i64()?, r.i64()?);
+    if (seq, lines) != (meta.seq, meta.lines) {
+        return Err(format!("it says event {seq} and {lines} lines, its row says event {} and {} lines", meta.seq, meta.lines));
+    }
+    let advanced_to = Instant::from_micros(r.i64()?);
+    if advanced_to.micros() != meta.at_micros {
+        return Err(format!("it was brought to {}, its row says {}", advanced_to.micros(), meta.at_micros));
+    }
+    let plan = |r: &mut Reader| -> Result<(u32, Option<PlanIx>), String> { Ok((r.u32()?, plans.get(&r.text()?, r.u32()?))) };
+    let (written, now) = plan(&mut r)?;
+    let pending = match r.u8()? {
+        0 => None,
+        1 => Some(plan(&mut r)?),
+        _ => return Err("the pending plan's marker".into()),
+    };
+    let plan_of = |ix: u32| if ix == written { now } else { pending.and_then(|(w, p)| if w == ix { p } else { None }) };
+    let subscription = codec::decode_one(r.0, &plan_of).map_err(|e| e.to_string())?;
+    Ok((subscription, advanced_to))
 }
 
 fn put_str(out: &mut Vec<u8>, text: &str) {
@@ -145,6 +242,8 @@ pub(crate) fn encode(state: &State, plans: &Plans) -> Vec<u8> {
     for one in &state.subscriptions {
         put_str(&mut out, &one.id);
         out.extend_from_slice(&one.advanced_to.micros().to_le_bytes());
+        out.extend_from_slice(&one.lines.to_le_bytes());
+        out.extend_from_slice(&one.since_mark.to_le_bytes());
         let mut counters: Vec<(&String, &CounterState)> = one.counters.iter().flat_map(|m| m.iter()).collect();
         counters.sort_by(|a, b| a.0.cmp(b.0));
         out.extend_from_slice(&(counters.len() as u32).to_le_bytes());
@@ -219,6 +318,7 @@ pub(crate) fn decode(bytes: &[u8], plans: &Plans) -> Result<State, String> {
     for _ in 0..count {
         let id = r.text()?;
         let advanced_to = Instant::from_micros(r.i64()?);
+        let (lines, since_mark) = (r.u64()?, r.u32()?);
         let sessions = r.u32()?;
         let mut counters: Counters = None;
         for _ in 0..sessions {
@@ -234,7 +334,7 @@ pub(crate) fn decode(bytes: &[u8], plans: &Plans) -> Result<State, String> {
         if state.index.insert(id.clone(), state.subscriptions.len()).is_some() {
             return Err(format!("subscription {id} is in it twice"));
         }
-        state.subscriptions.push(Rebuilt { id, subscription, advanced_to, counters });
+        state.subscriptions.push(Rebuilt { id, subscription, advanced_to, counters, lines, since_mark });
     }
     if !r.0.is_empty() {
         return Err(format!("{} bytes after the last subscription", r.0.len()));

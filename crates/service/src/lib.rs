@@ -15,6 +15,7 @@ mod clock;
 mod config;
 mod error;
 mod keys;
+pub mod ledger;
 pub mod notify;
 pub mod orders;
 mod sender;
@@ -39,10 +40,11 @@ use tokio::sync::oneshot;
 
 pub use api::*;
 pub use clock::{Clock, wall_micros};
+pub use checkpoint::MARK_EVERY;
 pub use config::Config;
+pub use ledger::{LedgerPage, LedgerQuery, Line};
 pub use error::ServiceError;
 pub use plans::{PlanVersion, Plans, SharedPlans};
-pub use replay::replay_subscription;
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;
 pub use rollover_store::{ProfileCount, ProfileRow};
 
@@ -472,30 +474,42 @@ impl Service {
         self.ask(subscription, |reply| Command::Project { id, daily_bytes, reply }).await?
     }
 
-    /// The subscription's ledger, recomputed from its stored events (the same
-    /// engine, the same order), brought up to the clock's now.
+    /// The subscription's whole ledger, recomputed from its stored events
+    /// (the same engine, the same order), brought up to the clock's now. Its
+    /// cost follows the subscription's life: pages use [`Service::ledger_page`]
+    /// and [`Service::ledger_since`].
     pub async fn ledger(&self, subscription: &str) -> Result<Ledger, ServiceError> {
-        let service = self.clone();
-        let id = subscription.to_string();
+        self.ledger_from(subscription, None).await
+    }
+
+    /// The ledger from at least `from` to now (it may begin a little
+    /// earlier): replayed from the last ledger mark before `from`, so its
+    /// cost follows the window, not the subscription's life.
+    pub async fn ledger_since(&self, subscription: &str, from: Instant) -> Result<Ledger, ServiceError> {
+        self.ledger_from(subscription, Some(from)).await
+    }
+
+    async fn ledger_from(&self, subscription: &str, from: Option<Instant>) -> Result<Ledger, ServiceError> {
+        let (service, id) = (self.clone(), subscription.to_string());
         tokio::task::spawn_blocking(move || {
-            let events = service.inner.reader.lock().expect("reader lock").events_of(&id)?;
-            if events.is_empty() {
-                return Err(ServiceError::UnknownSubscription { id });
-            }
-            // A snapshot: a long replay holds no lock that others wait for.
-            let plans = service.plans();
-            let (mut subscription, mut entries, mut late, mut origins) = replay::replay_with_origins(&plans, &events)?;
-            subscription.advance(&plans.catalog, service.now(), &mut entries);
-            late.resize(entries.len(), false);
-            origins.resize(entries.len(), None);
-            let notes = events
-                .iter()
-                .filter_map(|row| match &row.body {
-                    EventBody::Network { note } => Some((Instant::from_micros(row.at_micros), note.clone())),
-                    _ => None,
-                })
-                .collect();
-            Ok(Ledger { entries, late, plan: subscription.plan(), notes, origins })
+            let (plans, now, skew) = (service.plans(), service.now(), service.inner.config.future_skew_micros);
+            let mut reader = service.inner.reader.lock().expect("reader lock");
+            ledger::since(reader.as_mut(), &plans, &id, from, now, skew)
+        })
+        .await
+        .map_err(|_| ServiceError::Stopped { what: "the ledger reader" })?
+    }
+
+    /// A page of the ledger by offset, or the lines of a window that pass a
+    /// filter (see [`ledger`](crate::ledger)): it costs the lines it returns
+    /// and at most [`MARK_EVERY`](crate::MARK_EVERY) events before them and
+    /// after the newest mark.
+    pub async fn ledger_page(&self, subscription: &str, query: LedgerQuery) -> Result<LedgerPage, ServiceError> {
+        let (service, id) = (self.clone(), subscription.to_string());
+        tokio::task::spawn_blocking(move || {
+            let (plans, now, skew) = (service.plans(), service.now(), service.inner.config.future_skew_micros);
+            let mut reader = service.inner.reader.lock().expect("reader lock");
+            ledger::page(reader.as_mut(), &plans, &id, &query, now, skew)
         })
         .await
         .map_err(|_| ServiceError::Stopped { what: "the ledger reader" })?

@@ -1,12 +1,12 @@
 //! Rebuilding state from the stored log: the only way state is ever rebuilt,
-//! at start-up and for ledger reads.
+//! at start-up, by the checkpointer and for ledger reads (`ledger.rs`).
 
 use rollover_core::engine::{Event, GrantExpiry};
 use rollover_core::ledger::Entry;
 use rollover_core::{Country, Instant, Kind, Subscription};
 use rollover_store::{EXPIRES_NEVER, EXPIRES_PERIOD_END, EventBody, EventRow};
 
-use crate::{Origin, ServiceError};
+use crate::ServiceError;
 use crate::plans::Plans;
 
 fn corrupt(message: String) -> ServiceError {
@@ -85,43 +85,4 @@ pub(crate) fn apply_row(plans: &Plans, subscription: &mut Subscription, row: &Ev
     subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), ledger);
     subscription.apply(&plans.catalog, event, Instant::from_micros(row.at_micros), ledger);
     Ok(())
-}
-
-/// Rebuilds one subscription and its whole ledger from its rows. The second
-/// list marks the entries of usage records that arrived late: stamped before
-/// a period boundary the subscription had already crossed, so rated in the
-/// period that was current when they arrived.
-pub fn replay_subscription(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>, Vec<bool>), ServiceError> {
-    let (subscription, ledger, late, _) = replay_with_origins(plans, rows)?;
-    Ok((subscription, ledger, late))
-}
-
-/// [`replay_subscription`], with each entry's origin: the row that caused
-/// it, or `None` for the boundaries the engine ran on its own.
-pub fn replay_with_origins(plans: &Plans, rows: &[EventRow]) -> Result<(Subscription, Vec<Entry>, Vec<bool>, Vec<Option<Origin>>), ServiceError> {
-    let (first, rest) = rows.split_first().ok_or_else(|| corrupt("no stored events".into()))?;
-    let mut ledger = Vec::new();
-    let mut subscription = purchase(plans, first, &mut ledger)?;
-    let mut late = vec![false; ledger.len()];
-    let mut origins = vec![None; ledger.len()];
-    origins.first_mut().map(|o| *o = Some(origin(first)));
-    for row in rest {
-        subscription.advance(&plans.catalog, Instant::from_micros(row.applied_at_micros), &mut ledger);
-        late.resize(ledger.len(), false);
-        origins.resize(ledger.len(), None);
-        let is_late = matches!(row.body, EventBody::Usage { .. })
-            && subscription.period(&plans.catalog).is_some_and(|(_, start, _)| row.at_micros < start.micros());
-        apply_row(plans, &mut subscription, row, &mut ledger)?;
-        late.resize(ledger.len(), is_late);
-        origins.resize(ledger.len(), Some(origin(row)));
-    }
-    Ok((subscription, ledger, late, origins))
-}
-
-fn origin(row: &EventRow) -> Origin {
-    let country = match &row.body {
-        EventBody::Usage { country, .. } => country.clone(),
-        _ => None,
-    };
-    Origin { applied_at: Instant::from_micros(row.applied_at_micros), key: row.key.clone(), country }
 }

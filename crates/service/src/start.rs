@@ -141,7 +141,8 @@ fn run_checkpointer(mut store: Box<dyn Store>, plans: Arc<SharedPlans>, writer: 
                 continue;
             }
         };
-        let (state, bytes) = built;
+        let (mut state, bytes) = built;
+        let marks = std::mem::take(&mut state.marks);
         let meta = rollover_store::CheckpointMeta {
             upto_seq: state.upto_seq,
             format: checkpoint::FORMAT,
@@ -156,6 +157,12 @@ fn run_checkpointer(mut store: Box<dyn Store>, plans: Arc<SharedPlans>, writer: 
         }
         let upto = meta.upto_seq;
         let mut writes: Vec<Box<dyn FnOnce(&mut dyn Store) -> rollover_store::Result<()> + Send>> = Vec::new();
+        // The ledger marks first: they are right whether or not the
+        // checkpoint after them is ever finished.
+        for chunk in marks.chunks(4096) {
+            let chunk = chunk.to_vec();
+            writes.push(Box::new(move |store: &mut dyn Store| store.put_ledger_marks(&chunk)));
+        }
         for (n, part) in parts.into_iter().enumerate() {
             writes.push(Box::new(move |store: &mut dyn Store| store.put_checkpoint_part(upto, n as u32, &part)));
         }
@@ -182,7 +189,7 @@ fn run_checkpointer(mut store: Box<dyn Store>, plans: Arc<SharedPlans>, writer: 
         }
         metrics.checkpoint_upto_seq.store(meta.upto_seq as u64, std::sync::atomic::Ordering::Relaxed);
         metrics.checkpoint_millis.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(upto_seq = meta.upto_seq, bytes = bytes.len(), seconds = started.elapsed().as_secs_f64(), "checkpoint written");
+        tracing::info!(upto_seq = meta.upto_seq, bytes = bytes.len(), ledger_marks = marks.len(), seconds = started.elapsed().as_secs_f64(), "checkpoint written");
     }
 }
 

@@ -291,7 +291,7 @@ impl Worker {
                 }
             }
             Command::Restore(one) => {
-                let Rebuilt { id, subscription, advanced_to, counters } = *one;
+                let Rebuilt { id, subscription, advanced_to, counters, .. } = *one;
                 let slot = self.subscriptions.len();
                 self.index.insert(id.clone(), slot);
                 self.subscriptions.push(Live { id, subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None, counters });

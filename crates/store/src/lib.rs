@@ -206,6 +206,28 @@ pub struct CheckpointMeta {
     pub created_at_micros: i64,
 }
 
+/// A subscription's engine state right after one of its events, and how
+/// many ledger lines (entries and network notes) its events up to that one
+/// made: where a ledger read may start instead of the purchase. Derived
+/// data, written by the checkpointer; `state` is the service's encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerMark {
+    pub subscription: String,
+    pub seq: i64,
+    pub lines: i64,
+    /// How far the state was brought (microseconds).
+    pub at_micros: i64,
+    pub state: Vec<u8>,
+}
+
+/// A [`LedgerMark`] without its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkMeta {
+    pub seq: i64,
+    pub lines: i64,
+    pub at_micros: i64,
+}
+
 /// What [`Store::create_order`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCreated {
@@ -235,7 +257,19 @@ pub trait Store: Send {
     /// Every event, in `seq` order.
     fn load_events(&mut self, visit: &mut dyn FnMut(EventRow)) -> Result<()>;
     /// One subscription's events, in `seq` order.
-    fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>>;
+    fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
+        self.events_between(subscription, 0, i64::MAX)
+    }
+    /// One subscription's events after `after` up to `upto` (both seqs), in
+    /// `seq` order.
+    fn events_between(&mut self, subscription: &str, after: i64, upto: i64) -> Result<Vec<EventRow>>;
+    /// Stores ledger marks (a mark already there is replaced: the same
+    /// events always give the same mark).
+    fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()>;
+    /// A subscription's ledger marks, oldest first, without their states.
+    fn ledger_marks(&mut self, subscription: &str) -> Result<Vec<MarkMeta>>;
+    /// One mark's state.
+    fn ledger_mark(&mut self, subscription: &str, seq: i64) -> Result<Option<Vec<u8>>>;
     /// Every event after `seq`, in commit order (a checkpoint's tail).
     fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()>;
     /// The first event at or after `seq`: its seq and `applied_at`.
@@ -443,6 +477,19 @@ mod tests {
         assert!(all.windows(2).all(|w| w[0] < w[1]), "events come back in commit order");
 
         check_checkpoints(store.as_mut(), &all);
+
+        // A range of one subscription's events, and marks to start from.
+        let s1: Vec<i64> = store.events_of("s1").unwrap().iter().map(|e| e.seq).collect();
+        let between: Vec<i64> = store.events_between("s1", s1[1], s1[4]).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(between, s1[2..=4]);
+        assert!(store.events_between("s1", s1[6], i64::MAX).unwrap().is_empty());
+        let mark = |seq: i64, lines: i64, state: &[u8]| LedgerMark { subscription: "s1".into(), seq, lines, at_micros: seq * 10, state: state.to_vec() };
+        store.put_ledger_marks(&[mark(s1[4], 9, b"b"), mark(s1[2], 4, b"a")]).unwrap();
+        store.put_ledger_marks(&[mark(s1[4], 9, b"b2")]).unwrap();
+        assert_eq!(store.ledger_marks("s1").unwrap(), [MarkMeta { seq: s1[2], lines: 4, at_micros: s1[2] * 10 }, MarkMeta { seq: s1[4], lines: 9, at_micros: s1[4] * 10 }]);
+        assert_eq!(store.ledger_mark("s1", s1[4]).unwrap().as_deref(), Some(&b"b2"[..]));
+        assert!(store.ledger_marks("s2").unwrap().is_empty());
+        assert_eq!(store.ledger_mark("s1", s1[3]).unwrap(), None);
 
         // The outbox: a notification made twice is stored once.
         let note = |key: &str| NotificationRow { key: key.into(), endpoint: "hook".into(), payload: "{}".into(), created_at_micros: 1 };

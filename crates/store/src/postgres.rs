@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, LedgerMark, MarkMeta, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -106,6 +106,16 @@ CREATE TABLE checkpoints (
     digest TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+"#, r#"
+CREATE TABLE ledger_marks (
+    subscription TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    lines BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    state BYTEA NOT NULL,
+    PRIMARY KEY (subscription, seq)
+);
+CREATE INDEX events_by_subscription_seq ON events (subscription, seq);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -487,12 +497,41 @@ impl Store for PostgresStore {
         Ok(row.map(|row| row.get(0)))
     }
 
-    fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
+    fn events_between(&mut self, subscription: &str, after: i64, upto: i64) -> Result<Vec<EventRow>> {
         let rows = self
             .client
-            .query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = $1 ORDER BY seq"), &[&subscription])
+            .query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"), &[&subscription, &after, &upto])
             .map_err(db)?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let subscription: Vec<&str> = marks.iter().map(|m| m.subscription.as_str()).collect();
+        let seq: Vec<i64> = marks.iter().map(|m| m.seq).collect();
+        let lines: Vec<i64> = marks.iter().map(|m| m.lines).collect();
+        let at: Vec<i64> = marks.iter().map(|m| m.at_micros).collect();
+        let state: Vec<&[u8]> = marks.iter().map(|m| m.state.as_slice()).collect();
+        self.client
+            .execute(
+                "INSERT INTO ledger_marks (subscription, seq, lines, at, state) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[]) \
+                 ON CONFLICT (subscription, seq) DO UPDATE SET lines = excluded.lines, at = excluded.at, state = excluded.state",
+                &[&subscription, &seq, &lines, &at, &state],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn ledger_marks(&mut self, subscription: &str) -> Result<Vec<MarkMeta>> {
+        let rows = self.client.query("SELECT seq, lines, at FROM ledger_marks WHERE subscription = $1 ORDER BY seq", &[&subscription]).map_err(db)?;
+        Ok(rows.iter().map(|row| MarkMeta { seq: row.get(0), lines: row.get(1), at_micros: row.get(2) }).collect())
+    }
+
+    fn ledger_mark(&mut self, subscription: &str, seq: i64) -> Result<Option<Vec<u8>>> {
+        let row = self.client.query_opt("SELECT state FROM ledger_marks WHERE subscription = $1 AND seq = $2", &[&subscription, &seq]).map_err(db)?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<()> {

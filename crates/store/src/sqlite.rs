@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, LedgerMark, MarkMeta, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
 
@@ -146,6 +146,15 @@ CREATE TABLE checkpoints (
     digest TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+"#, r#"
+CREATE TABLE ledger_marks (
+    subscription TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (subscription, seq)
+) WITHOUT ROWID;
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -674,26 +683,53 @@ impl Store for SqliteStore {
         self.connection.query_row("SELECT data FROM checkpoint_parts WHERE upto_seq = ?1 AND part = ?2", params![upto_seq, part], |row| row.get(0)).optional().map_err(db)
     }
 
-    fn events_of(&mut self, subscription: &str) -> Result<Vec<EventRow>> {
+    fn events_between(&mut self, subscription: &str, after: i64, upto: i64) -> Result<Vec<EventRow>> {
         // One read transaction that looks at the index first and the log
         // second: the log's snapshot is then at least as new as the index's,
-        // so every indexed event is there to read.
+        // so every indexed event is there to read. Past the index, the
+        // short unindexed tail is scanned.
         let tx = self.connection.transaction().map_err(db)?;
-        let upto: i64 = tx.query_row("SELECT indexed_upto FROM ix.progress", [], |row| row.get(0)).map_err(db)?;
+        let indexed: i64 = tx.query_row("SELECT indexed_upto FROM ix.progress", [], |row| row.get(0)).map_err(db)?;
         let rows = {
             let mut statement = tx
                 .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM ix.event_index WHERE subscription = ?1 AND seq <= ?2) \
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM ix.event_index WHERE subscription = ?1 AND seq > ?2 AND seq <= MIN(?3, ?4)) \
                      UNION ALL \
-                     SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?2 AND subscription = ?1 \
+                     SELECT {EVENT_COLUMNS} FROM events WHERE seq > MAX(?2, ?4) AND seq <= ?3 AND subscription = ?1 \
                      ORDER BY seq"
                 ))
                 .map_err(db)?;
-            let rows = statement.query_map(params![subscription, upto], event_from_row).map_err(db)?;
+            let rows = statement.query_map(params![subscription, after, upto, indexed], event_from_row).map_err(db)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?
         };
         tx.commit().map_err(db)?;
         Ok(rows)
+    }
+
+    fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()> {
+        let tx = self.connection.transaction().map_err(db)?;
+        {
+            let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO ledger_marks (subscription, seq, lines, at, state) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(db)?;
+            for m in marks {
+                insert.execute(params![m.subscription, m.seq, m.lines, m.at_micros, m.state]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn ledger_marks(&mut self, subscription: &str) -> Result<Vec<MarkMeta>> {
+        let mut statement = self.connection.prepare_cached("SELECT seq, lines, at FROM ledger_marks WHERE subscription = ?1 ORDER BY seq").map_err(db)?;
+        let rows = statement.query_map([subscription], |row| Ok(MarkMeta { seq: row.get(0)?, lines: row.get(1)?, at_micros: row.get(2)? })).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn ledger_mark(&mut self, subscription: &str, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.connection
+            .prepare_cached("SELECT state FROM ledger_marks WHERE subscription = ?1 AND seq = ?2")
+            .map_err(db)?
+            .query_row(params![subscription, seq], |row| row.get(0))
+            .optional()
+            .map_err(db)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<()> {

@@ -58,7 +58,8 @@ pub fn latest_catalog(service: &Service) -> Catalog {
 
 /// A subscription's own history for advice ([`rollover_advise::history_days`]).
 pub async fn subscription_days(service: &Service, id: &str) -> Result<Vec<rollover_advise::Day>, ServiceError> {
-    let ledger = service.ledger(id).await?;
+    let now = service.now();
+    let ledger = service.ledger_since(id, rollover_advise::history_start(now)).await?;
     let plans = service.plans();
-    Ok(rollover_advise::history_days(&ledger.entries, &plans.catalog.get(ledger.plan).zone, service.now()))
+    Ok(rollover_advise::history_days(&ledger.entries, &plans.catalog.get(ledger.plan).zone, now, ledger.purchased_at))
 }

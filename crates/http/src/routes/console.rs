@@ -258,7 +258,8 @@ pub(super) async fn subscription(
     let loaded = async {
         let balance = service.balance(&id).await?;
         let (identifiers, created_at) = service.identifiers(&id).await?;
-        let ledger = service.ledger(&id).await?;
+        // The window shown, and the days the advice reads.
+        let ledger = service.ledger_since(&id, from.min(rollover_advise::history_start(now))).await?;
         let profile = match identifiers.iccid.as_deref().and_then(|iccid| rollover_esim::Iccid::parse(iccid).ok()) {
             Some(iccid) => service.profile(&iccid).await?,
             None => None,
@@ -274,7 +275,7 @@ pub(super) async fn subscription(
     let plan = plans.catalog.get(balance.plan.ix);
     let plan_ids: Vec<String> = plans.all_latest().into_iter().map(|p| p.id).collect();
     let on_sale = super::advice::latest_catalog(&service);
-    let advice = rollover_advise::advise(&on_sale, &rollover_advise::history_days(&ledger.entries, &plan.zone, now), None);
+    let advice = rollover_advise::advise(&on_sale, &rollover_advise::history_days(&ledger.entries, &plan.zone, now, ledger.purchased_at), None);
     let subscription_view = view::SubscriptionView {
         plan,
         balance: &balance,

@@ -1,5 +1,6 @@
 //! `GET /v1/subscriptions/{id}/ledger`: the entries recomputed from the
-//! log, merged with network notes, filtered and paged.
+//! log, with network notes where their events are, filtered and paged;
+//! [`Service::ledger_page`] replays only from the ledger mark before them.
 
 use axum::extract::{Path, State};
 use rollover_service::Service;
@@ -9,7 +10,9 @@ use crate::{json, wire};
 use crate::problem::{Code, Problem};
 use axum::extract::Query;
 use rollover_core::Instant;
-use rollover_core::ledger::{Change, Entry, Lifecycle, Source, ThrottleReason};
+use rollover_core::ledger::{Change, Lifecycle, Source, ThrottleReason};
+use rollover_service::{LedgerQuery as Wanted, Line};
+use std::sync::Arc;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -45,116 +48,86 @@ pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<St
         return Err(Problem::about(Code::InvalidQuery, "type", format!("\"{entry_type}\" is not an entry type: {}", ENTRY_TYPES.join(", "))));
     }
     let (limit, offset) = super::page(query.limit, query.offset, LEDGER_PAGE_MAX)?;
-    let ledger = service.ledger(&id).await?;
+    let entry_type = query.entry_type.clone();
+    let filter: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>> = (cause.is_some() || entry_type.is_some()).then(|| {
+        Arc::new(move |line: &Line| {
+            let of_cause = match (cause, line) {
+                (None, _) => true,
+                (Some(c), Line::Entry { entry, .. }) => matches!(entry.change, Change::Forfeited { cause, .. } if cause == c),
+                (Some(_), Line::Note { .. }) => false,
+            };
+            of_cause && entry_type.as_deref().is_none_or(|t| self::entry_type(line) == t)
+        }) as Arc<dyn Fn(&Line) -> bool + Send + Sync>
+    });
+    let page = service.ledger_page(&id, Wanted { offset, limit, from, to, filter }).await?;
     let plans = service.plans();
-    let plan = plans.catalog.get(ledger.plan);
-    // Network notes go after the entries of their instant.
-    let mut notes = ledger.notes.into_iter().peekable();
-    let mut lines: Vec<Line> = Vec::with_capacity(ledger.entries.len());
-    for (entry, late) in ledger.entries.iter().zip(ledger.late) {
-        while let Some((at, _)) = notes.peek()
-            && *at < entry.at
-        {
-            let (at, note) = notes.next().expect("peeked");
-            lines.push(Line::Note(at, note));
-        }
-        lines.push(Line::Entry(entry, late));
-    }
-    lines.extend(notes.map(|(at, note)| Line::Note(at, note)));
-    // Filter and page first; only the page is written out.
-    let wanted = |line: &Line| {
-        let at = line.at();
-        let in_window = from.is_none_or(|f| at >= f) && to.is_none_or(|t| at < t);
-        let of_cause = match (cause, line) {
-            (None, _) => true,
-            (Some(c), Line::Entry(e, _)) => matches!(e.change, Change::Forfeited { cause, .. } if cause == c),
-            (Some(_), Line::Note(..)) => false,
-        };
-        in_window && of_cause && query.entry_type.as_deref().is_none_or(|t| line.entry_type() == t)
-    };
-    let selected: Vec<Line> = lines.into_iter().filter(wanted).collect();
-    let total = selected.len();
-    let entries = selected.into_iter().skip(offset).take(limit).map(|line| line.out(plan)).collect();
+    let plan = plans.catalog.get(page.plan);
+    let total = page.total;
+    let entries = page.lines.into_iter().map(|line| out(line, plan)).collect();
     let next_offset = (offset.saturating_add(limit) < total).then_some(offset + limit);
     Ok(ok(wire::LedgerOut { entries, total, next_offset }))
 }
 
-/// A line of the ledger before it is written: an entry of the engine's, or
-/// a network note from the log.
-enum Line<'a> {
-    Entry(&'a Entry, bool),
-    Note(Instant, String),
+fn entry_type(line: &Line) -> &'static str {
+    let Line::Entry { entry: e, .. } = line else { return "network" };
+    match e.change {
+        Change::Granted { .. } => "granted",
+        Change::Drawn { .. } => "drawn",
+        Change::CarriedOut { .. } => "carried_out",
+        Change::Forfeited { .. } => "forfeited",
+        Change::Fee { .. } => "fee",
+        Change::AddonFee { .. } => "addon_fee",
+        Change::Refunded { .. } => "refunded",
+        Change::Charged { .. } => "charged",
+        Change::Unmetered { .. } => "accepted_unmetered",
+        Change::Throttled { .. } => "throttled",
+        Change::Rejected { .. } => "rejected",
+        Change::Lifecycle(_) => "lifecycle",
+    }
 }
 
-impl Line<'_> {
-    fn at(&self) -> Instant {
-        match self {
-            Line::Entry(e, _) => e.at,
-            Line::Note(at, _) => *at,
-        }
+fn out(line: Line, plan: &rollover_core::Plan) -> wire::LedgerEntryOut {
+    let zone = &plan.zone;
+    let at = line.at().to_rfc3339(zone);
+    let entry_type = entry_type(&line);
+    let (e, late) = match line {
+        Line::Note { note, .. } => return wire::LedgerEntryOut { at, entry_type, note: Some(note), ..Default::default() },
+        Line::Entry { entry, late, .. } => (entry, late),
+    };
+    let mut out = wire::LedgerEntryOut { at, entry_type, late, ..Default::default() };
+    if let Some(kind) = e.kind {
+        out.bucket = Some(e.bucket);
+        out.bucket_kind = Some(kind.name());
     }
-
-    fn entry_type(&self) -> &'static str {
-        let Line::Entry(e, _) = self else { return "network" };
-        match e.change {
-            Change::Granted { .. } => "granted",
-            Change::Drawn { .. } => "drawn",
-            Change::CarriedOut { .. } => "carried_out",
-            Change::Forfeited { .. } => "forfeited",
-            Change::Fee { .. } => "fee",
-            Change::AddonFee { .. } => "addon_fee",
-            Change::Refunded { .. } => "refunded",
-            Change::Charged { .. } => "charged",
-            Change::Unmetered { .. } => "accepted_unmetered",
-            Change::Throttled { .. } => "throttled",
-            Change::Rejected { .. } => "rejected",
-            Change::Lifecycle(_) => "lifecycle",
+    match e.change {
+        Change::Granted { bytes, expires, source } => {
+            out.bytes = Some(bytes);
+            out.expires_at = Some(json::show(expires, zone));
+            out.source = Some(match source {
+                Source::Period(_) => "period",
+                Source::Grant => "grant",
+                Source::Addon => "addon",
+                Source::ExtraBlock => "extra_block",
+                Source::Carry => "carry",
+            });
         }
+        Change::Drawn { bytes } | Change::Unmetered { bytes } => out.bytes = Some(bytes),
+        Change::CarriedOut { bytes, into } => (out.bytes, out.into_bucket) = (Some(bytes), Some(into)),
+        Change::Forfeited { bytes, cause } => (out.bytes, out.cause) = (Some(bytes), Some(cause.name())),
+        Change::Fee { minor, period } => (out.amount, out.period) = (Some(plan.currency.format(minor)), Some(period)),
+        Change::AddonFee { minor } | Change::Refunded { minor } => out.amount = Some(plan.currency.format(minor)),
+        Change::Charged { minor, bytes } => (out.amount, out.bytes) = (Some(plan.currency.format(minor)), Some(bytes)),
+        Change::Throttled { bytes, reason } => {
+            out.bytes = Some(bytes);
+            out.reason = Some(match reason {
+                ThrottleReason::DailyCap => "daily_cap",
+                ThrottleReason::Exhausted => "exhausted",
+            });
+        }
+        Change::Rejected { bytes, reason } => (out.bytes, out.reason) = (Some(bytes), Some(reason.name())),
+        Change::Lifecycle(event) => out.event = Some(lifecycle_name(event)),
     }
-
-    fn out(self, plan: &rollover_core::Plan) -> wire::LedgerEntryOut {
-        let zone = &plan.zone;
-        let at = self.at().to_rfc3339(zone);
-        let entry_type = self.entry_type();
-        let (e, late) = match self {
-            Line::Note(_, note) => return wire::LedgerEntryOut { at, entry_type, note: Some(note), ..Default::default() },
-            Line::Entry(e, late) => (e, late),
-        };
-        let mut out = wire::LedgerEntryOut { at, entry_type, late, ..Default::default() };
-        if let Some(kind) = e.kind {
-            out.bucket = Some(e.bucket);
-            out.bucket_kind = Some(kind.name());
-        }
-        match e.change {
-            Change::Granted { bytes, expires, source } => {
-                out.bytes = Some(bytes);
-                out.expires_at = Some(json::show(expires, zone));
-                out.source = Some(match source {
-                    Source::Period(_) => "period",
-                    Source::Grant => "grant",
-                    Source::Addon => "addon",
-                    Source::ExtraBlock => "extra_block",
-                    Source::Carry => "carry",
-                });
-            }
-            Change::Drawn { bytes } | Change::Unmetered { bytes } => out.bytes = Some(bytes),
-            Change::CarriedOut { bytes, into } => (out.bytes, out.into_bucket) = (Some(bytes), Some(into)),
-            Change::Forfeited { bytes, cause } => (out.bytes, out.cause) = (Some(bytes), Some(cause.name())),
-            Change::Fee { minor, period } => (out.amount, out.period) = (Some(plan.currency.format(minor)), Some(period)),
-            Change::AddonFee { minor } | Change::Refunded { minor } => out.amount = Some(plan.currency.format(minor)),
-            Change::Charged { minor, bytes } => (out.amount, out.bytes) = (Some(plan.currency.format(minor)), Some(bytes)),
-            Change::Throttled { bytes, reason } => {
-                out.bytes = Some(bytes);
-                out.reason = Some(match reason {
-                    ThrottleReason::DailyCap => "daily_cap",
-                    ThrottleReason::Exhausted => "exhausted",
-                });
-            }
-            Change::Rejected { bytes, reason } => (out.bytes, out.reason) = (Some(bytes), Some(reason.name())),
-            Change::Lifecycle(event) => out.event = Some(lifecycle_name(event)),
-        }
-        out
-    }
+    out
 }
 
 fn lifecycle_name(event: Lifecycle) -> &'static str {

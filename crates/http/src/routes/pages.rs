@@ -110,14 +110,16 @@ pub(super) async fn customer(
 
 async fn render(service: &Service, orders: &rollover_service::orders::Orders, subscription: &str, token: &str, lang: Lang) -> Result<String, ServiceError> {
     let balance = service.balance(subscription).await?;
-    let ledger = service.ledger(subscription).await?;
+    // The days the chart, the pace and the advice read (and the carries
+    // and forfeits of that time): not the subscription's whole life.
+    let ledger = service.ledger_since(subscription, rollover_advise::history_start(balance.at)).await?;
     let plans = service.plans();
     let plan = plans.catalog.get(balance.plan.ix);
     let started = ledger.entries.iter().rev().find(|e| matches!(e.change, Change::Lifecycle(Lifecycle::Started))).map(|e| e.at);
     let pace = rollover_pages::customer::daily_pace(&ledger.entries, plan, balance.at, started);
     let projection = service.projection(subscription, pace).await?;
     let path = format!("/my/{token}");
-    let days = rollover_advise::history_days(&ledger.entries, &plan.zone, balance.at);
+    let days = rollover_advise::history_days(&ledger.entries, &plan.zone, balance.at, ledger.purchased_at);
     let catalog = super::advice::latest_catalog(service);
     let advice = rollover_advise::advise(&catalog, &days, None);
     let (identifiers, _) = service.identifiers(subscription).await?;

@@ -104,3 +104,96 @@ fn restart_from_a_checkpoint_on_sqlite() {
 fn restart_from_a_checkpoint_on_postgres() {
     restart_from_a_checkpoint(Backend::Postgres);
 }
+
+/// Ledger pages read from ledger marks are the pages of a whole replay:
+/// every offset around the marks, filters, windows, and a damaged mark.
+fn ledger_pages_from_marks(backend: Backend) {
+    let store = TestStore::new(backend);
+    let off = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "0")];
+    let server = Server::start_on(&store, &off);
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    server.set_clock("2026-03-01T00:00:00+08:00");
+    for (id, plan) in [("a", "cn-30g"), ("b", "stash-10g"), ("c", "au-5g"), ("d", "uk-3g-payg")] {
+        assert_eq!(server.post("/v1/subscriptions", &json!({"id": id, "plan": plan})).status, 201);
+    }
+    // About 700 events a subscription over a month's boundary, with a
+    // grant, a suspension and a plan change among them.
+    let days = ["2026-03-29", "2026-03-30", "2026-03-31", "2026-04-01", "2026-04-02", "2026-04-03", "2026-04-04", "2026-04-05"];
+    for (n, pair) in days.windows(2).enumerate() {
+        let (day, next) = (pair[0], pair[1]);
+        server.set_clock(&format!("{next}T00:00:00+08:00"));
+        usage(&server, n * 400, n * 400 + 400, day);
+        if n == 2 {
+            assert_eq!(server.post("/v1/subscriptions/a/events", &json!({"grant": {"kind": "gift", "data": "2GiB", "expires": "never"}})).body["outcome"], "applied");
+            assert_eq!(server.post("/v1/subscriptions/b/events", &json!({"change_plan": "cn-30g"})).body["outcome"], "applied");
+            assert_eq!(server.post("/v1/subscriptions/c/events", &json!({"suspend": true})).body["outcome"], "applied");
+            assert_eq!(server.post("/v1/subscriptions/c/events", &json!({"resume": true})).body["outcome"], "applied");
+        }
+    }
+    let whole = |server: &Server, id: &str| -> Vec<Value> {
+        let mut lines = Vec::new();
+        loop {
+            let page = server.get(&format!("/v1/subscriptions/{id}/ledger?limit=1000&offset={}", lines.len())).body;
+            lines.extend(page["entries"].as_array().unwrap().iter().cloned());
+            if page["next_offset"].is_null() {
+                return lines;
+            }
+        }
+    };
+    let filtered = [
+        "type=drawn&limit=50&offset=400",
+        "type=granted&limit=1000",
+        "cause=expired&limit=1000",
+        "from=2026-04-01T00:00:00%2B08:00&to=2026-04-03T00:00:00%2B08:00&limit=70&offset=30",
+        "from=2026-04-03T12:00:00%2B08:00&limit=1000",
+    ];
+    let ids = ["a", "b", "c", "d"];
+    let reference: Vec<(Vec<Value>, Vec<Value>)> =
+        ids.iter().map(|id| (whole(&server, id), filtered.iter().map(|q| server.get(&format!("/v1/subscriptions/{id}/ledger?{q}")).body).collect())).collect();
+    assert!(reference.iter().all(|(lines, _)| lines.len() > 700), "long enough to be marked");
+    assert_eq!(store.count("SELECT COUNT(*) FROM ledger_marks"), 0, "no checkpointer, no marks");
+    drop(server.kill());
+
+    let server = Server::start_on(&store, &ENV);
+    wait_for_checkpoint(&server, 0);
+    assert!(store.count("SELECT COUNT(*) FROM ledger_marks") >= 8, "the checkpointer marked each subscription's ledger");
+    let check = |server: &Server, why: &str| {
+        for (id, (lines, answers)) in ids.iter().zip(&reference) {
+            assert_eq!(&whole(server, id), lines, "{id}: the whole ledger, {why}");
+            let total = lines.len();
+            for offset in [0, 1, 255, 256, 257, 300, 511, 512, 600, total - 100, total - 1, total] {
+                for limit in [1, 100, 1000] {
+                    let page = server.get(&format!("/v1/subscriptions/{id}/ledger?limit={limit}&offset={offset}")).body;
+                    let want: Vec<Value> = lines.iter().skip(offset).take(limit).cloned().collect();
+                    assert_eq!(page["entries"].as_array().unwrap(), &want, "{id}: offset {offset}, limit {limit}, {why}");
+                    assert_eq!(page["total"], total, "{id}: the total, {why}");
+                }
+            }
+            for (query, answer) in filtered.iter().zip(answers) {
+                assert_eq!(&server.get(&format!("/v1/subscriptions/{id}/ledger?{query}")).body, answer, "{id}: {query}, {why}");
+            }
+        }
+    };
+    check(&server, "read from marks");
+    drop(server.kill());
+    // A damaged mark is passed over for the one before it.
+    let blob = match backend {
+        Backend::Sqlite => "x'01ff'",
+        Backend::Postgres => "decode('01ff', 'hex')",
+    };
+    store.sql(&format!("UPDATE ledger_marks SET state = {blob} WHERE subscription IN ('a', 'c') AND seq = (SELECT MAX(seq) FROM ledger_marks WHERE subscription = 'a')"));
+    store.sql("UPDATE ledger_marks SET lines = lines + 1 WHERE subscription = 'b'");
+    let server = Server::start_on(&store, &off);
+    check(&server, "with damaged marks");
+}
+
+#[test]
+fn ledger_pages_from_marks_on_sqlite() {
+    ledger_pages_from_marks(Backend::Sqlite);
+}
+
+#[test]
+fn ledger_pages_from_marks_on_postgres() {
+    ledger_pages_from_marks(Backend::Postgres);
+}

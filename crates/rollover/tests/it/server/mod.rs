@@ -82,6 +82,23 @@ impl TestStore {
             _ => unreachable!("a store is a file or a schema"),
         }
     }
+
+    /// The one integer `query` answers.
+    pub fn count(&self, query: &str) -> i64 {
+        match (&self.dir, &self.schema) {
+            (Some(dir), _) => {
+                let connection = rusqlite::Connection::open(dir.join("rollover.db")).expect("the store's file");
+                connection.busy_timeout(std::time::Duration::from_secs(5)).expect("a busy timeout");
+                connection.query_row(query, [], |row| row.get(0)).unwrap_or_else(|e| panic!("{query}: {e}"))
+            }
+            (None, Some(schema)) => {
+                let mut client = postgres::Client::connect(&postgres_base(), postgres::NoTls).expect("PostgreSQL");
+                client.batch_execute(&format!("SET search_path TO {schema}")).expect("the schema");
+                client.query_one(query, &[]).unwrap_or_else(|e| panic!("{query}: {e}")).get(0)
+            }
+            _ => unreachable!("a store is a file or a schema"),
+        }
+    }
 }
 
 impl Drop for TestStore {

@@ -5,7 +5,8 @@
 //! writing a checkpoint, and starting from that checkpoint. Printed: start-up
 //! time and resident memory both ways, the checkpoint's cost, how long the
 //! SQLite subscription index took to catch up with the seeded log, and then
-//! the p99 of reading a page of 100 ledger entries of a subscription.
+//! the p99 of reading a page of 100 ledger lines of a subscription, the
+//! oldest (cold, then warm) and the newest.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
@@ -78,8 +79,8 @@ fn metric(base: &str, name: &str) -> Option<f64> {
 fn run(o: &HistoryBench) -> Result<(), String> {
     let sizes: Vec<usize> = o.records.split(',').map(|s| s.trim().replace('_', "").parse::<usize>().map_err(|_| format!("--records {s:?}: a number"))).collect::<Result<_, _>>()?;
     println!("rollover bench history: store {}, {} subscriptions on a monthly plan with rollover; usage records spread over 89 days", o.store, o.subscriptions);
-    println!("| records | seeded in | start-up, whole log | resident | checkpoint built in | start-up from it | resident | replayed after it | index caught up after | ledger page of 100, p99, cold | and then |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| records | seeded in | start-up, whole log | resident | checkpoint built in | start-up from it | resident | replayed after it | keys held | bytes a key | index caught up after | oldest 100 lines, p99, cold | and then | newest 100 lines, p99 |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for records in sizes {
         let (url, cleanup) = store_url(&o.store, &format!("history{records}"))?;
         let seeded = WallClock::now();
@@ -105,6 +106,9 @@ fn run(o: &HistoryBench) -> Result<(), String> {
         let resumed = start_server_with(&url, "simulated", cleanup, &never)?;
         let (resumed_start, resumed_rss) = (t.elapsed(), resident_mib(resumed.pid()));
         let replayed = metric(&resumed.base, "rollover_startup_replayed_events").unwrap_or(f64::NAN);
+        // The keys a retry could still hit, and what their tables take.
+        let keys = metric(&resumed.base, "rollover_idempotency_keys").unwrap_or(f64::NAN);
+        let key_bytes = metric(&resumed.base, "rollover_idempotency_key_bytes").unwrap_or(f64::NAN);
         // SQLite's subscription index is built behind the log; a store
         // seeded this fast leaves it far behind, and reads scan the rest.
         let caught = WallClock::now();
@@ -113,15 +117,25 @@ fn run(o: &HistoryBench) -> Result<(), String> {
         }
         let caught = caught.elapsed();
         let client = agent();
-        // Twice over different subscriptions: right after the start, when
-        // the pages are cold, and then.
+        // Three passes over different subscriptions: the oldest 100 lines
+        // right after the start, when the pages are cold; the same then;
+        // and the newest 100 (offset = total - 100, the total read first,
+        // untimed, with `limit=1`).
         let mut passes = Vec::new();
-        for pass in 0..2 {
+        for pass in 0..3 {
             let mut latencies = Vec::with_capacity(o.reads);
             for n in 0..o.reads {
                 let id = (n * 7919 + pass * 104_729) % o.subscriptions;
+                let ledger = format!("{}/v1/subscriptions/h{id}/ledger", resumed.base);
+                let offset = if pass == 2 {
+                    let first = get(&client, &format!("{ledger}?limit=1"))?;
+                    let total = serde_json::from_str::<serde_json::Value>(&first).map_err(|e| e.to_string())?["total"].as_u64().unwrap_or(0);
+                    total.saturating_sub(100)
+                } else {
+                    0
+                };
                 let t = WallClock::now();
-                get(&client, &format!("{}/v1/subscriptions/h{id}/ledger?limit=100&offset=0", resumed.base))?;
+                get(&client, &format!("{ledger}?limit=100&offset={offset}"))?;
                 latencies.push(t.elapsed());
             }
             latencies.sort();
@@ -135,13 +149,15 @@ fn run(o: &HistoryBench) -> Result<(), String> {
             let _ = std::fs::remove_dir_all(std::path::Path::new(path).parent().unwrap_or(std::path::Path::new(path)));
         }
         println!(
-            "| {records} | {:.1} s | {:.2} s | {whole_rss:.0} MiB | {built:.2} s | {:.2} s | {resumed_rss:.0} MiB | {replayed:.0} | {:.1} s | {:.1} ms | {:.1} ms |",
+            "| {records} | {:.1} s | {:.2} s | {whole_rss:.0} MiB | {built:.2} s | {:.2} s | {resumed_rss:.0} MiB | {replayed:.0} | {keys:.0} | {:.1} | {:.1} s | {:.1} ms | {:.1} ms | {:.1} ms |",
             seeded.as_secs_f64(),
             whole_start.as_secs_f64(),
             resumed_start.as_secs_f64(),
+            key_bytes / keys.max(1.0),
             caught.as_secs_f64(),
             passes[0],
-            passes[1]
+            passes[1],
+            passes[2]
         );
     }
     Ok(())

@@ -13,14 +13,17 @@
 //! never trusted over the log.
 //!
 //! Layout (format [`FORMAT`], little endian): `RLCP`, the format, the last
-//! event's seq, the plans as `(index, id, version)`, then each subscription:
-//! its id, how far it was brought, its RADIUS counters, and its engine state
-//! in `rollover_core::engine::codec`'s layout. Plans are named by id and
-//! version, so a catalog loaded in another order reads the same.
+//! event's seq, the maximum age its keys were kept for, the plans as
+//! `(index, id, version)`, then each subscription: its id, how far it was
+//! brought, its ledger lines and events since its last ledger mark, its
+//! RADIUS counters, its idempotency keys as `(hash, instant, fingerprint)`
+//! (`keys.rs`), and its engine state in `rollover_core::engine::codec`'s
+//! layout. Plans are named by id and version, so a catalog loaded in another
+//! order reads the same.
 //!
-//! Not in it: idempotency keys. Start-up takes them from the events applied
-//! within the maximum age (plus the future skew and a margin), which the
-//! log holds anyway: the keys a retry could still hit.
+//! With the keys in it, start-up reads nothing of the log before the
+//! checkpoint; only when the service now keeps keys longer than the
+//! checkpoint did are the rows of the longer window read again for theirs.
 
 use std::collections::HashMap;
 
@@ -30,7 +33,7 @@ use rollover_store::{CheckpointMeta, EventRow, LedgerMark, Store};
 use sha2::{Digest, Sha256};
 
 use crate::ServiceError;
-use crate::keys::Key;
+use crate::keys::{Key, Keys, Stamp};
 use crate::plans::Plans;
 use crate::replay;
 
@@ -98,12 +101,17 @@ pub(crate) struct Rebuilt {
     pub(crate) lines: u64,
     /// Its events since its last ledger mark.
     pub(crate) since_mark: u32,
+    /// Its idempotency keys a retry could still hit.
+    pub(crate) keys: Keys,
 }
 
 /// Every subscription after some event, by id, in order of first purchase.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) upto_seq: i64,
+    /// The maximum age its keys were kept for: a service that accepts
+    /// older records needs the keys of the rows before it read again.
+    pub(crate) max_age_micros: i64,
     pub(crate) subscriptions: Vec<Rebuilt>,
     index: HashMap<String, usize>,
     /// Ledger marks made while replaying (only when building: start-up
@@ -122,7 +130,7 @@ impl State {
             None => {
                 let subscription = replay::purchase(plans, row, scratch)?;
                 self.index.insert(row.subscription.clone(), self.subscriptions.len());
-                self.subscriptions.push(Rebuilt { id: row.subscription.clone(), subscription, advanced_to: reached, counters: None, lines: 0, since_mark: 0 });
+                self.subscriptions.push(Rebuilt { id: row.subscription.clone(), subscription, advanced_to: reached, counters: None, lines: 0, since_mark: 0, keys: Keys::default() });
                 self.subscriptions.len() - 1
             }
             Some(&slot) => {
@@ -131,6 +139,7 @@ impl State {
                 replay::apply_row(plans, &mut one.subscription, row, scratch)?;
                 one.advanced_to = one.advanced_to.max(reached);
                 replay_counter(&mut one.counters, row, max_age_micros);
+                one.keys.replay(row, max_age_micros);
                 slot
             }
         };
@@ -230,6 +239,7 @@ pub(crate) fn encode(state: &State, plans: &Plans) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(&state.upto_seq.to_le_bytes());
+    out.extend_from_slice(&state.max_age_micros.to_le_bytes());
     let count = plans.catalog.plans().len();
     out.extend_from_slice(&(count as u32).to_le_bytes());
     for ix in 0..count {
@@ -252,6 +262,14 @@ pub(crate) fn encode(state: &State, plans: &Plans) -> Vec<u8> {
             out.extend_from_slice(&c.total.to_le_bytes());
             out.push(c.stopped as u8);
             out.extend_from_slice(&c.at_micros.to_le_bytes());
+        }
+        let mut keys: Vec<(u64, Stamp)> = one.keys.iter().collect();
+        keys.sort_by_key(|(hash, _)| *hash);
+        out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+        for (hash, stamp) in keys {
+            out.extend_from_slice(&hash.to_le_bytes());
+            out.extend_from_slice(&stamp.at_micros.to_le_bytes());
+            out.extend_from_slice(&stamp.fingerprint.to_le_bytes());
         }
         codec::encode(&one.subscription, &mut out);
     }
@@ -306,6 +324,7 @@ pub(crate) fn decode(bytes: &[u8], plans: &Plans) -> Result<State, String> {
         return Err(format!("format {format}; this build reads {FORMAT}"));
     }
     let upto_seq = r.i64()?;
+    let max_age_micros = r.i64()?;
     let mut remap = HashMap::new();
     for _ in 0..r.u32()? {
         let (ix, id, version) = (r.u32()?, r.text()?, r.u32()?);
@@ -314,7 +333,7 @@ pub(crate) fn decode(bytes: &[u8], plans: &Plans) -> Result<State, String> {
         }
     }
     let count = r.u64()?;
-    let mut state = State { upto_seq, ..State::default() };
+    let mut state = State { upto_seq, max_age_micros, ..State::default() };
     for _ in 0..count {
         let id = r.text()?;
         let advanced_to = Instant::from_micros(r.i64()?);
@@ -329,12 +348,17 @@ pub(crate) fn decode(bytes: &[u8], plans: &Plans) -> Result<State, String> {
             }
             counters.get_or_insert_with(Default::default).insert(session, CounterState { total, stopped: stopped == 1, at_micros });
         }
+        let mut keys = Keys::default();
+        for _ in 0..r.u32()? {
+            let (hash, at_micros, fingerprint) = (r.u64()?, r.i64()?, r.u64()?);
+            keys.restore(hash, Stamp { at_micros, fingerprint });
+        }
         let (subscription, rest) = codec::decode(r.0, &|ix| remap.get(&ix).copied()).map_err(|e| format!("subscription {id}: {e}"))?;
         r.0 = rest;
         if state.index.insert(id.clone(), state.subscriptions.len()).is_some() {
             return Err(format!("subscription {id} is in it twice"));
         }
-        state.subscriptions.push(Rebuilt { id, subscription, advanced_to, counters, lines, since_mark });
+        state.subscriptions.push(Rebuilt { id, subscription, advanced_to, counters, lines, since_mark, keys });
     }
     if !r.0.is_empty() {
         return Err(format!("{} bytes after the last subscription", r.0.len()));
@@ -386,7 +410,11 @@ pub(crate) fn build(store: &mut dyn Store, shared: &crate::plans::SharedPlans, m
     // After the log's end is read: every plan an event up to it names was
     // published before that event was made.
     let plans = shared.snapshot();
-    let mut state = load_latest(store, &plans)?.unwrap_or_default();
+    let mut state = match load_latest(store, &plans)? {
+        // Keys it dropped after a shorter age are not back.
+        Some(state) => State { max_age_micros: state.max_age_micros.min(max_age_micros), ..state },
+        None => State { max_age_micros, ..State::default() },
+    };
     let mut scratch = Vec::new();
     let mut failed = None;
     store.load_events_after(state.upto_seq, &mut |row| {

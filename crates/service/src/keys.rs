@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use rollover_core::Instant;
+use rollover_store::{EventBody, EventRow};
 
 /// The idempotency key of one accepted record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +52,34 @@ impl<'a> Key<'a> {
     }
 }
 
-/// The idempotency keys of one subscription's accepted records, each with
-/// the record's own instant and a fingerprint of what it said. A key is kept
-/// while a retry of its record could still be accepted: a record stamped
-/// further back than the maximum age is rejected as too old anyway, so its
-/// key can go, and memory stays bounded by the records of the last
+/// A key's 64-bit hash, as memory and checkpoints hold it: FNV-1a over its
+/// bytes, then a final mix (the splitmix64 finalizer) so that keys that
+/// differ in their last bytes spread over all 64 bits. Fixed for good:
+/// checkpoints store it. Two keys may share a hash; a hit is only ever a
+/// reason to look in the store (see `Worker::confirm`), never an answer.
+pub(crate) fn key_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The idempotency keys of one subscription's accepted records, by hash,
+/// each with the record's own instant and a fingerprint of what it said: 24
+/// bytes a key (and the table's slack), whatever the key's length. A key is
+/// kept while a retry of its record could still be accepted: a record
+/// stamped further back than the maximum age is rejected as too old anyway,
+/// so its key can go, and memory stays bounded by the records of the last
 /// `max_age`.
-#[derive(Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
-    stamped: HashMap<String, Stamp>,
+    stamped: HashMap<u64, Stamp>,
     /// Sweep when the map grows past this.
     sweep_at: usize,
 }
@@ -78,21 +98,58 @@ pub(crate) fn fingerprint(bytes: u64, country: Option<&str>) -> u64 {
     bytes ^ letters << 44
 }
 
+/// A stored row's stamp, as its record's was.
+pub(crate) fn stamp_of(row: &EventRow) -> Stamp {
+    let fingerprint = match &row.body {
+        EventBody::Usage { bytes, country } => fingerprint(*bytes, country.as_deref()),
+        _ => 0,
+    };
+    Stamp { at_micros: row.at_micros, fingerprint }
+}
+
 impl Keys {
-    pub(crate) fn get(&self, key: &str) -> Option<Stamp> {
-        self.stamped.get(key).copied()
+    pub(crate) fn get(&self, hash: u64) -> Option<Stamp> {
+        self.stamped.get(&hash).copied()
     }
 
-    pub(crate) fn contains(&self, key: &str) -> bool {
-        self.stamped.contains_key(key)
+    pub(crate) fn contains(&self, hash: u64) -> bool {
+        self.stamped.contains_key(&hash)
     }
 
-    pub(crate) fn insert(&mut self, key: String, stamp: Stamp, now: Instant, max_age_micros: i64) {
-        self.stamped.insert(key, stamp);
+    pub(crate) fn len(&self) -> usize {
+        self.stamped.len()
+    }
+
+    /// Bytes the table holds (its capacity, not only what is in use).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.stamped.capacity() * (std::mem::size_of::<(u64, Stamp)>() + 1)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, Stamp)> + '_ {
+        self.stamped.iter().map(|(h, s)| (*h, *s))
+    }
+
+    /// Keeps `hash`; a hash already there keeps its first stamp (another key
+    /// with the same hash is told apart by the store).
+    pub(crate) fn insert(&mut self, hash: u64, stamp: Stamp, now: Instant, max_age_micros: i64) {
+        self.stamped.entry(hash).or_insert(stamp);
         if self.stamped.len() > self.sweep_at {
             let oldest = now.micros() - max_age_micros;
             self.stamped.retain(|_, stamp| stamp.at_micros >= oldest);
             self.sweep_at = (self.stamped.len() * 2).max(64);
+        }
+    }
+
+    /// Puts back a key a checkpoint held.
+    pub(crate) fn restore(&mut self, hash: u64, stamp: Stamp) {
+        self.stamped.insert(hash, stamp);
+        self.sweep_at = (self.stamped.len() * 2).max(64);
+    }
+
+    /// Remembers a stored row's key, as when it was applied.
+    pub(crate) fn replay(&mut self, row: &EventRow, max_age_micros: i64) {
+        if let Some(key) = &row.key {
+            self.insert(key_hash(key), stamp_of(row), Instant::from_micros(row.applied_at_micros), max_age_micros);
         }
     }
 }
@@ -116,5 +173,17 @@ mod tests {
         assert_ne!(Key::Record("session:1:g1").encode(), Key::Session { session: "g1", number: 1 }.encode());
         // Keys stored before the prefix still read as counters.
         assert_eq!(Key::decode("acct-stop:0:s"), Key::Counter { session: "s", total: 0, stop: true });
+    }
+
+    #[test]
+    fn key_hashes_are_fixed_and_spread() {
+        // Checkpoints hold these: a change here misreads every one written.
+        // Worked out apart (FNV-1a 64, then the splitmix64 finalizer).
+        assert_eq!(key_hash(""), 0xf52a_15e9_a9b5_e89b);
+        assert_eq!(key_hash("r1"), 0x15d7_ff2b_7619_7532);
+        let hashes: std::collections::HashSet<u64> = (0..100_000).map(|n| key_hash(&format!("r{n}"))).collect();
+        assert_eq!(hashes.len(), 100_000, "no two of these share a hash");
+        let high: std::collections::HashSet<u64> = (0..4096).map(|n| key_hash(&format!("#acct:{n}:s")) >> 52).collect();
+        assert!(high.len() > 2500, "even the top bits spread: {}", high.len());
     }
 }

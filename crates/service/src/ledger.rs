@@ -53,6 +53,9 @@ impl Line {
     }
 }
 
+/// A further test of a line (an entry type, a cause).
+pub type LineFilter = Arc<dyn Fn(&Line) -> bool + Send + Sync>;
+
 /// Which lines a read wants; every field may be left out.
 #[derive(Clone, Default)]
 pub struct LedgerQuery {
@@ -63,7 +66,7 @@ pub struct LedgerQuery {
     /// Lines before this instant.
     pub to: Option<Instant>,
     /// A further test (an entry type, a cause).
-    pub filter: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>>,
+    pub filter: Option<LineFilter>,
 }
 
 /// A page of a ledger: its lines, how many lines the query matches in all,

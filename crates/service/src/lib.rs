@@ -42,7 +42,7 @@ pub use api::*;
 pub use clock::{Clock, wall_micros};
 pub use checkpoint::MARK_EVERY;
 pub use config::Config;
-pub use ledger::{LedgerPage, LedgerQuery, Line};
+pub use ledger::{LedgerPage, LedgerQuery, Line, LineFilter};
 pub use error::ServiceError;
 pub use plans::{PlanVersion, Plans, SharedPlans};
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;

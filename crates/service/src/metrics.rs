@@ -82,6 +82,13 @@ pub struct Metrics {
     /// Webhook attempts: delivered, failed (and retried or given up).
     pub webhook_delivered: AtomicU64,
     pub webhook_failed: AtomicU64,
+    /// Idempotency keys whose hash memory held, looked up in the store, and
+    /// how many of those the store did not have (another key's hash).
+    pub key_lookups: AtomicU64,
+    pub key_collisions: AtomicU64,
+    /// Per worker: idempotency keys held and the bytes their tables take,
+    /// as of the last scrape.
+    keys: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 impl Default for Metrics {
@@ -104,6 +111,9 @@ impl Default for Metrics {
             usage_bytes_today: AtomicU64::new(0),
             webhook_delivered: AtomicU64::new(0),
             webhook_failed: AtomicU64::new(0),
+            key_lookups: AtomicU64::new(0),
+            key_collisions: AtomicU64::new(0),
+            keys: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -120,6 +130,15 @@ impl Metrics {
             self.usage_bytes_today.store(0, Ordering::Relaxed);
         }
         self.usage_bytes_today.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Worker `worker`'s idempotency keys and their tables' bytes.
+    pub fn set_keys(&self, worker: usize, keys: u64, bytes: u64) {
+        let mut all = self.keys.lock().expect("key metrics lock");
+        if all.len() <= worker {
+            all.resize(worker + 1, (0, 0));
+        }
+        all[worker] = (keys, bytes);
     }
 
     pub fn reject(&self, reason: RejectReason) {
@@ -158,6 +177,15 @@ impl Metrics {
         let _ = writeln!(out, "rollover_startup_checkpoint_seq {}", self.startup_checkpoint_seq.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_startup_replayed_events Events start-up replayed after its checkpoint.\n# TYPE rollover_startup_replayed_events gauge");
         let _ = writeln!(out, "rollover_startup_replayed_events {}", self.startup_replayed_events.load(Ordering::Relaxed));
+        let (keys, key_bytes) = self.keys.lock().expect("key metrics lock").iter().fold((0, 0), |(k, b), (wk, wb)| (k + wk, b + wb));
+        let _ = writeln!(out, "# HELP rollover_idempotency_keys Idempotency keys held in memory (those a retry could still hit).\n# TYPE rollover_idempotency_keys gauge");
+        let _ = writeln!(out, "rollover_idempotency_keys {keys}");
+        let _ = writeln!(out, "# HELP rollover_idempotency_key_bytes Bytes the tables of idempotency keys take (capacity, not only use).\n# TYPE rollover_idempotency_key_bytes gauge");
+        let _ = writeln!(out, "rollover_idempotency_key_bytes {key_bytes}");
+        let _ = writeln!(out, "# HELP rollover_idempotency_lookups_total Keys whose hash was held, looked up in the store; by what the store said.\n# TYPE rollover_idempotency_lookups_total counter");
+        let (lookups, collisions) = (self.key_lookups.load(Ordering::Relaxed), self.key_collisions.load(Ordering::Relaxed));
+        let _ = writeln!(out, "rollover_idempotency_lookups_total{{found=\"yes\"}} {}", lookups.saturating_sub(collisions));
+        let _ = writeln!(out, "rollover_idempotency_lookups_total{{found=\"no\"}} {collisions}");
         let _ = writeln!(out, "# HELP rollover_subscriptions Subscriptions by status.\n# TYPE rollover_subscriptions gauge");
         for (status, count) in statuses {
             let _ = writeln!(out, "rollover_subscriptions{{status=\"{status}\"}} {count}");

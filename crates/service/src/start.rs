@@ -74,7 +74,7 @@ impl Service {
         }
         let restored = checkpoint::load_latest(store.as_mut(), &plans.snapshot())?;
         let from = restored.as_ref().map(|state| state.upto_seq);
-        let replayed = replay(store.as_mut(), &workers, restored, key_window_start(clock.now(), &config))?;
+        let replayed = replay(store.as_mut(), &workers, restored, key_window_start(clock.now(), &config), config.max_age_micros)?;
         metrics.startup_checkpoint_seq.store(from.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
         metrics.startup_replayed_events.store(replayed, std::sync::atomic::Ordering::Relaxed);
         if let Some(upto) = from {
@@ -238,15 +238,16 @@ const KEY_MARGIN_MICROS: i64 = 10 * 60 * 1_000_000;
 /// The `applied_at` from which stored rows' keys are kept at start-up: a
 /// record stamped before `now - max_age` is refused as too old whatever its
 /// key, and one applied before this was stamped before that.
-fn key_window_start(now: Instant, config: &Config) -> i64 {
+pub(crate) fn key_window_start(now: Instant, config: &Config) -> i64 {
     now.micros().saturating_sub(config.max_age_micros).saturating_sub(config.future_skew_micros).saturating_sub(KEY_MARGIN_MICROS)
 }
 
 /// Rebuilds the workers' state: from a checkpoint when there is one (its
-/// subscriptions, then the keys of the rows it holds that were applied
-/// since `keys_since`), and every event after it, in commit order, to the
+/// subscriptions and their keys; when it kept keys for less than
+/// `max_age_micros`, the keys of the rows it holds that were applied since
+/// `keys_since` as well), and every event after it, in commit order, to the
 /// worker that owns it; then waits until each has applied all it was sent.
-fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>], restored: Option<checkpoint::State>, keys_since: i64) -> Result<u64, ServiceError> {
+fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>], restored: Option<checkpoint::State>, keys_since: i64, max_age_micros: i64) -> Result<u64, ServiceError> {
     let mut replayed = 0u64;
     let mut stopped = false;
     let owner = |id: &str| &workers[shard_of(id) as usize % workers.len()];
@@ -254,10 +255,14 @@ fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>], restored: Opti
         None => (0, 0),
         Some(state) => {
             let upto = state.upto_seq;
+            let keys_held = state.max_age_micros >= max_age_micros;
             for one in state.subscriptions {
                 stopped |= owner(&one.id).send(Command::Restore(Box::new(one))).is_err();
             }
-            (checkpoint::first_applied_since(store, keys_since, upto)? - 1, upto)
+            // The checkpoint holds the keys a retry could hit, unless it was
+            // built keeping them for less time than now asked.
+            let after = if keys_held { upto } else { checkpoint::first_applied_since(store, keys_since, upto)? - 1 };
+            (after, upto)
         }
     };
     store.load_events_after(after, &mut |row| {

@@ -104,3 +104,38 @@ async fn session_reports_are_rated_once_and_reservations_are_held() {
     assert!(matches!(closed, Err(ServiceError::UnknownSession { .. })), "{closed:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A hash held in memory is never an answer by itself: a record, a
+/// session's report and a counter's report whose key's hash is held with no
+/// record behind it (as another key of the same hash would leave) are rated,
+/// and only a real repeat is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_hash_never_makes_a_duplicate() {
+    use crate::keys::{Stamp, fingerprint};
+    use crate::{Counter, SessionOp};
+    let (service, dir) = service("hashes").await;
+    let hold = |key: &str, stamp: Stamp| {
+        let (service, key) = (service.clone(), key.to_string());
+        async move { service.ask("s1", |reply| crate::worker::Command::HoldHash { subscription: "s1".into(), key, stamp, reply }).await.unwrap() }
+    };
+    let same = Stamp { at_micros: at("2026-03-01T00:00:00Z").micros(), fingerprint: fingerprint(10, None) };
+    hold("victim", same).await;
+    let first = service.record_usage(vec![record("victim", 10, None)]).await.unwrap();
+    assert!(matches!(first[0], UsageResult::Accepted { drawn_bytes: 10, .. }), "the store has no such record: {first:?}");
+    assert_eq!(service.record_usage(vec![record("victim", 10, None)]).await.unwrap(), [UsageResult::Duplicate], "now it has");
+    assert_eq!(service.record_usage(vec![record("victim", 11, None)]).await.unwrap(), [UsageResult::Conflict]);
+    hold("#session:1:g1", same).await;
+    let start = SessionOp::Start { requested_bytes: Some(1 << 20) };
+    service.session("g1", Some("s1"), start, None).await.unwrap();
+    let update = SessionOp::Update { used_bytes: 1000, requested_bytes: Some(1 << 20), request_number: 1 };
+    service.session("g1", None, update, None).await.unwrap();
+    hold("#acct:500:nas/1", same).await;
+    let counter = UsageRecord { counter: Some(Counter { session: "nas/1".into(), total: 500, stop: false }), ..record("c1", 500, None) };
+    let rated = service.record_usage(vec![counter.clone()]).await.unwrap();
+    assert!(matches!(rated[0], UsageResult::Accepted { drawn_bytes: 500, .. }), "{rated:?}");
+    assert_eq!(service.record_usage(vec![counter]).await.unwrap(), [UsageResult::Duplicate]);
+    assert_eq!(service.balance("s1").await.unwrap().total_bytes, (1 << 30) - 10 - 1000 - 500, "every one rated once");
+    let metrics = service.metrics_text().await.unwrap();
+    assert!(metrics.contains("rollover_idempotency_lookups_total{found=\"no\"} 2"), "{metrics}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -20,7 +20,7 @@ use crate::notify::{self, NotifyConfig, Snapshot};
 use rollover_store::NotificationRow;
 use crate::metrics::{Metrics, RejectReason};
 use crate::plans::{PlanVersion, Plans, SharedPlans};
-use crate::keys::{Key, Keys, Stamp, fingerprint};
+use crate::keys::{Key, Keys, Stamp, fingerprint, key_hash, stamp_of};
 use crate::replay;
 use crate::checkpoint::{self, CounterState, Counters, Rebuilt};
 use crate::writer::Write;
@@ -93,6 +93,10 @@ pub(crate) enum Command {
     List { filter: SubscriptionFilter, reply: oneshot::Sender<Vec<SubscriptionSummary>> },
     /// Counter sessions not stopped, heard of within the maximum age.
     OpenCounters { reply: oneshot::Sender<Vec<OpenCounter>> },
+    /// Tests: holds the hash of `key` for a subscription, with `stamp`, and
+    /// no record behind it, as another key of the same hash would.
+    #[cfg(test)]
+    HoldHash { subscription: String, key: String, stamp: Stamp, reply: oneshot::Sender<()> },
 }
 
 struct Live {
@@ -121,16 +125,6 @@ impl Live {
         checkpoint::set_counter(&mut self.counters, session, state, now, max_age_micros);
     }
 
-    /// Remembers a stored row's idempotency key, as when it was applied.
-    fn replay_key(&mut self, row: &EventRow, max_age_micros: i64) {
-        if let Some(key) = &row.key {
-            let fingerprint = match &row.body {
-                EventBody::Usage { bytes, country } => fingerprint(*bytes, country.as_deref()),
-                _ => 0,
-            };
-            self.keys.insert(key.clone(), Stamp { at_micros: row.at_micros, fingerprint }, Instant::from_micros(row.applied_at_micros), max_age_micros);
-        }
-    }
 }
 
 struct Reservation {
@@ -242,6 +236,14 @@ impl Worker {
                     let _ = reply.send(());
                 }
             }
+            #[cfg(test)]
+            Command::HoldHash { subscription, key, stamp, reply } => {
+                if let Some(&slot) = self.index.get(&subscription) {
+                    let now = self.clock.now();
+                    self.subscriptions[slot].keys.insert(key_hash(&key), stamp, now, self.config.max_age_micros);
+                }
+                let _ = reply.send(());
+            }
             Command::OpenCounters { reply } => {
                 let oldest = self.clock.now().micros() - self.config.max_age_micros;
                 let mut open = Vec::new();
@@ -258,13 +260,17 @@ impl Worker {
                 let now = self.clock.now();
                 let plans = &*self.catalog;
                 let mut counts: Vec<(&'static str, u64)> = Vec::new();
+                let (mut keys, mut key_bytes) = (0u64, 0u64);
                 for live in &self.subscriptions {
+                    keys += live.keys.len() as u64;
+                    key_bytes += live.keys.heap_bytes() as u64;
                     let status = live.subscription.status(&plans.catalog, now.max(live.advanced_to)).name();
                     match counts.iter_mut().find(|(s, _)| *s == status) {
                         Some((_, n)) => *n += 1,
                         None => counts.push((status, 1)),
                     }
                 }
+                self.metrics.set_keys(self.number, keys, key_bytes);
                 let _ = reply.send(counts);
             }
             Command::List { filter, reply } => {
@@ -291,15 +297,15 @@ impl Worker {
                 }
             }
             Command::Restore(one) => {
-                let Rebuilt { id, subscription, advanced_to, counters, .. } = *one;
+                let Rebuilt { id, subscription, advanced_to, counters, keys, .. } = *one;
                 let slot = self.subscriptions.len();
                 self.index.insert(id.clone(), slot);
-                self.subscriptions.push(Live { id, subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None, counters });
+                self.subscriptions.push(Live { id, subscription, keys, timer: Instant::NEVER, advanced_to, sessions: None, counters });
                 self.refile(slot);
             }
             Command::ReplayKey(row) => {
                 if let Some(&slot) = self.index.get(&row.subscription) {
-                    self.subscriptions[slot].replay_key(&row, self.config.max_age_micros);
+                    self.subscriptions[slot].keys.replay(&row, self.config.max_age_micros);
                 }
             }
         }
@@ -322,7 +328,7 @@ impl Worker {
                 replay::apply_row(&plans, &mut live.subscription, row, &mut self.scratch)?;
                 live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
                 checkpoint::replay_counter(&mut live.counters, row, self.config.max_age_micros);
-                live.replay_key(row, self.config.max_age_micros);
+                live.keys.replay(row, self.config.max_age_micros);
                 self.refile(slot);
             }
         }
@@ -537,6 +543,15 @@ impl Worker {
                 self.bring_up(slot, now);
             }
         }
+        // Record ids whose hashes memory holds: asked of the store at once.
+        let suspects: Vec<(usize, String)> = records
+            .iter()
+            .filter(|(_, record)| record.counter.is_none())
+            .filter_map(|(_, record)| self.index.get(&record.subscription).map(|&slot| (slot, record)))
+            .filter(|(slot, record)| self.subscriptions[*slot].keys.contains(key_hash(&record.id)))
+            .map(|(slot, record)| (slot, Key::Record(&record.id).encode()))
+            .collect();
+        let confirmed = self.confirm(suspects, now);
         let plans = self.catalog.clone();
         let mut batch = UsageBatch {
             now,
@@ -545,9 +560,10 @@ impl Worker {
             found: Vec::new(),
             touched: Vec::new(),
             status_changes: Vec::new(),
+            keys: HashMap::new(),
         };
         for (index, record) in records {
-            let result = match self.admit(&record, now) {
+            let result = match self.admit(&record, now, &batch.keys, &confirmed) {
                 Ok(admitted) => self.rate(&plans, record, admitted, &mut batch),
                 Err(result) => result,
             };
@@ -572,10 +588,63 @@ impl Worker {
         (batch.results, committed)
     }
 
+    /// Asks the store about keys whose hashes memory holds: the stamp of the
+    /// stored record with that key (within the key window), or `None` when
+    /// none is stored (another key shares the hash). It runs on the
+    /// writer's connection after every batch this worker sent before is
+    /// committed, so a record rated a moment ago is found. Should the store
+    /// not answer, the stamps in memory decide, as they would have alone.
+    fn confirm(&mut self, suspects: Vec<(usize, String)>, now: Instant) -> Confirmed {
+        let mut confirmed = Confirmed::new();
+        if suspects.is_empty() {
+            return confirmed;
+        }
+        self.metrics.key_lookups.fetch_add(suspects.len() as u64, Relaxed);
+        let wanted: Vec<(String, String)> = suspects.iter().map(|(slot, key)| (self.subscriptions[*slot].id.clone(), key.clone())).collect();
+        let since = crate::start::key_window_start(now, &self.config);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = self.writer.send(Write::Run(Box::new(move |store| {
+            let found = (|| -> Result<Vec<EventRow>, ServiceError> {
+                let upto = store.max_seq()?;
+                let since_seq = checkpoint::first_applied_since(store, since, upto)?;
+                Ok(store.find_keys(&wanted, since_seq)?)
+            })();
+            let _ = tx.send(found);
+        })));
+        match (sent, rx.recv()) {
+            (Ok(()), Ok(Ok(rows))) => {
+                for (slot, key) in suspects {
+                    confirmed.insert((slot, key), None);
+                }
+                for row in rows {
+                    if let (Some(&slot), Some(key)) = (self.index.get(&row.subscription), row.key.clone()) {
+                        confirmed.insert((slot, key), Some(stamp_of(&row)));
+                    }
+                }
+                self.metrics.key_collisions.fetch_add(confirmed.values().filter(|v| v.is_none()).count() as u64, Relaxed);
+            }
+            (_, answer) => {
+                let why = match answer {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the writer did not answer".into(),
+                };
+                tracing::error!(%why, "idempotency keys could not be checked in the store; the stamps in memory decide");
+                for (slot, key) in suspects {
+                    let stamp = self.subscriptions[slot].keys.get(key_hash(&key));
+                    confirmed.insert((slot, key), stamp);
+                }
+            }
+        }
+        confirmed
+    }
+
     /// Checks one record before rating: its subscription, its key (a repeat,
     /// or the same id saying something else), its counter and its instant.
-    /// A record that passes is rated as `bytes` under `key`.
-    fn admit(&mut self, record: &UsageRecord, now: Instant) -> Result<Admitted, UsageResult> {
+    /// A record that passes is rated as `bytes` under `key`. A record's id
+    /// is a repeat when this batch rated it, or when its hash is held and
+    /// the store has it (`confirmed`); a counter's report when the counter
+    /// has passed it and its hash is held.
+    fn admit(&mut self, record: &UsageRecord, now: Instant, in_batch: &HashMap<(usize, String), Stamp>, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
         let Some(&slot) = self.index.get(&record.subscription) else {
             self.metrics.reject(RejectReason::UnknownSubscription);
             return Err(UsageResult::Rejected(UsageRejection::UnknownSubscription(record.subscription.clone())));
@@ -586,7 +655,12 @@ impl Worker {
         let (key, bytes) = match &record.counter {
             None => {
                 let key = Key::Record(&record.id).encode();
-                if let Some(earlier) = live.keys.get(&key) {
+                let earlier = match in_batch.get(&(slot, key.clone())) {
+                    Some(stamp) => Some(*stamp),
+                    None if live.keys.contains(key_hash(&key)) => confirmed.get(&(slot, key.clone())).copied().flatten(),
+                    None => None,
+                };
+                if let Some(earlier) = earlier {
                     if earlier != stamp {
                         self.metrics.conflict.fetch_add(1, Relaxed);
                         return Err(UsageResult::Conflict);
@@ -599,7 +673,11 @@ impl Worker {
             Some(counter) => {
                 let key = Key::Counter { session: &counter.session, total: counter.total, stop: counter.stop }.encode();
                 let last = live.counter(&counter.session);
-                if live.keys.contains(&key) {
+                // Growth is counted from the counter, so a report it has
+                // passed holds none: a hash shared with another key cannot
+                // lose usage here (a stop not yet seen is never one).
+                let passed = counter.total <= last.total && (!counter.stop || last.stopped);
+                if passed && live.keys.contains(key_hash(&key)) {
                     self.metrics.duplicate.fetch_add(1, Relaxed);
                     return Err(UsageResult::Duplicate);
                 }
@@ -645,7 +723,8 @@ impl Worker {
                 // Nothing to rate. A stop is kept all the same, so that the
                 // session stays closed after a restart.
                 if counter.stop {
-                    live.keys.insert(key.clone(), stamp, now, max_age_micros);
+                    live.keys.insert(key_hash(&key), stamp, now, max_age_micros);
+                    batch.keys.insert((slot, key.clone()), stamp);
                     let note = format!("RADIUS session {} stopped at {} octets", counter.session, counter.total);
                     batch.rows.push(keyed_row(record.subscription, now, record.at, key, EventBody::Network { note }));
                 }
@@ -677,7 +756,8 @@ impl Worker {
         self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
         self.metrics.accepted.fetch_add(1, Relaxed);
         self.metrics.usage(bytes, now.micros());
-        live.keys.insert(key.clone(), stamp, now, max_age_micros);
+        live.keys.insert(key_hash(&key), stamp, now, max_age_micros);
+        batch.keys.insert((slot, key.clone()), stamp);
         let body = EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) };
         batch.rows.push(keyed_row(record.subscription, now, record.at, key, body));
         batch.touched.push(slot);
@@ -748,6 +828,14 @@ impl Worker {
             return Err(ServiceError::Invalid { field: "used_bytes", message: format!("is more than {MAX_RECORD_BYTES} bytes (1 TiB) in one report") });
         }
         self.bring_up(slot, now);
+        // A report whose key's hash is held is a repeat only if the store has it.
+        let repeated_report = match op.parts().1 {
+            Some((_, number)) => {
+                let key = Key::Session { session, number }.encode();
+                self.subscriptions[slot].keys.contains(key_hash(&key)) && self.confirm(vec![(slot, key)], now).into_values().next().flatten().is_some()
+            }
+            None => false,
+        };
         let before = self.before(slot, now.max(at));
         let status_before = self.watched(slot, now.max(at));
         let plans = &*self.catalog;
@@ -768,7 +856,7 @@ impl Worker {
         }
         let used = report.map(|(used_bytes, number)| {
             let report = Report { subscription: id, session, number, used_bytes, country, at, now };
-            rate_report(&mut live.subscription, &mut live.keys, catalog, &mut self.scratch, report, self.config.max_age_micros, &mut rows)
+            rate_report(&mut live.subscription, &mut live.keys, repeated_report, catalog, &mut self.scratch, report, self.config.max_age_micros, &mut rows)
         });
         live.advanced_to = live.advanced_to.max(now).max(at);
         let held_by_others: u64 = sessions.iter().filter(|(name, _)| name.as_str() != session).map(|(_, r)| r.reserved_bytes).sum();
@@ -822,7 +910,14 @@ struct UsageBatch {
     found: Vec<(usize, Vec<notify::Found>)>,
     touched: Vec<usize>,
     status_changes: Vec<StatusChange>,
+    /// Keys rated in this batch, exactly (a repeat inside one batch is
+    /// told without the store).
+    keys: HashMap<(usize, String), Stamp>,
 }
+
+/// What the store said of keys whose hashes memory holds (see
+/// `Worker::confirm`).
+type Confirmed = HashMap<(usize, String), Option<Stamp>>;
 
 fn accepted(rating: &Rating, late: bool) -> UsageResult {
     UsageResult::Accepted {
@@ -858,11 +953,13 @@ struct Report<'a> {
     now: Instant,
 }
 
-/// Rates a session's report once, under its key: a report already rated is
-/// a duplicate. Its row joins `rows`.
+/// Rates a session's report once, under its key: a report already rated
+/// (`repeated`) is a duplicate. Its row joins `rows`.
+#[allow(clippy::too_many_arguments)]
 fn rate_report(
     subscription: &mut Subscription,
     keys: &mut Keys,
+    repeated: bool,
     catalog: &rollover_core::Catalog,
     ledger: &mut Vec<Entry>,
     report: Report,
@@ -871,13 +968,13 @@ fn rate_report(
 ) -> UsageResult {
     let Report { subscription: id, session, number, used_bytes, country, at, now } = report;
     let key = Key::Session { session, number }.encode();
-    if keys.contains(&key) {
+    if repeated {
         return UsageResult::Duplicate;
     }
     let outcome = subscription.apply(catalog, Event::Usage { bytes: used_bytes, country }, at, ledger);
     let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
     let stamp = Stamp { at_micros: at.micros(), fingerprint: fingerprint(used_bytes, country.as_ref().map(Country::as_str)) };
-    keys.insert(key.clone(), stamp, now, max_age_micros);
+    keys.insert(key_hash(&key), stamp, now, max_age_micros);
     let body = EventBody::Usage { bytes: used_bytes, country: country.map(|c| c.as_str().to_string()) };
     rows.push(keyed_row(id.to_string(), now, at, key, body));
     accepted(&rating, false)

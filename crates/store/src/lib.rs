@@ -263,6 +263,10 @@ pub trait Store: Send {
     /// One subscription's events after `after` up to `upto` (both seqs), in
     /// `seq` order.
     fn events_between(&mut self, subscription: &str, after: i64, upto: i64) -> Result<Vec<EventRow>>;
+    /// The stored events with these (subscription, key) pairs, of seq
+    /// `since_seq` or later: what an idempotency key's hash in memory
+    /// stands for, checked.
+    fn find_keys(&mut self, wanted: &[(String, String)], since_seq: i64) -> Result<Vec<EventRow>>;
     /// Stores ledger marks (a mark already there is replaced: the same
     /// events always give the same mark).
     fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()>;
@@ -490,6 +494,13 @@ mod tests {
         assert_eq!(store.ledger_mark("s1", s1[4]).unwrap().as_deref(), Some(&b"b2"[..]));
         assert!(store.ledger_marks("s2").unwrap().is_empty());
         assert_eq!(store.ledger_mark("s1", s1[3]).unwrap(), None);
+
+        // Keys looked up in the store, from a seq on.
+        let wanted = [("s1".to_string(), "r1".to_string()), ("s1".to_string(), "nope".to_string()), ("s2".to_string(), "r9".to_string())];
+        let found = store.find_keys(&wanted, 0).unwrap();
+        assert_eq!(found.iter().map(|e| (e.subscription.as_str(), e.key.as_deref())).collect::<Vec<_>>(), [("s1", Some("r1"))]);
+        assert_eq!(found[0].body, EventBody::Usage { bytes: 1 << 40, country: Some("CN".into()) });
+        assert!(store.find_keys(&wanted, s1[1] + 1).unwrap().is_empty(), "before the window");
 
         // The outbox: a notification made twice is stored once.
         let note = |key: &str| NotificationRow { key: key.into(), endpoint: "hook".into(), payload: "{}".into(), created_at_micros: 1 };

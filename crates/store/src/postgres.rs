@@ -505,6 +505,19 @@ impl Store for PostgresStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    fn find_keys(&mut self, wanted: &[(String, String)], since_seq: i64) -> Result<Vec<EventRow>> {
+        let subscriptions: Vec<&str> = wanted.iter().map(|(s, _)| s.as_str()).collect();
+        let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE (subscription, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) AND seq >= $3"),
+                &[&subscriptions, &keys, &since_seq],
+            )
+            .map_err(db)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()> {
         if marks.is_empty() {
             return Ok(());

@@ -706,6 +706,44 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn find_keys(&mut self, wanted: &[(String, String)], since_seq: i64) -> Result<Vec<EventRow>> {
+        // Each subscription's events in the window through the index, then
+        // the unindexed tail once: no index on keys slows the commits.
+        let mut by_subscription: std::collections::HashMap<&str, std::collections::HashSet<&str>> = std::collections::HashMap::new();
+        for (subscription, key) in wanted {
+            by_subscription.entry(subscription.as_str()).or_default().insert(key.as_str());
+        }
+        let tx = self.connection.transaction().map_err(db)?;
+        let indexed: i64 = tx.query_row("SELECT indexed_upto FROM ix.progress", [], |row| row.get(0)).map_err(db)?;
+        let mut found = Vec::new();
+        {
+            let mut statement = tx
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM ix.event_index WHERE subscription = ?1 AND seq >= ?2 AND seq <= ?3) AND key IS NOT NULL"
+                ))
+                .map_err(db)?;
+            for (subscription, keys) in &by_subscription {
+                let rows = statement.query_map(params![subscription, since_seq, indexed], event_from_row).map_err(db)?;
+                for row in rows {
+                    let row = row.map_err(db)?;
+                    if row.key.as_deref().is_some_and(|k| keys.contains(k)) {
+                        found.push(row);
+                    }
+                }
+            }
+            let mut tail = tx.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > MAX(?1, ?2 - 1) AND key IS NOT NULL")).map_err(db)?;
+            let rows = tail.query_map(params![indexed, since_seq], event_from_row).map_err(db)?;
+            for row in rows {
+                let row = row.map_err(db)?;
+                if by_subscription.get(row.subscription.as_str()).is_some_and(|keys| row.key.as_deref().is_some_and(|k| keys.contains(k))) {
+                    found.push(row);
+                }
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(found)
+    }
+
     fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()> {
         let tx = self.connection.transaction().map_err(db)?;
         {

@@ -11,7 +11,7 @@ use crate::problem::{Code, Problem};
 use axum::extract::Query;
 use rollover_core::Instant;
 use rollover_core::ledger::{Change, Lifecycle, Source, ThrottleReason};
-use rollover_service::{LedgerQuery as Wanted, Line};
+use rollover_service::{LedgerQuery as Wanted, Line, LineFilter};
 use std::sync::Arc;
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<St
     }
     let (limit, offset) = super::page(query.limit, query.offset, LEDGER_PAGE_MAX)?;
     let entry_type = query.entry_type.clone();
-    let filter: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>> = (cause.is_some() || entry_type.is_some()).then(|| {
+    let filter: Option<LineFilter> = (cause.is_some() || entry_type.is_some()).then(|| {
         Arc::new(move |line: &Line| {
             let of_cause = match (cause, line) {
                 (None, _) => true,
@@ -57,7 +57,7 @@ pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<St
                 (Some(_), Line::Note { .. }) => false,
             };
             of_cause && entry_type.as_deref().is_none_or(|t| self::entry_type(line) == t)
-        }) as Arc<dyn Fn(&Line) -> bool + Send + Sync>
+        }) as LineFilter
     });
     let page = service.ledger_page(&id, Wanted { offset, limit, from, to, filter }).await?;
     let plans = service.plans();

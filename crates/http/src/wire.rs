@@ -351,6 +351,38 @@ pub struct LedgerOut {
     pub total: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<usize>,
+    /// What retention archived before these lines, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived: Option<ArchivedOut>,
+}
+
+/// The lines retention archived (dropped from the log after exporting
+/// them), and their totals by period.
+#[derive(Serialize)]
+pub struct ArchivedOut {
+    pub lines: usize,
+    /// Lines before this instant were archived; `entries` start after it.
+    pub before: String,
+    pub periods: Vec<ArchivedPeriodOut>,
+}
+
+#[derive(Serialize)]
+pub struct ArchivedPeriodOut {
+    /// The period's number (0: before the plan started).
+    pub period: i64,
+    /// Its start (null before the plan started) and end.
+    pub starts_at: Option<String>,
+    pub ends_at: String,
+    pub lines: i64,
+    pub used_bytes: i64,
+    pub throttled_bytes: i64,
+    pub rejected_bytes: i64,
+    pub granted_bytes: i64,
+    pub carried_bytes: i64,
+    pub forfeited_bytes: i64,
+    /// Fees and add-ons less refunds, and charges, in the plan's currency.
+    pub fees: String,
+    pub charges: String,
 }
 
 /// `POST /v1/advice` and `rollover advise --json`.

@@ -25,6 +25,19 @@ pub struct Config {
     pub radius: RadiusSection,
     pub diameter: DiameterSection,
     pub esim: EsimSection,
+    pub retention: RetentionSection,
+}
+
+/// How long raw events are kept (docs/history.md, "Retention"). Off unless
+/// `months` is set; then `export_dir` is needed: every event dropped is
+/// written there first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Calendar months (UTC) an event is kept at least; 0 (the default) keeps everything.
+    pub months: u32,
+    /// Directory the JSON-lines files of dropped events are written to.
+    pub export_dir: Option<String>,
 }
 
 /// Selling the eSIM: the SM-DP+ rollover orders profiles from (ES2+ over
@@ -459,6 +472,8 @@ impl Config {
                 "ROLLOVER_SERVICE_FUTURE_SKEW_SECONDS" => config.service.future_skew_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_MAX_BACKDATE_SECONDS" => config.service.max_backdate_seconds = parse_env(&name, &value)?,
                 "ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS" => config.service.checkpoint_every_events = parse_env(&name, &value)?,
+                "ROLLOVER_RETENTION_MONTHS" => config.retention.months = parse_env(&name, &value)?,
+                "ROLLOVER_RETENTION_EXPORT_DIR" => config.retention.export_dir = Some(value),
                 "ROLLOVER_CLOCK" | "ROLLOVER_CLOCK_MODE" => config.clock.mode = value,
                 "ROLLOVER_CLOCK_START" => config.clock.start = Some(value),
                 "ROLLOVER_DEMO" | "ROLLOVER_DEMO_ENABLED" => config.demo.enabled = boolean(&name, &value)?,
@@ -501,7 +516,7 @@ impl Config {
                 "ROLLOVER_ESIM_CALLBACK_CLIENT_CA" => config.esim.callback.client_ca = Some(value),
                 "ROLLOVER_DIAMETER_ORIGIN_HOST" => config.diameter.origin_host = value,
                 "ROLLOVER_DIAMETER_ORIGIN_REALM" => config.diameter.origin_realm = value,
-                _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG") => {
+                _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG" | "ROLLOVER_FAILPOINT") => {
                     return Err(format!("{name}: unknown setting"));
                 }
                 _ => {}
@@ -534,6 +549,7 @@ impl Config {
                 future_skew_micros: seconds(self.service.future_skew_seconds),
                 max_backdate_micros: seconds(self.service.max_backdate_seconds),
                 checkpoint_every_events: self.service.checkpoint_every_events,
+                retention: self.retention()?,
                 notify: self.notify(),
                 ..rollover_service::Config::default()
             },
@@ -587,7 +603,27 @@ impl Config {
         if self.service.checkpoint_every_events < 0 {
             return Err(format!("service.checkpoint_every_events = {}: use 0 (never) or more", self.service.checkpoint_every_events));
         }
+        self.retention()?;
         Ok(())
+    }
+
+    /// Retention, checked: a number of months within reason, somewhere to
+    /// export to, and checkpoints (it drops only what one holds).
+    fn retention(&self) -> Result<Option<rollover_service::Retention>, String> {
+        let r = &self.retention;
+        if r.months == 0 {
+            return Ok(None);
+        }
+        if r.months > 1200 {
+            return Err(format!("retention.months = {}: use 1 to 1200, or 0 to keep everything", r.months));
+        }
+        let Some(dir) = r.export_dir.as_deref().filter(|d| !d.trim().is_empty()) else {
+            return Err(format!("retention.months = {} needs retention.export_dir: every event dropped is written there first", r.months));
+        };
+        if self.service.checkpoint_every_events == 0 {
+            return Err("retention.months needs checkpoints (service.checkpoint_every_events above 0): it drops only events a checkpoint holds".into());
+        }
+        Ok(Some(rollover_service::Retention { months: r.months, export_dir: std::path::PathBuf::from(dir) }))
     }
 
     /// The listener's limits and the request limits.

@@ -112,6 +112,9 @@ pub(crate) struct State {
     /// The maximum age its keys were kept for: a service that accepts
     /// older records needs the keys of the rows before it read again.
     pub(crate) max_age_micros: i64,
+    /// The newest `applied_at` replayed: keys stamped more than the
+    /// maximum age before it are not written (no retry can hit them).
+    pub(crate) applied_upto_micros: i64,
     pub(crate) subscriptions: Vec<Rebuilt>,
     index: HashMap<String, usize>,
     /// Ledger marks made while replaying (only when building: start-up
@@ -157,6 +160,7 @@ impl State {
             });
         }
         self.upto_seq = self.upto_seq.max(row.seq);
+        self.applied_upto_micros = self.applied_upto_micros.max(row.applied_at_micros);
         Ok(())
     }
 }
@@ -228,6 +232,30 @@ pub(crate) fn decode_mark(bytes: &[u8], meta: &rollover_store::MarkMeta, plans: 
     Ok((subscription, advanced_to))
 }
 
+impl State {
+    /// Adds a subscription rebuilt elsewhere (a floor).
+    fn insert(&mut self, one: Rebuilt) {
+        self.index.insert(one.id.clone(), self.subscriptions.len());
+        self.subscriptions.push(one);
+    }
+}
+
+/// Every subscription whose first events retention archived, at its floor:
+/// where a rebuild without a checkpoint starts it. A floor whose mark does
+/// not check cannot be rebuilt from the log (its events are in the export
+/// files): the error names it.
+pub(crate) fn floors(store: &mut dyn Store, plans: &Plans) -> Result<Vec<Rebuilt>, ServiceError> {
+    let mut rebuilt = Vec::new();
+    for mark in store.ledger_floors()? {
+        let meta = rollover_store::MarkMeta { seq: mark.seq, lines: mark.lines, at_micros: mark.at_micros };
+        let (subscription, advanced_to) = decode_mark(&mark.state, &meta, plans).map_err(|why| ServiceError::Corrupt {
+            message: format!("subscription {}: the ledger mark of its floor (event {}) does not check: {why}; its earlier events are in the export files", mark.subscription, mark.seq),
+        })?;
+        rebuilt.push(Rebuilt { id: mark.subscription, subscription, advanced_to, counters: None, lines: mark.lines as u64, since_mark: 0, keys: Keys::default() });
+    }
+    Ok(rebuilt)
+}
+
 fn put_str(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&(text.len() as u16).to_le_bytes());
     out.extend_from_slice(text.as_bytes());
@@ -263,7 +291,8 @@ pub(crate) fn encode(state: &State, plans: &Plans) -> Vec<u8> {
             out.push(c.stopped as u8);
             out.extend_from_slice(&c.at_micros.to_le_bytes());
         }
-        let mut keys: Vec<(u64, Stamp)> = one.keys.iter().collect();
+        let oldest = state.applied_upto_micros.saturating_sub(state.max_age_micros);
+        let mut keys: Vec<(u64, Stamp)> = one.keys.iter().filter(|(_, stamp)| stamp.at_micros >= oldest).collect();
         keys.sort_by_key(|(hash, _)| *hash);
         out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
         for (hash, stamp) in keys {
@@ -413,7 +442,13 @@ pub(crate) fn build(store: &mut dyn Store, shared: &crate::plans::SharedPlans, m
     let mut state = match load_latest(store, &plans)? {
         // Keys it dropped after a shorter age are not back.
         Some(state) => State { max_age_micros: state.max_age_micros.min(max_age_micros), ..state },
-        None => State { max_age_micros, ..State::default() },
+        None => {
+            let mut state = State { max_age_micros, ..State::default() };
+            for one in floors(store, &plans)? {
+                state.insert(one);
+            }
+            state
+        }
     };
     let mut scratch = Vec::new();
     let mut failed = None;

@@ -23,6 +23,8 @@ pub struct Config {
     /// A checkpoint is written once this many events came after the last
     /// one (0: never; start-up then replays the whole log).
     pub checkpoint_every_events: i64,
+    /// Raw events dropped after a time, exported first; `None` keeps all.
+    pub retention: Option<crate::Retention>,
     /// Where to send status changes, when something enforces them.
     pub status_changes: Option<tokio::sync::mpsc::UnboundedSender<StatusChange>>,
 }
@@ -39,6 +41,7 @@ impl Default for Config {
             session_validity_seconds: 900,
             notify: notify::NotifyConfig::default(),
             checkpoint_every_events: 1_000_000,
+            retention: None,
             status_changes: None,
         }
     }

@@ -86,6 +86,9 @@ pub struct Metrics {
     /// how many of those the store did not have (another key's hash).
     pub key_lookups: AtomicU64,
     pub key_collisions: AtomicU64,
+    /// Events exported and dropped by retention, and its passes, since the start.
+    pub archived_events: AtomicU64,
+    pub retention_passes: AtomicU64,
     /// Per worker: idempotency keys held and the bytes their tables take,
     /// as of the last scrape.
     keys: std::sync::Mutex<Vec<(u64, u64)>>,
@@ -112,6 +115,8 @@ impl Default for Metrics {
             webhook_delivered: AtomicU64::new(0),
             webhook_failed: AtomicU64::new(0),
             key_lookups: AtomicU64::new(0),
+            archived_events: AtomicU64::new(0),
+            retention_passes: AtomicU64::new(0),
             key_collisions: AtomicU64::new(0),
             keys: std::sync::Mutex::new(Vec::new()),
         }
@@ -186,6 +191,10 @@ impl Metrics {
         let (lookups, collisions) = (self.key_lookups.load(Ordering::Relaxed), self.key_collisions.load(Ordering::Relaxed));
         let _ = writeln!(out, "rollover_idempotency_lookups_total{{found=\"yes\"}} {}", lookups.saturating_sub(collisions));
         let _ = writeln!(out, "rollover_idempotency_lookups_total{{found=\"no\"}} {collisions}");
+        let _ = writeln!(out, "# HELP rollover_archived_events_total Events retention exported and dropped since the start.\n# TYPE rollover_archived_events_total counter");
+        let _ = writeln!(out, "rollover_archived_events_total {}", self.archived_events.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP rollover_retention_passes_total Retention passes finished since the start.\n# TYPE rollover_retention_passes_total counter");
+        let _ = writeln!(out, "rollover_retention_passes_total {}", self.retention_passes.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP rollover_subscriptions Subscriptions by status.\n# TYPE rollover_subscriptions gauge");
         for (status, count) in statuses {
             let _ = writeln!(out, "rollover_subscriptions{{status=\"{status}\"}} {count}");

@@ -74,7 +74,7 @@ impl Service {
         }
         let restored = checkpoint::load_latest(store.as_mut(), &plans.snapshot())?;
         let from = restored.as_ref().map(|state| state.upto_seq);
-        let replayed = replay(store.as_mut(), &workers, restored, key_window_start(clock.now(), &config), config.max_age_micros)?;
+        let replayed = replay(store.as_mut(), &plans.snapshot(), &workers, restored, key_window_start(clock.now(), &config), config.max_age_micros)?;
         metrics.startup_checkpoint_seq.store(from.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
         metrics.startup_replayed_events.store(replayed, std::sync::atomic::Ordering::Relaxed);
         if let Some(upto) = from {
@@ -88,7 +88,8 @@ impl Service {
         }
         if let Some(reader) = checkpointer.filter(|_| config.checkpoint_every_events > 0) {
             let (plans, writer, clock, every, max_age, metrics) = (plans.clone(), writer_tx.clone(), clock.clone(), config.checkpoint_every_events, config.max_age_micros, metrics.clone());
-            spawn("checkpointer".into(), move || run_checkpointer(reader, plans, writer, every, max_age, clock, metrics))?;
+            let retention = config.retention.clone();
+            spawn("checkpointer".into(), move || run_checkpointer(reader, plans, writer, every, max_age, retention, clock, metrics))?;
         }
         let index_lag = store.index_lag();
         let writer_metrics = metrics.clone();
@@ -129,69 +130,102 @@ impl Service {
 /// its own document.
 /// Builds and writes checkpoints until the writer stops: every second it
 /// looks whether `every` events came after the last one.
-fn run_checkpointer(mut store: Box<dyn Store>, plans: Arc<SharedPlans>, writer: SyncSender<Write>, every: i64, max_age_micros: i64, clock: Arc<Clock>, metrics: Arc<metrics::Metrics>) {
+#[allow(clippy::too_many_arguments)]
+fn run_checkpointer(
+    mut store: Box<dyn Store>,
+    plans: Arc<SharedPlans>,
+    writer: SyncSender<Write>,
+    every: i64,
+    max_age_micros: i64,
+    retention: Option<crate::Retention>,
+    clock: Arc<Clock>,
+    metrics: Arc<metrics::Metrics>,
+) {
+    let mut last_retention: Option<std::time::Instant> = None;
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let started = std::time::Instant::now();
-        let built = match checkpoint::build(store.as_mut(), &plans, max_age_micros, every) {
-            Ok(Some(built)) => built,
-            Ok(None) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "a checkpoint could not be built; the log still holds everything");
-                continue;
+        let mut checkpointed = false;
+        'write: {
+            let started = std::time::Instant::now();
+            let built = match checkpoint::build(store.as_mut(), &plans, max_age_micros, every) {
+                Ok(Some(built)) => built,
+                Ok(None) => break 'write,
+                Err(error) => {
+                    tracing::warn!(%error, "a checkpoint could not be built; the log still holds everything");
+                    break 'write;
+                }
+            };
+            let (mut state, bytes) = built;
+            let marks = std::mem::take(&mut state.marks);
+            let meta = rollover_store::CheckpointMeta {
+                upto_seq: state.upto_seq,
+                format: checkpoint::FORMAT,
+                parts: bytes.chunks(checkpoint::PART_BYTES).count().max(1) as u32,
+                digest: checkpoint::digest(&bytes),
+                created_at_micros: clock.now().micros(),
+            };
+            drop(state);
+            let mut parts: Vec<Vec<u8>> = bytes.chunks(checkpoint::PART_BYTES).map(<[u8]>::to_vec).collect();
+            if parts.is_empty() {
+                parts.push(Vec::new());
             }
-        };
-        let (mut state, bytes) = built;
-        let marks = std::mem::take(&mut state.marks);
-        let meta = rollover_store::CheckpointMeta {
-            upto_seq: state.upto_seq,
-            format: checkpoint::FORMAT,
-            parts: bytes.chunks(checkpoint::PART_BYTES).count().max(1) as u32,
-            digest: checkpoint::digest(&bytes),
-            created_at_micros: clock.now().micros(),
-        };
-        drop(state);
-        let mut parts: Vec<Vec<u8>> = bytes.chunks(checkpoint::PART_BYTES).map(<[u8]>::to_vec).collect();
-        if parts.is_empty() {
-            parts.push(Vec::new());
-        }
-        let upto = meta.upto_seq;
-        let mut writes: Vec<Box<dyn FnOnce(&mut dyn Store) -> rollover_store::Result<()> + Send>> = Vec::new();
-        // The ledger marks first: they are right whether or not the
-        // checkpoint after them is ever finished.
-        for chunk in marks.chunks(4096) {
-            let chunk = chunk.to_vec();
-            writes.push(Box::new(move |store: &mut dyn Store| store.put_ledger_marks(&chunk)));
-        }
-        for (n, part) in parts.into_iter().enumerate() {
-            writes.push(Box::new(move |store: &mut dyn Store| store.put_checkpoint_part(upto, n as u32, &part)));
-        }
-        let finished = meta.clone();
-        writes.push(Box::new(move |store: &mut dyn Store| store.finish_checkpoint(&finished)));
-        let mut written = true;
-        for work in writes {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let sent = writer.send(Write::Run(Box::new(move |store| {
-                let _ = tx.send(work(store));
-            })));
-            match (sent, rx.recv()) {
-                (Ok(()), Ok(Ok(()))) => {}
-                (Err(_), _) | (_, Err(_)) => return,
-                (_, Ok(Err(error))) => {
-                    tracing::warn!(%error, "a checkpoint could not be written; the log still holds everything");
-                    written = false;
-                    break;
+            let upto = meta.upto_seq;
+            let mut writes: Vec<Box<dyn FnOnce(&mut dyn Store) -> rollover_store::Result<()> + Send>> = Vec::new();
+            // The ledger marks first: they are right whether or not the
+            // checkpoint after them is ever finished.
+            for chunk in marks.chunks(4096) {
+                let chunk = chunk.to_vec();
+                writes.push(Box::new(move |store: &mut dyn Store| store.put_ledger_marks(&chunk)));
+            }
+            for (n, part) in parts.into_iter().enumerate() {
+                writes.push(Box::new(move |store: &mut dyn Store| store.put_checkpoint_part(upto, n as u32, &part)));
+            }
+            let finished = meta.clone();
+            writes.push(Box::new(move |store: &mut dyn Store| store.finish_checkpoint(&finished)));
+            let mut written = true;
+            for work in writes {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let sent = writer.send(Write::Run(Box::new(move |store| {
+                    let _ = tx.send(work(store));
+                })));
+                match (sent, rx.recv()) {
+                    (Ok(()), Ok(Ok(()))) => {}
+                    (Err(_), _) | (_, Err(_)) => return,
+                    (_, Ok(Err(error))) => {
+                        tracing::warn!(%error, "a checkpoint could not be written; the log still holds everything");
+                        written = false;
+                        break;
+                    }
                 }
             }
+            if !written {
+                break 'write;
+            }
+            metrics.checkpoint_upto_seq.store(meta.upto_seq as u64, std::sync::atomic::Ordering::Relaxed);
+            metrics.checkpoint_millis.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(upto_seq = meta.upto_seq, bytes = bytes.len(), ledger_marks = marks.len(), seconds = started.elapsed().as_secs_f64(), "checkpoint written");
+            checkpointed = true;
         }
-        if !written {
-            continue;
+        // Retention at the start, after each checkpoint, and hourly: it
+        // drops only what the newest checkpoint holds.
+        if let Some(retention) = &retention
+            && (checkpointed || last_retention.is_none_or(|t: std::time::Instant| t.elapsed() >= RETENTION_EVERY))
+        {
+            last_retention = Some(std::time::Instant::now());
+            let upto = store.checkpoints().ok().and_then(|all| all.first().map(|m| m.upto_seq)).unwrap_or(0);
+            match crate::retention::run(store.as_mut(), &writer, &plans.snapshot(), retention, clock.now(), upto) {
+                Ok(dropped) => {
+                    metrics.archived_events.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+                    metrics.retention_passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(error) => tracing::warn!(%error, "a retention pass failed; nothing it had not exported was dropped"),
+            }
         }
-        metrics.checkpoint_upto_seq.store(meta.upto_seq as u64, std::sync::atomic::Ordering::Relaxed);
-        metrics.checkpoint_millis.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(upto_seq = meta.upto_seq, bytes = bytes.len(), ledger_marks = marks.len(), seconds = started.elapsed().as_secs_f64(), "checkpoint written");
     }
 }
+
+/// How often retention looks again when no checkpoint was written.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Add-ons are stored beside plans, their row ids prefixed so that no plan
 /// id (a-z, 0-9, '-') can be one.
@@ -247,12 +281,18 @@ pub(crate) fn key_window_start(now: Instant, config: &Config) -> i64 {
 /// `max_age_micros`, the keys of the rows it holds that were applied since
 /// `keys_since` as well), and every event after it, in commit order, to the
 /// worker that owns it; then waits until each has applied all it was sent.
-fn replay(store: &mut dyn Store, workers: &[SyncSender<Command>], restored: Option<checkpoint::State>, keys_since: i64, max_age_micros: i64) -> Result<u64, ServiceError> {
+fn replay(store: &mut dyn Store, plans: &Plans, workers: &[SyncSender<Command>], restored: Option<checkpoint::State>, keys_since: i64, max_age_micros: i64) -> Result<u64, ServiceError> {
     let mut replayed = 0u64;
     let mut stopped = false;
     let owner = |id: &str| &workers[shard_of(id) as usize % workers.len()];
     let (after, upto) = match restored {
-        None => (0, 0),
+        // Subscriptions whose first events were archived start at their floors.
+        None => {
+            for one in checkpoint::floors(store, plans)? {
+                stopped |= owner(&one.id).send(Command::Restore(Box::new(one))).is_err();
+            }
+            (0, 0)
+        }
         Some(state) => {
             let upto = state.upto_seq;
             let keys_held = state.max_age_micros >= max_age_micros;

@@ -228,6 +228,41 @@ pub struct MarkMeta {
     pub at_micros: i64,
 }
 
+/// What one subscription's archived events did in one of its periods:
+/// what the ledger still shows once they are dropped. A period is known by
+/// its start; before the first period (a plan not yet started) the start
+/// is 0 and the number 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodTotals {
+    pub subscription: String,
+    pub period: i64,
+    pub starts_micros: i64,
+    pub ends_micros: i64,
+    /// Ledger lines (entries and notes) archived.
+    pub lines: i64,
+    /// Drawn from buckets or accepted unmetered.
+    pub used_bytes: i64,
+    pub throttled_bytes: i64,
+    pub rejected_bytes: i64,
+    pub granted_bytes: i64,
+    pub carried_bytes: i64,
+    pub forfeited_bytes: i64,
+    /// Fees and add-ons, less refunds; and charges for data beyond the plan.
+    pub fees_minor: i64,
+    pub charges_minor: i64,
+}
+
+/// One retention step, committed at once: per subscription its new floor
+/// (the ledger mark its ledger now starts from), the totals of the periods
+/// its dropped events fell in (added to what earlier steps archived), and
+/// the seqs of the events dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Archive {
+    pub floors: Vec<(String, i64)>,
+    pub periods: Vec<PeriodTotals>,
+    pub seqs: Vec<i64>,
+}
+
 /// What [`Store::create_order`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCreated {
@@ -267,6 +302,20 @@ pub trait Store: Send {
     /// `since_seq` or later: what an idempotency key's hash in memory
     /// stands for, checked.
     fn find_keys(&mut self, wanted: &[(String, String)], since_seq: i64) -> Result<Vec<EventRow>>;
+    /// Per subscription with a ledger mark at or before `upto_seq` newer
+    /// than its floor: (subscription, that newest mark's seq, its floor's
+    /// seq or 0), what a retention step may drop up to.
+    fn retention_candidates(&mut self, upto_seq: i64) -> Result<Vec<(String, i64, i64)>>;
+    /// Drops archived events and sets floors, in one transaction (see
+    /// [`Archive`]); marks before a new floor go too.
+    fn archive(&mut self, archive: &Archive) -> Result<()>;
+    /// A subscription's floor: its ledger starts at the mark of this seq.
+    fn ledger_floor(&mut self, subscription: &str) -> Result<Option<i64>>;
+    /// Every floor, with its mark: where start-up without a checkpoint
+    /// starts each subscription whose first events were archived.
+    fn ledger_floors(&mut self) -> Result<Vec<LedgerMark>>;
+    /// A subscription's archived period totals, oldest first.
+    fn archived_periods(&mut self, subscription: &str) -> Result<Vec<PeriodTotals>>;
     /// Stores ledger marks (a mark already there is replaced: the same
     /// events always give the same mark).
     fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()>;

@@ -5,7 +5,7 @@
 
 use postgres::{Client, NoTls};
 
-use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, LedgerMark, MarkMeta, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, Archive, LedgerMark, MarkMeta, OrderCreated, PeriodTotals, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE plans (
@@ -116,6 +116,27 @@ CREATE TABLE ledger_marks (
     PRIMARY KEY (subscription, seq)
 );
 CREATE INDEX events_by_subscription_seq ON events (subscription, seq);
+"#, r#"
+CREATE TABLE ledger_floors (
+    subscription TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL
+);
+CREATE TABLE archived_periods (
+    subscription TEXT NOT NULL,
+    period BIGINT NOT NULL,
+    starts BIGINT NOT NULL,
+    ends BIGINT NOT NULL,
+    lines BIGINT NOT NULL,
+    used_bytes BIGINT NOT NULL,
+    throttled_bytes BIGINT NOT NULL,
+    rejected_bytes BIGINT NOT NULL,
+    granted_bytes BIGINT NOT NULL,
+    carried_bytes BIGINT NOT NULL,
+    forfeited_bytes BIGINT NOT NULL,
+    fees_minor BIGINT NOT NULL,
+    charges_minor BIGINT NOT NULL,
+    PRIMARY KEY (subscription, starts)
+);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -516,6 +537,95 @@ impl Store for PostgresStore {
             )
             .map_err(db)?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    fn retention_candidates(&mut self, upto_seq: i64) -> Result<Vec<(String, i64, i64)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT m.subscription, MAX(m.seq), COALESCE(MAX(f.seq), 0)::int8 FROM ledger_marks m LEFT JOIN ledger_floors f ON f.subscription = m.subscription \
+                 WHERE m.seq <= $1 GROUP BY m.subscription HAVING MAX(m.seq) > COALESCE(MAX(f.seq), 0) ORDER BY m.subscription",
+                &[&upto_seq],
+            )
+            .map_err(db)?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect())
+    }
+
+    fn archive(&mut self, archive: &Archive) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let statement = tx
+            .prepare(
+                "INSERT INTO archived_periods (subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (subscription, starts) DO UPDATE SET ends = GREATEST(archived_periods.ends, excluded.ends), \
+                 lines = archived_periods.lines + excluded.lines, used_bytes = archived_periods.used_bytes + excluded.used_bytes, \
+                 throttled_bytes = archived_periods.throttled_bytes + excluded.throttled_bytes, rejected_bytes = archived_periods.rejected_bytes + excluded.rejected_bytes, \
+                 granted_bytes = archived_periods.granted_bytes + excluded.granted_bytes, carried_bytes = archived_periods.carried_bytes + excluded.carried_bytes, \
+                 forfeited_bytes = archived_periods.forfeited_bytes + excluded.forfeited_bytes, fees_minor = archived_periods.fees_minor + excluded.fees_minor, \
+                 charges_minor = archived_periods.charges_minor + excluded.charges_minor",
+            )
+            .map_err(db)?;
+        for p in &archive.periods {
+            tx.execute(
+                &statement,
+                &[
+                    &p.subscription,
+                    &p.period,
+                    &p.starts_micros,
+                    &p.ends_micros,
+                    &p.lines,
+                    &p.used_bytes,
+                    &p.throttled_bytes,
+                    &p.rejected_bytes,
+                    &p.granted_bytes,
+                    &p.carried_bytes,
+                    &p.forfeited_bytes,
+                    &p.fees_minor,
+                    &p.charges_minor,
+                ],
+            )
+            .map_err(db)?;
+        }
+        for (subscription, seq) in &archive.floors {
+            tx.execute("INSERT INTO ledger_floors (subscription, seq) VALUES ($1, $2) ON CONFLICT (subscription) DO UPDATE SET seq = excluded.seq", &[subscription, seq]).map_err(db)?;
+            tx.execute("DELETE FROM ledger_marks WHERE subscription = $1 AND seq < $2", &[subscription, seq]).map_err(db)?;
+        }
+        tx.execute("DELETE FROM events WHERE seq = ANY($1)", &[&archive.seqs]).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn ledger_floor(&mut self, subscription: &str) -> Result<Option<i64>> {
+        let row = self.client.query_opt("SELECT seq FROM ledger_floors WHERE subscription = $1", &[&subscription]).map_err(db)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn ledger_floors(&mut self) -> Result<Vec<LedgerMark>> {
+        let rows = self
+            .client
+            .query("SELECT m.subscription, m.seq, m.lines, m.at, m.state FROM ledger_floors f JOIN ledger_marks m ON m.subscription = f.subscription AND m.seq = f.seq ORDER BY f.seq", &[])
+            .map_err(db)?;
+        Ok(rows.iter().map(|row| LedgerMark { subscription: row.get(0), seq: row.get(1), lines: row.get(2), at_micros: row.get(3), state: row.get(4) }).collect())
+    }
+
+    fn archived_periods(&mut self, subscription: &str) -> Result<Vec<PeriodTotals>> {
+        let rows = self.client.query("SELECT subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor FROM archived_periods WHERE subscription = $1 ORDER BY starts", &[&subscription]).map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| PeriodTotals {
+                subscription: row.get(0),
+                period: row.get(1),
+                starts_micros: row.get(2),
+                ends_micros: row.get(3),
+                lines: row.get(4),
+                used_bytes: row.get(5),
+                throttled_bytes: row.get(6),
+                rejected_bytes: row.get(7),
+                granted_bytes: row.get(8),
+                carried_bytes: row.get(9),
+                forfeited_bytes: row.get(10),
+                fees_minor: row.get(11),
+                charges_minor: row.get(12),
+            })
+            .collect())
     }
 
     fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()> {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, LedgerMark, MarkMeta, OrderCreated, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
+use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, Archive, LedgerMark, MarkMeta, OrderCreated, PeriodTotals, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
 
@@ -155,6 +155,27 @@ CREATE TABLE ledger_marks (
     state BLOB NOT NULL,
     PRIMARY KEY (subscription, seq)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE ledger_floors (
+    subscription TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE archived_periods (
+    subscription TEXT NOT NULL,
+    period INTEGER NOT NULL,
+    starts INTEGER NOT NULL,
+    ends INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    used_bytes INTEGER NOT NULL,
+    throttled_bytes INTEGER NOT NULL,
+    rejected_bytes INTEGER NOT NULL,
+    granted_bytes INTEGER NOT NULL,
+    carried_bytes INTEGER NOT NULL,
+    forfeited_bytes INTEGER NOT NULL,
+    fees_minor INTEGER NOT NULL,
+    charges_minor INTEGER NOT NULL,
+    PRIMARY KEY (subscription, starts)
+);
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -742,6 +763,110 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(db)?;
         Ok(found)
+    }
+
+    fn retention_candidates(&mut self, upto_seq: i64) -> Result<Vec<(String, i64, i64)>> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT m.subscription, MAX(m.seq), COALESCE(MAX(f.seq), 0) FROM ledger_marks m LEFT JOIN ledger_floors f ON f.subscription = m.subscription \
+                 WHERE m.seq <= ?1 GROUP BY m.subscription HAVING MAX(m.seq) > COALESCE(MAX(f.seq), 0) ORDER BY m.subscription",
+            )
+            .map_err(db)?;
+        let rows = statement.query_map([upto_seq], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn archive(&mut self, archive: &Archive) -> Result<()> {
+        let tx = self.connection.transaction().map_err(db)?;
+        {
+            let mut period = tx
+                .prepare_cached(
+                    "INSERT INTO archived_periods (subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                     ON CONFLICT (subscription, starts) DO UPDATE SET ends = MAX(ends, excluded.ends), lines = lines + excluded.lines, \
+                     used_bytes = used_bytes + excluded.used_bytes, throttled_bytes = throttled_bytes + excluded.throttled_bytes, rejected_bytes = rejected_bytes + excluded.rejected_bytes, \
+                     granted_bytes = granted_bytes + excluded.granted_bytes, carried_bytes = carried_bytes + excluded.carried_bytes, forfeited_bytes = forfeited_bytes + excluded.forfeited_bytes, \
+                     fees_minor = fees_minor + excluded.fees_minor, charges_minor = charges_minor + excluded.charges_minor",
+                )
+                .map_err(db)?;
+            for p in &archive.periods {
+                period
+                    .execute(params![
+                        p.subscription,
+                        p.period,
+                        p.starts_micros,
+                        p.ends_micros,
+                        p.lines,
+                        p.used_bytes,
+                        p.throttled_bytes,
+                        p.rejected_bytes,
+                        p.granted_bytes,
+                        p.carried_bytes,
+                        p.forfeited_bytes,
+                        p.fees_minor,
+                        p.charges_minor
+                    ])
+                    .map_err(db)?;
+            }
+            let mut floor = tx.prepare_cached("INSERT OR REPLACE INTO ledger_floors (subscription, seq) VALUES (?1, ?2)").map_err(db)?;
+            let mut marks = tx.prepare_cached("DELETE FROM ledger_marks WHERE subscription = ?1 AND seq < ?2").map_err(db)?;
+            for (subscription, seq) in &archive.floors {
+                floor.execute(params![subscription, seq]).map_err(db)?;
+                marks.execute(params![subscription, seq]).map_err(db)?;
+            }
+            let mut event = tx.prepare_cached("DELETE FROM events WHERE seq = ?1").map_err(db)?;
+            for seq in &archive.seqs {
+                event.execute([seq]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        // The index is derived: its entries for dropped events only cost
+        // room, and go after the log's commit.
+        let tx = self.connection.transaction().map_err(db)?;
+        {
+            let mut entry = tx.prepare_cached("DELETE FROM ix.event_index WHERE subscription = ?1 AND seq <= ?2").map_err(db)?;
+            for (subscription, seq) in &archive.floors {
+                entry.execute(params![subscription, seq]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn ledger_floor(&mut self, subscription: &str) -> Result<Option<i64>> {
+        self.connection.prepare_cached("SELECT seq FROM ledger_floors WHERE subscription = ?1").map_err(db)?.query_row([subscription], |row| row.get(0)).optional().map_err(db)
+    }
+
+    fn ledger_floors(&mut self) -> Result<Vec<LedgerMark>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT m.subscription, m.seq, m.lines, m.at, m.state FROM ledger_floors f JOIN ledger_marks m ON m.subscription = f.subscription AND m.seq = f.seq ORDER BY f.seq")
+            .map_err(db)?;
+        let rows = statement.query_map([], |row| Ok(LedgerMark { subscription: row.get(0)?, seq: row.get(1)?, lines: row.get(2)?, at_micros: row.get(3)?, state: row.get(4)? })).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn archived_periods(&mut self, subscription: &str) -> Result<Vec<PeriodTotals>> {
+        let mut statement = self.connection.prepare_cached("SELECT subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor FROM archived_periods WHERE subscription = ?1 ORDER BY starts").map_err(db)?;
+        let rows = statement
+            .query_map([subscription], |row| {
+                Ok(PeriodTotals {
+                    subscription: row.get(0)?,
+                    period: row.get(1)?,
+                    starts_micros: row.get(2)?,
+                    ends_micros: row.get(3)?,
+                    lines: row.get(4)?,
+                    used_bytes: row.get(5)?,
+                    throttled_bytes: row.get(6)?,
+                    rejected_bytes: row.get(7)?,
+                    granted_bytes: row.get(8)?,
+                    carried_bytes: row.get(9)?,
+                    forfeited_bytes: row.get(10)?,
+                    fees_minor: row.get(11)?,
+                    charges_minor: row.get(12)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
     fn put_ledger_marks(&mut self, marks: &[LedgerMark]) -> Result<()> {

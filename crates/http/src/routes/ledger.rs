@@ -65,7 +65,29 @@ pub(super) async fn get_ledger(State(service): State<Service>, Path(id): Path<St
     let total = page.total;
     let entries = page.lines.into_iter().map(|line| out(line, plan)).collect();
     let next_offset = (offset.saturating_add(limit) < total).then_some(offset + limit);
-    Ok(ok(wire::LedgerOut { entries, total, next_offset }))
+    let archived = page.archived.map(|a| wire::ArchivedOut {
+        lines: a.lines,
+        before: a.before.to_rfc3339(&plan.zone),
+        periods: a
+            .periods
+            .iter()
+            .map(|p| wire::ArchivedPeriodOut {
+                period: p.period,
+                starts_at: (p.period > 0).then(|| Instant::from_micros(p.starts_micros).to_rfc3339(&plan.zone)),
+                ends_at: Instant::from_micros(p.ends_micros).to_rfc3339(&plan.zone),
+                lines: p.lines,
+                used_bytes: p.used_bytes,
+                throttled_bytes: p.throttled_bytes,
+                rejected_bytes: p.rejected_bytes,
+                granted_bytes: p.granted_bytes,
+                carried_bytes: p.carried_bytes,
+                forfeited_bytes: p.forfeited_bytes,
+                fees: plan.currency.format(p.fees_minor),
+                charges: plan.currency.format(p.charges_minor),
+            })
+            .collect(),
+    });
+    Ok(ok(wire::LedgerOut { entries, total, next_offset, archived }))
 }
 
 fn entry_type(line: &Line) -> &'static str {

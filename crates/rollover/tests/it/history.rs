@@ -38,6 +38,18 @@ fn usage(server: &Server, from: usize, to: usize, day: &str) {
     assert!(reply.body["results"].as_array().unwrap().iter().all(|r| r["status"] == "accepted"), "{}", reply.body);
 }
 
+/// A subscription's whole ledger, page by page.
+fn whole(server: &Server, id: &str) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        let page = server.get(&format!("/v1/subscriptions/{id}/ledger?limit=1000&offset={}", lines.len())).body;
+        lines.extend(page["entries"].as_array().unwrap_or_else(|| panic!("{page}")).iter().cloned());
+        if page["next_offset"].is_null() {
+            return lines;
+        }
+    }
+}
+
 /// A history with boundaries, a grant and a plan change; a checkpoint
 /// part-way; more after it; then kill -9 and a
 /// restart from the checkpoint, which must equal what was served before and
@@ -131,16 +143,6 @@ fn ledger_pages_from_marks(backend: Backend) {
             assert_eq!(server.post("/v1/subscriptions/c/events", &json!({"resume": true})).body["outcome"], "applied");
         }
     }
-    let whole = |server: &Server, id: &str| -> Vec<Value> {
-        let mut lines = Vec::new();
-        loop {
-            let page = server.get(&format!("/v1/subscriptions/{id}/ledger?limit=1000&offset={}", lines.len())).body;
-            lines.extend(page["entries"].as_array().unwrap().iter().cloned());
-            if page["next_offset"].is_null() {
-                return lines;
-            }
-        }
-    };
     let filtered = [
         "type=drawn&limit=50&offset=400",
         "type=granted&limit=1000",
@@ -196,4 +198,109 @@ fn ledger_pages_from_marks_on_sqlite() {
 #[test]
 fn ledger_pages_from_marks_on_postgres() {
     ledger_pages_from_marks(Backend::Postgres);
+}
+
+/// Retention: January's events, two months old, are exported and dropped
+/// after a checkpoint; the ledger shows the rest, exactly as before, and the
+/// archived periods' totals; a crash between the export and the drop loses
+/// nothing; and a start with no checkpoint begins at the floors.
+fn retention_exports_then_drops(backend: Backend) {
+    let store = TestStore::new(backend);
+    let archive = std::env::temp_dir().join(format!("rollover-archive-{}-{}", std::process::id(), store.url.len() % 97 + matches!(backend, Backend::Postgres) as usize));
+    let _ = std::fs::remove_dir_all(&archive);
+    let off = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "0")];
+    let server = Server::start_on(&store, &off);
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    server.set_clock("2026-01-01T00:00:00+08:00");
+    for (id, plan) in [("a", "cn-30g"), ("b", "stash-10g"), ("c", "au-5g"), ("d", "uk-3g-payg")] {
+        assert_eq!(server.post("/v1/subscriptions", &json!({"id": id, "plan": plan})).status, 201);
+    }
+    let days = ["2026-01-24", "2026-01-25", "2026-01-26", "2026-01-27", "2026-01-28", "2026-01-29", "2026-01-30", "2026-01-31"];
+    for (n, pair) in days.windows(2).enumerate() {
+        server.set_clock(&format!("{}T00:00:00+08:00", pair[1]));
+        usage(&server, n * 400, n * 400 + 400, pair[0]);
+    }
+    assert_eq!(server.post("/v1/subscriptions/a/events", &json!({"grant": {"kind": "gift", "data": "2GiB", "expires": "never"}})).body["outcome"], "applied");
+    server.set_clock("2026-03-20T00:00:00+08:00");
+    usage(&server, 5000, 5040, "2026-03-19");
+    let ids = ["a", "b", "c", "d"];
+    let balances = |server: &Server| -> Vec<Value> { ids.iter().map(|id| server.get(&format!("/v1/subscriptions/{id}/balance")).body).collect() };
+    let march = "from=2026-03-01T00:00:00%2B08:00&limit=1000";
+    let reference: Vec<Vec<Value>> = ids.iter().map(|id| whole(&server, id)).collect();
+    let reference_march: Vec<Value> = ids.iter().map(|id| server.get(&format!("/v1/subscriptions/{id}/ledger?{march}")).body).collect();
+    let reference_balances = balances(&server);
+    let events_before = store.count("SELECT COUNT(*) FROM events");
+    drop(server.kill());
+
+    let export = archive.display().to_string();
+    let retain = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "40"), ("ROLLOVER_RETENTION_MONTHS", "1"), ("ROLLOVER_RETENTION_EXPORT_DIR", export.as_str())];
+    // A crash after the first file is written, before anything is dropped.
+    let crashing: Vec<(&str, &str)> = retain.iter().copied().chain([("ROLLOVER_FAILPOINT", "retention-exported")]).collect();
+    let server = Server::start_on(&store, &crashing);
+    assert!(server.wait_exit(60), "the failpoint stopped the server during retention");
+    assert_eq!(store.count("SELECT COUNT(*) FROM events"), events_before, "nothing dropped before the commit");
+    assert_eq!(store.count("SELECT COUNT(*) FROM ledger_floors"), 0);
+    let files = |dir: &std::path::Path| -> Vec<Value> {
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(path.extension().and_then(|e| e.to_str()), Some("jsonl"), "only whole files: {}", path.display());
+            lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        }
+        lines
+    };
+    assert!(!files(&archive).is_empty(), "the export was written first");
+
+    // Again, to the end.
+    let server = Server::start_on(&store, &retain);
+    for _ in 0..300 {
+        if metric(&server, "rollover_retention_passes_total") > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dropped = metric(&server, "rollover_archived_events_total");
+    assert!(dropped >= 4 * 500, "about 512 events a subscription archived: {dropped}");
+    assert_eq!(store.count("SELECT COUNT(*) FROM events"), events_before - dropped);
+    let exported = files(&archive);
+    let seqs: std::collections::BTreeSet<i64> = exported.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs.len() as i64, dropped, "every dropped event is in a file (some twice, after the crash)");
+    assert!(exported.iter().all(|l| l["subscription"].is_string() && l["applied_at"].is_string() && l["kind"].is_string()));
+    assert!(exported.iter().any(|l| l["kind"] == "purchase") && exported.iter().any(|l| l["kind"] == "usage" && l["bytes"].is_u64()));
+    let check = |server: &Server, why: &str| {
+        assert_eq!(balances(server), reference_balances, "balances, {why}");
+        for (n, id) in ids.iter().enumerate() {
+            let page = server.get(&format!("/v1/subscriptions/{id}/ledger?limit=5")).body;
+            let archived = page["archived"]["lines"].as_u64().unwrap_or_else(|| panic!("{id}: {page}")) as usize;
+            assert!(archived > 500, "{id}: {archived} lines archived");
+            assert_eq!(whole(server, id), reference[n][archived..], "{id}: the lines after the floor, {why}");
+            assert_eq!(page["total"], reference[n].len() - archived, "{id}: the total counts from the floor");
+            let used: i64 = page["archived"]["periods"].as_array().unwrap().iter().map(|p| p["used_bytes"].as_i64().unwrap()).sum();
+            let before: i64 = reference[n][..archived].iter().filter(|l| l["type"] == "drawn" || l["type"] == "accepted_unmetered").map(|l| l["bytes"].as_i64().unwrap()).sum();
+            assert_eq!(used, before, "{id}: the archived periods add up to the lines they stand for");
+            let mut march_now = server.get(&format!("/v1/subscriptions/{id}/ledger?{march}")).body;
+            march_now.as_object_mut().unwrap().remove("archived");
+            assert_eq!(march_now, reference_march[n], "{id}: a window after the floor, {why}");
+        }
+    };
+    check(&server, "after retention");
+    assert_eq!(server.get("/v1/subscriptions/a/ledger?limit=1").body["archived"]["periods"][0]["fees"], "58.00");
+    drop(server.kill());
+
+    // No checkpoint at all: start-up begins each subscription at its floor.
+    store.sql("DELETE FROM checkpoint_parts; DELETE FROM checkpoints;");
+    let server = Server::start_on(&store, &off);
+    check(&server, "from the floors, no checkpoint");
+    let _ = std::fs::remove_dir_all(&archive);
+}
+
+#[test]
+fn retention_exports_then_drops_on_sqlite() {
+    retention_exports_then_drops(Backend::Sqlite);
+}
+
+#[test]
+fn retention_exports_then_drops_on_postgres() {
+    retention_exports_then_drops(Backend::Postgres);
 }

@@ -277,6 +277,18 @@ impl Server {
         assert_eq!(reply.status, 200, "moving the clock to {now}: {}", reply.body);
     }
 
+    /// Waits up to `seconds` for the server to stop by itself (a failpoint
+    /// that aborts it); whether it did.
+    pub fn wait_exit(mut self, seconds: u64) -> bool {
+        for _ in 0..seconds * 10 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Stops the server the hard way, as a crash would; hands back its store
     /// if it owned one.
     pub fn kill(mut self) -> Option<TestStore> {

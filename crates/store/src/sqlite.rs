@@ -187,7 +187,7 @@ CREATE TABLE archived_periods (
 /// the index and at the short unindexed tail.
 const INDEX_BATCH: i64 = 100_000;
 
-const INDEX_SCHEMA: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+const INDEX_SCHEMA: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 67108864; \
     CREATE TABLE IF NOT EXISTS event_index (subscription TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (subscription, seq)) WITHOUT ROWID; \
     CREATE TABLE IF NOT EXISTS progress (indexed_upto INTEGER NOT NULL); \
     INSERT INTO progress (indexed_upto) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM progress);";

@@ -42,6 +42,13 @@ use tokio::sync::oneshot;
 pub use api::*;
 pub use clock::{Clock, wall_micros};
 pub use checkpoint::MARK_EVERY;
+
+/// Whether the crash tests asked the process to stop at `name`
+/// (`ROLLOVER_FAILPOINT`); see docs/history.md. Read where a crash must
+/// leave the store consistent.
+pub(crate) fn failpoint(name: &str) -> bool {
+    std::env::var("ROLLOVER_FAILPOINT").is_ok_and(|v| v == name)
+}
 pub use config::Config;
 pub use ledger::{Archived, LedgerPage, LedgerQuery, Line, LineFilter};
 pub use retention::Retention;

@@ -96,7 +96,7 @@ pub(crate) fn run(store: &mut dyn Store, writer: &SyncSender<Write>, plans: &Pla
         let path = retention.export_dir.join(format!("events-{first:012}-{last:012}-{}.jsonl", now.micros()));
         write_durably(&path, text.as_bytes()).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
         // A crash here, for the crash tests: exported, not yet dropped.
-        if std::env::var("ROLLOVER_FAILPOINT").is_ok_and(|v| v == "retention-exported") {
+        if crate::failpoint("retention-exported") {
             eprintln!("rollover: failpoint retention-exported: stopping");
             std::process::abort();
         }

@@ -180,6 +180,13 @@ fn run_checkpointer(
             for (n, part) in parts.into_iter().enumerate() {
                 writes.push(Box::new(move |store: &mut dyn Store| store.put_checkpoint_part(upto, n as u32, &part)));
             }
+            if crate::failpoint("checkpoint-parts") {
+                // A crash with the parts (and marks) written, the mark not.
+                writes.push(Box::new(|_: &mut dyn Store| -> rollover_store::Result<()> {
+                    eprintln!("rollover: failpoint checkpoint-parts: stopping");
+                    std::process::abort()
+                }));
+            }
             let finished = meta.clone();
             writes.push(Box::new(move |store: &mut dyn Store| store.finish_checkpoint(&finished)));
             let mut written = true;

@@ -25,6 +25,16 @@ fn wait_for_checkpoint(server: &Server, past: i64) -> i64 {
     panic!("no checkpoint past event {past} was written");
 }
 
+/// The demo catalog, the clock at `on`, and subscriptions a to d on four of its plans.
+fn four_subscriptions(server: &Server, on: &str) {
+    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
+    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
+    server.set_clock(on);
+    for (id, plan) in [("a", "cn-30g"), ("b", "stash-10g"), ("c", "au-5g"), ("d", "uk-3g-payg")] {
+        assert_eq!(server.post("/v1/subscriptions", &json!({"id": id, "plan": plan})).status, 201);
+    }
+}
+
 /// Every subscription's balance and whole ledger, as the API answers them.
 fn everything(server: &Server) -> Vec<(Value, Value)> {
     ["a", "b", "c", "d"].iter().map(|id| (server.get(&format!("/v1/subscriptions/{id}/balance")).body, server.get(&format!("/v1/subscriptions/{id}/ledger?limit=1000")).body)).collect()
@@ -60,12 +70,7 @@ fn whole(server: &Server, id: &str) -> Vec<Value> {
 fn restart_from_a_checkpoint(backend: Backend) {
     let store = TestStore::new(backend);
     let server = Server::start_on(&store, &ENV);
-    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
-    server.set_clock("2026-03-01T00:00:00+08:00");
-    for (id, plan) in [("a", "cn-30g"), ("b", "stash-10g"), ("c", "au-5g"), ("d", "uk-3g-payg")] {
-        assert_eq!(server.post("/v1/subscriptions", &json!({"id": id, "plan": plan})).status, 201);
-    }
+    four_subscriptions(&server, "2026-03-01T00:00:00+08:00");
     server.set_clock("2026-03-31T00:00:00+08:00");
     usage(&server, 0, 60, "2026-03-30");
     assert_eq!(server.post("/v1/subscriptions/a/events", &json!({"grant": {"kind": "gift", "data": "2GiB", "expires": "never"}})).body["outcome"], "applied");
@@ -85,6 +90,22 @@ fn restart_from_a_checkpoint(backend: Backend) {
     assert_eq!(retry.body["results"][0]["status"], "duplicate", "a key from before the checkpoint: {}", retry.body);
     let second = wait_for_checkpoint(&server, first);
     assert!(second > first);
+    drop(server.kill());
+
+    // A crash while a checkpoint is written: its parts are there, its mark
+    // is not; the restart starts from the one before and loses nothing.
+    let crashing = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "40"), ("ROLLOVER_FAILPOINT", "checkpoint-parts")];
+    let server = Server::start_on(&store, &crashing);
+    usage(&server, 100, 160, "2026-04-01");
+    assert!(server.wait_exit(60), "the failpoint stopped the server while it wrote a checkpoint");
+    assert!(store.count(&format!("SELECT COUNT(*) FROM checkpoint_parts WHERE upto_seq > {second}")) > 0, "the parts were written");
+    assert_eq!(store.count(&format!("SELECT COUNT(*) FROM checkpoints WHERE upto_seq > {second}")), 0, "the mark was not");
+    let server = Server::start_on(&store, &[("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "0")]);
+    assert_eq!(metric(&server, "rollover_startup_checkpoint_seq"), second, "from the checkpoint before the crash");
+    let after_crash = everything(&server);
+    assert_ne!(after_crash, before, "with the records answered before the crash");
+    // What follows compares with a replay of the whole log too.
+    let before = after_crash;
     drop(server.kill());
 
     // The parts of a checkpoint a crash cut short, and a newest one damaged.
@@ -123,12 +144,7 @@ fn ledger_pages_from_marks(backend: Backend) {
     let store = TestStore::new(backend);
     let off = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "0")];
     let server = Server::start_on(&store, &off);
-    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
-    server.set_clock("2026-03-01T00:00:00+08:00");
-    for (id, plan) in [("a", "cn-30g"), ("b", "stash-10g"), ("c", "au-5g"), ("d", "uk-3g-payg")] {
-        assert_eq!(server.post("/v1/subscriptions", &json!({"id": id, "plan": plan})).status, 201);
-    }
+    four_subscriptions(&server, "2026-03-01T00:00:00+08:00");
     // About 700 events a subscription over a month's boundary, with a
     // grant, a suspension and a plan change among them.
     let days = ["2026-03-29", "2026-03-30", "2026-03-31", "2026-04-01", "2026-04-02", "2026-04-03", "2026-04-04", "2026-04-05"];
@@ -210,12 +226,7 @@ fn retention_exports_then_drops(backend: Backend) {
     let _ = std::fs::remove_dir_all(&archive);
     let off = [("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "0")];
     let server = Server::start_on(&store, &off);
-    let plans = std::fs::read_to_string(crate::common::repo_root().join("plans/demo.toml")).unwrap();
-    assert_eq!(server.post_raw("/v1/plans", "application/toml", &plans).status, 201);
-    server.set_clock("2026-01-01T00:00:00+08:00");
-    for (id, plan) in [("a", "cn-30g"), ("b", "stash-10g"), ("c", "au-5g"), ("d", "uk-3g-payg")] {
-        assert_eq!(server.post("/v1/subscriptions", &json!({"id": id, "plan": plan})).status, 201);
-    }
+    four_subscriptions(&server, "2026-01-01T00:00:00+08:00");
     let days = ["2026-01-24", "2026-01-25", "2026-01-26", "2026-01-27", "2026-01-28", "2026-01-29", "2026-01-30", "2026-01-31"];
     for (n, pair) in days.windows(2).enumerate() {
         server.set_clock(&format!("{}T00:00:00+08:00", pair[1]));

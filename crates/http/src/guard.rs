@@ -5,10 +5,12 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -49,27 +51,33 @@ fn has_body(headers: &HeaderMap) -> bool {
 
 pub async fn check(State(limits): State<crate::Limits>, request: Request, next: Next) -> Response {
     let target_bytes = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let body_sent = has_body(request.headers());
     if target_bytes > MAX_URI_BYTES {
-        return Problem::new(Code::UriTooLong, format!("the request target is {target_bytes} bytes; at most {MAX_URI_BYTES}"), None)
-            .into_response();
+        let problem = Problem::new(Code::UriTooLong, format!("the request target is {target_bytes} bytes; at most {MAX_URI_BYTES}"), None);
+        return closing(problem.into_response(), body_sent);
     }
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if writes && has_body(request.headers()) {
+    if writes && body_sent {
         let accepted = accepted_types(request.uri().path());
         match media_type(request.headers()) {
             Some(media) if accepted.contains(&media.as_str()) => {}
             found => {
                 let found = found.map_or("no Content-Type".to_string(), |m| format!("Content-Type {m}"));
                 let detail = format!("{found}: send the body as {}", accepted.join(" or "));
-                return Problem::new(Code::UnsupportedMediaType, detail, Some("Content-Type".into())).into_response();
+                return closing(Problem::new(Code::UnsupportedMediaType, detail, Some("Content-Type".into())).into_response(), true);
             }
         }
     }
+    // A body the handler leaves unread makes hyper close the connection
+    // after the answer; the answer then says so, or a client would send its
+    // next request on a connection that is about to go away.
+    let read_to_end = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| axum::body::Body::new(TrackEnd { inner: body, read_to_end: read_to_end.clone() }));
     // A customer page's path holds its token: logs get the route only.
     let path = request.uri().path();
     let path = if path.starts_with("/my/") { "/my/{token}".to_string() } else { path.to_string() };
     let method = request.method().clone();
-    match tokio::time::timeout(limits.request_timeout, CatchPanic(Box::pin(next.run(request)))).await {
+    let response = match tokio::time::timeout(limits.request_timeout, CatchPanic(Box::pin(next.run(request)))).await {
         Ok(Ok(response)) => as_problem(response).await,
         Ok(Err(panic)) => {
             let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("a panic");
@@ -81,6 +89,47 @@ pub async fn check(State(limits): State<crate::Limits>, request: Request, next: 
             Problem::new(Code::RequestTimeout, format!("the request was not complete within {seconds} s (server.request_timeout_seconds)"), None)
                 .into_response()
         }
+    };
+    closing(response, body_sent && !read_to_end.load(Ordering::Acquire))
+}
+
+/// The answer, saying `Connection: close` if `unread`: a request body left
+/// unread means hyper closes the connection after this answer.
+fn closing(mut response: Response, unread: bool) -> Response {
+    if unread {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that notes when it has been read to its end.
+struct TrackEnd {
+    inner: axum::body::Body,
+    read_to_end: Arc<AtomicBool>,
+}
+
+impl axum::body::HttpBody for TrackEnd {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(context);
+        if let Poll::Ready(None) = polled {
+            self.read_to_end.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.read_to_end.store(true, Ordering::Release);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -183,5 +232,41 @@ mod tests {
         assert!(boom.contains("application/problem+json") && boom.contains("\"code\":\"internal\""), "{boom}");
         let fine = answer("/fine");
         assert!(fine.starts_with("HTTP/1.1 200") && fine.ends_with("fine"), "{fine}");
+    }
+
+    /// An answer to a request whose body the handler did not read says
+    /// `Connection: close`, since hyper closes that connection; an answer
+    /// to a request read to its end keeps the connection for the next one.
+    #[test]
+    fn an_unread_body_closes_the_connection_and_says_so() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/ignore", axum::routing::post(|| async { "ignored" }))
+            .route("/read", axum::routing::post(|body: axum::body::Bytes| async move { format!("read {}", body.len()) }))
+            .layer(axum::middleware::from_fn_with_state(crate::Limits::default(), check));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let answer = |stream: &mut std::net::TcpStream, request: &str| {
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut buffer = vec![0; 4096];
+            let n = stream.read(&mut buffer).unwrap();
+            String::from_utf8_lossy(&buffer[..n]).to_ascii_lowercase()
+        };
+        let head = |path: &str| format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        // The body is still on its way when the handler answers.
+        let ignored = answer(&mut stream, &head("/ignore"));
+        assert!(ignored.starts_with("http/1.1 200") && ignored.contains("connection: close"), "{ignored}");
+        // Media type refused before any handler runs: the same.
+        let refused = answer(&mut std::net::TcpStream::connect(address).unwrap(), &head("/read").replace("application/json", "text/plain"));
+        assert!(refused.starts_with("http/1.1 415") && refused.contains("connection: close"), "{refused}");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        for _ in 0..2 {
+            let read = answer(&mut stream, &format!("{}{{}}", head("/read")));
+            assert!(read.starts_with("http/1.1 200") && !read.contains("connection: close") && read.ends_with("read 2"), "{read}");
+        }
     }
 }

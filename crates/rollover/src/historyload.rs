@@ -79,8 +79,8 @@ fn metric(base: &str, name: &str) -> Option<f64> {
 fn run(o: &HistoryBench) -> Result<(), String> {
     let sizes: Vec<usize> = o.records.split(',').map(|s| s.trim().replace('_', "").parse::<usize>().map_err(|_| format!("--records {s:?}: a number"))).collect::<Result<_, _>>()?;
     println!("rollover bench history: store {}, {} subscriptions on a monthly plan with rollover; usage records spread over 89 days", o.store, o.subscriptions);
-    println!("| records | seeded in | start-up, whole log | resident | checkpoint built in | start-up from it | resident | replayed after it | keys held | bytes a key | index caught up after | oldest 100 lines, p99, at start-up | 5 s later | newest 100 lines, p99 |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| records | seeded in | start-up, whole log | resident | checkpoint built in | start-up from it | resident | replayed after it | keys held | bytes a key | index caught up after | oldest 100 lines, p99, at start-up | 5 s later | newest 100 lines, p99 | read from disk a page (the three) | store on disk |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for records in sizes {
         let (url, cleanup) = store_url(&o.store, &format!("history{records}"))?;
         let seeded = WallClock::now();
@@ -123,6 +123,7 @@ fn run(o: &HistoryBench) -> Result<(), String> {
         // (offset = total - 100, the total read first, untimed, with
         // `limit=1`).
         let mut passes = Vec::new();
+        let mut disk_kib = Vec::new();
         for pass in 0..3 {
             if pass == 1 {
                 // Past the start-up's own work (every subscription brought
@@ -131,6 +132,7 @@ fn run(o: &HistoryBench) -> Result<(), String> {
                 std::thread::sleep(Duration::from_secs(5));
             }
             let mut latencies = Vec::with_capacity(o.reads);
+            let read_before = disk_read_bytes(resumed.pid());
             for n in 0..o.reads {
                 let id = (n * 7919 + pass * 104_729) % o.subscriptions;
                 let ledger = format!("{}/v1/subscriptions/h{id}/ledger", resumed.base);
@@ -147,8 +149,10 @@ fn run(o: &HistoryBench) -> Result<(), String> {
             }
             latencies.sort();
             passes.push(percentile(&latencies, 0.99));
+            disk_kib.push(disk_read_bytes(resumed.pid()).saturating_sub(read_before) as f64 / 1024.0 / o.reads as f64);
         }
         drop(resumed);
+        let size = url.strip_prefix("sqlite://").map_or("n/a".to_string(), |path| format!("{:.1} GiB", store_bytes(std::path::Path::new(path)) as f64 / f64::from(1u32 << 30)));
         // A store of tens of millions of events: not left behind.
         if o.keep {
             println!("  kept: {url}");
@@ -156,7 +160,7 @@ fn run(o: &HistoryBench) -> Result<(), String> {
             let _ = std::fs::remove_dir_all(std::path::Path::new(path).parent().unwrap_or(std::path::Path::new(path)));
         }
         println!(
-            "| {records} | {:.1} s | {:.2} s | {whole_rss:.0} MiB | {built:.2} s | {:.2} s | {resumed_rss:.0} MiB | {replayed:.0} | {keys:.0} | {:.1} | {:.1} s | {:.1} ms | {:.1} ms | {:.1} ms |",
+            "| {records} | {:.1} s | {:.2} s | {whole_rss:.0} MiB | {built:.2} s | {:.2} s | {resumed_rss:.0} MiB | {replayed:.0} | {keys:.0} | {:.1} | {:.1} s | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} / {:.0} / {:.0} KiB | {size} |",
             seeded.as_secs_f64(),
             whole_start.as_secs_f64(),
             resumed_start.as_secs_f64(),
@@ -164,8 +168,34 @@ fn run(o: &HistoryBench) -> Result<(), String> {
             caught.as_secs_f64(),
             passes[0],
             passes[1],
-            passes[2]
+            passes[2],
+            disk_kib[0],
+            disk_kib[1],
+            disk_kib[2]
         );
     }
     Ok(())
+}
+
+/// Bytes the process has caused to be read from storage (not the page
+/// cache): `read_bytes` of `/proc/PID/io`. A PostgreSQL store's reads are the
+/// database's, not the server's, and show as none.
+fn disk_read_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("read_bytes:")).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The size of a SQLite store: its file and every file beside it that
+/// starts with its name (WAL, index, the index's WAL).
+fn store_bytes(path: &std::path::Path) -> u64 {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(name.to_string_lossy().as_ref()))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }

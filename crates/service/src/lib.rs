@@ -65,7 +65,7 @@ use writer::Write;
 pub const MAX_PLAN_VERSIONS: usize = 10_000;
 
 /// Number of logical shards; a subscription's shard never changes.
-pub const SHARDS: u32 = 256;
+pub use rollover_store::SHARDS;
 
 /// FNV-1a, 32 bits: the shard function (the one NATS subject mapping's
 /// `partition()` uses), so shards never move when nodes are added.

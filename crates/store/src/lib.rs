@@ -7,11 +7,13 @@
 //! are a deterministic function of that log, recomputed by `rollover-core`.
 //! No business rule lives here.
 
+mod lease;
 mod postgres;
 mod sqlite;
 
 use std::fmt;
 
+pub use lease::{Fenced, Lease, Leases};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -27,6 +29,10 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How many shards subscriptions are spread over (`shard_of` in the
+/// service); in a cluster, the unit a node leases.
+pub const SHARDS: u32 = 256;
 
 /// One version of one plan: the document it was posted in and its position
 /// there (plans are re-read from their documents at start).
@@ -339,6 +345,17 @@ pub trait Store: Send {
     fn checkpoints(&mut self) -> Result<Vec<CheckpointMeta>>;
     fn checkpoint_part(&mut self, upto_seq: i64, part: u32) -> Result<Option<Vec<u8>>>;
     fn commit(&mut self, batch: &Batch) -> Result<()>;
+
+    /// Commits `batch` only if each shard of `fence` still has the epoch
+    /// given with it (see [`Leases`]), checked inside the same transaction;
+    /// otherwise writes nothing and answers which shard was lost. Only
+    /// PostgreSQL keeps shard leases.
+    fn commit_fenced(&mut self, batch: &Batch, fence: &[(u32, i64)]) -> Result<std::result::Result<(), Fenced>> {
+        if fence.is_empty() {
+            return self.commit(batch).map(Ok);
+        }
+        Err(StoreError("shard leases (cluster mode) need the PostgreSQL store".into()))
+    }
     fn clock(&mut self) -> Result<Option<i64>>;
     /// A text setting the store keeps about itself (`tzdata`: the version
     /// of the time-zone database its boundaries were computed with).
@@ -675,6 +692,56 @@ mod tests {
         assert!(second.0.contains("in use by another rollover process"), "{second}");
         drop(writer);
         drop(PostgresStore::open_writer(&url).expect("free again once the first writer is gone"));
+        admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+    }
+
+    /// A node that lost its shard cannot commit for it, whatever it
+    /// believes; a takeover waits for a commit already under way; renewing,
+    /// releasing and taking again each do what the lease table says.
+    #[test]
+    fn shard_leases_fence_a_node_that_lost_its_shard() {
+        use std::time::Duration;
+        let schema = format!("lease_test_{}", std::process::id());
+        let base = std::env::var("ROLLOVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).expect("the local PostgreSQL is running (127.0.0.1:5432, database test)");
+        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).unwrap();
+        let url = format!("{base}?schema={schema}");
+        let (mut a, mut b) = (Leases::open(&url, "a").unwrap(), Leases::open(&url, "b").unwrap());
+        let (mut store_a, mut store_b) = (PostgresStore::open(&url).unwrap(), PostgresStore::open(&url).unwrap());
+        let long = Duration::from_secs(60);
+        assert_eq!(a.all().unwrap().len(), SHARDS as usize, "a row for every shard");
+        let first = a.acquire(3, long).unwrap().expect("a free shard is taken");
+        assert_eq!(b.acquire(3, long).unwrap(), None, "not while another node holds it");
+        assert!(a.acquire(SHARDS, long).is_err(), "no shard past the last");
+        let batch = |key: &str| Batch { events: vec![usage(key, "s1")], ..Batch::default() };
+        store_a.commit_fenced(&batch("r1"), &[(3, first)]).unwrap().expect("the holder commits");
+        // A lease that runs out is taken over, and its old holder is fenced.
+        let short = a.acquire(3, Duration::from_millis(1)).unwrap().expect("taken again by its holder");
+        assert_eq!(short, first + 1, "taking again bumps the epoch");
+        std::thread::sleep(Duration::from_millis(20));
+        let second = b.acquire(3, long).unwrap().expect("an expired lease is taken over");
+        assert_eq!(second, short + 1);
+        assert_eq!(a.renew(&[(3, short)], long).unwrap(), vec![3], "the old holder's renewal is refused");
+        let fenced = store_a.commit_fenced(&batch("r2"), &[(3, short), (4, 0)]).unwrap().expect_err("a stale epoch commits nothing");
+        assert_eq!(fenced, Fenced { shard: 3, held: short, current: second });
+        assert_eq!(store_a.events_of("s1").unwrap().len(), 1, "nothing of the fenced batch was written");
+        assert!(SqliteStore::open(&std::env::temp_dir().join(format!("lease-{}.db", std::process::id()))).unwrap().commit_fenced(&batch("r3"), &[(3, 1)]).is_err(), "SQLite keeps no leases");
+        // A commit under way holds the lease row: the takeover waits for it.
+        assert!(b.release(3, second).unwrap());
+        let mut open = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+        open.batch_execute(&format!("SET search_path TO {schema}; BEGIN; SELECT epoch FROM shard_lease WHERE shard_no = 3 FOR SHARE")).unwrap();
+        let taker = std::thread::spawn(move || a.acquire(3, long).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!taker.is_finished(), "the bump waits for the commit under way");
+        let seen: i64 = open.query_one("SELECT epoch FROM shard_lease WHERE shard_no = 3", &[]).unwrap().get(0);
+        assert_eq!(seen, second, "the commit under way still sees its epoch");
+        open.batch_execute("COMMIT").unwrap();
+        assert_eq!(taker.join().unwrap(), Some(second + 1), "a released lease is taken at once, by the epoch after");
+        assert_eq!(b.renew(&[(3, second)], long).unwrap(), vec![3]);
+        store_b.commit_fenced(&batch("r4"), &[(3, second)]).unwrap().expect_err("the releasing node is fenced too");
+        let leases = b.all().unwrap();
+        assert_eq!((leases[3].owner.as_deref(), leases[3].epoch), (Some("a"), second + 1));
+        assert!(leases[3].remaining_ms > 50_000 && leases[4].remaining_ms < 0, "{:?} {:?}", leases[3], leases[4]);
         admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     }
 }

@@ -137,6 +137,16 @@ CREATE TABLE archived_periods (
     charges_minor BIGINT NOT NULL,
     PRIMARY KEY (subscription, starts)
 );
+"#, r#"
+-- One row per shard (crate::SHARDS of them): who holds it, until when (by
+-- the database's clock only), and the epoch that fences its commits.
+CREATE TABLE shard_lease (
+    shard_no INTEGER PRIMARY KEY,
+    owner TEXT,
+    epoch BIGINT NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO shard_lease (shard_no) SELECT generate_series(0, 255);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -168,13 +178,13 @@ fn order_from_row(row: &postgres::Row) -> OrderRow {
     }
 }
 
-fn db(error: postgres::Error) -> StoreError {
+pub(crate) fn db(error: postgres::Error) -> StoreError {
     // The driver's text can hold connection details; keep it to the store's log.
     StoreError(format!("postgres: {error}"))
 }
 
 pub struct PostgresStore {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 /// Splits our own `schema=NAME` parameter off a `postgres://` URL (the
@@ -658,7 +668,25 @@ impl Store for PostgresStore {
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<()> {
+        self.commit_fenced(batch, &[])?.map_err(|fenced| StoreError(fenced.to_string()))
+    }
+
+    fn commit_fenced(&mut self, batch: &Batch, fence: &[(u32, i64)]) -> Result<std::result::Result<(), crate::Fenced>> {
         let mut tx = self.client.transaction().map_err(db)?;
+        if !fence.is_empty() {
+            // The first statement: the lease rows are read under a share
+            // lock, so a takeover's epoch bump waits for this commit, or
+            // this reads the bumped epoch and writes nothing.
+            let shards: Vec<i32> = fence.iter().map(|&(shard, _)| shard as i32).collect();
+            let rows = tx.query("SELECT shard_no, epoch FROM shard_lease WHERE shard_no = ANY($1) FOR SHARE", &[&shards]).map_err(db)?;
+            for &(shard, held) in fence {
+                let current = rows.iter().find(|row| row.get::<_, i32>(0) == shard as i32).map_or(0, |row| row.get::<_, i64>(1));
+                if current != held {
+                    tx.rollback().map_err(db)?;
+                    return Ok(Err(crate::Fenced { shard, held, current }));
+                }
+            }
+        }
         if !batch.subscriptions.is_empty() {
             // One statement for the whole batch (an import brings thousands).
             let column = |get: fn(&crate::SubscriptionRow) -> Option<&str>| batch.subscriptions.iter().map(get).collect::<Vec<Option<&str>>>();
@@ -734,7 +762,7 @@ impl Store for PostgresStore {
             tx.execute("INSERT INTO meta (name, value) VALUES ('clock', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[&clock])
                 .map_err(db)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(db).map(Ok)
     }
 
     fn setting(&mut self, name: &str) -> Result<Option<String>> {

@@ -1,0 +1,136 @@
+//! Shard leases for several nodes on one PostgreSQL store: a row per shard
+//! in `shard_lease` with its holder, an expiry judged by the database's
+//! clock alone, and an epoch, the fencing token. Taking a shard bumps its
+//! epoch; every commit of a holder names the epochs it holds
+//! ([`crate::Store::commit_fenced`]) and is refused once one has moved on,
+//! so a node that lost a lease (paused, partitioned, slow) writes nothing,
+//! whatever its own clock says. Expiry decides only when another node may
+//! take over, never whether a write is safe.
+//!
+//! `Leases` keeps its own connection, so that renewing never waits behind
+//! a group commit.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::{PostgresStore, Result, SHARDS, StoreError};
+
+/// A commit refused because its shard's epoch moved on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fenced {
+    pub shard: u32,
+    /// The epoch the committing node held.
+    pub held: i64,
+    /// The epoch in the store now.
+    pub current: i64,
+}
+
+impl fmt::Display for Fenced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shard {} was taken over (epoch {} held, {} now): nothing of this commit was written", self.shard, self.held, self.current)
+    }
+}
+
+/// One shard's lease as the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub shard: u32,
+    /// The node that took it last (kept after it expired or was released).
+    pub owner: Option<String>,
+    pub epoch: i64,
+    /// Milliseconds left by the database's clock; 0 or less: free to take.
+    pub remaining_ms: i64,
+}
+
+/// The shard leases of one node.
+pub struct Leases {
+    store: PostgresStore,
+    node: String,
+}
+
+fn millis(ttl: Duration) -> f64 {
+    ttl.as_secs_f64() * 1000.0
+}
+
+impl Leases {
+    /// Connects as `node` (its `cluster.node_id`) to the store at `url`,
+    /// bringing the schema up to date.
+    pub fn open(url: &str, node: &str) -> Result<Leases> {
+        if node.is_empty() || node.len() > 64 {
+            return Err(StoreError(format!("node id {node:?}: use 1 to 64 characters")));
+        }
+        Ok(Leases { store: PostgresStore::open(url)?, node: node.to_string() })
+    }
+
+    /// Takes `shard` for `ttl` if it is free (expired or released) or this
+    /// node's already, and answers its new epoch; `None` while another
+    /// node holds it. Taking it again bumps the epoch too, so that a
+    /// restarted node fences what its previous run may still send.
+    pub fn acquire(&mut self, shard: u32, ttl: Duration) -> Result<Option<i64>> {
+        check(shard)?;
+        let row = self
+            .store
+            .client
+            .query_opt(
+                "UPDATE shard_lease SET owner = $1, epoch = epoch + 1, expires_at = clock_timestamp() + $2 * interval '1 millisecond' \
+                 WHERE shard_no = $3 AND (expires_at < clock_timestamp() OR owner = $1) RETURNING epoch",
+                &[&self.node, &millis(ttl), &(shard as i32)],
+            )
+            .map_err(crate::postgres::db)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Extends the leases this node holds at the given epochs by `ttl`, in
+    /// one statement; answers the shards it no longer holds.
+    pub fn renew(&mut self, held: &[(u32, i64)], ttl: Duration) -> Result<Vec<u32>> {
+        let shards: Vec<i32> = held.iter().map(|&(shard, _)| shard as i32).collect();
+        let epochs: Vec<i64> = held.iter().map(|&(_, epoch)| epoch).collect();
+        let rows = self
+            .store
+            .client
+            .query(
+                "UPDATE shard_lease l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+                 FROM UNNEST($1::int4[], $2::int8[]) AS h(shard_no, epoch) \
+                 WHERE l.shard_no = h.shard_no AND l.epoch = h.epoch AND l.owner = $4 RETURNING l.shard_no",
+                &[&shards, &epochs, &millis(ttl), &self.node],
+            )
+            .map_err(crate::postgres::db)?;
+        let kept: Vec<u32> = rows.iter().map(|row| row.get::<_, i32>(0) as u32).collect();
+        Ok(held.iter().map(|&(shard, _)| shard).filter(|shard| !kept.contains(shard)).collect())
+    }
+
+    /// Gives `shard` up at once (a graceful stop or a rebalance), if this
+    /// node still holds it at `epoch`; the next node to take it bumps the
+    /// epoch. Answers whether it was held.
+    pub fn release(&mut self, shard: u32, epoch: i64) -> Result<bool> {
+        check(shard)?;
+        let n = self
+            .store
+            .client
+            .execute("UPDATE shard_lease SET expires_at = '-infinity' WHERE shard_no = $1 AND epoch = $2 AND owner = $3", &[&(shard as i32), &epoch, &self.node])
+            .map_err(crate::postgres::db)?;
+        Ok(n == 1)
+    }
+
+    /// Every shard's lease, by shard.
+    pub fn all(&mut self) -> Result<Vec<Lease>> {
+        let rows = self
+            .store
+            .client
+            .query(
+                "SELECT shard_no, owner, epoch, CASE WHEN expires_at = '-infinity' THEN -1 \
+                 ELSE GREATEST(-1, CEIL(EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000))::int8 END \
+                 FROM shard_lease ORDER BY shard_no",
+                &[],
+            )
+            .map_err(crate::postgres::db)?;
+        Ok(rows.iter().map(|row| Lease { shard: row.get::<_, i32>(0) as u32, owner: row.get(1), epoch: row.get(2), remaining_ms: row.get(3) }).collect())
+    }
+}
+
+fn check(shard: u32) -> Result<()> {
+    if shard >= SHARDS {
+        return Err(StoreError(format!("shard {shard}: shards are 0 to {}", SHARDS - 1)));
+    }
+    Ok(())
+}

@@ -90,7 +90,7 @@ fn run(o: &HistoryBench) -> Result<(), String> {
         let t = WallClock::now();
         let whole = start_server_with(&url, "simulated", None, &never)?;
         let (whole_start, whole_rss) = (t.elapsed(), resident_mib(whole.pid()));
-        drop(whole);
+        whole.stop();
         let writer = start_server_with(&url, "simulated", None, &[("ROLLOVER_SERVICE_CHECKPOINT_EVERY_EVENTS", "1")])?;
         let waited = WallClock::now();
         let target = (records + o.subscriptions) as f64;
@@ -101,7 +101,7 @@ fn run(o: &HistoryBench) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(200));
         }
         let built = metric(&writer.base, "rollover_checkpoint_seconds").unwrap_or(f64::NAN);
-        drop(writer);
+        writer.stop();
         let t = WallClock::now();
         let resumed = start_server_with(&url, "simulated", cleanup, &never)?;
         let (resumed_start, resumed_rss) = (t.elapsed(), resident_mib(resumed.pid()));

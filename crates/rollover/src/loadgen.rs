@@ -77,6 +77,22 @@ impl ServerProcess {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stops the server as an operator's restart does (SIGTERM, then a
+    /// wait for it to exit, at most a minute), so that the next start does
+    /// not wait for the store to notice a killed writer's connection.
+    pub(crate) fn stop(mut self) {
+        // SAFETY: kill(2) with the pid of our own child, which we have not
+        // reaped yet, so the pid cannot have been reused.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for ServerProcess {

@@ -25,13 +25,16 @@ fn schemathesis_finds_nothing(backend: Backend) {
     let server = Server::start_on(&store, &[("ROLLOVER_CLOCK", "wall"), ("ROLLOVER_DEMO", "true"), ("ROLLOVER_API_KEY", KEY)]);
     let workdir = std::env::temp_dir().join(format!("rollover-schemathesis-{}-{}", std::process::id(), store.url.len()));
     std::fs::create_dir_all(&workdir).unwrap();
+    // One worker: with two, Hypothesis's lambda-source cache raced once
+    // ("AST constructor recursion depth mismatch", a runtime error inside
+    // the tool, not a finding about the server).
     let output = Command::new(&st)
         .current_dir(&workdir)
         .arg("--config-file")
         .arg(root.join("crates/rollover/tests/schemathesis/schemathesis.toml"))
         .args(["run", &format!("{}/openapi.json", server.base)])
         .args(["-H", &format!("Authorization: Bearer {KEY}")])
-        .args(["--max-time", "30", "--workers", "2", "--seed", "20261201", "--request-timeout", "20"])
+        .args(["--max-time", "30", "--workers", "1", "--seed", "20261201", "--request-timeout", "20"])
         .env("NO_COLOR", "1")
         .output()
         .expect("Schemathesis runs");

@@ -103,7 +103,9 @@ fn run(o: &HistoryBench) -> Result<(), String> {
         let built = metric(&writer.base, "rollover_checkpoint_seconds").unwrap_or(f64::NAN);
         writer.stop();
         let t = WallClock::now();
-        let resumed = start_server_with(&url, "simulated", cleanup, &never)?;
+        // Its start-up log says where the time went (store, checkpoint, replay).
+        let phases = [never[0], ("ROLLOVER_LOG", "warn,rollover_service::start=info,rollover_service::checkpoint=info")];
+        let resumed = start_server_with(&url, "simulated", cleanup, &phases)?;
         let (resumed_start, resumed_rss) = (t.elapsed(), resident_mib(resumed.pid()));
         let replayed = metric(&resumed.base, "rollover_startup_replayed_events").unwrap_or(f64::NAN);
         // The keys a retry could still hit, and what their tables take.

@@ -127,6 +127,7 @@ fn start_server(url: &str, clock: &str, cleanup: Option<String>) -> Result<Serve
 pub(crate) fn start_server_with(url: &str, clock: &str, cleanup: Option<String>, env: &[(&str, &str)]) -> Result<ServerProcess, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);
+    command.env("ROLLOVER_LOG", "warn");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -137,7 +138,6 @@ pub(crate) fn start_server_with(url: &str, clock: &str, cleanup: Option<String>,
         .env("ROLLOVER_DEMO", "false")
         .env("ROLLOVER_CLOCK", clock)
         .env("ROLLOVER_CLOCK_START", "2026-06-01T00:00:00Z")
-        .env("ROLLOVER_LOG", "warn")
         .env_remove("ROLLOVER_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

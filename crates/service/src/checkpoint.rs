@@ -411,16 +411,21 @@ fn read(store: &mut dyn Store, meta: &CheckpointMeta, plans: &Plans) -> Result<S
     if meta.format != FORMAT {
         return Err(format!("format {}; this build reads {FORMAT}", meta.format));
     }
+    let started = std::time::Instant::now();
     let mut bytes = Vec::new();
     for part in 0..meta.parts {
         let data = store.checkpoint_part(meta.upto_seq, part).map_err(|e| e.to_string())?.ok_or_else(|| format!("part {part} is missing"))?;
         bytes.extend_from_slice(&data);
     }
+    let fetched = started.elapsed().as_secs_f64();
     let found = digest(&bytes);
     if found != meta.digest {
         return Err(format!("its SHA-256 is {found}, the mark says {}", meta.digest));
     }
+    let checked = started.elapsed().as_secs_f64() - fetched;
     let state = decode(&bytes, plans)?;
+    let decoded = started.elapsed().as_secs_f64() - fetched - checked;
+    tracing::info!(upto_seq = meta.upto_seq, bytes = bytes.len(), parts = meta.parts, fetch_seconds = fetched, digest_seconds = checked, decode_seconds = decoded, "checkpoint read");
     if state.upto_seq != meta.upto_seq {
         return Err(format!("it says it is after event {}, the mark says {}", state.upto_seq, meta.upto_seq));
     }

@@ -44,7 +44,9 @@ impl Service {
     /// rebuilds every subscription from it, and starts the workers and the
     /// writer.
     pub fn start_url(url: &str, clock: Clock, config: Config) -> Result<Service, ServiceError> {
+        let opened = std::time::Instant::now();
         let (store, reader) = rollover_store::open(url)?;
+        tracing::info!(seconds = opened.elapsed().as_secs_f64(), "store opened");
         let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url)).collect::<Result<Vec<_>, _>>()?;
         let checkpointer = if config.checkpoint_every_events > 0 { Some(rollover_store::open_secondary(url)?) } else { None };
         Service::start(store, reader, senders, checkpointer, clock, config)
@@ -58,6 +60,7 @@ impl Service {
             (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
             (clock, _) => clock,
         });
+        let began = std::time::Instant::now();
         check_tzdata(store.as_mut())?;
         let plan_rows = store.load_plans()?;
         let plans = Arc::new(SharedPlans::new(catalog_of(&plan_rows)?));
@@ -72,14 +75,15 @@ impl Service {
             spawn(format!("shard-worker-{n}"), move || worker.run(rx))?;
             workers.push(tx);
         }
+        let catalog_seconds = began.elapsed().as_secs_f64();
         let restored = checkpoint::load_latest(store.as_mut(), &plans.snapshot())?;
+        let checkpoint_seconds = began.elapsed().as_secs_f64() - catalog_seconds;
         let from = restored.as_ref().map(|state| state.upto_seq);
         let replayed = replay(store.as_mut(), &plans.snapshot(), &workers, restored, key_window_start(clock.now(), &config), config.max_age_micros)?;
         metrics.startup_checkpoint_seq.store(from.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
         metrics.startup_replayed_events.store(replayed, std::sync::atomic::Ordering::Relaxed);
-        if let Some(upto) = from {
-            tracing::info!(upto_seq = upto, "state rebuilt from a checkpoint and the events after it");
-        }
+        let replay_seconds = began.elapsed().as_secs_f64() - catalog_seconds - checkpoint_seconds;
+        tracing::info!(upto_seq = from.unwrap_or(0), replayed, catalog_seconds, checkpoint_seconds, replay_seconds, "state rebuilt (from the checkpoint after upto_seq, 0: none, and the events after it)");
         if let Some(notify) = &notify {
             for (endpoint, sender) in senders.into_iter().enumerate().take(notify.endpoints.len()) {
                 let (notify, sender_metrics) = (notify.clone(), metrics.clone());
@@ -312,6 +316,7 @@ fn replay(store: &mut dyn Store, plans: &Plans, workers: &[SyncSender<Command>],
             (after, upto)
         }
     };
+    let phase = std::time::Instant::now();
     store.load_events_after(after, &mut |row| {
         let command = if row.seq <= upto {
             Command::ReplayKey(row)
@@ -328,6 +333,7 @@ fn replay(store: &mut dyn Store, plans: &Plans, workers: &[SyncSender<Command>],
     if stopped {
         return Err(ServiceError::worker_stopped());
     }
+    let read_seconds = phase.elapsed().as_secs_f64();
     let mut waits = Vec::new();
     for worker in workers {
         let (tx, rx) = oneshot::channel();
@@ -337,5 +343,6 @@ fn replay(store: &mut dyn Store, plans: &Plans, workers: &[SyncSender<Command>],
     for wait in waits {
         wait.blocking_recv().map_err(|_| ServiceError::worker_stopped())?;
     }
+    tracing::info!(after, read_seconds, workers_seconds = phase.elapsed().as_secs_f64() - read_seconds, "log read after the checkpoint, and the workers caught up");
     Ok(replayed)
 }

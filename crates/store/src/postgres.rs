@@ -469,18 +469,23 @@ impl Store for PostgresStore {
     }
 
     fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(db)?;
-        let portal = tx.bind(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq"), &[&seq]).map_err(db)?;
+        // Pages by key (`seq > last ... LIMIT`), not a cursor: a cursor over
+        // `seq > $1 ORDER BY seq` took 0.6 s to find nothing after a 10M
+        // checkpoint (its plan, made for a fraction of a large result, did
+        // not start at the index's end); a LIMIT in key order always does.
+        let statement = self.client.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT 10000")).map_err(db)?;
+        let mut after = seq;
         loop {
-            let rows = tx.query_portal(&portal, 10_000).map_err(db)?;
-            if rows.is_empty() {
-                break;
-            }
+            let rows = self.client.query(&statement, &[&after]).map_err(db)?;
             for row in &rows {
-                visit(event_from_row(row)?);
+                let event = event_from_row(row)?;
+                after = event.seq;
+                visit(event);
+            }
+            if rows.len() < 10_000 {
+                return Ok(());
             }
         }
-        tx.commit().map_err(db)
     }
 
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {

@@ -112,6 +112,33 @@ impl Leases {
         Ok(n == 1)
     }
 
+    /// Says this node is alive for `ttl` more (by the database's clock),
+    /// joining the cluster's nodes if it was not among them.
+    pub fn heartbeat(&mut self, ttl: Duration) -> Result<()> {
+        self.store
+            .client
+            .execute(
+                "INSERT INTO cluster_node (node, seen_until) VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond') \
+                 ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until",
+                &[&self.node, &millis(ttl)],
+            )
+            .map_err(crate::postgres::db)?;
+        Ok(())
+    }
+
+    /// The nodes whose last heartbeat has not run out, by id.
+    pub fn live_nodes(&mut self) -> Result<Vec<String>> {
+        let rows = self.store.client.query("SELECT node FROM cluster_node WHERE seen_until > clock_timestamp() ORDER BY node", &[]).map_err(crate::postgres::db)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Leaves the cluster at once (a graceful stop): the others stop
+    /// counting this node when they share the shards out.
+    pub fn leave(&mut self) -> Result<()> {
+        self.store.client.execute("DELETE FROM cluster_node WHERE node = $1", &[&self.node]).map_err(crate::postgres::db)?;
+        Ok(())
+    }
+
     /// Every shard's lease, by shard.
     pub fn all(&mut self) -> Result<Vec<Lease>> {
         let rows = self

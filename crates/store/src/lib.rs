@@ -742,6 +742,20 @@ mod tests {
         let leases = b.all().unwrap();
         assert_eq!((leases[3].owner.as_deref(), leases[3].epoch), (Some("a"), second + 1));
         assert!(leases[3].remaining_ms > 50_000 && leases[4].remaining_ms < 0, "{:?} {:?}", leases[3], leases[4]);
+        // Membership: a heartbeat keeps a node live until it runs out or
+        // the node leaves.
+        let mut c = Leases::open(&url, "c").unwrap();
+        assert_eq!(b.live_nodes().unwrap(), Vec::<String>::new(), "no node has said it is alive");
+        b.heartbeat(long).unwrap();
+        c.heartbeat(long).unwrap();
+        assert_eq!(b.live_nodes().unwrap(), ["b", "c"]);
+        c.heartbeat(Duration::from_millis(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(b.live_nodes().unwrap(), ["b"], "a heartbeat that ran out is not live");
+        c.heartbeat(long).unwrap();
+        assert_eq!(b.live_nodes().unwrap(), ["b", "c"], "a node that beats again is live again");
+        b.leave().unwrap();
+        assert_eq!(c.live_nodes().unwrap(), ["c"], "a node that left is gone at once");
         admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     }
 }

@@ -147,6 +147,14 @@ CREATE TABLE shard_lease (
     expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
 );
 INSERT INTO shard_lease (shard_no) SELECT generate_series(0, 255);
+"#, r#"
+-- The nodes of a cluster: each says it is alive until seen_until (by the
+-- database's clock); the live ones share the shards.
+CREATE TABLE cluster_node (
+    node TEXT PRIMARY KEY,
+    seen_until TIMESTAMPTZ NOT NULL,
+    joined_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";

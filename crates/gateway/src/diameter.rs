@@ -675,7 +675,7 @@ struct Refusal {
 
 /// Errors that say nothing about the request: the service cannot answer now.
 fn is_outage(error: &ServiceError) -> bool {
-    matches!(error, ServiceError::Busy | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. })
+    matches!(error, ServiceError::Busy | ServiceError::ShardMoving { .. } | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. })
 }
 
 impl Refusal {
@@ -690,6 +690,7 @@ impl Refusal {
     fn from_service(error: &ServiceError) -> Refusal {
         match error {
             ServiceError::Busy => Refusal { code: result::TOO_BUSY, failed: None, message: "busy; try again".into() },
+            ServiceError::ShardMoving { .. } => Refusal { code: result::TOO_BUSY, failed: None, message: "the subscription's shard is moving between nodes; try again".into() },
             other => Refusal { code: result::UNABLE_TO_COMPLY, failed: None, message: other.to_string() },
         }
     }

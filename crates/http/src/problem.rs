@@ -93,6 +93,7 @@ codes! {
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, "The API key, or this subscription's customer tokens, are over their rate; `Retry-After` says when to retry.";
     Internal = "internal", INTERNAL_SERVER_ERROR, "A bug: handling the request failed an internal check. The operator's log has the method, the path and the failure; please report it. Whatever the request wrote before the failure was committed whole or not at all.";
     Busy = "busy", SERVICE_UNAVAILABLE, "A shard worker's queue is full; retry shortly.";
+    ShardMoving = "shard_moving", SERVICE_UNAVAILABLE, "Cluster mode: the subscription's shard is moving between nodes (a node stopped, joined or lost its lease); retry after `Retry-After` seconds, at this node or any other.";
     Unavailable = "unavailable", SERVICE_UNAVAILABLE, "A part of the service has stopped or the store failed; the operator's logs say which.";
 }
 
@@ -119,6 +120,7 @@ impl Code {
             ServiceError::ClockNotSimulated => Code::ClockNotSimulated,
             ServiceError::ClockBackwards { .. } => Code::ClockBackwards,
             ServiceError::Busy => Code::Busy,
+            ServiceError::ShardMoving { .. } => Code::ShardMoving,
             ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => Code::Unavailable,
         }
     }
@@ -166,6 +168,9 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut response = (status, axum::Json(&self)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.code == Code::ShardMoving.as_str() || self.code == Code::Busy.as_str() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }
@@ -255,6 +260,7 @@ mod tests {
             (ServiceError::InstantOutOfRange { field: "at", message: "is in the future".into() }, 422, "instant_out_of_range", Some("at")),
             (ServiceError::CatalogFull, 422, "catalog_full", Some("plan")),
             (ServiceError::Busy, 503, "busy", None),
+            (ServiceError::ShardMoving { shard: 7 }, 503, "shard_moving", None),
             (ServiceError::Stopped { what: "the store writer" }, 503, "unavailable", None),
         ];
         for (error, status, code, field) in cases {

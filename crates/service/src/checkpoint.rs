@@ -245,15 +245,17 @@ impl State {
 /// not check cannot be rebuilt from the log (its events are in the export
 /// files): the error names it.
 pub(crate) fn floors(store: &mut dyn Store, plans: &Plans) -> Result<Vec<Rebuilt>, ServiceError> {
-    let mut rebuilt = Vec::new();
-    for mark in store.ledger_floors()? {
-        let meta = rollover_store::MarkMeta { seq: mark.seq, lines: mark.lines, at_micros: mark.at_micros };
-        let (subscription, advanced_to) = decode_mark(&mark.state, &meta, plans).map_err(|why| ServiceError::Corrupt {
-            message: format!("subscription {}: the ledger mark of its floor (event {}) does not check: {why}; its earlier events are in the export files", mark.subscription, mark.seq),
-        })?;
-        rebuilt.push(Rebuilt { id: mark.subscription, subscription, advanced_to, counters: None, lines: mark.lines as u64, since_mark: 0, keys: Keys::default() });
-    }
-    Ok(rebuilt)
+    store.ledger_floors()?.into_iter().map(|mark| floor(mark, plans)).collect()
+}
+
+/// A subscription whose first events were archived, as its floor's mark
+/// holds it.
+pub(crate) fn floor(mark: rollover_store::LedgerMark, plans: &Plans) -> Result<Rebuilt, ServiceError> {
+    let meta = rollover_store::MarkMeta { seq: mark.seq, lines: mark.lines, at_micros: mark.at_micros };
+    let (subscription, advanced_to) = decode_mark(&mark.state, &meta, plans).map_err(|why| ServiceError::Corrupt {
+        message: format!("subscription {}: the ledger mark of its floor (event {}) does not check: {why}; its earlier events are in the export files", mark.subscription, mark.seq),
+    })?;
+    Ok(Rebuilt { id: mark.subscription, subscription, advanced_to, counters: None, lines: mark.lines as u64, since_mark: 0, keys: Keys::default() })
 }
 
 fn put_str(out: &mut Vec<u8>, text: &str) {

@@ -32,6 +32,9 @@ pub enum ServiceError {
     ClockBackwards { now_micros: i64 },
     /// A worker's queue is full: retry shortly.
     Busy,
+    /// Cluster mode: the subscription's shard is not served here now (it
+    /// is being taken over, or this node lost it): retry shortly.
+    ShardMoving { shard: u32 },
     /// A part of the service has stopped; only a restart brings it back.
     Stopped { what: &'static str },
     /// The store failed.
@@ -68,6 +71,7 @@ impl ServiceError {
             ServiceError::ClockNotSimulated => "clock_not_simulated",
             ServiceError::ClockBackwards { .. } => "clock_backwards",
             ServiceError::Busy => "busy",
+            ServiceError::ShardMoving { .. } => "shard_moving",
             ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => "unavailable",
             ServiceError::ProvisioningNotConfigured => "provisioning_not_configured",
             ServiceError::NoProfileAvailable { .. } => "no_profile_available",
@@ -87,7 +91,7 @@ impl ServiceError {
             ServiceError::InvalidPlan { field, .. } => field,
             ServiceError::CatalogFull => "plan",
             ServiceError::ClockNotSimulated | ServiceError::ClockBackwards { .. } => "now",
-            ServiceError::Busy | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => return None,
+            ServiceError::Busy | ServiceError::ShardMoving { .. } | ServiceError::Stopped { .. } | ServiceError::Store(_) | ServiceError::Corrupt { .. } => return None,
             ServiceError::ProvisioningNotConfigured | ServiceError::NoProfileAvailable { .. } => "plan",
             ServiceError::UnknownOrder { .. } | ServiceError::NotCancellable { .. } | ServiceError::PurchaseConflict { .. } => "id",
             ServiceError::OrderMismatch { field, .. } => field,
@@ -118,6 +122,7 @@ impl fmt::Display for ServiceError {
             ServiceError::ClockNotSimulated => write!(f, "the clock is the wall clock; start with --clock simulated to move it"),
             ServiceError::ClockBackwards { now_micros } => write!(f, "the clock cannot move backwards (it is at {now_micros} µs)"),
             ServiceError::Busy => write!(f, "the service is busy; retry shortly"),
+            ServiceError::ShardMoving { shard } => write!(f, "shard {shard} is moving between nodes of the cluster; retry shortly"),
             ServiceError::Stopped { what } => write!(f, "{what} has stopped"),
             ServiceError::Store(error) => write!(f, "the store failed: {error}"),
             ServiceError::Corrupt { message } => write!(f, "the store does not read back: {message}"),

@@ -22,8 +22,10 @@ pub mod orders;
 mod sender;
 pub mod metrics;
 mod plans;
+mod ownership;
 mod replay;
 mod start;
+pub mod cluster;
 mod checkpoint;
 #[cfg(test)]
 mod tests;
@@ -54,6 +56,7 @@ pub use ledger::{Archived, LedgerPage, LedgerQuery, Line, LineFilter};
 pub use retention::Retention;
 pub use rollover_store::PeriodTotals;
 pub use error::ServiceError;
+pub use ownership::Ownership;
 pub use plans::{PlanVersion, Plans, SharedPlans};
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;
 pub use rollover_store::{ProfileCount, ProfileRow};
@@ -67,16 +70,7 @@ pub const MAX_PLAN_VERSIONS: usize = 10_000;
 /// Number of logical shards; a subscription's shard never changes.
 pub use rollover_store::SHARDS;
 
-/// FNV-1a, 32 bits: the shard function (the one NATS subject mapping's
-/// `partition()` uses), so shards never move when nodes are added.
-pub fn shard_of(id: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in id.bytes() {
-        hash ^= byte as u32;
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % SHARDS
-}
+pub use rollover_store::shard_of;
 
 /// What a plan document upload stored: `(id, version)` of each plan and
 /// each add-on, unchanged ones with the version they had.
@@ -133,6 +127,8 @@ struct Inner {
     metric_sources: RwLock<Vec<MetricSource>>,
     /// Subscriptions in the store when the service started.
     subscription_count: std::sync::atomic::AtomicUsize,
+    /// Cluster mode: this node's leases and the shards it serves.
+    membership: Option<cluster::Membership>,
 }
 
 /// Appends metrics in the Prometheus text format.
@@ -164,6 +160,44 @@ impl Service {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Cluster mode: the shards this node serves and their epochs (`None`
+    /// for a node that runs alone).
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.inner.membership.as_ref().map(|m| &m.ownership)
+    }
+
+    /// Cluster mode: this node's id.
+    pub fn node_id(&self) -> Option<&str> {
+        self.inner.membership.as_ref().map(|m| m.node.as_str())
+    }
+
+    /// Cluster mode: the lease manager's counters.
+    pub fn cluster_stats(&self) -> Option<&cluster::Stats> {
+        self.inner.membership.as_ref().map(|m| &*m.stats)
+    }
+
+    /// Cluster mode: calls `listener` whenever this node starts or stops
+    /// serving a shard (with the shards served now, at once).
+    pub fn on_shard_change(&self, listener: cluster::ShardListener) {
+        if let Some(membership) = &self.inner.membership {
+            // Under the lock, so that no change falls between the two.
+            let mut listeners = membership.listeners.write().expect("listeners lock");
+            for (shard, _) in membership.ownership.served() {
+                listener(shard, true);
+            }
+            listeners.push(listener);
+        }
+    }
+
+    /// Cluster mode: gives every shard up (each committed and released for
+    /// another node to take at once) and leaves the cluster. A graceful
+    /// stop calls this; a node that runs alone has nothing to do.
+    pub fn leave_cluster(&self) {
+        if let Some(membership) = &self.inner.membership {
+            membership.leave();
+        }
     }
 
     /// A snapshot of the catalog: holding it blocks nobody.
@@ -462,7 +496,7 @@ impl Service {
         }
         let mut results = vec![UsageResult::Duplicate; count];
         for reply in replies {
-            let (rated, committed) = reply.await.map_err(|_| ServiceError::worker_stopped())?;
+            let (rated, committed) = reply.await.map_err(|_| ServiceError::worker_stopped())??;
             wait_commit(committed).await?;
             for (index, result) in rated {
                 results[index] = result;
@@ -676,8 +710,8 @@ impl Service {
         let now = self.now();
         let rows = notify::rows(notify, subscription.unwrap_or(""), vec![notify::Found::keyed(format!("{kind}/{key}"), kind, now, data)], now);
         let (tx, rx) = oneshot::channel();
-        self.write(Write::Batch { batch: rollover_store::Batch { notifications: rows, ..rollover_store::Batch::default() }, done: tx }).await?;
-        rx.await.map_err(|_| ServiceError::writer_stopped())
+        self.write(Write::Batch { batch: rollover_store::Batch { notifications: rows, ..rollover_store::Batch::default() }, done: tx, fence: Vec::new() }).await?;
+        rx.await.map_err(|_| ServiceError::writer_stopped())?
     }
 
     /// Runs `read` on the reader's connection, off the async threads.
@@ -774,8 +808,8 @@ impl Service {
         }
         self.ask_every_worker(|reply| Command::Tick { reply: Some(reply) }).await?;
         let (tx, rx) = oneshot::channel();
-        self.write(Write::Batch { batch: Batch { clock_micros: Some(to.micros()), ..Batch::default() }, done: tx }).await?;
-        rx.await.map_err(|_| ServiceError::writer_stopped())?;
+        self.write(Write::Batch { batch: Batch { clock_micros: Some(to.micros()), ..Batch::default() }, done: tx, fence: Vec::new() }).await?;
+        rx.await.map_err(|_| ServiceError::writer_stopped())??;
         Ok(self.now())
     }
 }
@@ -792,7 +826,7 @@ async fn send_waiting(worker: SyncSender<Command>, command: Command) -> Result<(
 /// Waits until the rows a worker handed to the writer are committed.
 async fn wait_commit(committed: Option<Committed>) -> Result<(), ServiceError> {
     match committed {
-        Some(committed) => committed.await.map_err(|_| ServiceError::writer_stopped()),
+        Some(committed) => committed.await.map_err(|_| ServiceError::writer_stopped())?,
         None => Ok(()),
     }
 }

@@ -52,9 +52,40 @@ impl Service {
         Service::start(store, reader, senders, checkpointer, clock, config)
     }
 
+    /// Starts one node of a cluster on the PostgreSQL store at `url` (see
+    /// [`crate::cluster`]): it serves no shard until the lease manager takes
+    /// its share, loading each shard as it takes it. The clock is the wall
+    /// clock; no checkpoints are written (a shard taken over is replayed
+    /// from the log).
+    pub fn start_cluster(url: &str, config: Config, cluster: crate::cluster::ClusterConfig) -> Result<Service, ServiceError> {
+        if cluster.lease_ttl < std::time::Duration::from_millis(600) {
+            return Err(ServiceError::Invalid { field: "cluster.lease_ttl_ms", message: "must be at least 600".into() });
+        }
+        let (store, reader) = rollover_store::open_cluster(url)?;
+        let leases = rollover_store::Leases::open(url, &cluster.node_id)?;
+        let loader = rollover_store::open_secondary(url)?;
+        let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url)).collect::<Result<Vec<_>, _>>()?;
+        let reopen_url = url.to_string();
+        let reopen: crate::writer::Reopen = Box::new(move || rollover_store::open_cluster(&reopen_url).map(|(writer, _)| writer));
+        let parts = crate::cluster::Parts { leases, loader, config: cluster };
+        Service::start_with(store, reader, senders, None, Clock::Wall, config, Some((parts, reopen)))
+    }
+
     /// Starts on open stores: the writer's, one for reads, and one per
     /// webhook endpoint for its sender thread.
-    pub fn start(mut store: Box<dyn Store>, reader: Box<dyn Store>, senders: Vec<Box<dyn Store>>, checkpointer: Option<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, ServiceError> {
+    pub fn start(store: Box<dyn Store>, reader: Box<dyn Store>, senders: Vec<Box<dyn Store>>, checkpointer: Option<Box<dyn Store>>, clock: Clock, config: Config) -> Result<Service, ServiceError> {
+        Service::start_with(store, reader, senders, checkpointer, clock, config, None)
+    }
+
+    fn start_with(
+        mut store: Box<dyn Store>,
+        reader: Box<dyn Store>,
+        senders: Vec<Box<dyn Store>>,
+        checkpointer: Option<Box<dyn Store>>,
+        clock: Clock,
+        config: Config,
+        cluster: Option<(crate::cluster::Parts, crate::writer::Reopen)>,
+    ) -> Result<Service, ServiceError> {
         let clock = Arc::new(match (clock, store.clock()?) {
             // A simulated clock resumes where it stopped.
             (Clock::Simulated(_), Some(stored)) => Clock::simulated(Instant::from_micros(stored)),
@@ -68,18 +99,20 @@ impl Service {
         let metrics = Arc::new(metrics::Metrics::default());
         let notify = (!config.notify.endpoints.is_empty()).then(|| Arc::new(config.notify.clone()));
         let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
+        let ownership = cluster.as_ref().map(|_| Arc::new(crate::Ownership::default()));
         let mut workers = Vec::with_capacity(config.workers);
         for n in 0..config.workers.max(1) {
             let (tx, rx) = sync_channel::<Command>(config.queue_bound);
-            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone(), metrics.clone(), notify.clone());
+            let worker = Worker::new(n, plans.clone(), clock.clone(), writer_tx.clone(), config.clone(), metrics.clone(), notify.clone(), ownership.clone());
             spawn(format!("shard-worker-{n}"), move || worker.run(rx))?;
             workers.push(tx);
         }
         let catalog_seconds = began.elapsed().as_secs_f64();
-        let restored = checkpoint::load_latest(store.as_mut(), &plans.snapshot())?;
+        // A node of a cluster loads each shard as it takes it over.
+        let restored = if cluster.is_none() { checkpoint::load_latest(store.as_mut(), &plans.snapshot())? } else { None };
         let checkpoint_seconds = began.elapsed().as_secs_f64() - catalog_seconds;
         let from = restored.as_ref().map(|state| state.upto_seq);
-        let replayed = replay(store.as_mut(), &plans.snapshot(), &workers, restored, key_window_start(clock.now(), &config), config.max_age_micros)?;
+        let replayed = if cluster.is_none() { replay(store.as_mut(), &plans.snapshot(), &workers, restored, key_window_start(clock.now(), &config), config.max_age_micros)? } else { 0 };
         metrics.startup_checkpoint_seq.store(from.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
         metrics.startup_replayed_events.store(replayed, std::sync::atomic::Ordering::Relaxed);
         let replay_seconds = began.elapsed().as_secs_f64() - catalog_seconds - checkpoint_seconds;
@@ -90,14 +123,24 @@ impl Service {
                 spawn(format!("webhook-sender-{endpoint}"), move || sender::run(sender, notify, endpoint, sender_metrics))?;
             }
         }
-        if let Some(reader) = checkpointer.filter(|_| config.checkpoint_every_events > 0) {
+        if let Some(reader) = checkpointer.filter(|_| config.checkpoint_every_events > 0 && cluster.is_none()) {
             let (plans, writer, clock, every, max_age, metrics) = (plans.clone(), writer_tx.clone(), clock.clone(), config.checkpoint_every_events, config.max_age_micros, metrics.clone());
             let retention = config.retention.clone();
             spawn("checkpointer".into(), move || run_checkpointer(reader, plans, writer, every, max_age, retention, clock, metrics))?;
         }
         let index_lag = store.index_lag();
         let writer_metrics = metrics.clone();
-        spawn("store-writer".into(), move || Writer::new(store, writer_metrics).run(writer_rx))?;
+        let membership = match (cluster, &ownership) {
+            (Some((parts, reopen)), Some(ownership)) => {
+                let writer = Writer::clustered(store, writer_metrics, ownership.clone(), reopen);
+                spawn("store-writer".into(), move || writer.run(writer_rx))?;
+                Some(crate::cluster::start(parts, ownership.clone(), workers.clone(), writer_tx.clone(), plans.clone())?)
+            }
+            _ => {
+                spawn("store-writer".into(), move || Writer::new(store, writer_metrics).run(writer_rx))?;
+                None
+            }
+        };
         let service = Service {
             inner: Arc::new(Inner {
                 config,
@@ -114,6 +157,7 @@ impl Service {
                 metrics,
                 metric_sources: RwLock::new(Vec::new()),
                 subscription_count: AtomicUsize::new(subscription_count),
+                membership,
             }),
         };
         if let Some(lag) = index_lag {

@@ -139,3 +139,99 @@ async fn a_shared_hash_never_makes_a_duplicate() {
     assert!(metrics.contains("rollover_idempotency_lookups_total{found=\"no\"} 2"), "{metrics}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A PostgreSQL schema of its own for one cluster test.
+fn cluster_url(name: &str) -> String {
+    let schema = format!("cluster_{name}_{}", std::process::id());
+    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    // The synchronous client runs its own runtime: off the test's.
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect("postgres://root@127.0.0.1:5432/test", postgres::NoTls).expect("the test PostgreSQL");
+        client.batch_execute(&drop).unwrap();
+    })
+    .join()
+    .unwrap();
+    format!("postgres://root@127.0.0.1:5432/test?schema={schema}")
+}
+
+async fn node(url: &str, id: &str) -> Service {
+    let (url, cluster) = (url.to_string(), crate::cluster::ClusterConfig { node_id: id.into(), lease_ttl: std::time::Duration::from_millis(1200) });
+    tokio::task::spawn_blocking(move || Service::start_cluster(&url, Config::default(), cluster)).await.unwrap().expect("the node starts")
+}
+
+/// Waits until `counts` (shards served by each node) are as wanted.
+async fn wait_for_shares(nodes: &[&Service], wanted: &[usize]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let counts: Vec<usize> = nodes.iter().map(|n| n.ownership().unwrap().served().len()).collect();
+        if counts == wanted {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "shards served {counts:?}, wanted {wanted:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_share_shards_and_hand_them_over_whole() {
+    let url = cluster_url("share");
+    let a = node(&url, "a").await;
+    assert!(a.ownership().unwrap().served().is_empty() || a.ownership().unwrap().served().len() <= 256);
+    wait_for_shares(&[&a], &[256]).await;
+    a.add_plans(PLAN).await.unwrap();
+    let ids: Vec<String> = (0..40).map(|n| format!("sub-{n}")).collect();
+    for id in &ids {
+        a.create_subscription(NewSubscription { id: id.clone(), plan: "m".into(), at: None, identifiers: SubscriptionIdentifiers::default() }).await.unwrap();
+    }
+    let now = a.now();
+    let usage = |id: &str, key: &str, bytes: u64| UsageRecord { id: key.into(), subscription: id.into(), at: now, bytes, country: None, counter: None };
+    let first: Vec<UsageRecord> = ids.iter().map(|id| usage(id, "r1", 1000)).collect();
+    assert!(a.record_usage(first.clone()).await.unwrap().iter().all(|r| matches!(r, UsageResult::Accepted { .. })));
+
+    // A second node joins: half the shards move to it, loaded from the store.
+    let b = node(&url, "b").await;
+    wait_for_shares(&[&a, &b], &[128, 128]).await;
+    let (served_a, served_b) = (a.ownership().unwrap().served(), b.ownership().unwrap().served());
+    assert!(served_a.iter().all(|(s, _)| !served_b.iter().any(|(t, _)| t == s)), "no shard served twice");
+    for id in &ids {
+        let shard = crate::shard_of(id);
+        let (owner, other) = if served_a.iter().any(|&(s, _)| s == shard) { (&a, &b) } else { (&b, &a) };
+        assert_eq!(owner.balance(id).await.unwrap().total_bytes, (1 << 30) - 1000, "{id} as its owner has it");
+        assert_eq!(other.balance(id).await.unwrap_err(), ServiceError::ShardMoving { shard }, "{id} is not answered by the other node");
+        // The idempotency keys moved with the shard.
+        assert_eq!(owner.record_usage(vec![usage(id, "r1", 1000)]).await.unwrap(), vec![UsageResult::Duplicate]);
+        assert!(matches!(owner.record_usage(vec![usage(id, "r2", 500)]).await.unwrap()[0], UsageResult::Accepted { drawn_bytes: 500, .. }));
+        assert!(matches!(other.record_usage(vec![usage(id, "r3", 1)]).await, Err(ServiceError::ShardMoving { .. })));
+    }
+
+    // b leaves gracefully: a takes every shard back, with b's commits.
+    let leaving = b.clone();
+    tokio::task::spawn_blocking(move || leaving.leave_cluster()).await.unwrap();
+    wait_for_shares(&[&a], &[256]).await;
+    for id in &ids {
+        assert_eq!(a.balance(id).await.unwrap().total_bytes, (1 << 30) - 1500, "{id} after the hand-back");
+        assert_eq!(a.record_usage(vec![usage(id, "r2", 500)]).await.unwrap(), vec![UsageResult::Duplicate]);
+    }
+    // Every shard taken over got a new epoch; b's old epochs are fenced.
+    let epochs_now = a.ownership().unwrap().served();
+    for (shard, epoch) in &served_b {
+        let (_, now) = epochs_now.iter().find(|(s, _)| s == shard).unwrap();
+        assert!(now > epoch, "shard {shard}: epoch {now} after b's {epoch}");
+    }
+    // The last handles go off the runtime: a PostgreSQL client closes by blocking.
+    tokio::task::spawn_blocking(move || {
+        a.leave_cluster();
+        drop((a, b));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_needs_postgresql() {
+    let dir = std::env::temp_dir().join(format!("rollover-service-cluster-sqlite-{}", std::process::id()));
+    let url = format!("sqlite://{}", dir.join("rollover.db").display());
+    let cluster = crate::cluster::ClusterConfig { node_id: "a".into(), lease_ttl: std::time::Duration::from_secs(3) };
+    let Err(error) = Service::start_cluster(&url, Config::default(), cluster) else { panic!("a cluster node started on SQLite") };
+    assert!(error.to_string().contains("cluster mode needs the PostgreSQL store"), "{error}");
+}

@@ -30,8 +30,10 @@ use crate::{
 };
 use rollover_core::{Country, Status};
 
-pub(crate) type Committed = oneshot::Receiver<()>;
-pub(crate) type UsageReply = oneshot::Sender<(Vec<(usize, UsageResult)>, Option<Committed>)>;
+/// Answered once the rows are committed, or with why they never will be
+/// (cluster mode: the shard moved on).
+pub(crate) type Committed = oneshot::Receiver<Result<(), ServiceError>>;
+pub(crate) type UsageReply = oneshot::Sender<Result<(Vec<(usize, UsageResult)>, Option<Committed>), ServiceError>>;
 
 pub(crate) enum Command {
     Create {
@@ -81,8 +83,11 @@ pub(crate) enum Command {
     },
     /// Run every boundary due by the clock's now.
     Tick { reply: Option<oneshot::Sender<()>> },
-    /// Start-up: one stored row, in commit order.
+    /// Start-up or a shard taken over: one stored row, in commit order.
     Replay(EventRow),
+    /// Cluster mode: forget every subscription of these shards (lost, given
+    /// up, or about to be loaded again).
+    Unload { shards: Vec<u32>, reply: Option<oneshot::Sender<()>> },
     /// Start-up: a subscription as a checkpoint holds it.
     Restore(Box<Rebuilt>),
     /// Start-up: a row the checkpoint already holds, for its idempotency key.
@@ -148,6 +153,8 @@ pub(crate) struct Worker {
     metrics: Arc<Metrics>,
     /// Set when webhooks are configured.
     notify: Option<Arc<NotifyConfig>>,
+    /// Cluster mode: the shards this node serves, and their epochs.
+    ownership: Option<Arc<crate::ownership::Ownership>>,
     /// Notifications found by the current command, committed with its rows.
     outbox: Vec<NotificationRow>,
     subscriptions: Vec<Live>,
@@ -167,8 +174,10 @@ impl Worker {
         config: Config,
         metrics: Arc<Metrics>,
         notify: Option<Arc<NotifyConfig>>,
+        ownership: Option<Arc<crate::ownership::Ownership>>,
     ) -> Worker {
         Worker {
+            ownership,
             number,
             catalog: plans.snapshot(),
             catalog_version: u64::MAX,
@@ -210,25 +219,35 @@ impl Worker {
         self.plans.refresh(&mut self.catalog, &mut self.catalog_version);
         match command {
             Command::Create { row, plan, at, reply } => {
-                let _ = reply.send(self.create(row, plan, at));
+                let _ = reply.send(self.served(&row.id).and_then(|()| self.create(row, plan, at)));
             }
             Command::Event { id, event, body, at, key, reply } => {
-                let _ = reply.send(self.event(&id, event, body, at, key));
+                let _ = reply.send(self.served(&id).and_then(|()| self.event(&id, event, body, at, key)));
             }
             Command::Usage { records, reply } => {
-                let _ = reply.send(self.usage(records));
+                let refused = records.iter().find_map(|(_, record)| self.served(&record.subscription).err());
+                let _ = reply.send(match refused {
+                    Some(error) => Err(error),
+                    None => Ok(self.usage(records)),
+                });
             }
             Command::Balance { id, reply } => {
-                let _ = reply.send(self.balance(&id));
+                let _ = reply.send(self.served(&id).and_then(|()| self.balance(&id)));
             }
             Command::Project { id, daily_bytes, reply } => {
-                let _ = reply.send(self.project(&id, daily_bytes));
+                let _ = reply.send(self.served(&id).and_then(|()| self.project(&id, daily_bytes)));
             }
             Command::Session { subscription, session, op, at, country, reply } => {
-                let _ = reply.send(self.session(&subscription, &session, op, at, country));
+                let _ = reply.send(self.served(&subscription).and_then(|()| self.session(&subscription, &session, op, at, country)));
             }
             Command::Note { id, note, webhook, reply } => {
-                let _ = reply.send(self.note(&id, note, webhook));
+                let _ = reply.send(self.served(&id).and_then(|()| self.note(&id, note, webhook)));
+            }
+            Command::Unload { shards, reply } => {
+                self.unload(&shards);
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
             }
             Command::Tick { reply } => {
                 self.run_timers(self.clock.now());
@@ -311,6 +330,34 @@ impl Worker {
         }
     }
 
+    /// `Ok` unless this is a node of a cluster that does not serve the
+    /// subscription's shard now: checked on every command, so that nothing
+    /// is answered from the memory of a shard being taken over or lost.
+    fn served(&self, subscription: &str) -> Result<(), ServiceError> {
+        match &self.ownership {
+            Some(ownership) => ownership.check(subscription),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the subscriptions of `shards`, keeping the others (their
+    /// slots, index and timers built again).
+    fn unload(&mut self, shards: &[u32]) {
+        let kept = std::mem::take(&mut self.subscriptions);
+        self.index.clear();
+        self.timers.clear();
+        for mut live in kept {
+            if shards.contains(&crate::shard_of(&live.id)) {
+                continue;
+            }
+            live.timer = Instant::NEVER;
+            let slot = self.subscriptions.len();
+            self.index.insert(live.id.clone(), slot);
+            self.subscriptions.push(live);
+            self.refile(slot);
+        }
+    }
+
     fn replay(&mut self, row: &EventRow) -> Result<(), ServiceError> {
         let plans = &*self.catalog;
         self.scratch.clear();
@@ -357,6 +404,12 @@ impl Worker {
         while let Some(&(at, slot)) = self.timers.first() {
             if at > now {
                 break;
+            }
+            if self.served(&self.subscriptions[slot].id).is_err() {
+                // A shard being lost or given up: its next owner runs this.
+                self.timers.remove(&(at, slot));
+                self.subscriptions[slot].timer = Instant::NEVER;
+                continue;
             }
             self.bring_up(slot, now);
         }
@@ -442,8 +495,17 @@ impl Worker {
 
     fn submit(&mut self, mut batch: Batch) -> Committed {
         batch.notifications.append(&mut self.outbox);
+        let mut fence: Vec<(u32, i64)> = Vec::new();
+        if let Some(ownership) = &self.ownership {
+            let ids = batch.events.iter().map(|e| e.subscription.as_str()).chain(batch.subscriptions.iter().map(|s| s.id.as_str()));
+            for shard in ids.map(crate::shard_of) {
+                if !fence.iter().any(|&(s, _)| s == shard) {
+                    fence.push((shard, ownership.epoch(shard)));
+                }
+            }
+        }
         let (tx, rx) = oneshot::channel();
-        if self.writer.send(Write::Batch { batch, done: tx }).is_err() {
+        if self.writer.send(Write::Batch { batch, done: tx, fence }).is_err() {
             eprintln!("rollover: the store writer has stopped; stopping");
             std::process::abort();
         }

@@ -14,7 +14,9 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 pub(crate) type StoreWork = Box<dyn FnOnce(&mut dyn rollover_store::Store) + Send>;
 
 pub(crate) enum Write {
-    Batch { batch: Batch, done: oneshot::Sender<()> },
+    /// Rows to commit; `fence` holds the epoch of each shard they belong to
+    /// as it was when they were applied (cluster mode; empty alone).
+    Batch { batch: Batch, done: oneshot::Sender<Result<(), crate::ServiceError>>, fence: Vec<(u32, i64)> },
     /// Answered with the store's error, if any: plans are published only
     /// after they are stored, so a failed insert leaves memory as it was.
     Plans { rows: Vec<PlanRow>, done: oneshot::Sender<Result<(), StoreError>> },
@@ -28,14 +30,43 @@ pub(crate) enum Write {
     Run(StoreWork),
 }
 
+/// Opens the writer's connection again after the store failed (cluster mode).
+pub(crate) type Reopen = Box<dyn FnMut() -> Result<Box<dyn Store>, StoreError> + Send>;
+
+type Waiter = oneshot::Sender<Result<(), crate::ServiceError>>;
+
 pub(crate) struct Writer {
     store: Box<dyn Store>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Cluster mode: the shards served and their epochs, and how to reconnect.
+    cluster: Option<(std::sync::Arc<crate::ownership::Ownership>, Reopen)>,
+    /// The epochs the gathered rows were applied under, a pair per shard.
+    fence: Vec<(u32, i64)>,
 }
 
 impl Writer {
     pub(crate) fn new(store: Box<dyn Store>, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Writer {
-        Writer { store, metrics }
+        Writer { store, metrics, cluster: None, fence: Vec::new() }
+    }
+
+    /// A writer for one node of a cluster: a commit that its store refuses
+    /// (an epoch moved on) or that fails (the store went away) loses its
+    /// shards, answers its waiters [`crate::ServiceError::ShardMoving`], and
+    /// the writer carries on, reconnecting when the connection broke.
+    pub(crate) fn clustered(store: Box<dyn Store>, metrics: std::sync::Arc<crate::metrics::Metrics>, ownership: std::sync::Arc<crate::ownership::Ownership>, reopen: Reopen) -> Writer {
+        Writer { store, metrics, cluster: Some((ownership, reopen)), fence: Vec::new() }
+    }
+
+    /// Whether rows applied under `fence` may still be committed: each
+    /// shard still has the epoch they were applied under.
+    fn current(&self, fence: &[(u32, i64)]) -> Result<(), crate::ServiceError> {
+        match &self.cluster {
+            Some((ownership, _)) => match fence.iter().find(|&&(shard, epoch)| ownership.epoch(shard) != epoch) {
+                Some(&(shard, _)) => Err(crate::ServiceError::ShardMoving { shard }),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Write>) {
@@ -65,10 +96,20 @@ impl Writer {
                         self.commit(&mut batch, &mut done);
                         work(self.store.as_mut());
                     }
-                    Write::Batch { batch: more, done: waiter } => {
-                        batch.append(more);
-                        done.push(waiter);
-                    }
+                    Write::Batch { batch: more, done: waiter, fence } => match self.current(&fence) {
+                        Ok(()) => {
+                            batch.append(more);
+                            done.push(waiter);
+                            for pair in fence {
+                                if !self.fence.contains(&pair) {
+                                    self.fence.push(pair);
+                                }
+                            }
+                        }
+                        Err(stale) => {
+                            let _ = waiter.send(Err(stale));
+                        }
+                    },
                 }
                 if batch.events.len() < MAX_EVENTS_PER_COMMIT {
                     next = rx.try_recv().ok();
@@ -78,11 +119,36 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut Batch, done: &mut Vec<oneshot::Sender<()>>) {
+    fn commit(&mut self, batch: &mut Batch, done: &mut Vec<Waiter>) {
+        let fence = std::mem::take(&mut self.fence);
+        let mut outcome = Ok(());
         if !batch.is_empty() {
             let started = std::time::Instant::now();
-            if let Err(e) = self.store.commit(batch) {
-                fail(&e.to_string());
+            match &mut self.cluster {
+                None => {
+                    if let Err(e) = self.store.commit(batch) {
+                        fail(&e.to_string());
+                    }
+                }
+                Some((ownership, reopen)) => {
+                    outcome = match self.store.commit_fenced(batch, &fence) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(fenced)) => {
+                            tracing::warn!(%fenced, shards = fence.len(), "a commit was fenced: its shards are dropped and loaded again");
+                            Err(crate::ServiceError::ShardMoving { shard: fenced.shard })
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, shards = fence.len(), "a commit failed: its shards are dropped and loaded again");
+                            if let Ok(store) = reopen().inspect_err(|e| tracing::warn!(error = %e, "the store writer cannot reconnect yet")) {
+                                self.store = store;
+                            }
+                            Err(crate::ServiceError::ShardMoving { shard: fence.first().map_or(0, |&(shard, _)| shard) })
+                        }
+                    };
+                    if outcome.is_err() {
+                        ownership.lose(fence.iter().map(|&(shard, _)| shard));
+                    }
+                }
             }
             self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
             self.metrics.commit_events.observe(batch.events.len() as f64);
@@ -90,7 +156,7 @@ impl Writer {
         }
         *batch = Batch::default();
         for waiter in done.drain(..) {
-            let _ = waiter.send(());
+            let _ = waiter.send(outcome.clone());
         }
     }
 }

@@ -46,6 +46,7 @@ pub struct Lease {
 pub struct Leases {
     store: PostgresStore,
     node: String,
+    url: String,
 }
 
 fn millis(ttl: Duration) -> f64 {
@@ -59,7 +60,13 @@ impl Leases {
         if node.is_empty() || node.len() > 64 {
             return Err(StoreError(format!("node id {node:?}: use 1 to 64 characters")));
         }
-        Ok(Leases { store: PostgresStore::open(url)?, node: node.to_string() })
+        Ok(Leases { store: PostgresStore::open(url)?, node: node.to_string(), url: url.to_string() })
+    }
+
+    /// Connects again (after the store restarted or the connection broke).
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.store = PostgresStore::open(&self.url)?;
+        Ok(())
     }
 
     /// Takes `shard` for `ttl` if it is free (expired or released) or this

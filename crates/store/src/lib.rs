@@ -34,6 +34,18 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// service); in a cluster, the unit a node leases.
 pub const SHARDS: u32 = 256;
 
+/// FNV-1a, 32 bits, mod [`SHARDS`]: the shard function (the one NATS
+/// subject mapping's `partition()` uses), so shards never move when nodes
+/// are added.
+pub fn shard_of(id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
 /// One version of one plan: the document it was posted in and its position
 /// there (plans are re-read from their documents at start).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +343,13 @@ pub trait Store: Send {
     fn ledger_mark(&mut self, subscription: &str, seq: i64) -> Result<Option<Vec<u8>>>;
     /// Every event after `seq`, in commit order (a checkpoint's tail).
     fn load_events_after(&mut self, seq: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()>;
+    /// One shard's subscriptions as a node taking the shard over reads them:
+    /// first the floors of those whose first events were archived, then
+    /// every event of the shard in `seq` order. Only PostgreSQL keeps
+    /// subscriptions by shard.
+    fn load_shard(&mut self, _shard: u32, _floor: &mut dyn FnMut(LedgerMark), _visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        Err(StoreError("loading one shard (cluster mode) needs the PostgreSQL store".into()))
+    }
     /// The first event at or after `seq`: its seq and `applied_at`.
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>>;
     /// The newest event's seq (0 for an empty log).
@@ -423,6 +442,18 @@ pub fn open(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
     } else {
         Err(StoreError(format!("{url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")))
     }
+}
+
+/// [`open`] for one node of a cluster: PostgreSQL only, and no
+/// single-writer lock, since each node's commits are fenced by the epochs of
+/// the shards it leases ([`Store::commit_fenced`]).
+pub fn open_cluster(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError(format!("{url:?}: cluster mode needs the PostgreSQL store (postgres://...); SQLite has one writer")));
+    }
+    let writer = PostgresStore::open_cluster_writer(url)?;
+    let reader = PostgresStore::open_reader(url)?;
+    Ok((Box::new(writer), Box::new(reader)))
 }
 
 #[cfg(test)]

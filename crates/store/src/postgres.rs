@@ -155,6 +155,12 @@ CREATE TABLE cluster_node (
     seen_until TIMESTAMPTZ NOT NULL,
     joined_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
+"#, r#"
+-- Each subscription's shard (crate::shard_of of its id), so that a node
+-- taking a shard over reads only that shard's subscriptions and events.
+-- Rows stored before this column are filled in when the store opens.
+ALTER TABLE subscriptions ADD COLUMN shard INTEGER;
+CREATE INDEX subscriptions_by_shard ON subscriptions (shard, id);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -228,7 +234,29 @@ impl PostgresStore {
         client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema};")).map_err(db)?;
         let mut store = PostgresStore { client };
         store.migrate()?;
+        store.fill_shards()?;
         Ok(store)
+    }
+
+    /// Sets the shard of subscriptions stored before the `shard` column.
+    fn fill_shards(&mut self) -> Result<()> {
+        loop {
+            let rows = self.client.query("SELECT id FROM subscriptions WHERE shard IS NULL LIMIT 10000", &[]).map_err(db)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let ids: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            let shards: Vec<i32> = ids.iter().map(|id| crate::shard_of(id) as i32).collect();
+            self.client
+                .execute("UPDATE subscriptions s SET shard = u.shard FROM UNNEST($1::text[], $2::int4[]) AS u(id, shard) WHERE s.id = u.id", &[&ids, &shards])
+                .map_err(db)?;
+        }
+    }
+
+    /// Opens the store as one writer of a cluster: no single-writer lock,
+    /// since every commit is fenced by its shards' epochs instead.
+    pub fn open_cluster_writer(url: &str) -> Result<PostgresStore> {
+        PostgresStore::open(url)
     }
 
     /// Opens the store as its only writer: a session advisory lock named
@@ -496,6 +524,38 @@ impl Store for PostgresStore {
         }
     }
 
+    fn load_shard(&mut self, shard: u32, floor: &mut dyn FnMut(LedgerMark), visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        let floors = self
+            .client
+            .query(
+                "SELECT m.subscription, m.seq, m.lines, m.at, m.state FROM subscriptions s JOIN ledger_floors f ON f.subscription = s.id \
+                 JOIN ledger_marks m ON m.subscription = f.subscription AND m.seq = f.seq WHERE s.shard = $1 ORDER BY f.seq",
+                &[&(shard as i32)],
+            )
+            .map_err(db)?;
+        for row in &floors {
+            floor(LedgerMark { subscription: row.get(0), seq: row.get(1), lines: row.get(2), at_micros: row.get(3), state: row.get(4) });
+        }
+        // In seq order, paged by key: one writer at a time holds a shard,
+        // so its visible events are always a prefix of its seqs.
+        let statement = self
+            .client
+            .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription IN (SELECT id FROM subscriptions WHERE shard = $1) AND seq > $2 ORDER BY seq LIMIT 10000"))
+            .map_err(db)?;
+        let mut after = 0i64;
+        loop {
+            let rows = self.client.query(&statement, &[&(shard as i32), &after]).map_err(db)?;
+            for row in &rows {
+                let event = event_from_row(row)?;
+                after = event.seq;
+                visit(event);
+            }
+            if rows.len() < 10_000 {
+                return Ok(());
+            }
+        }
+    }
+
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {
         let row = self.client.query_opt("SELECT seq, applied_at FROM events WHERE seq >= $1 ORDER BY seq LIMIT 1", &[&seq]).map_err(db)?;
         Ok(row.map(|row| (row.get(0), row.get(1))))
@@ -705,12 +765,13 @@ impl Store for PostgresStore {
             let column = |get: fn(&crate::SubscriptionRow) -> Option<&str>| batch.subscriptions.iter().map(get).collect::<Vec<Option<&str>>>();
             let ids: Vec<&str> = batch.subscriptions.iter().map(|s| s.id.as_str()).collect();
             let created: Vec<i64> = batch.subscriptions.iter().map(|s| s.created_at_micros).collect();
+            let shard: Vec<i32> = batch.subscriptions.iter().map(|s| crate::shard_of(&s.id) as i32).collect();
             let (iccid, imsi) = (column(|s| s.identifiers.iccid.as_deref()), column(|s| s.identifiers.imsi.as_deref()));
             let (msisdn, external) = (column(|s| s.identifiers.msisdn.as_deref()), column(|s| s.identifiers.external_id.as_deref()));
             tx.execute(
-                "INSERT INTO subscriptions (id, iccid, imsi, msisdn, external_id, created_at) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])",
-                &[&ids, &iccid, &imsi, &msisdn, &external, &created],
+                "INSERT INTO subscriptions (id, iccid, imsi, msisdn, external_id, created_at, shard) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int4[])",
+                &[&ids, &iccid, &imsi, &msisdn, &external, &created, &shard],
             )
             .map_err(db)?;
         }

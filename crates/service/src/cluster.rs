@@ -1,0 +1,374 @@
+//! Cluster mode: several nodes on one PostgreSQL store, each subscription
+//! still owned by one node at a time. The unit of ownership is the shard
+//! ([`crate::shard_of`]); a node serves a shard only while it holds its
+//! lease ([`rollover_store::Leases`]), and every commit it makes is fenced
+//! by the lease's epoch, checked inside the commit's own transaction.
+//!
+//! The lease manager is one thread per node. Every `ttl / 6` it:
+//! - reloads the shards whose commit was refused (their memory may be
+//!   ahead of the store);
+//! - every `ttl / 3`, says the node is alive and renews its leases, dropping
+//!   the ones it no longer holds; when no renewal has succeeded for
+//!   `ttl - ttl / 6` (the store is unreachable) it stops serving every
+//!   shard, since another node may take them once they expire;
+//! - shares the shards out over the live nodes ([`assign`]): gives up the
+//!   ones that belong to another node now, and takes the free ones that
+//!   belong to it.
+//!
+//! Taking a shard: bump its epoch (the acquire commits), then read the
+//! shard's subscriptions from the store, replay them into their worker, and
+//! only then serve. Giving one up: stop serving, let the worker and the
+//! writer finish what they hold, release the lease, forget the shard.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant as Monotonic};
+
+use rollover_store::{Leases, SHARDS, Store};
+use tokio::sync::oneshot;
+
+use crate::checkpoint;
+use crate::ownership::Ownership;
+use crate::plans::SharedPlans;
+use crate::worker::Command;
+use crate::writer::Write;
+
+/// What a node of a cluster is started with.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's name, unique in the cluster (1 to 64 characters).
+    pub node_id: String,
+    /// How long a lease lasts without renewal, by the store's clock.
+    pub lease_ttl: Duration,
+}
+
+/// Told when this node starts (`true`) or stops (`false`) serving a shard:
+/// what routes requests to owners subscribes to it.
+pub type ShardListener = Box<dyn Fn(u32, bool) + Send + Sync>;
+
+/// The running cluster membership of a node, held by the service.
+pub(crate) struct Membership {
+    pub(crate) node: String,
+    pub(crate) ownership: Arc<Ownership>,
+    pub(crate) listeners: Arc<RwLock<Vec<ShardListener>>>,
+    pub(crate) stats: Arc<Stats>,
+    /// Set to stop: the manager then gives every shard up and leaves.
+    stop: Arc<AtomicBool>,
+    /// Answered when the manager has left.
+    stopped: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+/// Counters of the lease manager, for `/metrics` and `/v1/cluster`.
+#[derive(Default)]
+pub struct Stats {
+    pub taken: AtomicU64,
+    pub given_up: AtomicU64,
+    pub lost: AtomicU64,
+    /// Milliseconds the last shard taken took to load, and the most.
+    pub last_load_millis: AtomicU64,
+    pub max_load_millis: AtomicU64,
+}
+
+impl Membership {
+    /// Gives every shard up and leaves the cluster; returns when done.
+    pub(crate) fn leave(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(stopped) = self.stopped.lock().expect("membership lock").take() {
+            let _ = stopped.recv();
+        }
+    }
+}
+
+/// Which shards `node` should hold when `live` (sorted) are the live nodes:
+/// each node gets the floor or the ceiling of `SHARDS / live` (the first
+/// `SHARDS % live` nodes one more), each shard going to the node that ranks
+/// it highest (rendezvous hashing) among those with room left, so that a
+/// node joining or leaving moves few shards besides its own.
+pub fn assign(live: &[String], node: &str) -> Vec<u32> {
+    if live.is_empty() {
+        return Vec::new();
+    }
+    let n = live.len() as u32;
+    let mut room: Vec<u32> = (0..n).map(|i| SHARDS / n + u32::from(i < SHARDS % n)).collect();
+    let mut mine = Vec::new();
+    for shard in 0..SHARDS {
+        let mut ranked: Vec<usize> = (0..live.len()).collect();
+        ranked.sort_by_key(|&i| std::cmp::Reverse((rank(&live[i], shard), i)));
+        if let Some(&i) = ranked.iter().find(|&&i| room[i] > 0) {
+            room[i] -= 1;
+            if live[i] == node {
+                mine.push(shard);
+            }
+        }
+    }
+    mine
+}
+
+/// FNV-1a of the node's name and the shard: a node's preference for a shard.
+fn rank(node: &str, shard: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in node.bytes().chain(shard.to_le_bytes()) {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+pub(crate) struct Parts {
+    pub(crate) leases: Leases,
+    pub(crate) loader: Box<dyn Store>,
+    pub(crate) config: ClusterConfig,
+}
+
+pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSender<Command>>, writer: SyncSender<Write>, plans: Arc<SharedPlans>) -> Result<Membership, crate::ServiceError> {
+    let listeners: Arc<RwLock<Vec<ShardListener>>> = Arc::new(RwLock::new(Vec::new()));
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let node = parts.config.node_id.clone();
+    let mut manager = Manager {
+        leases: parts.leases,
+        loader: parts.loader,
+        ttl: parts.config.lease_ttl,
+        node: node.clone(),
+        ownership: ownership.clone(),
+        workers,
+        writer,
+        plans,
+        held: Vec::new(),
+        renewed: Monotonic::now(),
+        listeners: listeners.clone(),
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
+    std::thread::Builder::new()
+        .name("lease-manager".into())
+        .spawn(move || {
+            manager.run();
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| crate::ServiceError::Corrupt { message: format!("cannot start the lease manager: {e}") })?;
+    Ok(Membership { node, ownership, listeners, stats, stop, stopped: Mutex::new(Some(done_rx)) })
+}
+
+struct Manager {
+    leases: Leases,
+    loader: Box<dyn Store>,
+    ttl: Duration,
+    node: String,
+    ownership: Arc<Ownership>,
+    workers: Vec<SyncSender<Command>>,
+    writer: SyncSender<Write>,
+    plans: Arc<SharedPlans>,
+    /// Leases held, with their epochs (served, or being loaded).
+    held: Vec<(u32, i64)>,
+    /// When the last renewal that succeeded was sent.
+    renewed: Monotonic,
+    listeners: Arc<RwLock<Vec<ShardListener>>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Manager {
+    fn run(&mut self) {
+        let step = self.ttl / 6;
+        let mut last_renew: Option<Monotonic> = None;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                self.leave();
+                return;
+            }
+            for shard in self.ownership.take_lost() {
+                self.drop_shard(shard, "a commit of it was refused");
+            }
+            if last_renew.is_none_or(|t| t.elapsed() >= self.ttl / 3) {
+                last_renew = Some(Monotonic::now());
+                self.renew();
+            }
+            if self.renewed.elapsed() > self.ttl - step && !self.held.is_empty() {
+                // Self-fence: past this, another node may hold these leases.
+                tracing::warn!(shards = self.held.len(), "no lease renewal succeeded within the lease time; serving nothing until the store answers");
+                for (shard, _) in self.held.clone() {
+                    self.drop_shard(shard, "its lease could not be renewed");
+                }
+            }
+            if let Err(error) = self.rebalance() {
+                tracing::warn!(%error, "sharing the shards out failed; trying again");
+            }
+            std::thread::sleep(step);
+        }
+    }
+
+    fn renew(&mut self) {
+        let sent = Monotonic::now();
+        let renewed = self.leases.heartbeat(self.ttl).and_then(|()| self.leases.renew(&self.held, self.ttl));
+        match renewed {
+            Ok(lost) => {
+                self.renewed = sent;
+                for shard in lost {
+                    self.drop_shard(shard, "another node took its lease");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "renewing the leases failed; reconnecting");
+                if let Err(error) = self.leases.reconnect() {
+                    tracing::warn!(%error, "the lease connection cannot reconnect yet");
+                }
+            }
+        }
+    }
+
+    fn rebalance(&mut self) -> rollover_store::Result<()> {
+        let live = self.leases.live_nodes()?;
+        if !live.contains(&self.node) {
+            return Ok(());
+        }
+        let mine = assign(&live, &self.node);
+        for (shard, _) in self.held.clone() {
+            if !mine.contains(&shard) {
+                self.give_up(shard)?;
+            }
+        }
+        let leases = self.leases.all()?;
+        for lease in leases {
+            let held = self.held.iter().any(|&(s, _)| s == lease.shard);
+            let free = lease.remaining_ms <= 0 || lease.owner.as_deref() == Some(self.node.as_str());
+            if !held && free && mine.contains(&lease.shard) {
+                if self.stop.load(Ordering::Acquire) {
+                    break;
+                }
+                self.take(lease.shard)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn worker(&self, shard: u32) -> &SyncSender<Command> {
+        &self.workers[shard as usize % self.workers.len()]
+    }
+
+    /// Takes `shard` if it is free: bumps the epoch, loads the shard, serves.
+    fn take(&mut self, shard: u32) -> rollover_store::Result<()> {
+        let began = Monotonic::now();
+        let Some(epoch) = self.leases.acquire(shard, self.ttl)? else { return Ok(()) };
+        self.held.push((shard, epoch));
+        self.ownership.set_epoch(shard, epoch);
+        let worker = self.worker(shard).clone();
+        let _ = worker.send(Command::Unload { shards: vec![shard], reply: None });
+        let plans = self.plans.snapshot();
+        let mut broken: Option<crate::ServiceError> = None;
+        let mut events = 0u64;
+        self.loader.load_shard(
+            shard,
+            &mut |mark| match checkpoint::floor(mark, &plans) {
+                Ok(one) => {
+                    let _ = worker.send(Command::Restore(Box::new(one)));
+                }
+                Err(error) => broken = Some(error),
+            },
+            &mut |row| {
+                events += 1;
+                let _ = worker.send(Command::Replay(row));
+            },
+        )?;
+        if let Some(error) = broken {
+            // A floor that does not read: the shard stays unserved here.
+            tracing::error!(shard, %error, "a shard cannot be loaded");
+            self.held.retain(|&(s, _)| s != shard);
+            let _ = worker.send(Command::Unload { shards: vec![shard], reply: None });
+            let _ = self.leases.release(shard, epoch);
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        if worker.send(Command::Tick { reply: Some(tx) }).is_err() || rx.blocking_recv().is_err() {
+            return Ok(());
+        }
+        self.ownership.serve(shard, true);
+        self.tell(shard, true);
+        let millis = began.elapsed().as_millis() as u64;
+        self.stats.taken.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_load_millis.store(millis, Ordering::Relaxed);
+        self.stats.max_load_millis.fetch_max(millis, Ordering::Relaxed);
+        tracing::info!(shard, epoch, events, millis, "lease_acquired: shard taken and loaded");
+        Ok(())
+    }
+
+    /// Gives `shard` up for another node: stops serving, lets the worker and
+    /// the writer finish what they hold, releases the lease, forgets it.
+    fn give_up(&mut self, shard: u32) -> rollover_store::Result<()> {
+        let Some(&(_, epoch)) = self.held.iter().find(|&&(s, _)| s == shard) else { return Ok(()) };
+        self.ownership.serve(shard, false);
+        self.tell(shard, false);
+        let (tx, rx) = oneshot::channel();
+        if self.worker(shard).send(Command::Tick { reply: Some(tx) }).is_ok() {
+            let _ = rx.blocking_recv();
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Write::Batch { batch: rollover_store::Batch::default(), done: tx, fence: Vec::new() }).is_ok() {
+            let _ = rx.blocking_recv();
+        }
+        self.leases.release(shard, epoch)?;
+        self.held.retain(|&(s, _)| s != shard);
+        let _ = self.worker(shard).send(Command::Unload { shards: vec![shard], reply: None });
+        self.stats.given_up.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(shard, epoch, "lease_released: shard given up");
+        Ok(())
+    }
+
+    /// Stops serving `shard` at once and forgets it, without touching its
+    /// lease (lost, or no longer renewable).
+    fn drop_shard(&mut self, shard: u32, why: &str) {
+        self.ownership.serve(shard, false);
+        self.tell(shard, false);
+        self.held.retain(|&(s, _)| s != shard);
+        let _ = self.worker(shard).send(Command::Unload { shards: vec![shard], reply: None });
+        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(shard, why, "ownership_lost: shard dropped");
+    }
+
+    fn tell(&self, shard: u32, serving: bool) {
+        for listener in self.listeners.read().expect("listeners lock").iter() {
+            listener(shard, serving);
+        }
+    }
+
+    fn leave(&mut self) {
+        for (shard, _) in self.held.clone() {
+            if let Err(error) = self.give_up(shard) {
+                tracing::warn!(shard, %error, "a shard could not be given up; it frees itself when its lease runs out");
+                self.drop_shard(shard, "stopping");
+            }
+        }
+        if let Err(error) = self.leases.leave() {
+            tracing::warn!(%error, "leaving the cluster failed; the others notice when the heartbeat runs out");
+        }
+        tracing::info!(node = %self.node, "left the cluster");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_shared_evenly_and_move_little_when_a_node_joins() {
+        let two: Vec<String> = vec!["a".into(), "b".into()];
+        let three: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        let (a2, b2) = (assign(&two, "a"), assign(&two, "b"));
+        assert_eq!((a2.len(), b2.len()), (128, 128));
+        assert!(a2.iter().all(|s| !b2.contains(s)), "no shard twice");
+        let shares: Vec<Vec<u32>> = three.iter().map(|n| assign(&three, n)).collect();
+        let mut sizes: Vec<usize> = shares.iter().map(Vec::len).collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![85, 85, 86]);
+        let mut all: Vec<u32> = shares.concat();
+        all.sort();
+        assert_eq!(all, (0..SHARDS).collect::<Vec<_>>(), "every shard once");
+        // c's shards come from a and b; few others move.
+        let moved = shares[0].iter().filter(|s| !a2.contains(s)).count() + shares[1].iter().filter(|s| !b2.contains(s)).count();
+        assert!(moved < 40, "{moved} shards moved between a and b when c joined");
+        assert!(assign(&[], "a").is_empty());
+        assert!(assign(&two, "z").is_empty(), "a node not live holds nothing");
+    }
+}

@@ -5,6 +5,7 @@ use crate::plan::Plan;
 /// Index of a plan in a [`Catalog`]. Plans are never removed from a catalog,
 /// so an index stays valid for the catalog's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PlanIx(pub u32);
 
 #[derive(Debug, Clone, Default)]

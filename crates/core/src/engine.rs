@@ -37,6 +37,7 @@ impl Bucket {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Status {
     Pending,
     Active,
@@ -79,6 +80,7 @@ impl Status {
 
 /// When a granted bucket expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum GrantExpiry {
     At(Instant),
     /// The end of the current period.
@@ -150,6 +152,7 @@ const ENDED: u8 = CANCELLED | LAPSED | EXPIRED;
 /// What the end of the current period would do if no more data were used
 /// before it ([`Subscription::period_end_preview`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeriodEndPreview {
     /// The period's end: the next month or period, or a pass's end.
     pub at: Instant,
@@ -168,6 +171,7 @@ pub const MAX_PROJECTED_DAYS: usize = 400;
 
 /// The rest of a period at a steady daily pace ([`Subscription::project`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Projection {
     pub daily_bytes: u64,
     /// When the data would run out before the period ends, for plans that

@@ -65,6 +65,7 @@ impl Cause {
 
 /// Why usage was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RejectReason {
     NotStarted,
     NotCovered,
@@ -128,6 +129,7 @@ pub enum Lifecycle {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Refusal {
     Ended,
     NoCurrentPeriod,

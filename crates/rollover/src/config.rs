@@ -26,6 +26,28 @@ pub struct Config {
     pub diameter: DiameterSection,
     pub esim: EsimSection,
     pub retention: RetentionSection,
+    pub cluster: ClusterSection,
+}
+
+/// Cluster mode (docs/cluster.md): several nodes on one PostgreSQL store,
+/// each serving the shards it leases. Off unless `node_id` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// This node's name, unique in the cluster: 1 to 64 of a-z, A-Z, 0-9,
+    /// '-', '_' and '.'.
+    pub node_id: Option<String>,
+    /// NATS servers, comma-separated (`nats://127.0.0.1:4222,...`): how
+    /// requests reach the node that owns their subscription.
+    pub nats_url: Option<String>,
+    /// How long a shard's lease lasts without renewal (500 to 60,000 ms).
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> ClusterSection {
+        ClusterSection { node_id: None, nats_url: None, lease_ttl_ms: 3000 }
+    }
 }
 
 /// How long raw events are kept (docs/history.md, "Retention"). Off unless
@@ -432,6 +454,15 @@ pub struct Settings {
     pub diameter: Option<rollover_gateway::diameter::Config>,
     pub esim_callback: Option<rollover_gateway::esim::Config>,
     pub esim_orders: Option<rollover_service::orders::OrderSettings>,
+    /// Cluster mode: this node and where NATS is; `None` runs alone.
+    pub cluster: Option<ClusterSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub service: rollover_service::cluster::ClusterConfig,
+    /// NATS server URLs, one or more.
+    pub nats_urls: Vec<String>,
 }
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -514,6 +545,9 @@ impl Config {
                 "ROLLOVER_ESIM_CALLBACK_CERT" => config.esim.callback.cert = Some(value),
                 "ROLLOVER_ESIM_CALLBACK_KEY" => config.esim.callback.key = Some(value),
                 "ROLLOVER_ESIM_CALLBACK_CLIENT_CA" => config.esim.callback.client_ca = Some(value),
+                "ROLLOVER_CLUSTER_NODE_ID" => config.cluster.node_id = Some(value),
+                "ROLLOVER_CLUSTER_NATS_URL" => config.cluster.nats_url = Some(value),
+                "ROLLOVER_CLUSTER_LEASE_TTL_MS" => config.cluster.lease_ttl_ms = parse_env(&name, &value)?,
                 "ROLLOVER_DIAMETER_ORIGIN_HOST" => config.diameter.origin_host = value,
                 "ROLLOVER_DIAMETER_ORIGIN_REALM" => config.diameter.origin_realm = value,
                 _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG" | "ROLLOVER_FAILPOINT") => {
@@ -564,7 +598,41 @@ impl Config {
             diameter: self.diameter()?,
             esim_callback: self.esim_callback()?,
             esim_orders: self.esim_orders()?,
+            cluster: self.cluster()?,
         })
+    }
+
+    /// The cluster settings, checked: a node id that a NATS subject and a
+    /// log line can carry, the PostgreSQL store, the wall clock, NATS URLs.
+    fn cluster(&self) -> Result<Option<ClusterSettings>, String> {
+        let section = &self.cluster;
+        let Some(node) = &section.node_id else {
+            if section.nats_url.is_some() {
+                return Err("cluster.nats_url is set without cluster.node_id: set both to run as a node of a cluster".into());
+            }
+            return Ok(None);
+        };
+        if node.is_empty() || node.len() > 64 || !node.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(format!("cluster.node_id = {node:?}: use 1 to 64 of a-z, A-Z, 0-9, '-', '_' and '.'"));
+        }
+        if !(self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://")) {
+            return Err(format!("cluster.node_id is set, but store.url = {:?}: cluster mode needs the PostgreSQL store (postgres://...), which every node shares", self.store_label()));
+        }
+        if self.clock.mode == "simulated" {
+            return Err("cluster mode runs on the wall clock: clock.mode = \"simulated\" cannot be used with cluster.node_id".into());
+        }
+        if !(500..=60_000).contains(&section.lease_ttl_ms) {
+            return Err(format!("cluster.lease_ttl_ms = {}: use 500 to 60000", section.lease_ttl_ms));
+        }
+        let nats = section.nats_url.as_deref().ok_or("cluster.nats_url is required in cluster mode: the NATS servers requests are routed through")?;
+        let nats_urls: Vec<String> = nats.split(',').map(|u| u.trim().to_string()).collect();
+        if let Some(bad) = nats_urls.iter().find(|u| !(u.starts_with("nats://") || u.starts_with("tls://")) || u.len() > 256) {
+            return Err(format!("cluster.nats_url: {bad:?} is not a NATS URL (nats://HOST:PORT)"));
+        }
+        Ok(Some(ClusterSettings {
+            service: rollover_service::cluster::ClusterConfig { node_id: node.clone(), lease_ttl: std::time::Duration::from_millis(section.lease_ttl_ms) },
+            nats_urls,
+        }))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -585,6 +653,7 @@ impl Config {
         self.diameter()?;
         self.esim_callback()?;
         self.esim_orders()?;
+        self.cluster()?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use rollover_store::Identifiers;
 use crate::plans::PlanVersion;
 
 #[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct UsageRecord {
     pub id: String,
     pub subscription: String,
@@ -31,6 +32,7 @@ impl UsageRecord {
 
 /// One report of a session's cumulative octet counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Counter {
     /// The session's name, unique per network element (rollover uses
     /// `{NAS address}/{Acct-Session-Id}`).
@@ -67,6 +69,7 @@ pub struct StatusChange {
 pub const MAX_RECORD_BYTES: u64 = 1 << 40;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum UsageResult {
     /// Stored and rated. `rejected_bytes` were refused by the plan (not
     /// covered, suspended, exhausted, ...), for `rejected_reason`.
@@ -82,6 +85,7 @@ pub enum UsageResult {
 
 /// Why a usage record was not accepted at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum UsageRejection {
     UnknownSubscription(String),
     /// Stamped further back than the maximum age.
@@ -130,6 +134,7 @@ impl std::fmt::Display for UsageRejection {
 
 /// A lifecycle event for `POST /v1/subscriptions/{id}/events`.
 #[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum LifecycleEvent {
     Install,
     FirstUse,
@@ -145,6 +150,7 @@ pub enum LifecycleEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum EventOutcome {
     Applied,
     /// Stored, but the subscription's state did not allow it.
@@ -152,6 +158,7 @@ pub enum EventOutcome {
 }
 
 #[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct BalanceBucket {
     pub id: u32,
     pub kind: String,
@@ -165,6 +172,7 @@ pub struct BalanceBucket {
 /// A subscription's balance at the service clock's "now": the same numbers
 /// `simulate` prints.
 #[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Balance {
     pub id: String,
     pub plan: PlanVersion,
@@ -186,6 +194,7 @@ pub struct Balance {
 
 /// One step of an online charging session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum SessionOp {
     Start { requested_bytes: Option<u64> },
     /// Report bytes used since the last report and ask for more.
@@ -209,12 +218,14 @@ impl SessionOp {
 /// What the gateway must do when the grant is the last one (or nothing is
 /// granted): the plan's exhaustion action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum FinalAction {
     Terminate,
     Throttle { throttle_kbps: Option<u32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct SessionAnswer {
     pub session: String,
     pub subscription: String,

@@ -23,6 +23,7 @@ mod sender;
 pub mod metrics;
 mod plans;
 mod ownership;
+pub mod remote;
 mod replay;
 mod start;
 pub mod cluster;
@@ -129,6 +130,8 @@ struct Inner {
     subscription_count: std::sync::atomic::AtomicUsize,
     /// Cluster mode: this node's leases and the shards it serves.
     membership: Option<cluster::Membership>,
+    /// Cluster mode: how calls reach the node serving a shard.
+    transport: std::sync::OnceLock<Arc<dyn remote::Transport>>,
 }
 
 /// Appends metrics in the Prometheus text format.
@@ -311,6 +314,14 @@ impl Service {
         Ok(result)
     }
 
+    /// A purchase another node forwarded: made here, never forwarded again.
+    pub(crate) async fn create_here(&self, new: NewSubscription) -> Result<String, ServiceError> {
+        match self.inner.membership.as_ref().map(|m| m.ownership.serving(shard_of(&new.id))) {
+            Some(false) => Err(ServiceError::ShardMoving { shard: shard_of(&new.id) }),
+            _ => self.create_subscription(new).await,
+        }
+    }
+
     /// The purchase: creates a subscription on the newest version of `plan`.
     pub async fn create_subscription(&self, new: NewSubscription) -> Result<String, ServiceError> {
         let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownReference { field: "plan", message: format!("no plan \"{}\" in the catalog", new.plan) })?;
@@ -326,11 +337,20 @@ impl Service {
                 taken.insert(key.clone(), new.id.clone());
             }
         }
-        let row = SubscriptionRow { id: new.id.clone(), identifiers: new.identifiers.clone(), created_at_micros: self.now().micros() };
-        let created = self.ask(&new.id, |reply| Command::Create { row, plan, at: new.at, reply }).await.and_then(|created| created);
+        let created = match self.remote_shard(&new.id) {
+            Some(shard) => {
+                let i = &new.identifiers;
+                let call = remote::Call::Create { id: new.id.clone(), plan: new.plan.clone(), at: new.at, identifiers: [i.iccid.clone(), i.imsi.clone(), i.msisdn.clone(), i.external_id.clone()] };
+                self.forward(shard, call).await.map(|_| None)
+            }
+            None => {
+                let row = SubscriptionRow { id: new.id.clone(), identifiers: new.identifiers.clone(), created_at_micros: self.now().micros() };
+                self.ask(&new.id, |reply| Command::Create { row, plan, at: new.at, reply }).await.and_then(|created| created).map(Some)
+            }
+        };
         match created {
             Ok(committed) => {
-                wait_commit(Some(committed)).await?;
+                wait_commit(committed).await?;
                 Ok(new.id)
             }
             Err(e) => {
@@ -445,6 +465,16 @@ impl Service {
     }
 
     async fn apply_keyed(&self, subscription: &str, event: LifecycleEvent, at: Option<Instant>, key: Option<String>) -> Result<EventOutcome, ServiceError> {
+        if let Some(shard) = self.remote_shard(subscription) {
+            return match self.forward(shard, remote::Call::Event { subscription: subscription.to_string(), event, at, key }).await? {
+                remote::Answer::Event(outcome) => Ok(outcome),
+                _ => Err(ServiceError::ShardMoving { shard }),
+            };
+        }
+        self.apply_keyed_here(subscription, event, at, key).await
+    }
+
+    pub(crate) async fn apply_keyed_here(&self, subscription: &str, event: LifecycleEvent, at: Option<Instant>, key: Option<String>) -> Result<EventOutcome, ServiceError> {
         let (event, body) = match event {
             LifecycleEvent::Install => (Event::Install, EventBody::Install),
             LifecycleEvent::FirstUse => (Event::FirstUse, EventBody::FirstUse),
@@ -473,6 +503,49 @@ impl Service {
     /// Rates a batch of usage records; answers after every accepted record is
     /// committed. Results are in the order of `records`.
     pub async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<Vec<UsageResult>, ServiceError> {
+        if self.inner.transport.get().is_none() || records.iter().all(|r| self.remote_shard(&r.subscription).is_none()) {
+            return self.record_usage_here(records).await;
+        }
+        // Cluster mode: the records of shards served here are rated here,
+        // the others at their owners, a call per shard, all at once.
+        let count = records.len();
+        let mut here: Vec<(usize, UsageRecord)> = Vec::new();
+        let mut away: Vec<(u32, Vec<(usize, UsageRecord)>)> = Vec::new();
+        for (index, record) in records.into_iter().enumerate() {
+            match self.remote_shard(&record.subscription) {
+                None => here.push((index, record)),
+                Some(shard) => match away.iter_mut().find(|(s, _)| *s == shard) {
+                    Some((_, list)) => list.push((index, record)),
+                    None => away.push((shard, vec![(index, record)])),
+                },
+            }
+        }
+        let calls = away.into_iter().map(|(shard, list)| {
+            let (indexes, records): (Vec<usize>, Vec<UsageRecord>) = list.into_iter().unzip();
+            async move {
+                match self.forward(shard, remote::Call::Usage(records)).await? {
+                    remote::Answer::Usage(results) if results.len() == indexes.len() => Ok(indexes.into_iter().zip(results).collect::<Vec<_>>()),
+                    _ => Err(ServiceError::ShardMoving { shard }),
+                }
+            }
+        });
+        let (indexes, local): (Vec<usize>, Vec<UsageRecord>) = here.into_iter().unzip();
+        let (local, remote) = tokio::join!(async { if local.is_empty() { Ok(Vec::new()) } else { self.record_usage_here(local).await } }, futures_join_all(calls));
+        let mut results = vec![UsageResult::Duplicate; count];
+        for (index, result) in indexes.into_iter().zip(local?) {
+            results[index] = result;
+        }
+        for part in remote {
+            for (index, result) in part? {
+                results[index] = result;
+            }
+        }
+        Ok(results)
+    }
+
+    /// [`Service::record_usage`] for the shards served here (and a node
+    /// running alone): never forwarded.
+    pub(crate) async fn record_usage_here(&self, records: Vec<UsageRecord>) -> Result<Vec<UsageResult>, ServiceError> {
         let count = records.len();
         let mut per_worker: Vec<Vec<(usize, UsageRecord)>> = vec![Vec::new(); self.inner.workers.len()];
         for (index, record) in records.into_iter().enumerate() {
@@ -506,6 +579,16 @@ impl Service {
     }
 
     pub async fn balance(&self, subscription: &str) -> Result<Balance, ServiceError> {
+        if let Some(shard) = self.remote_shard(subscription) {
+            return match self.forward(shard, remote::Call::Balance(subscription.to_string())).await? {
+                remote::Answer::Balance(balance) => self.local_balance(balance),
+                _ => Err(ServiceError::ShardMoving { shard }),
+            };
+        }
+        self.balance_here(subscription).await
+    }
+
+    pub(crate) async fn balance_here(&self, subscription: &str) -> Result<Balance, ServiceError> {
         let id = subscription.to_string();
         self.ask(subscription, |reply| Command::Balance { id, reply }).await?
     }
@@ -514,6 +597,16 @@ impl Service {
     /// the engine rates it on a copy ([`rollover_core::Subscription::project`]);
     /// `None` before the start and after the end.
     pub async fn projection(&self, subscription: &str, daily_bytes: u64) -> Result<Option<rollover_core::Projection>, ServiceError> {
+        if let Some(shard) = self.remote_shard(subscription) {
+            return match self.forward(shard, remote::Call::Projection { subscription: subscription.to_string(), daily_bytes }).await? {
+                remote::Answer::Projection(projection) => Ok(projection),
+                _ => Err(ServiceError::ShardMoving { shard }),
+            };
+        }
+        self.projection_here(subscription, daily_bytes).await
+    }
+
+    pub(crate) async fn projection_here(&self, subscription: &str, daily_bytes: u64) -> Result<Option<rollover_core::Projection>, ServiceError> {
         let id = subscription.to_string();
         self.ask(subscription, |reply| Command::Project { id, daily_bytes, reply }).await?
     }
@@ -578,9 +671,37 @@ impl Service {
         at: Option<Instant>,
         country: Option<Country>,
     ) -> Result<SessionAnswer, ServiceError> {
-        let owner = self.session_owner(session, subscription, op)?;
+        self.session_at(session, subscription, op, at, country, true).await
+    }
+
+    /// A session step another node forwarded: run here, never forwarded.
+    pub(crate) async fn session_here(&self, session: &str, subscription: Option<&str>, op: SessionOp, at: Option<Instant>, country: Option<Country>) -> Result<SessionAnswer, ServiceError> {
+        self.session_at(session, subscription, op, at, country, false).await
+    }
+
+    async fn session_at(&self, session: &str, subscription: Option<&str>, op: SessionOp, at: Option<Instant>, country: Option<Country>, may_forward: bool) -> Result<SessionAnswer, ServiceError> {
+        let owner = match (op, subscription) {
+            // A later step forwarded by the node that knows the session.
+            (SessionOp::Update { .. } | SessionOp::End { .. }, Some(subscription)) if !may_forward => {
+                self.inner.sessions.lock().expect("session lock").insert(session.to_string(), subscription.to_string());
+                subscription.to_string()
+            }
+            _ => self.session_owner(session, subscription, op)?,
+        };
         let (subscription, name) = (owner.clone(), session.to_string());
-        let answer = self.ask(&owner, |reply| Command::Session { subscription, session: name, op, at, country, reply }).await.and_then(|answer| answer);
+        let answer = match self.remote_shard(&owner).filter(|_| may_forward) {
+            Some(shard) => {
+                // The owner learns the session's subscription with each step,
+                // so that later steps may reach it through any node.
+                let call = remote::Call::Session { session: name, subscription: Some(subscription), op, at, country };
+                match self.forward(shard, call).await {
+                    Ok(remote::Answer::Session(answer)) => Ok((answer, None)),
+                    Ok(_) => Err(ServiceError::ShardMoving { shard }),
+                    Err(error) => Err(error),
+                }
+            }
+            None => self.ask(&owner, |reply| Command::Session { subscription, session: name, op, at, country, reply }).await.and_then(|answer| answer),
+        };
         // At the start the subscription is named by the body, not the path.
         let answer = match (answer, op) {
             (Err(ServiceError::UnknownSubscription { id }), SessionOp::Start { .. }) => {
@@ -742,8 +863,20 @@ impl Service {
     /// a CoA or Disconnect sent and how the NAS answered. Returns once
     /// committed.
     pub async fn note(&self, subscription: &str, note: String) -> Result<(), ServiceError> {
+        self.note_at(subscription, note, None).await
+    }
+
+    async fn note_at(&self, subscription: &str, note: String, webhook: Option<(&'static str, String, serde_json::Value)>) -> Result<(), ServiceError> {
+        if let Some(shard) = self.remote_shard(subscription) {
+            let webhook = webhook.map(|(kind, key, data)| (kind.to_string(), key, data));
+            return self.forward(shard, remote::Call::Note { subscription: subscription.to_string(), note, webhook }).await.map(drop);
+        }
+        self.note_here(subscription, note, webhook).await
+    }
+
+    pub(crate) async fn note_here(&self, subscription: &str, note: String, webhook: Option<(&'static str, String, serde_json::Value)>) -> Result<(), ServiceError> {
         let id = subscription.to_string();
-        let committed = self.ask(subscription, |reply| Command::Note { id, note, webhook: None, reply }).await??;
+        let committed = self.ask(subscription, |reply| Command::Note { id, note, webhook, reply }).await??;
         wait_commit(Some(committed)).await
     }
 
@@ -751,9 +884,7 @@ impl Service {
     /// (for each configured endpoint), keyed by `discriminator` so that the
     /// same one twice is sent once.
     pub async fn note_and_tell(&self, subscription: &str, note: String, kind: &'static str, discriminator: String, data: serde_json::Value) -> Result<(), ServiceError> {
-        let id = subscription.to_string();
-        let committed = self.ask(subscription, |reply| Command::Note { id, note, webhook: Some((kind, discriminator, data)), reply }).await??;
-        wait_commit(Some(committed)).await
+        self.note_at(subscription, note, Some((kind, discriminator, data))).await
     }
 
     /// Counter sessions that have not stopped and were heard of within the
@@ -821,6 +952,26 @@ async fn send_waiting(worker: SyncSender<Command>, command: Command) -> Result<(
         .await
         .map_err(|_| ServiceError::worker_stopped())?
         .map_err(|_| ServiceError::worker_stopped())
+}
+
+/// Runs the futures together and answers their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future is done")).collect()
 }
 
 /// Waits until the rows a worker handed to the writer are committed.

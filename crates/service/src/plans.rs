@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use rollover_core::{Addon, Catalog, Plan, PlanIx};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PlanVersion {
     pub id: String,
     pub version: u32,

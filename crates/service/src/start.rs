@@ -58,8 +58,8 @@ impl Service {
     /// clock; no checkpoints are written (a shard taken over is replayed
     /// from the log).
     pub fn start_cluster(url: &str, config: Config, cluster: crate::cluster::ClusterConfig) -> Result<Service, ServiceError> {
-        if cluster.lease_ttl < std::time::Duration::from_millis(600) {
-            return Err(ServiceError::Invalid { field: "cluster.lease_ttl_ms", message: "must be at least 600".into() });
+        if cluster.lease_ttl < std::time::Duration::from_millis(500) {
+            return Err(ServiceError::Invalid { field: "cluster.lease_ttl_ms", message: "must be at least 500".into() });
         }
         let (store, reader) = rollover_store::open_cluster(url)?;
         let leases = rollover_store::Leases::open(url, &cluster.node_id)?;
@@ -158,6 +158,7 @@ impl Service {
                 metric_sources: RwLock::new(Vec::new()),
                 subscription_count: AtomicUsize::new(subscription_count),
                 membership,
+                transport: std::sync::OnceLock::new(),
             }),
         };
         if let Some(lag) = index_lag {

@@ -235,3 +235,73 @@ async fn cluster_mode_needs_postgresql() {
     let Err(error) = Service::start_cluster(&url, Config::default(), cluster) else { panic!("a cluster node started on SQLite") };
     assert!(error.to_string().contains("cluster mode needs the PostgreSQL store"), "{error}");
 }
+
+/// Calls between nodes in one process: to whichever node serves the shard.
+struct Direct(std::sync::Mutex<Vec<Service>>);
+
+impl crate::remote::Transport for Direct {
+    fn request(&self, shard: u32, body: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ServiceError>> + Send>> {
+        let owner = self.0.lock().unwrap().iter().find(|n| n.ownership().unwrap().serving(shard)).cloned();
+        Box::pin(async move {
+            match owner {
+                Some(owner) => Ok(owner.answer_remote(&body).await),
+                None => Err(ServiceError::ShardMoving { shard }),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_answer_for_each_others_shards() {
+    let url = cluster_url("forward");
+    let a = node(&url, "a").await;
+    wait_for_shares(&[&a], &[256]).await;
+    a.add_plans(PLAN).await.unwrap();
+    let b = node(&url, "b").await;
+    wait_for_shares(&[&a, &b], &[128, 128]).await;
+    let direct = std::sync::Arc::new(Direct(std::sync::Mutex::new(vec![a.clone(), b.clone()])));
+    a.set_transport(direct.clone());
+    b.set_transport(direct.clone());
+    let ids: Vec<String> = (0..30).map(|n| format!("fwd-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let imsi = format!("00101{n:010}");
+        let identifiers = SubscriptionIdentifiers { imsi: Some(imsi), ..SubscriptionIdentifiers::default() };
+        a.create_subscription(NewSubscription { id: id.clone(), plan: "m".into(), at: None, identifiers }).await.unwrap();
+    }
+    assert_eq!(
+        b.create_subscription(NewSubscription { id: ids[0].clone(), plan: "m".into(), at: None, identifiers: SubscriptionIdentifiers::default() }).await.unwrap_err(),
+        ServiceError::SubscriptionExists { id: ids[0].clone() },
+        "the owner refuses a second purchase, whichever node it reached"
+    );
+    let now = a.now();
+    let usage = |id: &str, key: &str, bytes: u64| UsageRecord { id: key.into(), subscription: id.into(), at: now, bytes, country: None, counter: None };
+    // One batch for every subscription, through b; again through a: duplicates.
+    let batch: Vec<UsageRecord> = ids.iter().map(|id| usage(id, "u1", 2000)).collect();
+    let first = b.record_usage(batch.clone()).await.unwrap();
+    assert!(first.iter().all(|r| matches!(r, UsageResult::Accepted { drawn_bytes: 2000, .. })), "{first:?}");
+    assert!(a.record_usage(batch).await.unwrap().iter().all(|r| *r == UsageResult::Duplicate));
+    for id in &ids {
+        let (from_a, from_b) = (a.balance(id).await.unwrap(), b.balance(id).await.unwrap());
+        assert_eq!((from_a.total_bytes, from_b.total_bytes), ((1 << 30) - 2000, (1 << 30) - 2000), "{id}");
+        assert_eq!(from_a.plan.ix, from_b.plan.ix);
+        assert_eq!(a.apply_event(id, crate::LifecycleEvent::Suspend, None).await.unwrap(), crate::EventOutcome::Applied);
+        assert_eq!(b.apply_event(id, crate::LifecycleEvent::Resume, None).await.unwrap(), crate::EventOutcome::Applied);
+    }
+    // A session opened through a continues through b and ends through a.
+    let id = &ids[3];
+    let started = a.session("gy-1", Some(id), crate::SessionOp::Start { requested_bytes: Some(10_000) }, None).await.unwrap();
+    assert_eq!(started.granted_bytes, 10_000);
+    let step = b.session("gy-1", Some(id), crate::SessionOp::Update { used_bytes: 4000, requested_bytes: Some(10_000), request_number: 1 }, None).await;
+    assert!(matches!(step, Ok(ref answer) if matches!(answer.used, Some(UsageResult::Accepted { drawn_bytes: 4000, .. }))), "{step:?}");
+    let ended = a.session("gy-1", None, crate::SessionOp::End { used_bytes: 1000, request_number: 2 }, None).await.unwrap();
+    assert!(matches!(ended.used, Some(UsageResult::Accepted { drawn_bytes: 1000, .. })));
+    assert_eq!(b.balance(id).await.unwrap().total_bytes, (1 << 30) - 7000);
+    tokio::task::spawn_blocking(move || {
+        b.leave_cluster();
+        a.leave_cluster();
+        direct.0.lock().unwrap().clear();
+        drop((a, b));
+    })
+    .await
+    .unwrap();
+}

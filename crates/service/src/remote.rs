@@ -1,0 +1,200 @@
+//! Cluster mode: calls for a subscription whose shard another node serves.
+//! The service turns such a call into a [`Call`], hands its bytes to the
+//! [`Transport`] (NATS request-reply to the shard's subject, in
+//! `rollover-cluster`), and the owner runs it with [`Service::answer_remote`]
+//! exactly as it would run it for a client of its own: the answer means what
+//! it means on one node (`accepted` only after the owner's fenced commit).
+//!
+//! The bytes are JSON. Every node of a cluster runs the same version; an
+//! answer that does not read is [`ServiceError::ShardMoving`], so the client
+//! retries rather than trusts it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rollover_core::{Country, Instant};
+use serde::{Deserialize, Serialize};
+
+use crate::{Balance, EventOutcome, LifecycleEvent, NewSubscription, Service, ServiceError, SessionAnswer, SessionOp, SubscriptionIdentifiers, UsageRecord, UsageResult};
+
+/// The most bytes a call or an answer may have (a usage batch is bounded
+/// by the HTTP limits long before this).
+pub const MAX_REMOTE_BYTES: usize = 8 << 20;
+
+/// Moves a call's bytes to the node serving `shard` and brings its answer
+/// back; any failure to get one (no node serves the shard now, a timeout,
+/// NATS away) is [`ServiceError::ShardMoving`].
+pub trait Transport: Send + Sync + 'static {
+    fn request(&self, shard: u32, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ServiceError>> + Send>>;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Call {
+    Usage(Vec<UsageRecord>),
+    Session { session: String, subscription: Option<String>, op: SessionOp, at: Option<Instant>, country: Option<Country> },
+    Event { subscription: String, event: LifecycleEvent, at: Option<Instant>, key: Option<String> },
+    Balance(String),
+    Projection { subscription: String, daily_bytes: u64 },
+    Create { id: String, plan: String, at: Option<Instant>, identifiers: [Option<String>; 4] },
+    Note { subscription: String, note: String, webhook: Option<(String, String, serde_json::Value)> },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Answer {
+    Usage(Vec<UsageResult>),
+    Session(SessionAnswer),
+    Event(EventOutcome),
+    Balance(Balance),
+    Projection(Option<rollover_core::Projection>),
+    Done,
+    Error(WireError),
+}
+
+/// A [`ServiceError`] as it crosses between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireError {
+    code: String,
+    field: Option<String>,
+    /// The id, owner or message the error carries.
+    text: String,
+    shard: Option<u32>,
+}
+
+/// Field names errors carry, as `'static` strings again.
+const FIELDS: &[&str] = &[
+    "id",
+    "at",
+    "now",
+    "plan",
+    "change_plan",
+    "subscription",
+    "addon",
+    "kind",
+    "bytes",
+    "expires",
+    "identifiers.iccid",
+    "identifiers.imsi",
+    "identifiers.msisdn",
+    "identifiers.external_id",
+];
+
+fn field(name: Option<&str>) -> &'static str {
+    name.and_then(|n| FIELDS.iter().find(|f| **f == n).copied()).unwrap_or("body")
+}
+
+impl WireError {
+    fn of(error: &ServiceError) -> WireError {
+        let text = match error {
+            ServiceError::UnknownSubscription { id } | ServiceError::UnknownSession { id } | ServiceError::SubscriptionExists { id } | ServiceError::SessionOpen { id } => id.clone(),
+            ServiceError::IdentifierTaken { owner, .. } => owner.clone(),
+            ServiceError::UnknownReference { message, .. } | ServiceError::InstantOutOfRange { message, .. } | ServiceError::Invalid { message, .. } => message.clone(),
+            ServiceError::PurchaseConflict { id } => id.clone(),
+            other => other.to_string(),
+        };
+        let shard = match error {
+            ServiceError::ShardMoving { shard } => Some(*shard),
+            _ => None,
+        };
+        WireError { code: error.code().to_string(), field: error.field().map(str::to_string), text, shard }
+    }
+
+    fn error(self) -> ServiceError {
+        let field = field(self.field.as_deref());
+        match self.code.as_str() {
+            "unknown_subscription" => ServiceError::UnknownSubscription { id: self.text },
+            "unknown_session" => ServiceError::UnknownSession { id: self.text },
+            "subscription_exists" => ServiceError::SubscriptionExists { id: self.text },
+            "session_open" => ServiceError::SessionOpen { id: self.text },
+            "identifier_taken" => ServiceError::IdentifierTaken { field, owner: self.text },
+            "unknown_reference" => ServiceError::UnknownReference { field, message: self.text },
+            "instant_out_of_range" => ServiceError::InstantOutOfRange { field, message: self.text },
+            "invalid_field" => ServiceError::Invalid { field, message: self.text },
+            "purchase_conflict" => ServiceError::PurchaseConflict { id: self.text },
+            "busy" => ServiceError::Busy,
+            "shard_moving" => ServiceError::ShardMoving { shard: self.shard.unwrap_or(0) },
+            _ => ServiceError::Stopped { what: "the node that owns the subscription" },
+        }
+    }
+}
+
+fn unexpected(shard: u32) -> ServiceError {
+    ServiceError::ShardMoving { shard }
+}
+
+impl Service {
+    /// The shard of `subscription` when another node serves it and there
+    /// is a way to reach that node.
+    pub(crate) fn remote_shard(&self, subscription: &str) -> Option<u32> {
+        let membership = self.inner.membership.as_ref()?;
+        let shard = crate::shard_of(subscription);
+        (!membership.ownership.serving(shard) && self.inner.transport.get().is_some()).then_some(shard)
+    }
+
+    /// Sends `call` to the node serving `shard` and reads its answer.
+    pub(crate) async fn forward(&self, shard: u32, call: Call) -> Result<Answer, ServiceError> {
+        let transport = self.inner.transport.get().ok_or(ServiceError::ShardMoving { shard })?;
+        let body = serde_json::to_vec(&call).map_err(|_| unexpected(shard))?;
+        let reply = transport.request(shard, body).await?;
+        match serde_json::from_slice::<Answer>(&reply) {
+            Ok(Answer::Error(error)) => Err(error.error()),
+            Ok(answer) => Ok(answer),
+            Err(error) => {
+                tracing::warn!(shard, %error, "an answer from another node does not read");
+                Err(unexpected(shard))
+            }
+        }
+    }
+
+    /// Sets how calls reach other nodes (once; `rollover-cluster` does this
+    /// when it connects to NATS).
+    pub fn set_transport(&self, transport: std::sync::Arc<dyn Transport>) {
+        let _ = self.inner.transport.set(transport);
+    }
+
+    /// Runs a call another node forwarded, here and never further, and
+    /// answers its bytes.
+    pub async fn answer_remote(&self, body: &[u8]) -> Vec<u8> {
+        let answer = match serde_json::from_slice::<Call>(body) {
+            Ok(call) => self.run_call(call).await.unwrap_or_else(|e| Answer::Error(WireError::of(&e))),
+            Err(error) => Answer::Error(WireError::of(&ServiceError::Invalid { field: "body", message: format!("a call from another node does not read: {error}") })),
+        };
+        serde_json::to_vec(&answer).unwrap_or_default()
+    }
+
+    async fn run_call(&self, call: Call) -> Result<Answer, ServiceError> {
+        Ok(match call {
+            Call::Usage(records) => Answer::Usage(self.record_usage_here(records).await?),
+            Call::Session { session, subscription, op, at, country } => Answer::Session(self.session_here(&session, subscription.as_deref(), op, at, country).await?),
+            Call::Event { subscription, event, at, key } => Answer::Event(self.apply_keyed_here(&subscription, event, at, key).await?),
+            Call::Balance(id) => Answer::Balance(self.balance_here(&id).await?),
+            Call::Projection { subscription, daily_bytes } => Answer::Projection(self.projection_here(&subscription, daily_bytes).await?),
+            Call::Create { id, plan, at, identifiers: [iccid, imsi, msisdn, external_id] } => {
+                let identifiers = SubscriptionIdentifiers { iccid, imsi, msisdn, external_id };
+                self.create_here(NewSubscription { id, plan, at, identifiers }).await?;
+                Answer::Done
+            }
+            Call::Note { subscription, note, webhook } => {
+                let webhook = match webhook {
+                    Some((kind, key, data)) => {
+                        let kind = NOTE_KINDS.iter().find(|k| **k == kind).copied().ok_or(ServiceError::Invalid { field: "kind", message: format!("no webhook type {kind:?}") })?;
+                        Some((kind, key, data))
+                    }
+                    None => None,
+                };
+                self.note_here(&subscription, note, webhook).await?;
+                Answer::Done
+            }
+        })
+    }
+
+    /// A balance from another node: its plan's index is this node's.
+    pub(crate) fn local_balance(&self, mut balance: Balance) -> Result<Balance, ServiceError> {
+        let plans = self.plans();
+        balance.plan.ix = plans.get(&balance.plan.id, balance.plan.version).ok_or(ServiceError::ShardMoving { shard: crate::shard_of(&balance.id) })?;
+        Ok(balance)
+    }
+}
+
+/// The webhook types a note may carry (`Service::note_and_tell`), as
+/// `'static` strings again.
+const NOTE_KINDS: &[&str] = &["esim_downloaded", "esim_installed", "esim_deleted"];

@@ -139,12 +139,21 @@ async fn serve(settings: Settings) -> Result<(), String> {
     };
     let service_config = ServiceConfig { status_changes, ..settings.service.clone() };
     let started = std::time::Instant::now();
-    let service = tokio::task::spawn_blocking(move || Service::start_url(&url, clock, service_config))
-        .await
-        .map_err(|e| format!("start-up failed: {e}"))?
-        .map_err(|e| e.to_string())?;
+    let cluster = settings.cluster.clone();
+    let node = cluster.as_ref().map(|c| c.service.clone());
+    let service = tokio::task::spawn_blocking(move || match node {
+        Some(node) => Service::start_cluster(&url, service_config, node),
+        None => Service::start_url(&url, clock, service_config),
+    })
+    .await
+    .map_err(|e| format!("start-up failed: {e}"))?
+    .map_err(|e| e.to_string())?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "state rebuilt from the store");
-    if settings.demo && service.is_empty() {
+    if let Some(cluster) = &cluster {
+        let schema = rollover_store::schema_of(&settings.store_url).map_err(|e| e.to_string())?;
+        rollover_cluster::connect(&cluster.nats_urls, &schema, service.clone()).await?;
+        tracing::info!(node = %cluster.service.node_id, nats = ?cluster.nats_urls, "cluster mode: taking this node's share of the shards");
+    } else if settings.demo && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
     }
     let network = start_network(&settings, &service, (radius, coa, diameter), status_watch).await?;
@@ -175,8 +184,16 @@ async fn serve(settings: Settings) -> Result<(), String> {
         // Pending orders (a restart in the middle of one) go on now.
         tokio::spawn(orders.clone().run());
     }
-    let app = rollover_http::router(service, orders, security, settings.limits, site);
+    let app = rollover_http::router(service.clone(), orders, security, settings.limits, site);
     rollover_http::server::serve(listener, app, settings.server, server_metrics, shutdown()).await;
+    if cluster.is_some() {
+        // Every shard committed and released, for the others to take at once.
+        let leaving = service.clone();
+        let _ = tokio::task::spawn_blocking(move || leaving.leave_cluster()).await;
+        tracing::info!("left the cluster");
+    }
+    // A PostgreSQL client closes by blocking: the last handle goes off the runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(service)).await;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! by the lease's epoch, checked inside the commit's own transaction.
 //!
 //! The lease manager is one thread per node. Every `ttl / 6` it:
+//! - adds plans other nodes uploaded to the catalog;
 //! - reloads the shards whose commit was refused (their memory may be
 //!   ahead of the store);
 //! - every `ttl / 3`, says the node is alive and renews its leases, dropping
@@ -30,7 +31,7 @@ use tokio::sync::oneshot;
 
 use crate::checkpoint;
 use crate::ownership::Ownership;
-use crate::plans::SharedPlans;
+use crate::start::SharedCatalog;
 use crate::worker::Command;
 use crate::writer::Write;
 
@@ -121,7 +122,7 @@ pub(crate) struct Parts {
     pub(crate) config: ClusterConfig,
 }
 
-pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSender<Command>>, writer: SyncSender<Write>, plans: Arc<SharedPlans>) -> Result<Membership, crate::ServiceError> {
+pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSender<Command>>, writer: SyncSender<Write>, catalog: SharedCatalog) -> Result<Membership, crate::ServiceError> {
     let listeners: Arc<RwLock<Vec<ShardListener>>> = Arc::new(RwLock::new(Vec::new()));
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,7 +136,7 @@ pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSe
         ownership: ownership.clone(),
         workers,
         writer,
-        plans,
+        catalog,
         held: Vec::new(),
         renewed: Monotonic::now(),
         listeners: listeners.clone(),
@@ -160,7 +161,8 @@ struct Manager {
     ownership: Arc<Ownership>,
     workers: Vec<SyncSender<Command>>,
     writer: SyncSender<Write>,
-    plans: Arc<SharedPlans>,
+    /// The plans, refreshed with what other nodes upload.
+    catalog: SharedCatalog,
     /// Leases held, with their epochs (served, or being loaded).
     held: Vec<(u32, i64)>,
     /// When the last renewal that succeeded was sent.
@@ -178,6 +180,9 @@ impl Manager {
             if self.stop.load(Ordering::Acquire) {
                 self.leave();
                 return;
+            }
+            if let Err(error) = self.catalog.refresh(self.loader.as_mut()) {
+                tracing::warn!(%error, "reading the plans other nodes uploaded failed; trying again");
             }
             for shard in self.ownership.take_lost() {
                 self.drop_shard(shard, "a commit of it was refused");
@@ -256,7 +261,7 @@ impl Manager {
         self.ownership.set_epoch(shard, epoch);
         let worker = self.worker(shard).clone();
         let _ = worker.send(Command::Unload { shards: vec![shard], reply: None });
-        let plans = self.plans.snapshot();
+        let plans = self.catalog.plans.snapshot();
         let mut broken: Option<crate::ServiceError> = None;
         let mut events = 0u64;
         self.loader.load_shard(

@@ -113,10 +113,10 @@ struct Inner {
     plans: Arc<SharedPlans>,
     /// Held across one plan upload, from the version check to the publish:
     /// two uploads of the same plan id never pick the same version.
-    plan_upload: tokio::sync::Mutex<()>,
+    plan_upload: Arc<tokio::sync::Mutex<()>>,
     /// Held across one add-on purchase, from its idempotency check to its commit.
     addon_purchases: tokio::sync::Mutex<()>,
-    plan_rows: RwLock<Vec<PlanRow>>,
+    plan_rows: Arc<RwLock<Vec<PlanRow>>>,
     workers: Vec<SyncSender<Command>>,
     writer: SyncSender<Write>,
     reader: Mutex<Box<dyn Store>>,
@@ -203,6 +203,21 @@ impl Service {
         }
     }
 
+    /// Cluster mode: adds the plans other nodes uploaded to the catalog now
+    /// (the lease manager also does every `lease_ttl / 6`).
+    pub async fn refresh_catalog(&self) -> Result<(), ServiceError> {
+        if self.inner.membership.is_none() {
+            return Ok(());
+        }
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let catalog = start::SharedCatalog { plans: service.inner.plans.clone(), rows: service.inner.plan_rows.clone(), upload: service.inner.plan_upload.clone() };
+            catalog.refresh(service.inner.reader.lock().expect("reader lock").as_mut()).map(drop)
+        })
+        .await
+        .map_err(|_| ServiceError::Stopped { what: "the store reader" })?
+    }
+
     /// A snapshot of the catalog: holding it blocks nobody.
     pub fn plans(&self) -> Arc<Plans> {
         self.inner.plans.snapshot()
@@ -269,6 +284,8 @@ impl Service {
     /// Uploads run one at a time, so that concurrent uploads of one plan id
     /// get consecutive versions; readers are never blocked by one.
     pub async fn add_plans(&self, document: &str) -> Result<Uploaded, ServiceError> {
+        // Another node's upload of the same plan takes the next version first.
+        self.refresh_catalog().await?;
         let _upload = self.inner.plan_upload.lock().await;
         let current = self.plans();
         let currency_of = |id: &str| current.latest(id).map(|p| current.catalog.get(p.ix).currency);
@@ -324,6 +341,10 @@ impl Service {
 
     /// The purchase: creates a subscription on the newest version of `plan`.
     pub async fn create_subscription(&self, new: NewSubscription) -> Result<String, ServiceError> {
+        if self.plans().latest(&new.plan).is_none() {
+            // A plan just uploaded at another node of a cluster.
+            self.refresh_catalog().await?;
+        }
         let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownReference { field: "plan", message: format!("no plan \"{}\" in the catalog", new.plan) })?;
         let keys = identifier_keys(&new.identifiers);
         {
@@ -514,7 +535,7 @@ impl Service {
         for (index, record) in records.into_iter().enumerate() {
             match self.remote_shard(&record.subscription) {
                 None => here.push((index, record)),
-                Some(shard) => match away.iter_mut().find(|(s, _)| *s == shard) {
+                Some(shard) => match away.iter_mut().find(|(s, list)| *s == shard && list.len() < remote::RECORDS_PER_CALL) {
                     Some((_, list)) => list.push((index, record)),
                     None => away.push((shard, vec![(index, record)])),
                 },

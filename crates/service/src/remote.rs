@@ -17,9 +17,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Balance, EventOutcome, LifecycleEvent, NewSubscription, Service, ServiceError, SessionAnswer, SessionOp, SubscriptionIdentifiers, UsageRecord, UsageResult};
 
-/// The most bytes a call or an answer may have (a usage batch is bounded
-/// by the HTTP limits long before this).
-pub const MAX_REMOTE_BYTES: usize = 8 << 20;
+/// The most bytes a call may have (NATS servers take 1 MiB by default).
+pub const MAX_REMOTE_BYTES: usize = 1 << 20;
+
+/// Usage records forwarded in one call: well under [`MAX_REMOTE_BYTES`]
+/// whatever their ids.
+pub const RECORDS_PER_CALL: usize = 1000;
 
 /// Moves a call's bytes to the node serving `shard` and brings its answer
 /// back; any failure to get one (no node serves the shard now, a timeout,
@@ -151,9 +154,18 @@ impl Service {
         let _ = self.inner.transport.set(transport);
     }
 
+    /// The answer to a call this node has no room to run now.
+    pub fn answer_busy(&self) -> Vec<u8> {
+        serde_json::to_vec(&Answer::Error(WireError::of(&ServiceError::Busy))).unwrap_or_default()
+    }
+
     /// Runs a call another node forwarded, here and never further, and
     /// answers its bytes.
     pub async fn answer_remote(&self, body: &[u8]) -> Vec<u8> {
+        if body.len() > MAX_REMOTE_BYTES {
+            let error = ServiceError::Invalid { field: "body", message: format!("a call of {} bytes; at most {MAX_REMOTE_BYTES}", body.len()) };
+            return serde_json::to_vec(&Answer::Error(WireError::of(&error))).unwrap_or_default();
+        }
         let answer = match serde_json::from_slice::<Call>(body) {
             Ok(call) => self.run_call(call).await.unwrap_or_else(|e| Answer::Error(WireError::of(&e))),
             Err(error) => Answer::Error(WireError::of(&ServiceError::Invalid { field: "body", message: format!("a call from another node does not read: {error}") })),

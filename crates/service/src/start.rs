@@ -95,6 +95,8 @@ impl Service {
         check_tzdata(store.as_mut())?;
         let plan_rows = store.load_plans()?;
         let plans = Arc::new(SharedPlans::new(catalog_of(&plan_rows)?));
+        let plan_rows = Arc::new(RwLock::new(plan_rows));
+        let plan_upload = Arc::new(tokio::sync::Mutex::new(()));
         let (identifiers, subscription_count) = identifiers_of(store.as_mut())?;
         let metrics = Arc::new(metrics::Metrics::default());
         let notify = (!config.notify.endpoints.is_empty()).then(|| Arc::new(config.notify.clone()));
@@ -134,7 +136,8 @@ impl Service {
             (Some((parts, reopen)), Some(ownership)) => {
                 let writer = Writer::clustered(store, writer_metrics, ownership.clone(), reopen);
                 spawn("store-writer".into(), move || writer.run(writer_rx))?;
-                Some(crate::cluster::start(parts, ownership.clone(), workers.clone(), writer_tx.clone(), plans.clone())?)
+                let catalog = SharedCatalog { plans: plans.clone(), rows: plan_rows.clone(), upload: plan_upload.clone() };
+                Some(crate::cluster::start(parts, ownership.clone(), workers.clone(), writer_tx.clone(), catalog)?)
             }
             _ => {
                 spawn("store-writer".into(), move || Writer::new(store, writer_metrics).run(writer_rx))?;
@@ -146,9 +149,9 @@ impl Service {
                 config,
                 clock,
                 plans,
-                plan_upload: tokio::sync::Mutex::new(()),
+                plan_upload,
                 addon_purchases: tokio::sync::Mutex::new(()),
-                plan_rows: RwLock::new(plan_rows),
+                plan_rows,
                 workers,
                 writer: writer_tx,
                 reader: Mutex::new(reader),
@@ -289,6 +292,44 @@ pub(crate) const ADDON_ROW_PREFIX: &str = "addon:";
 
 fn catalog_of(plan_rows: &[PlanRow]) -> Result<Plans, ServiceError> {
     let mut plans = Plans::default();
+    add_rows(&mut plans, plan_rows)?;
+    Ok(plans)
+}
+
+/// The catalog as a node of a cluster shares it: what other nodes uploaded
+/// since this node last looked. New rows are added after the ones held, so
+/// that every plan index in use stays valid.
+pub(crate) struct SharedCatalog {
+    pub(crate) plans: Arc<SharedPlans>,
+    pub(crate) rows: Arc<RwLock<Vec<PlanRow>>>,
+    /// The lock uploads hold: a refresh never interleaves with one.
+    pub(crate) upload: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SharedCatalog {
+    /// Adds the plan rows stored since; answers how many. Blocking.
+    pub(crate) fn refresh(&self, store: &mut dyn Store) -> Result<usize, ServiceError> {
+        if store.plan_count()? == self.rows.read().expect("plan rows lock").len() {
+            return Ok(0);
+        }
+        let _upload = self.upload.blocking_lock();
+        let stored = store.load_plans()?;
+        let mut rows = self.rows.write().expect("plan rows lock");
+        let new: Vec<PlanRow> = stored.into_iter().filter(|s| !rows.iter().any(|r| r.id == s.id && r.version == s.version)).collect();
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let mut plans = (*self.plans.snapshot()).clone();
+        add_rows(&mut plans, &new)?;
+        self.plans.publish(plans);
+        let count = new.len();
+        rows.extend(new);
+        tracing::info!(rows = count, "plans uploaded at other nodes added to the catalog");
+        Ok(count)
+    }
+}
+
+fn add_rows(plans: &mut Plans, plan_rows: &[PlanRow]) -> Result<(), ServiceError> {
     for row in plan_rows {
         if let Some(id) = row.id.strip_prefix(ADDON_ROW_PREFIX) {
             let addon = rollover_terms::parse_stored_addon(&format!("add-on {id} version {}", row.version), &row.document)
@@ -304,7 +345,7 @@ fn catalog_of(plan_rows: &[PlanRow]) -> Result<Plans, ServiceError> {
             .ok_or_else(|| ServiceError::Corrupt { message: format!("stored plan {} is missing from its document", row.id) })?;
         plans.insert(row.version, plan);
     }
-    Ok(plans)
+    Ok(())
 }
 
 /// Every subscription's identifiers (ICCID, IMSI, ...) to its id, and how

@@ -303,6 +303,10 @@ pub trait Store: Send {
     }
 
     fn load_plans(&mut self) -> Result<Vec<PlanRow>>;
+    /// How many plan rows are stored (cheaper than loading them).
+    fn plan_count(&mut self) -> Result<usize> {
+        Ok(self.load_plans()?.len())
+    }
     fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()>;
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>>;
     /// One subscription's row: its identifiers and when it was created.
@@ -442,6 +446,12 @@ pub fn open(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
     } else {
         Err(StoreError(format!("{url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")))
     }
+}
+
+/// The PostgreSQL schema a store URL names (`schema=NAME`, `rollover` by
+/// default): what the nodes of one cluster share.
+pub fn schema_of(url: &str) -> Result<String> {
+    postgres::split_schema(url).map(|(_, schema)| schema)
 }
 
 /// [`open`] for one node of a cluster: PostgreSQL only, and no

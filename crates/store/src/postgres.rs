@@ -193,8 +193,12 @@ fn order_from_row(row: &postgres::Row) -> OrderRow {
 }
 
 pub(crate) fn db(error: postgres::Error) -> StoreError {
-    // The driver's text can hold connection details; keep it to the store's log.
-    StoreError(format!("postgres: {error}"))
+    // The server's own message says what failed ("db error" alone does not);
+    // neither it nor the driver's text holds a password.
+    match error.as_db_error() {
+        Some(server) => StoreError(format!("postgres: {} ({})", server.message(), server.code().code())),
+        None => StoreError(format!("postgres: {error}")),
+    }
 }
 
 pub struct PostgresStore {
@@ -203,7 +207,7 @@ pub struct PostgresStore {
 
 /// Splits our own `schema=NAME` parameter off a `postgres://` URL (the
 /// driver does not know it). The default schema is `rollover`.
-fn split_schema(url: &str) -> Result<(String, String)> {
+pub(crate) fn split_schema(url: &str) -> Result<(String, String)> {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, query),
         None => (url, ""),
@@ -231,7 +235,14 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore> {
         let (url, schema) = split_schema(url)?;
         let mut client = Client::connect(&url, NoTls).map_err(db)?;
-        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema};")).map_err(db)?;
+        // Nodes of a cluster start together: one creates and migrates the
+        // schema while the others wait (a lock named after the schema, for
+        // the transaction only).
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate {schema}', 0)); CREATE SCHEMA IF NOT EXISTS {schema}; COMMIT; SET search_path TO {schema};"
+            ))
+            .map_err(db)?;
         let mut store = PostgresStore { client };
         store.migrate()?;
         store.fill_shards()?;
@@ -297,6 +308,8 @@ impl PostgresStore {
 
     fn migrate(&mut self) -> Result<()> {
         let mut tx = self.client.transaction().map_err(db)?;
+        let schema: String = tx.query_one("SELECT current_schema()", &[]).map_err(db)?.get(0);
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate ' || $1, 0))", &[&schema]).map_err(db)?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY); LOCK TABLE schema_migrations;").map_err(db)?;
         let applied: i64 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).map_err(db)?.get(0);
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
@@ -345,6 +358,10 @@ fn event_from_row(row: &postgres::Row) -> Result<EventRow> {
 const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
 
 impl Store for PostgresStore {
+    fn plan_count(&mut self) -> Result<usize> {
+        Ok(self.client.query_one("SELECT count(*) FROM plans", &[]).map_err(db)?.get::<_, i64>(0) as usize)
+    }
+
     fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
         let rows = self.client.query("SELECT id, version, document, position, created_at FROM plans ORDER BY created_at, id, version", &[]).map_err(db)?;
         Ok(rows

@@ -61,12 +61,13 @@ impl Service {
         if cluster.lease_ttl < std::time::Duration::from_millis(500) {
             return Err(ServiceError::Invalid { field: "cluster.lease_ttl_ms", message: "must be at least 500".into() });
         }
-        let (store, reader) = rollover_store::open_cluster(url)?;
+        let (store, reader) = rollover_store::open_cluster(url, cluster.lease_ttl)?;
         let leases = rollover_store::Leases::open(url, &cluster.node_id)?;
         let loader = rollover_store::open_secondary(url)?;
         let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url)).collect::<Result<Vec<_>, _>>()?;
         let reopen_url = url.to_string();
-        let reopen: crate::writer::Reopen = Box::new(move || rollover_store::open_cluster(&reopen_url).map(|(writer, _)| writer));
+        let ttl = cluster.lease_ttl;
+        let reopen: crate::writer::Reopen = Box::new(move || rollover_store::open_cluster(&reopen_url, ttl).map(|(writer, _)| writer));
         let parts = crate::cluster::Parts { leases, loader, config: cluster };
         Service::start_with(store, reader, senders, None, Clock::Wall, config, Some((parts, reopen)))
     }

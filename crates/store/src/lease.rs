@@ -60,12 +60,21 @@ impl Leases {
         if node.is_empty() || node.len() > 64 {
             return Err(StoreError(format!("node id {node:?}: use 1 to 64 characters")));
         }
-        Ok(Leases { store: PostgresStore::open(url)?, node: node.to_string(), url: url.to_string() })
+        Ok(Leases { store: Leases::connect(url)?, node: node.to_string(), url: url.to_string() })
+    }
+
+    /// A connection whose statements give up rather than wait without end
+    /// (behind a lock a stalled node holds, or a store that stopped
+    /// answering): the lease manager must keep renewing.
+    fn connect(url: &str) -> Result<PostgresStore> {
+        let mut store = PostgresStore::open(url)?;
+        store.client.batch_execute("SET lock_timeout = 1000; SET statement_timeout = 5000").map_err(crate::postgres::db)?;
+        Ok(store)
     }
 
     /// Connects again (after the store restarted or the connection broke).
     pub fn reconnect(&mut self) -> Result<()> {
-        self.store = PostgresStore::open(&self.url)?;
+        self.store = Leases::connect(&self.url)?;
         Ok(())
     }
 

@@ -456,12 +456,13 @@ pub fn schema_of(url: &str) -> Result<String> {
 
 /// [`open`] for one node of a cluster: PostgreSQL only, and no
 /// single-writer lock, since each node's commits are fenced by the epochs of
-/// the shards it leases ([`Store::commit_fenced`]).
-pub fn open_cluster(url: &str) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
+/// the shards it leases ([`Store::commit_fenced`]); the server ends the
+/// writer's transactions left idle for `idle` (its lease time).
+pub fn open_cluster(url: &str, idle: std::time::Duration) -> Result<(Box<dyn Store>, Box<dyn Store>)> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(StoreError(format!("{url:?}: cluster mode needs the PostgreSQL store (postgres://...); SQLite has one writer")));
     }
-    let writer = PostgresStore::open_cluster_writer(url)?;
+    let writer = PostgresStore::open_cluster_writer(url, idle)?;
     let reader = PostgresStore::open_reader(url)?;
     Ok((Box::new(writer), Box::new(reader)))
 }

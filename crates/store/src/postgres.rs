@@ -265,9 +265,15 @@ impl PostgresStore {
     }
 
     /// Opens the store as one writer of a cluster: no single-writer lock,
-    /// since every commit is fenced by its shards' epochs instead.
-    pub fn open_cluster_writer(url: &str) -> Result<PostgresStore> {
-        PostgresStore::open(url)
+    /// since every commit is fenced by its shards' epochs instead. A commit
+    /// holds its shards' lease rows (`FOR SHARE`) until it ends, so a writer
+    /// paused inside one (SIGSTOP, a VM stall) would hold up every takeover
+    /// of them: the server ends a transaction left idle for `idle`, and the
+    /// paused writer finds its connection closed when it wakes.
+    pub fn open_cluster_writer(url: &str, idle: std::time::Duration) -> Result<PostgresStore> {
+        let mut store = PostgresStore::open(url)?;
+        store.client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {}", idle.as_millis().max(1))).map_err(db)?;
+        Ok(store)
     }
 
     /// Opens the store as its only writer: a session advisory lock named

@@ -11,6 +11,7 @@ mod advise;
 mod api;
 mod bad_input;
 mod browser;
+mod cluster;
 mod crash;
 mod diameter;
 mod es2;

@@ -289,6 +289,32 @@ impl Server {
         false
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`libc::SIGSTOP`, `SIGCONT`, ...) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the child's own pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Stops the server as an operator does (SIGTERM) and waits up to
+    /// `seconds` for it to finish; whether it did.
+    pub fn stop_gracefully(mut self, seconds: u64) -> bool {
+        self.signal(libc::SIGTERM);
+        for _ in 0..seconds * 10 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Stops the server the hard way, as a crash would; hands back its store
     /// if it owned one.
     pub fn kill(mut self) -> Option<TestStore> {

@@ -1,0 +1,373 @@
+//! Cluster mode end to end: three `rollover serve` nodes on one PostgreSQL
+//! schema, a three-server NATS cluster on loopback ports (Debian's
+//! `nats-server`), and HTTP usage sent to random nodes with deliberate
+//! repeats while nodes crash, pause and restart and a NATS server dies.
+//! After the load drains, every acknowledged record is in the log exactly
+//! once and every balance equals the plan's allowance less the acknowledged
+//! records, as a replay of them on one node gives.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::network::{Scratch, free_port};
+use crate::server::{Backend, Server, TestStore};
+
+const PLAN: &str = "[[plan]]\nid = \"big\"\nname = \"Big\"\ncurrency = \"EUR\"\nprice = \"5.00\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\nallowance = { data = \"100GiB\" }\n";
+const ALLOWANCE: i64 = 100 << 30;
+const LEASE_TTL_MS: u64 = 1500;
+const SUBSCRIPTIONS: usize = 48;
+
+/// A NATS cluster of three servers on loopback ports.
+struct NatsCluster {
+    servers: Vec<Option<Child>>,
+    ports: Vec<u16>,
+    configs: Vec<PathBuf>,
+}
+
+impl NatsCluster {
+    fn start(scratch: &Scratch) -> NatsCluster {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route_list = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
+        let mut configs = Vec::new();
+        for n in 0..3 {
+            let text = format!(
+                "server_name: n{n}\nlisten: 127.0.0.1:{}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
+                ports[n], routes[n]
+            );
+            let path = scratch.0.join(format!("nats-{n}.conf"));
+            std::fs::write(&path, text).expect("a NATS config");
+            configs.push(path);
+        }
+        let mut cluster = NatsCluster { servers: Vec::new(), ports, configs };
+        for n in 0..3 {
+            let child = cluster.spawn(n);
+            cluster.servers.push(Some(child));
+        }
+        cluster
+    }
+
+    fn spawn(&self, n: usize) -> Child {
+        let child = Command::new("nats-server").arg("-c").arg(&self.configs[n]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("nats-server (Debian's nats-server package) starts");
+        wait_for_port(self.ports[n]);
+        child
+    }
+
+    fn urls(&self) -> String {
+        self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    fn kill(&mut self, n: usize) {
+        if let Some(mut child) = self.servers[n].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self, n: usize) {
+        let child = self.spawn(n);
+        self.servers[n] = Some(child);
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for n in 0..self.servers.len() {
+            self.kill(n);
+        }
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Now on the wall clock, RFC 3339 in UTC to the second.
+fn now_rfc3339() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+struct Node {
+    id: String,
+    server: Option<Server>,
+    log: PathBuf,
+}
+
+fn start_node(store: &TestStore, nats: &str, id: &str, log: &Path) -> Server {
+    let env = [
+        ("ROLLOVER_CLOCK", "wall"),
+        ("ROLLOVER_LOG", "info"),
+        ("ROLLOVER_CLUSTER_NODE_ID", id),
+        ("ROLLOVER_CLUSTER_NATS_URL", nats),
+        ("ROLLOVER_CLUSTER_LEASE_TTL_MS", &LEASE_TTL_MS.to_string()),
+    ];
+    Server::start_logging(store, "", &env, log)
+}
+
+/// A usage record: id, subscription, bytes, instant.
+type Record = (String, String, u64, String);
+
+/// What the load has had acknowledged: record id to the record.
+#[derive(Default)]
+struct Acked {
+    records: HashMap<String, Record>,
+    /// Sent and not (yet) acknowledged: to send again when draining.
+    pending: HashMap<String, Record>,
+    accepted: u64,
+    duplicates: u64,
+    refused: u64,
+}
+
+/// Sends `records` to `base`; files each in `acked` by its answer.
+fn send(agent: &ureq::Agent, base: &str, records: &[Record], acked: &Mutex<Acked>) {
+    let body = json!({ "records": records.iter().map(|(id, sub, bytes, at)| json!({"id": id, "subscription": sub, "bytes": bytes, "at": at})).collect::<Vec<_>>() });
+    let answer = agent.post(format!("{base}/v1/usage")).header("content-type", "application/json").send(body.to_string());
+    let mut acked = acked.lock().unwrap();
+    let reply: Option<Value> = match answer {
+        Ok(mut response) if response.status().as_u16() == 200 => response.body_mut().read_to_string().ok().and_then(|t| serde_json::from_str(&t).ok()),
+        _ => None,
+    };
+    let Some(reply) = reply else {
+        acked.refused += 1;
+        for record in records {
+            if !acked.records.contains_key(&record.0) {
+                acked.pending.insert(record.0.clone(), record.clone());
+            }
+        }
+        return;
+    };
+    for (record, result) in records.iter().zip(reply["results"].as_array().expect("results")) {
+        let (id, bytes) = (&record.0, record.2);
+        match result["status"].as_str() {
+            Some("accepted") => {
+                assert_eq!(result["drawn_bytes"], json!(bytes), "{id}: {result}");
+                assert!(!acked.records.contains_key(id), "{id} was accepted twice: {result}");
+                acked.accepted += 1;
+            }
+            // A repeat, or a copy of one a node committed before its answer was lost.
+            Some("duplicate") => {
+                assert!(acked.records.contains_key(id) || acked.pending.contains_key(id), "{id}: duplicate of a record never sent");
+                acked.duplicates += 1;
+            }
+            other => panic!("{id}: {other:?} in {result}"),
+        }
+        acked.pending.remove(id);
+        acked.records.insert(id.clone(), record.clone());
+    }
+}
+
+/// Waits until every subscription's balance is answered through `base`;
+/// how long that took.
+fn wait_all_served(agent: &ureq::Agent, base: &str, started: Instant, logs: &[&Path]) -> Duration {
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        let statuses: Vec<u16> = (0..SUBSCRIPTIONS)
+            .map(|n| agent.get(format!("{base}/v1/subscriptions/sub-{n}/balance")).call().map_or(0, |r| r.status().as_u16()))
+            .collect();
+        if statuses.iter().all(|&s| s == 200) {
+            return started.elapsed();
+        }
+        if Instant::now() > deadline {
+            for log in logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().filter(|l| !l.contains("lease_acquired") && !l.contains("lease_released")).collect();
+                eprintln!("--- {} (last lines, lease lines left out)\n{}", log.display(), tail[tail.len().saturating_sub(25)..].join("\n"));
+            }
+            panic!("shards were not served again within 30 s: balances answered {statuses:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_restarts() {
+    let scratch = Scratch::new("cluster");
+    let store = TestStore::new(Backend::Postgres);
+    let mut nats = NatsCluster::start(&scratch);
+    let urls = nats.urls();
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| {
+            let log = scratch.0.join(format!("{id}.log"));
+            Node { id: id.to_string(), server: Some(start_node(&store, &urls, id, &log)), log }
+        })
+        .collect();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
+    let first = nodes[0].server.as_ref().unwrap().base.clone();
+    // The catalog goes to one node; the others read it from the store.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = nodes[0].server.as_ref().unwrap().post_raw("/v1/plans", "application/toml", PLAN);
+        if reply.status == 201 || reply.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the plan upload: {} {}", reply.status, reply.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Purchases through every node, retried while shards are being shared out.
+    for n in 0..SUBSCRIPTIONS {
+        let node = nodes[n % 3].server.as_ref().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = node.post("/v1/subscriptions", &json!({"id": format!("sub-{n}"), "plan": "big"}));
+            if reply.status == 201 {
+                break;
+            }
+            assert!(reply.status == 503 && Instant::now() < deadline, "sub-{n}: {} {}", reply.status, reply.body);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Records are stamped to the second: none before the purchases.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // The load: batches of usage to random nodes, one in ten a repeat.
+    let bases = Arc::new(Mutex::new(nodes.iter().map(|n| n.server.as_ref().unwrap().base.clone()).collect::<Vec<_>>()));
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (bases, acked, stop, agent) = (bases.clone(), acked.clone(), stop.clone(), agent.clone());
+        std::thread::spawn(move || {
+            let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut counter = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut batch = Vec::new();
+                for _ in 0..4 {
+                    let repeat = next() % 10 == 0;
+                    let earlier = if repeat { acked.lock().unwrap().records.values().next().cloned() } else { None };
+                    batch.push(earlier.unwrap_or_else(|| {
+                        counter += 1;
+                        (format!("r{counter}"), format!("sub-{}", next() % SUBSCRIPTIONS as u64), 1 + next() % 100_000, now_rfc3339())
+                    }));
+                }
+                batch.sort_by(|a, b| a.0.cmp(&b.0));
+                batch.dedup_by(|a, b| a.0 == b.0);
+                let base = {
+                    let bases = bases.lock().unwrap();
+                    bases[(next() % bases.len() as u64) as usize].clone()
+                };
+                send(&agent, &base, &batch, &acked);
+            }
+        })
+    };
+    let settle = |seconds: u64| std::thread::sleep(Duration::from_secs(seconds));
+    settle(2);
+
+    // kill -9 a node: its shards are served again after the lease runs out.
+    let killed_at = Instant::now();
+    nodes[1].server.take().unwrap().kill();
+    let logs: Vec<PathBuf> = nodes.iter().map(|n| n.log.clone()).collect();
+    let takeover_kill = wait_all_served(&agent, &first, killed_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    nodes[1].log = scratch.0.join("n2-again.log");
+    let restarted = start_node(&store, &urls, "n2", &nodes[1].log);
+    bases.lock().unwrap()[1] = restarted.base.clone();
+    nodes[1].server = Some(restarted);
+    settle(2);
+
+    // SIGSTOP a node past its lease, then SIGCONT: it drops its shards.
+    let paused_at = Instant::now();
+    nodes[2].server.as_ref().unwrap().signal(libc::SIGSTOP);
+    let logs: Vec<PathBuf> = nodes.iter().map(|n| n.log.clone()).collect();
+    let takeover_pause = wait_all_served(&agent, &first, paused_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    settle(1);
+    nodes[2].server.as_ref().unwrap().signal(libc::SIGCONT);
+    settle(2);
+
+    // A NATS server dies and comes back.
+    nats.kill(0);
+    settle(2);
+    nats.restart(0);
+    settle(1);
+
+    // A graceful restart: the node hands its shards over as it stops.
+    let leaving = nodes[0].server.take().unwrap();
+    assert!(leaving.stop_gracefully(20), "n1 stops within 20 s of SIGTERM");
+    nodes[0].log = scratch.0.join("n1-again.log");
+    let restarted = start_node(&store, &urls, "n1", &nodes[0].log);
+    bases.lock().unwrap()[0] = restarted.base.clone();
+    nodes[0].server = Some(restarted);
+    settle(2);
+    stop.store(true, Ordering::Relaxed);
+    load.join().expect("the load ran without a wrong answer");
+
+    // Drain: what got no answer is sent again until it gets one.
+    let current = nodes[1].server.as_ref().unwrap().base.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: Vec<Record> = acked.lock().unwrap().pending.values().cloned().collect();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} records still get no answer", pending.len());
+        for chunk in pending.chunks(50) {
+            send(&agent, &current, chunk, &acked);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let acked = acked.lock().unwrap();
+    // Every acknowledged record is in the log once, and nothing else is.
+    let logged = store.count("SELECT count(*) FROM events WHERE kind = 'usage'");
+    assert_eq!(logged, acked.records.len() as i64, "usage events in the log, against records acknowledged");
+    let distinct = store.count("SELECT count(DISTINCT (subscription, key)) FROM events WHERE kind = 'usage'");
+    assert_eq!(distinct, logged, "no record twice");
+    // Each balance, asked of any node, is the allowance less what was acknowledged.
+    let mut used: HashMap<String, u64> = HashMap::new();
+    for (_, sub, bytes, _) in acked.records.values() {
+        *used.entry(sub.clone()).or_default() += bytes;
+    }
+    for n in 0..SUBSCRIPTIONS {
+        let sub = format!("sub-{n}");
+        let node = nodes[n % 3].server.as_ref().unwrap();
+        let balance = node.get(&format!("/v1/subscriptions/{sub}/balance"));
+        assert_eq!(balance.status, 200, "{sub}: {}", balance.body);
+        let expected = ALLOWANCE - *used.get(&sub).unwrap_or(&0) as i64;
+        assert_eq!(balance.body["total_bytes"], json!(expected), "{sub} through {}", nodes[n % 3].id);
+        let stored = store.count(&format!("SELECT COALESCE(SUM(bytes), 0)::int8 FROM events WHERE kind = 'usage' AND subscription = '{sub}'"));
+        assert_eq!(stored, ALLOWANCE - expected, "{sub}: the log holds what was acknowledged");
+    }
+    // The paused node found out, and dropped what it held.
+    let paused_log = std::fs::read_to_string(&nodes[2].log).unwrap_or_default();
+    assert!(paused_log.contains("ownership_lost") || paused_log.contains("lease could not be renewed"), "the paused node's log says it lost its shards");
+    let mut report = std::io::stderr();
+    let _ = writeln!(
+        report,
+        "cluster: {} records acknowledged ({} accepted, {} duplicates, {} requests refused and retried); every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
+        acked.records.len(),
+        acked.accepted,
+        acked.duplicates,
+        acked.refused,
+        takeover_kill.as_secs_f64(),
+        takeover_pause.as_secs_f64()
+    );
+}

@@ -48,9 +48,23 @@ pub struct ClusterConfig {
 /// what routes requests to owners subscribes to it.
 pub type ShardListener = Box<dyn Fn(u32, bool) + Send + Sync>;
 
+/// The cluster as one node sees it (`GET /v1/cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    pub node: String,
+    /// Live nodes (heartbeat not run out), by id.
+    pub nodes: Vec<String>,
+    /// Every shard's lease, by shard.
+    pub leases: Vec<rollover_store::Lease>,
+    /// Shards this node serves now.
+    pub serving: usize,
+}
+
 /// The running cluster membership of a node, held by the service.
 pub(crate) struct Membership {
     pub(crate) node: String,
+    /// A connection of its own, to read the leases for status pages.
+    pub(crate) status: Mutex<Leases>,
     pub(crate) ownership: Arc<Ownership>,
     pub(crate) listeners: Arc<RwLock<Vec<ShardListener>>>,
     pub(crate) stats: Arc<Stats>,
@@ -72,6 +86,20 @@ pub struct Stats {
 }
 
 impl Membership {
+    /// Reads the leases and the live nodes. Blocking.
+    pub(crate) fn status(&self) -> rollover_store::Result<ClusterStatus> {
+        let mut leases = self.status.lock().expect("status lock");
+        let read = |leases: &mut Leases| -> rollover_store::Result<(Vec<String>, Vec<rollover_store::Lease>)> { Ok((leases.live_nodes()?, leases.all()?)) };
+        let (nodes, all) = match read(&mut leases) {
+            Ok(read) => read,
+            Err(_) => {
+                leases.reconnect()?;
+                read(&mut leases)?
+            }
+        };
+        Ok(ClusterStatus { node: self.node.clone(), nodes, leases: all, serving: self.ownership.served().len() })
+    }
+
     /// Gives every shard up and leaves the cluster; returns when done.
     pub(crate) fn leave(&self) {
         self.stop.store(true, Ordering::Release);
@@ -79,6 +107,25 @@ impl Membership {
             let _ = stopped.recv();
         }
     }
+}
+
+/// The lease manager's figures in the Prometheus text format.
+pub(crate) fn render_metrics(membership: &Membership, out: &mut String) {
+    let stats = &membership.stats;
+    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+    };
+    out.push_str(&format!(
+        "# HELP rollover_cluster_shards_served Shards this node serves now (of {SHARDS}).\n# TYPE rollover_cluster_shards_served gauge\nrollover_cluster_shards_served {}\n",
+        membership.ownership.served().len()
+    ));
+    counter(out, "rollover_cluster_shards_taken_total", "Shards this node took over and loaded.", stats.taken.load(Ordering::Relaxed));
+    counter(out, "rollover_cluster_shards_given_up_total", "Shards this node handed over (a rebalance or a graceful stop).", stats.given_up.load(Ordering::Relaxed));
+    counter(out, "rollover_cluster_shards_lost_total", "Shards this node dropped: another node took the lease, a renewal failed for the lease time, or a commit was refused.", stats.lost.load(Ordering::Relaxed));
+    out.push_str(&format!(
+        "# HELP rollover_cluster_shard_load_seconds_max The longest a shard took to load here (epoch bump to serving).\n# TYPE rollover_cluster_shard_load_seconds_max gauge\nrollover_cluster_shard_load_seconds_max {}\n",
+        stats.max_load_millis.load(Ordering::Relaxed) as f64 / 1000.0
+    ));
 }
 
 /// Which shards `node` should hold when `live` (sorted) are the live nodes:
@@ -118,6 +165,7 @@ fn rank(node: &str, shard: u32) -> u64 {
 
 pub(crate) struct Parts {
     pub(crate) leases: Leases,
+    pub(crate) status: Leases,
     pub(crate) loader: Box<dyn Store>,
     pub(crate) config: ClusterConfig,
 }
@@ -150,7 +198,7 @@ pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSe
             let _ = done_tx.send(());
         })
         .map_err(|e| crate::ServiceError::Corrupt { message: format!("cannot start the lease manager: {e}") })?;
-    Ok(Membership { node, ownership, listeners, stats, stop, stopped: Mutex::new(Some(done_rx)) })
+    Ok(Membership { node, status: Mutex::new(parts.status), ownership, listeners, stats, stop, stopped: Mutex::new(Some(done_rx)) })
 }
 
 struct Manager {

@@ -176,6 +176,18 @@ impl Service {
         self.inner.membership.as_ref().map(|m| m.node.as_str())
     }
 
+    /// Cluster mode: the nodes, every shard's lease, and what this node
+    /// serves (`None` for a node that runs alone).
+    pub async fn cluster_status(&self) -> Result<Option<cluster::ClusterStatus>, ServiceError> {
+        if self.inner.membership.is_none() {
+            return Ok(None);
+        }
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || service.inner.membership.as_ref().map(|m| m.status()).transpose().map_err(ServiceError::from))
+            .await
+            .map_err(|_| ServiceError::Stopped { what: "the lease reader" })?
+    }
+
     /// Cluster mode: the lease manager's counters.
     pub fn cluster_stats(&self) -> Option<&cluster::Stats> {
         self.inner.membership.as_ref().map(|m| &*m.stats)
@@ -930,6 +942,9 @@ impl Service {
         }
         totals.sort();
         let mut text = self.inner.metrics.render(&totals);
+        if let Some(membership) = &self.inner.membership {
+            cluster::render_metrics(membership, &mut text);
+        }
         for source in self.inner.metric_sources.read().expect("metric sources lock").iter() {
             source(&mut text);
         }

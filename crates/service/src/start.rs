@@ -63,12 +63,13 @@ impl Service {
         }
         let (store, reader) = rollover_store::open_cluster(url, cluster.lease_ttl)?;
         let leases = rollover_store::Leases::open(url, &cluster.node_id)?;
+        let status = rollover_store::Leases::open(url, &cluster.node_id)?;
         let loader = rollover_store::open_secondary(url)?;
         let senders = config.notify.endpoints.iter().map(|_| rollover_store::open_secondary(url)).collect::<Result<Vec<_>, _>>()?;
         let reopen_url = url.to_string();
         let ttl = cluster.lease_ttl;
         let reopen: crate::writer::Reopen = Box::new(move || rollover_store::open_cluster(&reopen_url, ttl).map(|(writer, _)| writer));
-        let parts = crate::cluster::Parts { leases, loader, config: cluster };
+        let parts = crate::cluster::Parts { leases, status, loader, config: cluster };
         Service::start_with(store, reader, senders, None, Clock::Wall, config, Some((parts, reopen)))
     }
 

@@ -1,4 +1,4 @@
-//! `POST /v1/clock`, `GET /v1/clock` and `GET /metrics`.
+//! `POST /v1/clock`, `GET /v1/clock`, `GET /v1/cluster` and `GET /metrics`.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -28,4 +28,30 @@ pub(super) async fn get_metrics(State(service): State<Service>) -> ApiResult {
 
 pub(super) async fn get_clock(State(service): State<Service>) -> ApiResult {
     Ok(ok(wire::ClockOut::at(service.now(), Some(service.clock_is_simulated()))))
+}
+
+/// The cluster as this node sees it: live nodes, every shard's lease and
+/// epoch, and what this node serves; `{"mode": "single"}` alone.
+pub(super) async fn get_cluster(State(service): State<Service>) -> ApiResult {
+    let Some(status) = service.cluster_status().await? else {
+        return Ok(ok(serde_json::json!({ "mode": "single" })));
+    };
+    let mut nodes: Vec<serde_json::Value> = Vec::new();
+    let mut owners: Vec<&str> = status.nodes.iter().map(String::as_str).collect();
+    for lease in &status.leases {
+        if let Some(owner) = lease.owner.as_deref()
+            && lease.remaining_ms > 0
+            && !owners.contains(&owner)
+        {
+            owners.push(owner);
+        }
+    }
+    owners.sort();
+    for id in owners {
+        let shards = status.leases.iter().filter(|l| l.remaining_ms > 0 && l.owner.as_deref() == Some(id)).count();
+        nodes.push(serde_json::json!({ "id": id, "live": status.nodes.iter().any(|n| n == id), "shards": shards }));
+    }
+    let shards: Vec<serde_json::Value> =
+        status.leases.iter().map(|l| serde_json::json!({ "shard": l.shard, "owner": l.owner, "epoch": l.epoch, "expires_in_ms": l.remaining_ms })).collect();
+    Ok(ok(serde_json::json!({ "mode": "cluster", "node": status.node, "nodes": nodes, "shards": shards, "serving": status.serving })))
 }

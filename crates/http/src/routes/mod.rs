@@ -93,6 +93,7 @@ pub fn router(service: Service, orders: rollover_service::orders::Orders, securi
         .route("/v1/sessions/{id}/update", post(sessions::update_session))
         .route("/v1/sessions/{id}", axum::routing::delete(sessions::end_session))
         .route("/v1/clock", post(admin::post_clock).get(admin::get_clock))
+        .route("/v1/cluster", get(admin::get_cluster))
         .route("/metrics", get(admin::get_metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::docs::OPENAPI) }))
         .route("/docs", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::docs::page()) }))

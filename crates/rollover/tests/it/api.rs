@@ -361,6 +361,9 @@ fn openapi_matches_the_server(backend: Backend) {
     check("SessionAnswer", &server.post("/v1/sessions/g1/update", &json!({"used_bytes": 10, "request_number": 1})).body);
     check("SessionAnswer", &server.delete_json("/v1/sessions/g1", &json!({"used_bytes": 10, "request_number": 2})).body);
     check("Clock", &server.get("/v1/clock").body);
+    let cluster = server.get("/v1/cluster").body;
+    check("Cluster", &cluster);
+    assert_eq!(cluster, json!({"mode": "single"}), "a node that runs alone says so");
     check("Problem", &server.get("/v1/subscriptions/nobody/balance").body);
     let page = server.get("/docs");
     assert_eq!(page.status, 200);

@@ -356,6 +356,29 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         let stored = store.count(&format!("SELECT COALESCE(SUM(bytes), 0)::int8 FROM events WHERE kind = 'usage' AND subscription = '{sub}'"));
         assert_eq!(stored, ALLOWANCE - expected, "{sub}: the log holds what was acknowledged");
     }
+    // Each node tells the same story of who holds what.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let views: Vec<Value> = nodes.iter().map(|n| n.server.as_ref().unwrap().get("/v1/cluster").body).collect();
+        let settled = views.iter().all(|v| {
+            v["mode"] == "cluster"
+                && v["nodes"].as_array().is_some_and(|nodes| nodes.len() == 3 && nodes.iter().all(|n| n["live"] == true))
+                && v["nodes"].as_array().unwrap().iter().map(|n| n["shards"].as_u64().unwrap()).sum::<u64>() == 256
+        });
+        if settled {
+            for (node, view) in nodes.iter().zip(&views) {
+                assert_eq!(view["node"], json!(node.id));
+                assert_eq!(view["shards"].as_array().unwrap().len(), 256);
+                let mine = view["nodes"].as_array().unwrap().iter().find(|n| n["id"] == json!(node.id)).unwrap()["shards"].clone();
+                assert_eq!(view["serving"], mine, "{}: serving what it leases", node.id);
+                let metrics = node.server.as_ref().unwrap().get("/metrics").body;
+                assert!(metrics.as_str().unwrap().contains(&format!("rollover_cluster_shards_served {mine}")), "{}", node.id);
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster did not settle: {views:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The paused node found out, and dropped what it held.
     let paused_log = std::fs::read_to_string(&nodes[2].log).unwrap_or_default();
     assert!(paused_log.contains("ownership_lost") || paused_log.contains("lease could not be renewed"), "the paused node's log says it lost its shards");

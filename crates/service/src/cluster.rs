@@ -35,6 +35,12 @@ use crate::start::SharedCatalog;
 use crate::worker::Command;
 use crate::writer::Write;
 
+/// How many refreshes of the identifiers a subscription row may commit
+/// behind one with a higher ordinal and still be read (at `lease_ttl / 6`
+/// a refresh, 20 cover 10 s at the default lease time; a commit holds no
+/// longer than the lease time, see `idle_in_transaction_session_timeout`).
+const IDENTIFIER_LOOKBACK: usize = 20;
+
 /// What a node of a cluster is started with.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -170,7 +176,14 @@ pub(crate) struct Parts {
     pub(crate) config: ClusterConfig,
 }
 
-pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSender<Command>>, writer: SyncSender<Write>, catalog: SharedCatalog) -> Result<Membership, crate::ServiceError> {
+pub(crate) fn start(
+    parts: Parts,
+    ownership: Arc<Ownership>,
+    workers: Vec<SyncSender<Command>>,
+    writer: SyncSender<Write>,
+    catalog: SharedCatalog,
+    identifiers: Arc<Mutex<std::collections::HashMap<String, String>>>,
+) -> Result<Membership, crate::ServiceError> {
     let listeners: Arc<RwLock<Vec<ShardListener>>> = Arc::new(RwLock::new(Vec::new()));
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -185,6 +198,8 @@ pub(crate) fn start(parts: Parts, ownership: Arc<Ownership>, workers: Vec<SyncSe
         workers,
         writer,
         catalog,
+        identifiers,
+        seen_ordinals: std::collections::VecDeque::new(),
         held: Vec::new(),
         renewed: Monotonic::now(),
         listeners: listeners.clone(),
@@ -211,6 +226,13 @@ struct Manager {
     writer: SyncSender<Write>,
     /// The plans, refreshed with what other nodes upload.
     catalog: SharedCatalog,
+    /// Identifiers (ICCID, IMSI, ...) to subscription ids, refreshed with
+    /// the subscriptions other nodes create.
+    identifiers: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// The highest subscription ordinal each recent refresh saw, oldest
+    /// first: a refresh reads again from the oldest, since a row inserted
+    /// with a lower ordinal may commit after one with a higher.
+    seen_ordinals: std::collections::VecDeque<i64>,
     /// Leases held, with their epochs (served, or being loaded).
     held: Vec<(u32, i64)>,
     /// When the last renewal that succeeded was sent.
@@ -232,6 +254,9 @@ impl Manager {
             if let Err(error) = self.catalog.refresh(self.loader.as_mut()) {
                 tracing::warn!(%error, "reading the plans other nodes uploaded failed; trying again");
             }
+            if let Err(error) = self.refresh_identifiers() {
+                tracing::warn!(%error, "reading the subscriptions other nodes created failed; trying again");
+            }
             for shard in self.ownership.take_lost() {
                 self.drop_shard(shard, "a commit of it was refused");
             }
@@ -251,6 +276,27 @@ impl Manager {
             }
             std::thread::sleep(step);
         }
+    }
+
+    /// Adds the identifiers of subscriptions created since the refresh
+    /// [`IDENTIFIER_LOOKBACK`] refreshes ago.
+    fn refresh_identifiers(&mut self) -> rollover_store::Result<()> {
+        let from = self.seen_ordinals.front().copied().unwrap_or(0);
+        let rows = self.loader.subscriptions_after(from)?;
+        let highest = rows.iter().map(|(ordinal, _)| *ordinal).max().unwrap_or(from).max(self.seen_ordinals.back().copied().unwrap_or(0));
+        if !rows.is_empty() {
+            let mut identifiers = self.identifiers.lock().expect("identifier lock");
+            for (_, row) in &rows {
+                for (_, key) in crate::identifier_keys(&row.identifiers) {
+                    identifiers.insert(key, row.id.clone());
+                }
+            }
+        }
+        self.seen_ordinals.push_back(highest);
+        if self.seen_ordinals.len() > IDENTIFIER_LOOKBACK {
+            self.seen_ordinals.pop_front();
+        }
+        Ok(())
     }
 
     fn renew(&mut self) {

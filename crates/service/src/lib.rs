@@ -120,7 +120,7 @@ struct Inner {
     workers: Vec<SyncSender<Command>>,
     writer: SyncSender<Write>,
     reader: Mutex<Box<dyn Store>>,
-    identifiers: Mutex<HashMap<String, String>>,
+    identifiers: Arc<Mutex<HashMap<String, String>>>,
     /// Open sessions: session id to subscription id.
     sessions: Mutex<HashMap<String, String>>,
     metrics: Arc<metrics::Metrics>,
@@ -137,7 +137,7 @@ struct Inner {
 /// Appends metrics in the Prometheus text format.
 pub type MetricSource = Box<dyn Fn(&mut String) + Send + Sync>;
 
-fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
+pub(crate) fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
     let mut keys = Vec::new();
     for (name, value) in [
         ("identifiers.iccid", &identifiers.iccid),

@@ -100,6 +100,7 @@ impl Service {
         let plan_rows = Arc::new(RwLock::new(plan_rows));
         let plan_upload = Arc::new(tokio::sync::Mutex::new(()));
         let (identifiers, subscription_count) = identifiers_of(store.as_mut())?;
+        let identifiers = Arc::new(Mutex::new(identifiers));
         let metrics = Arc::new(metrics::Metrics::default());
         let notify = (!config.notify.endpoints.is_empty()).then(|| Arc::new(config.notify.clone()));
         let (writer_tx, writer_rx) = sync_channel::<Write>(config.queue_bound);
@@ -139,7 +140,7 @@ impl Service {
                 let writer = Writer::clustered(store, writer_metrics, ownership.clone(), reopen);
                 spawn("store-writer".into(), move || writer.run(writer_rx))?;
                 let catalog = SharedCatalog { plans: plans.clone(), rows: plan_rows.clone(), upload: plan_upload.clone() };
-                Some(crate::cluster::start(parts, ownership.clone(), workers.clone(), writer_tx.clone(), catalog)?)
+                Some(crate::cluster::start(parts, ownership.clone(), workers.clone(), writer_tx.clone(), catalog, identifiers.clone())?)
             }
             _ => {
                 spawn("store-writer".into(), move || Writer::new(store, writer_metrics).run(writer_rx))?;
@@ -157,7 +158,7 @@ impl Service {
                 workers,
                 writer: writer_tx,
                 reader: Mutex::new(reader),
-                identifiers: Mutex::new(identifiers),
+                identifiers,
                 sessions: Mutex::new(HashMap::new()),
                 metrics,
                 metric_sources: RwLock::new(Vec::new()),

@@ -309,6 +309,12 @@ pub trait Store: Send {
     }
     fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()>;
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>>;
+    /// Subscriptions stored with an ordinal (insertion order) above `after`,
+    /// with their ordinals: how nodes of a cluster learn each other's
+    /// purchases. Only PostgreSQL.
+    fn subscriptions_after(&mut self, _after: i64) -> Result<Vec<(i64, SubscriptionRow)>> {
+        Err(StoreError("reading subscriptions by ordinal (cluster mode) needs the PostgreSQL store".into()))
+    }
     /// One subscription's row: its identifiers and when it was created.
     fn subscription(&mut self, id: &str) -> Result<Option<SubscriptionRow>>;
     /// Every event, in `seq` order.

@@ -161,6 +161,9 @@ CREATE TABLE cluster_node (
 -- Rows stored before this column are filled in when the store opens.
 ALTER TABLE subscriptions ADD COLUMN shard INTEGER;
 CREATE INDEX subscriptions_by_shard ON subscriptions (shard, id);
+"#, r#"
+-- Nodes of a cluster read each other's new subscriptions by ordinal.
+CREATE INDEX subscriptions_by_ordinal ON subscriptions (ordinal);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -402,6 +405,17 @@ impl Store for PostgresStore {
                 id: row.get(0),
                 identifiers: Identifiers { iccid: row.get(1), imsi: row.get(2), msisdn: row.get(3), external_id: row.get(4) },
                 created_at_micros: row.get(5),
+            })
+            .collect())
+    }
+
+    fn subscriptions_after(&mut self, after: i64) -> Result<Vec<(i64, SubscriptionRow)>> {
+        let rows = self.client.query("SELECT ordinal, id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE ordinal > $1 ORDER BY ordinal", &[&after]).map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let identifiers = Identifiers { iccid: row.get(2), imsi: row.get(3), msisdn: row.get(4), external_id: row.get(5) };
+                (row.get(0), SubscriptionRow { id: row.get(1), identifiers, created_at_micros: row.get(6) })
             })
             .collect())
     }

@@ -17,13 +17,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::network::{Scratch, free_port};
+use crate::network::{Scratch, free_port, peers_dir, python, radclient, write};
 use crate::server::{Backend, Server, TestStore};
 
 const PLAN: &str = "[[plan]]\nid = \"big\"\nname = \"Big\"\ncurrency = \"EUR\"\nprice = \"5.00\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\nallowance = { data = \"100GiB\" }\n";
 const ALLOWANCE: i64 = 100 << 30;
 const LEASE_TTL_MS: u64 = 1500;
 const SUBSCRIPTIONS: usize = 48;
+const RADIUS_SECRET: &str = "cluster-radius-secret";
+/// RADIUS sessions the load keeps reporting, each on its own subscription.
+const RADIUS_SESSIONS: usize = 4;
+
+fn imsi(n: usize) -> String {
+    format!("00101{n:010}")
+}
 
 /// A NATS cluster of three servers on loopback ports.
 struct NatsCluster {
@@ -124,6 +131,11 @@ fn start_node(store: &TestStore, nats: &str, id: &str, log: &Path) -> Server {
         ("ROLLOVER_CLUSTER_NODE_ID", id),
         ("ROLLOVER_CLUSTER_NATS_URL", nats),
         ("ROLLOVER_CLUSTER_LEASE_TTL_MS", &LEASE_TTL_MS.to_string()),
+        ("ROLLOVER_RADIUS_LISTEN", "127.0.0.1:0"),
+        ("ROLLOVER_RADIUS_SECRET", RADIUS_SECRET),
+        ("ROLLOVER_DIAMETER_LISTEN", "127.0.0.1:0"),
+        ("ROLLOVER_DIAMETER_ORIGIN_HOST", "ocs.rollover.test"),
+        ("ROLLOVER_DIAMETER_ORIGIN_REALM", "rollover.test"),
     ];
     Server::start_logging(store, "", &env, log)
 }
@@ -180,6 +192,41 @@ fn send(agent: &ureq::Agent, base: &str, records: &[Record], acked: &Mutex<Acked
     }
 }
 
+/// One RADIUS Interim (or Start) of session `n` on sub-`n`, its counter at `total`.
+fn radius_packet(kind: &str, n: usize, total: u64) -> String {
+    format!(
+        "Acct-Status-Type = {kind}\nAcct-Session-Id = \"cluster-{n}\"\nNAS-IP-Address = 127.0.0.1\n3GPP-IMSI = \"{}\"\nAcct-Input-Octets = {}\nAcct-Output-Octets = {}\n",
+        imsi(n),
+        total / 2,
+        total - total / 2
+    )
+}
+
+/// Runs `gy_client.py` (python-diameter) with `steps` against `port`; one
+/// answer per step.
+fn gy_client(scratch: &Scratch, port: u16, steps: &Value) -> Vec<Value> {
+    let script = write(scratch, &format!("gy-{port}.json"), &steps.to_string());
+    let output = Command::new(python())
+        .arg(peers_dir().join("gy_client.py"))
+        .args(["--port", &port.to_string(), "--peer-host", "ocs.rollover.test", "--peer-realm", "rollover.test", "--dest-realm", "rollover.test", "--timeout", "10", "--script"])
+        .arg(&script)
+        .output()
+        .expect("gy_client.py runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "gy_client.py failed ({}): {stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON answer per line")).collect()
+}
+
+/// FNV-1a mod 256: the service's shard function.
+fn shard_of(id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % 256
+}
+
 /// Waits until every subscription's balance is answered through `base`;
 /// how long that took.
 fn wait_all_served(agent: &ureq::Agent, base: &str, started: Instant, logs: &[&Path]) -> Duration {
@@ -233,7 +280,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         let node = nodes[n % 3].server.as_ref().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let reply = node.post("/v1/subscriptions", &json!({"id": format!("sub-{n}"), "plan": "big"}));
+            let reply = node.post("/v1/subscriptions", &json!({"id": format!("sub-{n}"), "plan": "big", "identifiers": {"imsi": imsi(n)}}));
             if reply.status == 201 {
                 break;
             }
@@ -242,7 +289,9 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         }
     }
 
-    // Records are stamped to the second: none before the purchases.
+    // Records are stamped to the second: none before the purchases. Every
+    // node has read every purchase's IMSI by then (each looks every
+    // lease_ttl / 6).
     std::thread::sleep(Duration::from_millis(1100));
 
     // The load: batches of usage to random nodes, one in ten a repeat.
@@ -280,6 +329,29 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
             }
         })
     };
+    // RADIUS accounting to random nodes: each session's cumulative counter
+    // grows; a report nobody answered is covered by the next one.
+    let radius_ports = Arc::new(Mutex::new(nodes.iter().map(|n| n.server.as_ref().unwrap().radius.expect("RADIUS is on")).collect::<Vec<_>>()));
+    let counters = Arc::new(Mutex::new(vec![(0u64, 0u64); RADIUS_SESSIONS]));
+    let radius_load = {
+        let (ports, counters, stop) = (radius_ports.clone(), counters.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut step = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let session = step % RADIUS_SESSIONS;
+                let port = ports.lock().unwrap()[(step / RADIUS_SESSIONS) % 3];
+                step += 1;
+                let total = counters.lock().unwrap()[session].0 + 1000 + (step as u64 * 7919) % 500_000;
+                let kind = if total < 600_000 && counters.lock().unwrap()[session].1 == 0 { "Start" } else { "Interim-Update" };
+                let sent = radclient(port, "acct", RADIUS_SECRET, &radius_packet(kind, session, total));
+                let mut counters = counters.lock().unwrap();
+                counters[session].0 = total;
+                if sent.stdout.contains("Received Accounting-Response") {
+                    counters[session].1 = total;
+                }
+            }
+        })
+    };
     let settle = |seconds: u64| std::thread::sleep(Duration::from_secs(seconds));
     settle(2);
 
@@ -291,6 +363,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     nodes[1].log = scratch.0.join("n2-again.log");
     let restarted = start_node(&store, &urls, "n2", &nodes[1].log);
     bases.lock().unwrap()[1] = restarted.base.clone();
+    radius_ports.lock().unwrap()[1] = restarted.radius.unwrap();
     nodes[1].server = Some(restarted);
     settle(2);
 
@@ -315,10 +388,20 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     nodes[0].log = scratch.0.join("n1-again.log");
     let restarted = start_node(&store, &urls, "n1", &nodes[0].log);
     bases.lock().unwrap()[0] = restarted.base.clone();
+    radius_ports.lock().unwrap()[0] = restarted.radius.unwrap();
     nodes[0].server = Some(restarted);
     settle(2);
     stop.store(true, Ordering::Relaxed);
     load.join().expect("the load ran without a wrong answer");
+    radius_load.join().expect("the RADIUS load ran");
+    // Each session's last report is sent until a node answers it.
+    let radius = nodes[1].server.as_ref().unwrap().radius.unwrap();
+    for (session, (total, _)) in counters.lock().unwrap().iter_mut().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !radclient(radius, "acct", RADIUS_SECRET, &radius_packet("Interim-Update", session, *total)).stdout.contains("Received Accounting-Response") {
+            assert!(Instant::now() < deadline, "RADIUS session {session} gets no answer");
+        }
+    }
 
     // Drain: what got no answer is sent again until it gets one.
     let current = nodes[1].server.as_ref().unwrap().base.clone();
@@ -335,15 +418,40 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A Gy session through each node, for a subscription another node serves.
+    let view = nodes[0].server.as_ref().unwrap().get("/v1/cluster").body;
+    let owner_of = |sub: usize| view["shards"][shard_of(&format!("sub-{sub}")) as usize]["owner"].as_str().unwrap_or("").to_string();
+    let mut gy_used: HashMap<String, u64> = HashMap::new();
+    for (k, node) in nodes.iter().enumerate() {
+        let sub = (RADIUS_SESSIONS..SUBSCRIPTIONS).find(|&n| owner_of(n) != node.id && !gy_used.contains_key(&format!("sub-{n}"))).expect("a subscription served elsewhere");
+        let port = node.server.as_ref().unwrap().diameter.expect("Diameter is on").port();
+        let session = format!("gy-{k}");
+        let steps = json!([
+            {"type": "initial", "session": session, "imsi": imsi(sub), "rating_group": 1, "requested_octets": 1 << 20},
+            {"type": "update", "session": session, "imsi": imsi(sub), "rating_group": 1, "used_octets": 300_000, "requested_octets": 1 << 20},
+            {"type": "termination", "session": session, "imsi": imsi(sub), "rating_group": 1, "used_octets": 100_000},
+        ]);
+        let answers = gy_client(&scratch, port, &steps);
+        assert_eq!(answers.iter().map(|a| a["result_code"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2001, 2001, 2001], "Gy through {} for sub-{sub}: {answers:?}", node.id);
+        assert_eq!(answers[0]["mscc"][0]["granted_octets"], 1 << 20);
+        gy_used.insert(format!("sub-{sub}"), 400_000);
+    }
+
     let acked = acked.lock().unwrap();
     // Every acknowledged record is in the log once, and nothing else is.
-    let logged = store.count("SELECT count(*) FROM events WHERE kind = 'usage'");
+    let logged = store.count("SELECT count(*) FROM events WHERE kind = 'usage' AND key NOT LIKE '#%'");
     assert_eq!(logged, acked.records.len() as i64, "usage events in the log, against records acknowledged");
-    let distinct = store.count("SELECT count(DISTINCT (subscription, key)) FROM events WHERE kind = 'usage'");
+    let distinct = store.count("SELECT count(DISTINCT (subscription, key)) FROM events WHERE kind = 'usage' AND key NOT LIKE '#%'");
     assert_eq!(distinct, logged, "no record twice");
     // Each balance, asked of any node, is the allowance less what was acknowledged.
     let mut used: HashMap<String, u64> = HashMap::new();
     for (_, sub, bytes, _) in acked.records.values() {
+        *used.entry(sub.clone()).or_default() += bytes;
+    }
+    for (session, (total, _)) in counters.lock().unwrap().iter().enumerate() {
+        *used.entry(format!("sub-{session}")).or_default() += total;
+    }
+    for (sub, bytes) in &gy_used {
         *used.entry(sub.clone()).or_default() += bytes;
     }
     for n in 0..SUBSCRIPTIONS {
@@ -385,7 +493,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let mut report = std::io::stderr();
     let _ = writeln!(
         report,
-        "cluster: {} records acknowledged ({} accepted, {} duplicates, {} requests refused and retried); every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
+        "cluster: {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, 3 Gy sessions; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
         acked.records.len(),
         acked.accepted,
         acked.duplicates,

@@ -1,5 +1,19 @@
 //! Cluster mode's messaging. Every node can be asked about any
-//! subscription; the one that serves its shard answers. Calls travel as
+//! subscription; the one that serves its shard answers.
+//!
+//! **Usage** for a shard served elsewhere goes through the JetStream stream
+//! `ROLLOVER_USAGE_{schema}` (work-queue retention, file storage, as many
+//! replicas as NATS servers were named, up to 3): a message per record on
+//! `rollover.{schema}.usage.{shard}`, its `Nats-Msg-Id` a digest of the
+//! subscription and the record's idempotency key, its headers naming an
+//! inbox for the result. The owner pulls each shard's durable consumer
+//! (`usage-{shard}`) while it serves the shard, rates a batch, commits it
+//! (fenced), and only then acks the messages and sends each result to its
+//! inbox. A copy the stream drops as a duplicate (within its two-minute
+//! window) is asked of the owner directly, whose idempotency keys answer it.
+//! While the stream cannot be reached, usage goes as a call, below.
+//!
+//! **Other calls** travel as
 //! NATS request-reply on `rollover.{schema}.shard.{n}` (the store's schema
 //! names the cluster, so clusters sharing NATS servers never cross): a node
 //! subscribes to a shard's subject while it serves the shard and only then
@@ -17,9 +31,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use futures_util::StreamExt;
 use rollover_service::remote::Transport;
-use rollover_service::{Service, ServiceError};
+use rollover_service::{Service, ServiceError, UsageRecord, UsageResult};
 use tokio::sync::{Semaphore, mpsc};
 
 /// How long a node waits for the owner's answer to a call. It covers the
@@ -30,20 +46,195 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// answered `busy` at once rather than queued without bound.
 pub const MAX_CALLS_IN_FLIGHT: usize = 1024;
 
+/// How long the owner has to commit a batch it pulled before the stream
+/// hands its messages out again.
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a JetStream request (a publish's acknowledgment, creating the
+/// stream) may take before the record goes as a call instead.
+pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After the stream could not be reached, how long usage goes as calls
+/// before the stream is tried again.
+pub const STREAM_RETRY: Duration = Duration::from_secs(2);
+
+/// Messages the owner pulls from a shard's consumer at once.
+pub const PULL_BATCH: usize = 500;
+
+/// How long the stream keeps a record nobody took (a shard no node serves).
+pub const STREAM_MAX_AGE: Duration = Duration::from_secs(86_400);
+
 /// The NATS side of one node: it sends calls for shards served elsewhere
 /// and answers calls for the shards it serves.
 pub struct Nats {
     client: async_nats::Client,
     prefix: String,
+    jetstream: async_nats::jetstream::Context,
+    stream_name: String,
+    /// Replicas of the stream: the NATS servers named, up to 3.
+    replicas: usize,
+    /// The stream, once created or found.
+    stream: tokio::sync::OnceCell<async_nats::jetstream::stream::Stream>,
+    counters: Counters,
+    /// This value itself, for the futures the transport hands out.
+    me: std::sync::OnceLock<std::sync::Weak<Nats>>,
+    /// When the stream last failed: until [`STREAM_RETRY`] after it, usage
+    /// goes as calls without waiting on JetStream.
+    failed_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// What went which way, for `/metrics`.
+#[derive(Default)]
+struct Counters {
+    streamed: AtomicU64,
+    stream_duplicates: AtomicU64,
+    /// Records sent as calls because the stream could not take them.
+    as_calls: AtomicU64,
+    pulled: AtomicU64,
+}
+
+impl Counters {
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP rollover_cluster_usage_forwarded_total Usage records for shards other nodes serve, by the way they went: stream (JetStream), stream_duplicate (the stream had the copy already; asked of the owner), call (the stream was unreachable).\n# TYPE rollover_cluster_usage_forwarded_total counter\n");
+        for (way, counter) in [("stream", &self.streamed), ("stream_duplicate", &self.stream_duplicates), ("call", &self.as_calls)] {
+            out.push_str(&format!("rollover_cluster_usage_forwarded_total{{way=\"{way}\"}} {}\n", counter.load(Ordering::Relaxed)));
+        }
+        out.push_str(&format!(
+            "# HELP rollover_cluster_usage_pulled_total Usage records this node pulled from the stream for shards it serves, rated and committed.\n# TYPE rollover_cluster_usage_pulled_total counter\nrollover_cluster_usage_pulled_total {}\n",
+            self.pulled.load(Ordering::Relaxed)
+        ));
+    }
 }
 
 impl Nats {
     fn subject(&self, shard: u32) -> String {
         format!("{}.shard.{shard}", self.prefix)
     }
+
+    fn usage_subject(&self, shard: u32) -> String {
+        format!("{}.usage.{shard}", self.prefix)
+    }
+
+    /// The stream, created if it is not there; `None` while JetStream
+    /// cannot be reached.
+    async fn stream(&self) -> Option<&async_nats::jetstream::stream::Stream> {
+        self.stream
+            .get_or_try_init(|| async {
+                let config = async_nats::jetstream::stream::Config {
+                    name: self.stream_name.clone(),
+                    subjects: vec![format!("{}.usage.*", self.prefix)],
+                    retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    num_replicas: self.replicas,
+                    duplicate_window: Duration::from_secs(120),
+                    max_age: STREAM_MAX_AGE,
+                    ..Default::default()
+                };
+                self.jetstream.get_or_create_stream(config).await.map_err(|error| tracing::debug!(%error, "the usage stream is not reachable yet"))
+            })
+            .await
+            .ok()
+    }
+
+    /// Publishes `records` to the shard's subject and waits for the owner's
+    /// result of each; `None` when the stream cannot take them now.
+    async fn stream_usage(&self, shard: u32, records: Vec<UsageRecord>) -> Option<Result<Vec<Option<UsageResult>>, ServiceError>> {
+        if self.failed_at.lock().expect("stream failure lock").is_some_and(|t| t.elapsed() < STREAM_RETRY) {
+            return None;
+        }
+        let streamed = self.publish_usage(shard, records).await;
+        if streamed.is_none() {
+            *self.failed_at.lock().expect("stream failure lock") = Some(tokio::time::Instant::now());
+        }
+        streamed
+    }
+
+    async fn publish_usage(&self, shard: u32, records: Vec<UsageRecord>) -> Option<Result<Vec<Option<UsageResult>>, ServiceError>> {
+        self.stream().await?;
+        let inbox = self.client.new_inbox();
+        let mut results_in = self.client.subscribe(inbox.clone()).await.ok()?;
+        let mut acks = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            let payload = serde_json::to_vec(record).ok()?;
+            let message = async_nats::jetstream::message::PublishMessage::build()
+                .payload(payload.into())
+                .message_id(message_id(record))
+                .header(REPLY_HEADER, inbox.as_str())
+                .header(INDEX_HEADER, index.to_string().as_str());
+            acks.push(self.jetstream.send_publish(self.usage_subject(shard), message).await.ok()?);
+        }
+        let mut results: Vec<Option<UsageResult>> = vec![None; records.len()];
+        let mut waiting = records.len();
+        let mut streamed = vec![true; records.len()];
+        let mut duplicates = Vec::new();
+        for (index, ack) in acks.into_iter().enumerate() {
+            match ack.await {
+                Ok(ack) if ack.duplicate => {
+                    // The stream took this copy before: its result went to
+                    // whoever sent it then. The owner's keys know.
+                    duplicates.push(index);
+                    streamed[index] = false;
+                    waiting -= 1;
+                }
+                Ok(_) => {}
+                // Some may have been taken: the owner's keys make a second
+                // copy harmless, so the whole batch goes as a call.
+                Err(_) => return None,
+            }
+        }
+        self.counters.streamed.fetch_add((records.len() - duplicates.len()) as u64, Ordering::Relaxed);
+        self.counters.stream_duplicates.fetch_add(duplicates.len() as u64, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        while waiting > 0 {
+            let Ok(Some(message)) = tokio::time::timeout_at(deadline, results_in.next()).await else {
+                tracing::warn!(shard, waiting, "the owner did not answer streamed usage in time; the client retries");
+                return Some(Err(ServiceError::ShardMoving { shard }));
+            };
+            let Ok(answered) = serde_json::from_slice::<Vec<(usize, UsageResult)>>(&message.payload) else { continue };
+            for (index, result) in answered {
+                if let Some(slot) = results.get_mut(index)
+                    && slot.is_none()
+                    && streamed[index]
+                {
+                    *slot = Some(result);
+                    waiting -= 1;
+                }
+            }
+        }
+        // The duplicates are left `None`: the service asks the owner.
+        Some(Ok(results))
+    }
+}
+
+const REPLY_HEADER: &str = "Rollover-Reply";
+const INDEX_HEADER: &str = "Rollover-Index";
+
+/// The message id the stream dedupes by: a digest of the subscription and
+/// the record's idempotency key (ids may hold any character a header may
+/// not).
+fn message_id(record: &UsageRecord) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(record.subscription.as_bytes());
+    digest.update([0]);
+    digest.update(rollover_service::remote::usage_key(record).as_bytes());
+    digest.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Transport for Nats {
+    fn usage(&self, shard: u32, records: Vec<UsageRecord>) -> Pin<Box<dyn Future<Output = Option<Result<Vec<Option<UsageResult>>, ServiceError>>> + Send>> {
+        let nats = self.me.get().and_then(std::sync::Weak::upgrade);
+        Box::pin(async move {
+            let nats = nats?;
+            let count = records.len() as u64;
+            let streamed = nats.stream_usage(shard, records).await;
+            if streamed.is_none() {
+                nats.counters.as_calls.fetch_add(count, Ordering::Relaxed);
+            }
+            streamed
+        })
+    }
+
     fn request(&self, shard: u32, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ServiceError>> + Send>> {
         let (client, subject) = (self.client.clone(), self.subject(shard));
         Box::pin(async move {
@@ -76,7 +267,28 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         .connect(urls)
         .await
         .map_err(|e| format!("cluster.nats_url: cannot connect: {e}"))?;
-    let nats = Arc::new(Nats { client, prefix: format!("rollover.{schema}") });
+    let jetstream = async_nats::jetstream::context::ContextBuilder::new().timeout(JETSTREAM_TIMEOUT).ack_timeout(JETSTREAM_TIMEOUT).build(client.clone());
+    let nats = Arc::new(Nats {
+        client,
+        prefix: format!("rollover.{schema}"),
+        jetstream,
+        stream_name: format!("ROLLOVER_USAGE_{schema}"),
+        replicas: urls.len().clamp(1, 3),
+        stream: tokio::sync::OnceCell::new(),
+        counters: Counters::default(),
+        me: std::sync::OnceLock::new(),
+        failed_at: std::sync::Mutex::new(None),
+    });
+    let _ = nats.me.set(Arc::downgrade(&nats));
+    let rendered = nats.clone();
+    service.add_metrics(Box::new(move |out| rendered.counters.render(out)));
+    // Create the stream now if JetStream is up; otherwise on first use.
+    let early = nats.clone();
+    tokio::spawn(async move {
+        if early.stream().await.is_none() {
+            tracing::warn!("the JetStream usage stream cannot be created yet; usage for other nodes' shards goes as calls until it can");
+        }
+    });
     let (changes_tx, changes) = mpsc::unbounded_channel();
     service.on_shard_change(Box::new(move |shard, serving| {
         let _ = changes_tx.send((shard, serving));
@@ -90,13 +302,18 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
 async fn follow_shards(nats: Arc<Nats>, service: Service, mut changes: mpsc::UnboundedReceiver<(u32, bool)>) {
     let calls = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
     let mut answering: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut pulling: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
     while let Some((shard, serving)) = changes.recv().await {
         if let Some(task) = answering.remove(&shard) {
+            task.abort();
+        }
+        if let Some(task) = pulling.remove(&shard) {
             task.abort();
         }
         if !serving {
             continue;
         }
+        pulling.insert(shard, tokio::spawn(pull(nats.clone(), service.clone(), shard)));
         // Subscribing waits for nothing but the client's queue; the server
         // has it once the client's next flush goes out.
         match nats.client.subscribe(nats.subject(shard)).await {
@@ -125,5 +342,111 @@ async fn answer(client: async_nats::Client, service: Service, mut subscriber: as
             }
             drop(permit);
         });
+    }
+}
+
+/// Pulls the shard's usage from the stream while this node serves it:
+/// rates each batch, and once it is committed acks it and sends each result
+/// to the inbox its sender named. Runs until the task is stopped (the shard
+/// given up or lost).
+async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
+    use async_nats::jetstream::AckKind;
+    use async_nats::jetstream::consumer::{AckPolicy, pull::Config};
+    let name = format!("usage-{shard}");
+    'pulling: loop {
+        let consumer = loop {
+            if let Some(stream) = nats.stream().await {
+                let config = Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: nats.usage_subject(shard),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: (PULL_BATCH * 4) as i64,
+                    ..Default::default()
+                };
+                match stream.get_or_create_consumer::<Config>(&name, config).await {
+                    Ok(consumer) => break consumer,
+                    Err(error) => tracing::debug!(shard, %error, "the shard's usage consumer is not ready yet"),
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let mut incoming = loop {
+            match consumer.stream().max_messages_per_batch(PULL_BATCH).messages().await {
+                Ok(incoming) => break incoming,
+                Err(error) => {
+                    tracing::debug!(shard, %error, "pulling the shard's usage failed; again shortly");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        loop {
+            // Waits for the first message, then takes what else is there now.
+            let mut messages = Vec::new();
+            match incoming.next().await {
+                Some(Ok(message)) => messages.push(message),
+                Some(Err(error)) => {
+                    tracing::debug!(shard, %error, "pulling the shard's usage: an error; going on");
+                    continue;
+                }
+                None => {
+                    tracing::warn!(shard, "the shard's usage pull ended; pulling again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue 'pulling;
+                }
+            }
+            while messages.len() < PULL_BATCH {
+                match futures_util::FutureExt::now_or_never(incoming.next()) {
+                    Some(Some(Ok(message))) => messages.push(message),
+                    _ => break,
+                }
+            }
+            let mut records = Vec::with_capacity(messages.len());
+            let mut rated = Vec::with_capacity(messages.len());
+            for message in messages {
+                match serde_json::from_slice::<UsageRecord>(&message.payload) {
+                    Ok(record) if rollover_service::shard_of(&record.subscription) == shard => {
+                        records.push(record);
+                        rated.push(message);
+                    }
+                    _ => {
+                        // Not a record of this shard: nothing could ever rate it.
+                        tracing::warn!(shard, "a message on the shard's usage subject is not one of its usage records; dropped");
+                        let _ = message.ack_with(AckKind::Term).await;
+                    }
+                }
+            }
+            match service.record_usage_here(records).await {
+                Ok(results) => {
+                    nats.counters.pulled.fetch_add(results.len() as u64, Ordering::Relaxed);
+                    let mut replies: HashMap<String, Vec<(usize, UsageResult)>> = HashMap::new();
+                    for (message, result) in rated.iter().zip(results) {
+                        let _ = message.ack().await;
+                        let headers = message.headers.as_ref();
+                        let reply = headers.and_then(|h| h.get(REPLY_HEADER)).map(|v| v.to_string());
+                        let index = headers.and_then(|h| h.get(INDEX_HEADER)).and_then(|v| v.as_str().parse::<usize>().ok());
+                        if let (Some(reply), Some(index)) = (reply, index) {
+                            replies.entry(reply).or_default().push((index, result));
+                        }
+                    }
+                    for (reply, answered) in replies {
+                        if let Ok(body) = serde_json::to_vec(&answered) {
+                            let _ = nats.client.publish(reply, body.into()).await;
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Handed out again at once (to whichever node serves the
+                    // shard by then); nothing of the batch was acknowledged.
+                    for message in &rated {
+                        let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
+                    }
+                    if matches!(error, ServiceError::ShardMoving { .. }) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 }

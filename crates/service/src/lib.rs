@@ -556,8 +556,37 @@ impl Service {
         let calls = away.into_iter().map(|(shard, list)| {
             let (indexes, records): (Vec<usize>, Vec<UsageRecord>) = list.into_iter().unzip();
             async move {
+                let mut records = records;
+                let mut indexes = indexes;
+                let mut done: Vec<(usize, UsageResult)> = Vec::new();
+                if let Some(transport) = self.inner.transport.get()
+                    && let Some(streamed) = transport.usage(shard, records.clone()).await
+                {
+                    let streamed = streamed?;
+                    if streamed.len() != indexes.len() {
+                        return Err(ServiceError::ShardMoving { shard });
+                    }
+                    // What the stream answered; the rest is asked directly.
+                    let (mut left_records, mut left_indexes) = (Vec::new(), Vec::new());
+                    for ((index, record), result) in indexes.into_iter().zip(records).zip(streamed) {
+                        match result {
+                            Some(result) => done.push((index, result)),
+                            None => {
+                                left_records.push(record);
+                                left_indexes.push(index);
+                            }
+                        }
+                    }
+                    if left_records.is_empty() {
+                        return Ok(done);
+                    }
+                    (records, indexes) = (left_records, left_indexes);
+                }
                 match self.forward(shard, remote::Call::Usage(records)).await? {
-                    remote::Answer::Usage(results) if results.len() == indexes.len() => Ok(indexes.into_iter().zip(results).collect::<Vec<_>>()),
+                    remote::Answer::Usage(results) if results.len() == indexes.len() => {
+                        done.extend(indexes.into_iter().zip(results));
+                        Ok(done)
+                    }
                     _ => Err(ServiceError::ShardMoving { shard }),
                 }
             }
@@ -577,8 +606,9 @@ impl Service {
     }
 
     /// [`Service::record_usage`] for the shards served here (and a node
-    /// running alone): never forwarded.
-    pub(crate) async fn record_usage_here(&self, records: Vec<UsageRecord>) -> Result<Vec<UsageResult>, ServiceError> {
+    /// running alone): never forwarded. Records of a shard not served here
+    /// answer [`ServiceError::ShardMoving`].
+    pub async fn record_usage_here(&self, records: Vec<UsageRecord>) -> Result<Vec<UsageResult>, ServiceError> {
         let count = records.len();
         let mut per_worker: Vec<Vec<(usize, UsageRecord)>> = vec![Vec::new(); self.inner.workers.len()];
         for (index, record) in records.into_iter().enumerate() {

@@ -29,6 +29,25 @@ pub const RECORDS_PER_CALL: usize = 1000;
 /// NATS away) is [`ServiceError::ShardMoving`].
 pub trait Transport: Send + Sync + 'static {
     fn request(&self, shard: u32, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ServiceError>> + Send>>;
+
+    /// Usage records for `shard` through a durable stream, when the
+    /// transport has one: their results in order, each given only after the
+    /// owner's commit; a `None` result (the stream dropped that copy as a
+    /// duplicate) is asked of the owner by [`Transport::request`]. `None`
+    /// altogether: no stream now, and every record goes by request.
+    #[allow(clippy::type_complexity)]
+    fn usage(&self, _shard: u32, _records: Vec<UsageRecord>) -> Pin<Box<dyn Future<Output = Option<Result<Vec<Option<UsageResult>>, ServiceError>>> + Send>> {
+        Box::pin(async { None })
+    }
+}
+
+/// The idempotency key the owner's worker files a usage record under (its
+/// id, or a counter report's `#acct:` key): what makes two copies the same.
+pub fn usage_key(record: &UsageRecord) -> String {
+    match &record.counter {
+        None => crate::keys::Key::Record(&record.id).encode(),
+        Some(counter) => crate::keys::Key::Counter { session: &counter.session, total: counter.total, stop: counter.stop }.encode(),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ fn imsi(n: usize) -> String {
     format!("00101{n:010}")
 }
 
-/// A NATS cluster of three servers on loopback ports.
+/// A NATS cluster of three servers on loopback ports, with JetStream.
 struct NatsCluster {
     servers: Vec<Option<Child>>,
     ports: Vec<u16>,
@@ -46,9 +46,12 @@ impl NatsCluster {
         let route_list = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
         let mut configs = Vec::new();
         for n in 0..3 {
+            let store = scratch.0.join(format!("jetstream-{n}"));
             let text = format!(
-                "server_name: n{n}\nlisten: 127.0.0.1:{}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
-                ports[n], routes[n]
+                "server_name: n{n}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n}}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
+                ports[n],
+                store.display(),
+                routes[n]
             );
             let path = scratch.0.join(format!("nats-{n}.conf"));
             std::fs::write(&path, text).expect("a NATS config");
@@ -487,10 +490,22 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         assert!(Instant::now() < deadline, "the cluster did not settle: {views:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Usage for other nodes' shards went through the JetStream stream, and
+    // owners pulled it.
+    let metric = |text: &str, name: &str| -> u64 { text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let (mut streamed, mut pulled, mut as_calls) = (0, 0, 0);
+    for node in &nodes {
+        let text = node.server.as_ref().unwrap().get("/metrics").body.as_str().unwrap().to_string();
+        streamed += metric(&text, "rollover_cluster_usage_forwarded_total{way=\"stream\"}");
+        as_calls += metric(&text, "rollover_cluster_usage_forwarded_total{way=\"call\"}");
+        pulled += metric(&text, "rollover_cluster_usage_pulled_total");
+    }
+    assert!(streamed > 0 && pulled > 0, "usage went through the stream: {streamed} streamed, {pulled} pulled, {as_calls} as calls");
     // The paused node found out, and dropped what it held.
     let paused_log = std::fs::read_to_string(&nodes[2].log).unwrap_or_default();
     assert!(paused_log.contains("ownership_lost") || paused_log.contains("lease could not be renewed"), "the paused node's log says it lost its shards");
     let mut report = std::io::stderr();
+    let _ = writeln!(report, "cluster: records for other nodes' shards since the last restarts: {streamed} through the stream, {as_calls} as calls; {pulled} pulled from it");
     let _ = writeln!(
         report,
         "cluster: {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, 3 Gy sessions; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",

@@ -125,6 +125,8 @@ struct Node {
     id: String,
     server: Option<Server>,
     log: PathBuf,
+    /// How many times it was started.
+    runs: usize,
 }
 
 fn start_node(store: &TestStore, nats: &str, id: &str, log: &Path) -> Server {
@@ -195,6 +197,16 @@ fn send(agent: &ureq::Agent, base: &str, records: &[Record], acked: &Mutex<Acked
     }
 }
 
+/// Starts node `index` again, on the same store, with a log of its own.
+fn restart(node: &mut Node, store: &TestStore, urls: &str, scratch: &Scratch, bases: &Mutex<Vec<String>>, radius_ports: &Mutex<Vec<std::net::SocketAddr>>, index: usize) {
+    node.runs += 1;
+    node.log = scratch.0.join(format!("{}-run{}.log", node.id, node.runs));
+    let server = start_node(store, urls, &node.id, &node.log);
+    bases.lock().unwrap()[index] = server.base.clone();
+    radius_ports.lock().unwrap()[index] = server.radius.expect("RADIUS is on");
+    node.server = Some(server);
+}
+
 /// One RADIUS Interim (or Start) of session `n` on sub-`n`, its counter at `total`.
 fn radius_packet(kind: &str, n: usize, total: u64) -> String {
     format!(
@@ -255,6 +267,8 @@ fn wait_all_served(agent: &ureq::Agent, base: &str, started: Instant, logs: &[&P
 
 #[test]
 fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_restarts() {
+    // CI runs one seed; `bench/cluster-soak.sh` runs many.
+    let seed: u64 = std::env::var("ROLLOVER_CLUSTER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let scratch = Scratch::new("cluster");
     let store = TestStore::new(Backend::Postgres);
     let mut nats = NatsCluster::start(&scratch);
@@ -263,11 +277,10 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         .iter()
         .map(|id| {
             let log = scratch.0.join(format!("{id}.log"));
-            Node { id: id.to_string(), server: Some(start_node(&store, &urls, id, &log)), log }
+            Node { id: id.to_string(), server: Some(start_node(&store, &urls, id, &log)), log, runs: 1 }
         })
         .collect();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
-    let first = nodes[0].server.as_ref().unwrap().base.clone();
     // The catalog goes to one node; the others read it from the store.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -304,7 +317,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let load = {
         let (bases, acked, stop, agent) = (bases.clone(), acked.clone(), stop.clone(), agent.clone());
         std::thread::spawn(move || {
-            let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+            let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let mut next = move || {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
@@ -356,49 +369,49 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         })
     };
     let settle = |seconds: u64| std::thread::sleep(Duration::from_secs(seconds));
-    settle(2);
+    // Which node each fault hits, which NATS server dies, and the pauses
+    // between faults follow the seed (`bench/cluster-soak.sh` varies it).
+    let (killed, paused) = (seed as usize % 3, (seed as usize + 1 + (seed as usize / 3) % 2) % 3);
+    let watcher = 3 - killed - paused;
+    let (restarted_gracefully, nats_killed) = ((seed as usize / 6) % 3, (seed as usize / 18) % 3);
+    let gap = |n: u64| 1 + (seed >> n) % 2;
+    settle(gap(1));
 
     // kill -9 a node: its shards are served again after the lease runs out.
     let killed_at = Instant::now();
-    nodes[1].server.take().unwrap().kill();
+    nodes[killed].server.take().unwrap().kill();
     let logs: Vec<PathBuf> = nodes.iter().map(|n| n.log.clone()).collect();
-    let takeover_kill = wait_all_served(&agent, &first, killed_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
-    nodes[1].log = scratch.0.join("n2-again.log");
-    let restarted = start_node(&store, &urls, "n2", &nodes[1].log);
-    bases.lock().unwrap()[1] = restarted.base.clone();
-    radius_ports.lock().unwrap()[1] = restarted.radius.unwrap();
-    nodes[1].server = Some(restarted);
-    settle(2);
+    let observer = nodes[watcher].server.as_ref().unwrap().base.clone();
+    let takeover_kill = wait_all_served(&agent, &observer, killed_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    restart(&mut nodes[killed], &store, &urls, &scratch, &bases, &radius_ports, killed);
+    settle(gap(2));
 
     // SIGSTOP a node past its lease, then SIGCONT: it drops its shards.
     let paused_at = Instant::now();
-    nodes[2].server.as_ref().unwrap().signal(libc::SIGSTOP);
+    nodes[paused].server.as_ref().unwrap().signal(libc::SIGSTOP);
     let logs: Vec<PathBuf> = nodes.iter().map(|n| n.log.clone()).collect();
-    let takeover_pause = wait_all_served(&agent, &first, paused_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
-    settle(1);
-    nodes[2].server.as_ref().unwrap().signal(libc::SIGCONT);
-    settle(2);
+    let takeover_pause = wait_all_served(&agent, &observer, paused_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    settle(gap(3) - 1);
+    nodes[paused].server.as_ref().unwrap().signal(libc::SIGCONT);
+    let paused_log = nodes[paused].log.clone();
+    settle(gap(4));
 
     // A NATS server dies and comes back.
-    nats.kill(0);
-    settle(2);
-    nats.restart(0);
+    nats.kill(nats_killed);
+    settle(gap(5));
+    nats.restart(nats_killed);
     settle(1);
 
     // A graceful restart: the node hands its shards over as it stops.
-    let leaving = nodes[0].server.take().unwrap();
-    assert!(leaving.stop_gracefully(20), "n1 stops within 20 s of SIGTERM");
-    nodes[0].log = scratch.0.join("n1-again.log");
-    let restarted = start_node(&store, &urls, "n1", &nodes[0].log);
-    bases.lock().unwrap()[0] = restarted.base.clone();
-    radius_ports.lock().unwrap()[0] = restarted.radius.unwrap();
-    nodes[0].server = Some(restarted);
-    settle(2);
+    let leaving = nodes[restarted_gracefully].server.take().unwrap();
+    assert!(leaving.stop_gracefully(20), "{} stops within 20 s of SIGTERM", nodes[restarted_gracefully].id);
+    restart(&mut nodes[restarted_gracefully], &store, &urls, &scratch, &bases, &radius_ports, restarted_gracefully);
+    settle(gap(6));
     stop.store(true, Ordering::Relaxed);
     load.join().expect("the load ran without a wrong answer");
     radius_load.join().expect("the RADIUS load ran");
     // Each session's last report is sent until a node answers it.
-    let radius = nodes[1].server.as_ref().unwrap().radius.unwrap();
+    let radius = nodes[watcher].server.as_ref().unwrap().radius.unwrap();
     for (session, (total, _)) in counters.lock().unwrap().iter_mut().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !radclient(radius, "acct", RADIUS_SECRET, &radius_packet("Interim-Update", session, *total)).stdout.contains("Received Accounting-Response") {
@@ -407,7 +420,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     }
 
     // Drain: what got no answer is sent again until it gets one.
-    let current = nodes[1].server.as_ref().unwrap().base.clone();
+    let current = nodes[watcher].server.as_ref().unwrap().base.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pending: Vec<Record> = acked.lock().unwrap().pending.values().cloned().collect();
@@ -502,13 +515,13 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     }
     assert!(streamed > 0 && pulled > 0, "usage went through the stream: {streamed} streamed, {pulled} pulled, {as_calls} as calls");
     // The paused node found out, and dropped what it held.
-    let paused_log = std::fs::read_to_string(&nodes[2].log).unwrap_or_default();
+    let paused_log = std::fs::read_to_string(&paused_log).unwrap_or_default();
     assert!(paused_log.contains("ownership_lost") || paused_log.contains("lease could not be renewed"), "the paused node's log says it lost its shards");
     let mut report = std::io::stderr();
     let _ = writeln!(report, "cluster: records for other nodes' shards since the last restarts: {streamed} through the stream, {as_calls} as calls; {pulled} pulled from it");
     let _ = writeln!(
         report,
-        "cluster: {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, 3 Gy sessions; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
+        "cluster (seed {seed}): {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, 3 Gy sessions; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
         acked.records.len(),
         acked.accepted,
         acked.duplicates,

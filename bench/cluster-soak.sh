@@ -18,7 +18,7 @@ passed=0
 failed=0
 for seed in $(seq "$first" $((first + runs - 1))); do
   out=target/cluster-soak/seed-$seed.log
-  if ROLLOVER_CLUSTER_TEST_SEED=$seed cargo nextest run -p rollover --test it cluster::a_cluster --no-capture >"$out" 2>&1; then
+  if CLUSTER_TEST_SEED=$seed cargo nextest run -p rollover --test it cluster::a_cluster --no-capture >"$out" 2>&1; then
     passed=$((passed + 1))
     echo "seed $seed: passed: $(grep -h '^cluster' "$out" | tr '\n' ' ')"
     rm -f "$out"

@@ -42,6 +42,9 @@ pub enum BenchCommand {
     /// A long history on one node: start-up replaying the whole log and
     /// from a checkpoint, resident memory, and ledger reads, per size.
     History(crate::historyload::HistoryBench),
+    /// Cluster mode: durable ingestion with 1 and with 3 nodes on one
+    /// PostgreSQL and NATS, and takeover times after kill -9.
+    Cluster(crate::clusterbench::ClusterBench),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -55,6 +58,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Pages(options) => crate::pageload::pages(options),
         BenchCommand::Orders(options) => crate::orderload::orders(options),
         BenchCommand::History(options) => crate::historyload::history(options),
+        BenchCommand::Cluster(options) => crate::clusterbench::cluster(options),
     }
 }
 

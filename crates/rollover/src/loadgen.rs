@@ -244,18 +244,24 @@ pub(crate) fn create_subscriptions_with(base: &str, plan: &str, prefix: &str, co
     Ok(started.elapsed())
 }
 
-struct Ingestion {
-    records: u64,
-    accepted: u64,
-    seconds: f64,
-    latencies: Vec<Duration>,
+pub(crate) struct Ingestion {
+    pub(crate) records: u64,
+    pub(crate) accepted: u64,
+    pub(crate) seconds: f64,
+    pub(crate) latencies: Vec<Duration>,
 }
 
 /// Posts `records` usage records in batches from `clients` threads, each
 /// record for a random subscription, stamped `at`. The request bodies are
 /// built before the clock starts, so that the figure is the server's (the
 /// baselines' load tools are C programs that build their requests for free).
-fn ingest(base: &str, subscriptions: usize, records: usize, batch: usize, clients: usize, at: &str, seed: u64) -> Result<Ingestion, String> {
+pub(crate) fn ingest(base: &str, subscriptions: usize, records: usize, batch: usize, clients: usize, at: &str, seed: u64) -> Result<Ingestion, String> {
+    ingest_spread(&[base.to_string()], subscriptions, records, batch, clients, at, seed)
+}
+
+/// [`ingest`] with the clients spread over several servers (client `c`
+/// talks to `bases[c % len]`): the nodes of a cluster.
+pub(crate) fn ingest_spread(bases: &[String], subscriptions: usize, records: usize, batch: usize, clients: usize, at: &str, seed: u64) -> Result<Ingestion, String> {
     let per_client = records / clients;
     let bodies: Vec<Vec<String>> = (0..clients)
         .map(|client| {
@@ -290,8 +296,9 @@ fn ingest(base: &str, subscriptions: usize, records: usize, batch: usize, client
     let started = WallClock::now();
     let threads: Vec<_> = bodies
         .into_iter()
-        .map(|bodies| {
-            let base = base.to_string();
+        .enumerate()
+        .map(|(client, bodies)| {
+            let base = bases[client % bases.len()].clone();
             std::thread::spawn(move || -> Result<(u64, Vec<Duration>), String> {
                 let agent = agent();
                 let mut accepted = 0;

@@ -10,6 +10,7 @@ use rollover_terms::file::is_scenario;
 use rollover_terms::{parse_plans, parse_scenario, run};
 
 mod bench;
+mod clusterbench;
 mod config;
 mod demo;
 mod historyload;

@@ -268,7 +268,7 @@ fn wait_all_served(agent: &ureq::Agent, base: &str, started: Instant, logs: &[&P
 #[test]
 fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_restarts() {
     // CI runs one seed; `bench/cluster-soak.sh` runs many.
-    let seed: u64 = std::env::var("ROLLOVER_CLUSTER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let seed: u64 = std::env::var("CLUSTER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let scratch = Scratch::new("cluster");
     let store = TestStore::new(Backend::Postgres);
     let mut nats = NatsCluster::start(&scratch);

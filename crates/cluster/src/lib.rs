@@ -50,9 +50,13 @@ pub const MAX_CALLS_IN_FLIGHT: usize = 1024;
 /// hands its messages out again.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
-/// How long a JetStream request (a publish's acknowledgment, creating the
-/// stream) may take before the record goes as a call instead.
+/// How long a publish's acknowledgment from the stream may take before the
+/// record goes as a call instead.
 pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long other JetStream requests (creating the stream or a consumer)
+/// may take: a NATS cluster creates many consumers slowly on a busy machine.
+pub const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After the stream could not be reached, how long usage goes as calls
 /// before the stream is tried again.
@@ -74,7 +78,7 @@ pub struct Nats {
     /// Replicas of the stream: the NATS servers named, up to 3.
     replicas: usize,
     /// The stream, once created or found.
-    stream: tokio::sync::OnceCell<async_nats::jetstream::stream::Stream>,
+    stream: std::sync::OnceLock<async_nats::jetstream::stream::Stream>,
     counters: Counters,
     /// This value itself, for the futures the transport hands out.
     me: std::sync::OnceLock<std::sync::Weak<Nats>>,
@@ -115,35 +119,28 @@ impl Nats {
         format!("{}.usage.{shard}", self.prefix)
     }
 
-    /// The stream, created if it is not there; `None` while JetStream
-    /// cannot be reached.
+    /// The stream, once a background task has created or found it (see
+    /// [`keep_stream`]); `None` until then.
     async fn stream(&self) -> Option<&async_nats::jetstream::stream::Stream> {
-        self.stream
-            .get_or_try_init(|| async {
-                let config = async_nats::jetstream::stream::Config {
-                    name: self.stream_name.clone(),
-                    subjects: vec![format!("{}.usage.*", self.prefix)],
-                    retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: self.replicas,
-                    duplicate_window: Duration::from_secs(120),
-                    max_age: STREAM_MAX_AGE,
-                    ..Default::default()
-                };
-                self.jetstream.get_or_create_stream(config).await.map_err(|error| tracing::debug!(%error, "the usage stream is not reachable yet"))
-            })
-            .await
-            .ok()
+        self.stream.get()
+    }
+
+    /// Whether the stream takes records now: set by [`keep_stream`], cleared
+    /// by a publish that failed.
+    fn stream_ready(&self) -> bool {
+        self.stream.get().is_some() && self.failed_at.lock().expect("stream failure lock").is_none_or(|t| t.elapsed() >= STREAM_RETRY)
     }
 
     /// Publishes `records` to the shard's subject and waits for the owner's
-    /// result of each; `None` when the stream cannot take them now.
+    /// result of each; `None` when the stream cannot take them now (no
+    /// request waits for JetStream to come back: they go as calls).
     async fn stream_usage(&self, shard: u32, records: Vec<UsageRecord>) -> Option<Result<Vec<Option<UsageResult>>, ServiceError>> {
-        if self.failed_at.lock().expect("stream failure lock").is_some_and(|t| t.elapsed() < STREAM_RETRY) {
+        if !self.stream_ready() {
             return None;
         }
         let streamed = self.publish_usage(shard, records).await;
         if streamed.is_none() {
+            tracing::debug!(shard, "a publish to the usage stream failed; usage goes as calls for a moment");
             *self.failed_at.lock().expect("stream failure lock") = Some(tokio::time::Instant::now());
         }
         streamed
@@ -267,14 +264,14 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         .connect(urls)
         .await
         .map_err(|e| format!("cluster.nats_url: cannot connect: {e}"))?;
-    let jetstream = async_nats::jetstream::context::ContextBuilder::new().timeout(JETSTREAM_TIMEOUT).ack_timeout(JETSTREAM_TIMEOUT).build(client.clone());
+    let jetstream = async_nats::jetstream::context::ContextBuilder::new().timeout(JETSTREAM_API_TIMEOUT).ack_timeout(JETSTREAM_TIMEOUT).build(client.clone());
     let nats = Arc::new(Nats {
         client,
         prefix: format!("rollover.{schema}"),
         jetstream,
         stream_name: format!("ROLLOVER_USAGE_{schema}"),
         replicas: urls.len().clamp(1, 3),
-        stream: tokio::sync::OnceCell::new(),
+        stream: std::sync::OnceLock::new(),
         counters: Counters::default(),
         me: std::sync::OnceLock::new(),
         failed_at: std::sync::Mutex::new(None),
@@ -282,13 +279,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
     let _ = nats.me.set(Arc::downgrade(&nats));
     let rendered = nats.clone();
     service.add_metrics(Box::new(move |out| rendered.counters.render(out)));
-    // Create the stream now if JetStream is up; otherwise on first use.
-    let early = nats.clone();
-    tokio::spawn(async move {
-        if early.stream().await.is_none() {
-            tracing::warn!("the JetStream usage stream cannot be created yet; usage for other nodes' shards goes as calls until it can");
-        }
-    });
+    tokio::spawn(keep_stream(nats.clone()));
     let (changes_tx, changes) = mpsc::unbounded_channel();
     service.on_shard_change(Box::new(move |shard, serving| {
         let _ = changes_tx.send((shard, serving));
@@ -296,6 +287,37 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
     tokio::spawn(follow_shards(nats.clone(), service.clone(), changes));
     service.set_transport(nats.clone());
     Ok(nats)
+}
+
+/// Creates the usage stream (or finds it), trying again every second while
+/// JetStream cannot be reached; until it exists usage goes as calls.
+async fn keep_stream(nats: Arc<Nats>) {
+    let config = async_nats::jetstream::stream::Config {
+        name: nats.stream_name.clone(),
+        subjects: vec![format!("{}.usage.*", nats.prefix)],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        num_replicas: nats.replicas,
+        duplicate_window: Duration::from_secs(120),
+        max_age: STREAM_MAX_AGE,
+        ..Default::default()
+    };
+    let mut warned = false;
+    loop {
+        match nats.jetstream.get_or_create_stream(config.clone()).await {
+            Ok(stream) => {
+                let _ = nats.stream.set(stream);
+                tracing::info!(stream = %nats.stream_name, replicas = nats.replicas, "the usage stream is ready");
+                return;
+            }
+            Err(error) if !warned => {
+                tracing::warn!(%error, "the JetStream usage stream cannot be created yet; usage for other nodes' shards goes as calls until it can");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Subscribes to each shard's subject while the service serves the shard.
@@ -353,6 +375,7 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
     use async_nats::jetstream::AckKind;
     use async_nats::jetstream::consumer::{AckPolicy, pull::Config};
     let name = format!("usage-{shard}");
+    let mut first_pull = true;
     'pulling: loop {
         let consumer = loop {
             if let Some(stream) = nats.stream().await {
@@ -362,8 +385,23 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: (PULL_BATCH * 4) as i64,
+                    // One replica: a consumer of the work queue holds no
+                    // record (the stream does, on every replica), only which
+                    // were handed out, so losing it loses nothing: a new one
+                    // starts from every message not acked. 256 replicated
+                    // consumers would each be a consensus group of their own.
+                    num_replicas: 1,
                     ..Default::default()
                 };
+                // A fresh consumer for each new owner: pull requests the
+                // previous owner left waiting, and what they were handed
+                // and never acked, would otherwise hold messages until
+                // `ack_wait` runs out. Work-queue retention keeps every
+                // message not acked, and the new consumer starts from them.
+                if first_pull {
+                    let _ = stream.delete_consumer(&name).await;
+                    first_pull = false;
+                }
                 match stream.get_or_create_consumer::<Config>(&name, config).await {
                     Ok(consumer) => break consumer,
                     Err(error) => tracing::debug!(shard, %error, "the shard's usage consumer is not ready yet"),
@@ -372,7 +410,7 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
         let mut incoming = loop {
-            match consumer.stream().max_messages_per_batch(PULL_BATCH).messages().await {
+            match consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(5)).heartbeat(Duration::from_secs(2)).messages().await {
                 Ok(incoming) => break incoming,
                 Err(error) => {
                     tracing::debug!(shard, %error, "pulling the shard's usage failed; again shortly");
@@ -390,8 +428,9 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                     continue;
                 }
                 None => {
-                    tracing::warn!(shard, "the shard's usage pull ended; pulling again");
+                    tracing::warn!(shard, "the shard's usage pull ended; pulling again from a new consumer");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    first_pull = true;
                     continue 'pulling;
                 }
             }

@@ -362,8 +362,11 @@ impl Service {
         {
             let mut taken = self.inner.identifiers.lock().expect("identifier lock");
             for (field, key) in &keys {
-                if let Some(owner) = taken.get(key) {
-                    return Err(ServiceError::IdentifierTaken { field, owner: owner.clone() });
+                match taken.get(key) {
+                    // The same purchase again (a retry after an answer was lost).
+                    Some(owner) if *owner == new.id => return Err(ServiceError::SubscriptionExists { id: new.id.clone() }),
+                    Some(owner) => return Err(ServiceError::IdentifierTaken { field, owner: owner.clone() }),
+                    None => {}
                 }
             }
             for (_, key) in &keys {

@@ -157,13 +157,17 @@ struct Acked {
     accepted: u64,
     duplicates: u64,
     refused: u64,
+    /// How long each request took, in the order sent.
+    latencies: Vec<Duration>,
 }
 
 /// Sends `records` to `base`; files each in `acked` by its answer.
 fn send(agent: &ureq::Agent, base: &str, records: &[Record], acked: &Mutex<Acked>) {
     let body = json!({ "records": records.iter().map(|(id, sub, bytes, at)| json!({"id": id, "subscription": sub, "bytes": bytes, "at": at})).collect::<Vec<_>>() });
+    let sent_at = Instant::now();
     let answer = agent.post(format!("{base}/v1/usage")).header("content-type", "application/json").send(body.to_string());
     let mut acked = acked.lock().unwrap();
+    acked.latencies.push(sent_at.elapsed());
     let reply: Option<Value> = match answer {
         Ok(mut response) if response.status().as_u16() == 200 => response.body_mut().read_to_string().ok().and_then(|t| serde_json::from_str(&t).ok()),
         _ => None,
@@ -295,11 +299,14 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     for n in 0..SUBSCRIPTIONS {
         let node = nodes[n % 3].server.as_ref().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut retried = false;
         loop {
             let reply = node.post("/v1/subscriptions", &json!({"id": format!("sub-{n}"), "plan": "big", "identifiers": {"imsi": imsi(n)}}));
-            if reply.status == 201 {
+            // 409 after a 503: the first try was committed after all.
+            if reply.status == 201 || (reply.status == 409 && reply.body["code"] == "subscription_exists" && retried) {
                 break;
             }
+            retried = true;
             assert!(reply.status == 503 && Instant::now() < deadline, "sub-{n}: {} {}", reply.status, reply.body);
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -518,6 +525,10 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let paused_log = std::fs::read_to_string(&paused_log).unwrap_or_default();
     assert!(paused_log.contains("ownership_lost") || paused_log.contains("lease could not be renewed"), "the paused node's log says it lost its shards");
     let mut report = std::io::stderr();
+    let mut latencies = acked.latencies.clone();
+    latencies.sort();
+    let at = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let _ = writeln!(report, "cluster: {} usage requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", latencies.len(), at(0.5), at(0.99), at(1.0));
     let _ = writeln!(report, "cluster: records for other nodes' shards since the last restarts: {streamed} through the stream, {as_calls} as calls; {pulled} pulled from it");
     let _ = writeln!(
         report,

@@ -95,6 +95,8 @@ struct Counters {
     /// Records sent as calls because the stream could not take them.
     as_calls: AtomicU64,
     pulled: AtomicU64,
+    /// Shards whose usage this node is pulling now (consumer made).
+    pulling: AtomicU64,
 }
 
 impl Counters {
@@ -103,6 +105,10 @@ impl Counters {
         for (way, counter) in [("stream", &self.streamed), ("stream_duplicate", &self.stream_duplicates), ("call", &self.as_calls)] {
             out.push_str(&format!("rollover_cluster_usage_forwarded_total{{way=\"{way}\"}} {}\n", counter.load(Ordering::Relaxed)));
         }
+        out.push_str(&format!(
+            "# HELP rollover_cluster_usage_pulling Shards whose usage this node pulls from the stream now (their consumer made).\n# TYPE rollover_cluster_usage_pulling gauge\nrollover_cluster_usage_pulling {}\n",
+            self.pulling.load(Ordering::Relaxed)
+        ));
         out.push_str(&format!(
             "# HELP rollover_cluster_usage_pulled_total Usage records this node pulled from the stream for shards it serves, rated and committed.\n# TYPE rollover_cluster_usage_pulled_total counter\nrollover_cluster_usage_pulled_total {}\n",
             self.pulled.load(Ordering::Relaxed)
@@ -409,6 +415,7 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
+        let _pulling = Pulling::new(&nats.counters.pulling);
         let mut incoming = loop {
             match consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(5)).heartbeat(Duration::from_secs(2)).messages().await {
                 Ok(incoming) => break incoming,
@@ -487,5 +494,22 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                 }
             }
         }
+    }
+}
+
+/// Counts a shard as pulled while it lives (the task may be stopped at any
+/// await).
+struct Pulling<'a>(&'a AtomicU64);
+
+impl<'a> Pulling<'a> {
+    fn new(counter: &'a AtomicU64) -> Pulling<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Pulling(counter)
+    }
+}
+
+impl Drop for Pulling<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -65,26 +65,34 @@ impl Cluster {
         self.nodes[n].as_ref().map(|p| p.base.clone()).unwrap_or_default()
     }
 
-    /// Shards served by each running node, from their `GET /v1/cluster`.
-    fn serving(&self) -> Vec<u64> {
+    /// Shards served by each running node (from `GET /v1/cluster`), if it
+    /// is also pulling the usage of each (its metrics) or `streams` is
+    /// false; 0 otherwise.
+    fn serving(&self, streams: bool) -> Vec<u64> {
         let agent = agent();
         self.nodes
             .iter()
             .map(|node| {
-                node.as_ref()
-                    .and_then(|p| get(&agent, &format!("{}/v1/cluster", p.base)).ok())
+                let Some(p) = node.as_ref() else { return 0 };
+                let serving = get(&agent, &format!("{}/v1/cluster", p.base))
+                    .ok()
                     .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
                     .and_then(|v| v["serving"].as_u64())
-                    .unwrap_or(0)
+                    .unwrap_or(0);
+                let metrics = get(&agent, &format!("{}/metrics", p.base)).unwrap_or_default();
+                let pulling = metrics.lines().find_map(|l| l.strip_prefix("rollover_cluster_usage_pulling ")).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+                if pulling == serving || !streams { serving } else { 0 }
             })
             .collect()
     }
 
-    /// Waits until the running nodes serve all 256 shards between them.
+    /// Waits until the running nodes serve all 256 shards between them,
+    /// each pulling the usage of those it serves (unless no node pulls
+    /// anything for 15 s: NATS without JetStream).
     fn wait_settled(&self, within: Duration) -> Result<Duration, String> {
         let started = WallClock::now();
         loop {
-            let serving = self.serving();
+            let serving = self.serving(started.elapsed() < Duration::from_secs(15));
             let running = self.nodes.iter().filter(|n| n.is_some()).count() as u64;
             let even = serving.iter().zip(&self.nodes).filter(|(_, n)| n.is_some()).all(|(s, _)| *s >= 256 / running.max(1) - 1);
             if serving.iter().sum::<u64>() == 256 && even {
@@ -143,12 +151,13 @@ fn run(o: ClusterBench) -> Result<(), String> {
         crate::loadgen::ingest_spread(&bases, o.subscriptions, (o.batch * o.clients * 2).min(o.records), o.batch, o.clients, &at, 1)?;
         let run = crate::loadgen::ingest_spread(&bases, o.subscriptions, o.records, o.batch, o.clients, &at, 2)?;
         println!(
-            "{count} node{}: {} records in {:.2} s: {:.0} records/s durable ({} accepted); batches of {} from {} clients spread over the nodes: p50 {:.1} ms, p99 {:.1} ms ({} subscriptions bought in {:.1} s)",
+            "{count} node{}: {} records in {:.2} s: {:.0} records/s durable ({} accepted, {} requests answered 503 and sent again); batches of {} from {} clients spread over the nodes: p50 {:.1} ms, p99 {:.1} ms ({} subscriptions bought in {:.1} s)",
             if count == 1 { "" } else { "s" },
             run.records,
             run.seconds,
             run.records as f64 / run.seconds,
             run.accepted,
+            run.retried,
             o.batch,
             o.clients,
             percentile(&run.latencies, 0.50),

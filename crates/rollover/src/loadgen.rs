@@ -249,6 +249,8 @@ pub(crate) struct Ingestion {
     pub(crate) accepted: u64,
     pub(crate) seconds: f64,
     pub(crate) latencies: Vec<Duration>,
+    /// Requests answered 503 and sent again.
+    pub(crate) retried: u64,
 }
 
 /// Posts `records` usage records in batches from `clients` threads, each
@@ -299,30 +301,45 @@ pub(crate) fn ingest_spread(bases: &[String], subscriptions: usize, records: usi
         .enumerate()
         .map(|(client, bodies)| {
             let base = bases[client % bases.len()].clone();
-            std::thread::spawn(move || -> Result<(u64, Vec<Duration>), String> {
+            std::thread::spawn(move || -> Result<(u64, Vec<Duration>, u64), String> {
                 let agent = agent();
                 let mut accepted = 0;
                 let mut latencies = Vec::with_capacity(bodies.len());
+                let mut retried = 0u64;
                 for body in bodies {
                     let t = WallClock::now();
-                    let reply = post(&agent, &format!("{base}/v1/usage"), "application/json", body)?;
+                    // A 503 (busy, or a cluster's shard moving) is sent
+                    // again, as a client would; the latency counts from the
+                    // first try.
+                    let reply = loop {
+                        match post(&agent, &format!("{base}/v1/usage"), "application/json", body.clone()) {
+                            Err(e) if e.contains("HTTP 503") && retried < 10_000 => {
+                                retried += 1;
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            other => break other?,
+                        }
+                    };
                     latencies.push(t.elapsed());
-                    accepted += reply.matches(r#""accepted""#).count() as u64;
+                    // Every record is new: a duplicate is one whose first
+                    // try was committed though its answer was a 503.
+                    accepted += reply.matches(r#""accepted""#).count() as u64 + reply.matches(r#""duplicate""#).count() as u64;
                 }
-                Ok((accepted, latencies))
+                Ok((accepted, latencies, retried))
             })
         })
         .collect();
-    let mut accepted = 0;
+    let (mut accepted, mut retried) = (0, 0);
     let mut latencies = Vec::new();
     for thread in threads {
-        let (a, l) = thread.join().map_err(|_| "a client thread panicked")??;
+        let (a, l, r) = thread.join().map_err(|_| "a client thread panicked")??;
         accepted += a;
+        retried += r;
         latencies.extend(l);
     }
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort();
-    Ok(Ingestion { records: (per_client * clients) as u64, accepted, seconds, latencies })
+    Ok(Ingestion { records: (per_client * clients) as u64, accepted, seconds, latencies, retried })
 }
 
 /// Open-loop balance reads at `rate` per second for `seconds`: latency is

@@ -35,7 +35,13 @@ pub fn run(config_file: Option<PathBuf>, clock_flag: Option<String>, log_json: b
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(settings)) {
+    let served = runtime.block_on(serve(settings));
+    // Not dropped: tasks still holding the service would drop PostgreSQL
+    // clients inside the runtime, and those block on drop. Everything
+    // acknowledged is committed by now (a node of a cluster has handed its
+    // shards over); the process exits next.
+    std::mem::forget(runtime);
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("rollover serve: {error}");

@@ -358,7 +358,7 @@ impl Manager {
         let plans = self.catalog.plans.snapshot();
         let mut broken: Option<crate::ServiceError> = None;
         let mut events = 0u64;
-        self.loader.load_shard(
+        let loaded = self.loader.load_shard(
             shard,
             &mut |mark| match checkpoint::floor(mark, &plans) {
                 Ok(one) => {
@@ -370,7 +370,14 @@ impl Manager {
                 events += 1;
                 let _ = worker.send(Command::Replay(row));
             },
-        )?;
+        );
+        if let Err(error) = loaded {
+            // The store went away mid-load: forget the part loaded; the
+            // lease is taken again (a new epoch) at the next scan.
+            self.held.retain(|&(s, _)| s != shard);
+            let _ = worker.send(Command::Unload { shards: vec![shard], reply: None });
+            return Err(error);
+        }
         if let Some(error) = broken {
             // A floor that does not read: the shard stays unserved here.
             tracing::error!(shard, %error, "a shard cannot be loaded");

@@ -68,7 +68,7 @@ impl Leases {
     /// answering): the lease manager must keep renewing.
     fn connect(url: &str) -> Result<PostgresStore> {
         let mut store = PostgresStore::open(url)?;
-        store.client.batch_execute("SET lock_timeout = 1000; SET statement_timeout = 5000").map_err(crate::postgres::db)?;
+        store.set_up("SET lock_timeout = 1000; SET statement_timeout = 5000")?;
         Ok(store)
     }
 
@@ -86,7 +86,7 @@ impl Leases {
         check(shard)?;
         let row = self
             .store
-            .client
+            .conn()?
             .query_opt(
                 "UPDATE shard_lease SET owner = $1, epoch = epoch + 1, expires_at = clock_timestamp() + $2 * interval '1 millisecond' \
                  WHERE shard_no = $3 AND (expires_at < clock_timestamp() OR owner = $1) RETURNING epoch",
@@ -103,7 +103,7 @@ impl Leases {
         let epochs: Vec<i64> = held.iter().map(|&(_, epoch)| epoch).collect();
         let rows = self
             .store
-            .client
+            .conn()?
             .query(
                 "UPDATE shard_lease l SET expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
                  FROM UNNEST($1::int4[], $2::int8[]) AS h(shard_no, epoch) \
@@ -122,7 +122,7 @@ impl Leases {
         check(shard)?;
         let n = self
             .store
-            .client
+            .conn()?
             .execute("UPDATE shard_lease SET expires_at = '-infinity' WHERE shard_no = $1 AND epoch = $2 AND owner = $3", &[&(shard as i32), &epoch, &self.node])
             .map_err(crate::postgres::db)?;
         Ok(n == 1)
@@ -132,7 +132,7 @@ impl Leases {
     /// joining the cluster's nodes if it was not among them.
     pub fn heartbeat(&mut self, ttl: Duration) -> Result<()> {
         self.store
-            .client
+            .conn()?
             .execute(
                 "INSERT INTO cluster_node (node, seen_until) VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond') \
                  ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until",
@@ -144,14 +144,14 @@ impl Leases {
 
     /// The nodes whose last heartbeat has not run out, by id.
     pub fn live_nodes(&mut self) -> Result<Vec<String>> {
-        let rows = self.store.client.query("SELECT node FROM cluster_node WHERE seen_until > clock_timestamp() ORDER BY node", &[]).map_err(crate::postgres::db)?;
+        let rows = self.store.conn()?.query("SELECT node FROM cluster_node WHERE seen_until > clock_timestamp() ORDER BY node", &[]).map_err(crate::postgres::db)?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// Leaves the cluster at once (a graceful stop): the others stop
     /// counting this node when they share the shards out.
     pub fn leave(&mut self) -> Result<()> {
-        self.store.client.execute("DELETE FROM cluster_node WHERE node = $1", &[&self.node]).map_err(crate::postgres::db)?;
+        self.store.conn()?.execute("DELETE FROM cluster_node WHERE node = $1", &[&self.node]).map_err(crate::postgres::db)?;
         Ok(())
     }
 
@@ -159,7 +159,7 @@ impl Leases {
     pub fn all(&mut self) -> Result<Vec<Lease>> {
         let rows = self
             .store
-            .client
+            .conn()?
             .query(
                 "SELECT shard_no, owner, epoch, CASE WHEN expires_at = '-infinity' THEN -1 \
                  ELSE GREATEST(-1, CEIL(EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000))::int8 END \

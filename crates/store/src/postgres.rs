@@ -205,7 +205,23 @@ pub(crate) fn db(error: postgres::Error) -> StoreError {
 }
 
 pub struct PostgresStore {
-    pub(crate) client: Client,
+    client: Client,
+    /// How to connect again when the connection broke (the server
+    /// restarted, or ended this session): the server's URL, and the
+    /// statements that set a session up (the schema, timeouts).
+    base: String,
+    setup: String,
+}
+
+/// The URL with an `application_name` naming the schema, unless it names
+/// one: an operator (and the cluster test) can tell each store's sessions
+/// apart in `pg_stat_activity`.
+fn named(url: &str, schema: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name=rollover_{schema}")
 }
 
 /// Splits our own `schema=NAME` parameter off a `postgres://` URL (the
@@ -237,6 +253,7 @@ impl PostgresStore {
     /// Connects, creates the schema if needed and brings it up to date.
     pub fn open(url: &str) -> Result<PostgresStore> {
         let (url, schema) = split_schema(url)?;
+        let url = named(&url, &schema);
         let mut client = Client::connect(&url, NoTls).map_err(db)?;
         // Nodes of a cluster start together: one creates and migrates the
         // schema while the others wait (a lock named after the schema, for
@@ -246,7 +263,7 @@ impl PostgresStore {
                 "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate {schema}', 0)); CREATE SCHEMA IF NOT EXISTS {schema}; COMMIT; SET search_path TO {schema};"
             ))
             .map_err(db)?;
-        let mut store = PostgresStore { client };
+        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};") };
         store.migrate()?;
         store.fill_shards()?;
         Ok(store)
@@ -255,13 +272,13 @@ impl PostgresStore {
     /// Sets the shard of subscriptions stored before the `shard` column.
     fn fill_shards(&mut self) -> Result<()> {
         loop {
-            let rows = self.client.query("SELECT id FROM subscriptions WHERE shard IS NULL LIMIT 10000", &[]).map_err(db)?;
+            let rows = self.conn()?.query("SELECT id FROM subscriptions WHERE shard IS NULL LIMIT 10000", &[]).map_err(db)?;
             if rows.is_empty() {
                 return Ok(());
             }
             let ids: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
             let shards: Vec<i32> = ids.iter().map(|id| crate::shard_of(id) as i32).collect();
-            self.client
+            self.conn()?
                 .execute("UPDATE subscriptions s SET shard = u.shard FROM UNNEST($1::text[], $2::int4[]) AS u(id, shard) WHERE s.id = u.id", &[&ids, &shards])
                 .map_err(db)?;
         }
@@ -275,7 +292,7 @@ impl PostgresStore {
     /// paused writer finds its connection closed when it wakes.
     pub fn open_cluster_writer(url: &str, idle: std::time::Duration) -> Result<PostgresStore> {
         let mut store = PostgresStore::open(url)?;
-        store.client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {}", idle.as_millis().max(1))).map_err(db)?;
+        store.set_up(&format!("SET idle_in_transaction_session_timeout = {}", idle.as_millis().max(1)))?;
         Ok(store)
     }
 
@@ -291,7 +308,7 @@ impl PostgresStore {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let mut taken = false;
         while !taken {
-            taken = store.client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(db)?.get(0);
+            taken = store.conn()?.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key]).map_err(db)?.get(0);
             if !taken && std::time::Instant::now() >= deadline {
                 break;
             }
@@ -310,13 +327,34 @@ impl PostgresStore {
     /// A second connection for reads beside the writer.
     pub fn open_reader(url: &str) -> Result<PostgresStore> {
         let (url, schema) = split_schema(url)?;
-        let mut client = Client::connect(&url, NoTls).map_err(db)?;
-        client.batch_execute(&format!("SET search_path TO {schema};")).map_err(db)?;
-        Ok(PostgresStore { client })
+        let (base, setup) = (named(&url, &schema), format!("SET search_path TO {schema};"));
+        let mut client = Client::connect(&base, NoTls).map_err(db)?;
+        client.batch_execute(&setup).map_err(db)?;
+        Ok(PostgresStore { client, base, setup })
+    }
+
+    /// The connection, made again first if it broke: a store outlives a
+    /// restart of its server (the call that found it broken failed; the
+    /// next one reconnects).
+    pub(crate) fn conn(&mut self) -> Result<&mut Client> {
+        if self.client.is_closed() {
+            let mut client = Client::connect(&self.base, NoTls).map_err(db)?;
+            client.batch_execute(&self.setup).map_err(db)?;
+            self.client = client;
+        }
+        Ok(&mut self.client)
+    }
+
+    /// Runs `sql` to set this session up, now and after every reconnection.
+    pub(crate) fn set_up(&mut self, sql: &str) -> Result<()> {
+        self.conn()?.batch_execute(sql).map_err(db)?;
+        self.setup.push_str(sql);
+        self.setup.push(';');
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         let schema: String = tx.query_one("SELECT current_schema()", &[]).map_err(db)?.get(0);
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate ' || $1, 0))", &[&schema]).map_err(db)?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY); LOCK TABLE schema_migrations;").map_err(db)?;
@@ -368,11 +406,11 @@ const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_
 
 impl Store for PostgresStore {
     fn plan_count(&mut self) -> Result<usize> {
-        Ok(self.client.query_one("SELECT count(*) FROM plans", &[]).map_err(db)?.get::<_, i64>(0) as usize)
+        Ok(self.conn()?.query_one("SELECT count(*) FROM plans", &[]).map_err(db)?.get::<_, i64>(0) as usize)
     }
 
     fn load_plans(&mut self) -> Result<Vec<PlanRow>> {
-        let rows = self.client.query("SELECT id, version, document, position, created_at FROM plans ORDER BY created_at, id, version", &[]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT id, version, document, position, created_at FROM plans ORDER BY created_at, id, version", &[]).map_err(db)?;
         Ok(rows
             .iter()
             .map(|row| PlanRow {
@@ -386,7 +424,7 @@ impl Store for PostgresStore {
     }
 
     fn insert_plans(&mut self, rows: &[PlanRow]) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         for row in rows {
             tx.execute(
                 "INSERT INTO plans (id, version, document, position, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -398,7 +436,7 @@ impl Store for PostgresStore {
     }
 
     fn load_subscriptions(&mut self) -> Result<Vec<SubscriptionRow>> {
-        let rows = self.client.query("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions ORDER BY ordinal", &[]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions ORDER BY ordinal", &[]).map_err(db)?;
         Ok(rows
             .iter()
             .map(|row| SubscriptionRow {
@@ -410,7 +448,7 @@ impl Store for PostgresStore {
     }
 
     fn subscriptions_after(&mut self, after: i64) -> Result<Vec<(i64, SubscriptionRow)>> {
-        let rows = self.client.query("SELECT ordinal, id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE ordinal > $1 ORDER BY ordinal", &[&after]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT ordinal, id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE ordinal > $1 ORDER BY ordinal", &[&after]).map_err(db)?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -421,7 +459,7 @@ impl Store for PostgresStore {
     }
 
     fn subscription(&mut self, id: &str) -> Result<Option<SubscriptionRow>> {
-        let rows = self.client.query("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE id = $1", &[&id]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT id, iccid, imsi, msisdn, external_id, created_at FROM subscriptions WHERE id = $1", &[&id]).map_err(db)?;
         Ok(rows.first().map(|row| SubscriptionRow {
             id: row.get(0),
             identifiers: Identifiers { iccid: row.get(1), imsi: row.get(2), msisdn: row.get(3), external_id: row.get(4) },
@@ -430,7 +468,7 @@ impl Store for PostgresStore {
     }
 
     fn insert_profiles(&mut self, rows: &[ProfileRow]) -> Result<Vec<String>> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         let insert = tx
             .prepare("INSERT INTO esim_profiles (iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (iccid) DO NOTHING")
             .map_err(db)?;
@@ -447,26 +485,26 @@ impl Store for PostgresStore {
 
     fn profiles(&mut self, state: Option<&str>, limit: usize, offset: usize) -> Result<(Vec<ProfileRow>, u64)> {
         let (limit, offset) = (limit.min(i64::MAX as usize) as i64, offset.min(i64::MAX as usize) as i64);
-        let total: i64 = self.client.query_one("SELECT COUNT(*) FROM esim_profiles WHERE $1::TEXT IS NULL OR state = $1", &[&state]).map_err(db)?.get(0);
+        let total: i64 = self.conn()?.query_one("SELECT COUNT(*) FROM esim_profiles WHERE $1::TEXT IS NULL OR state = $1", &[&state]).map_err(db)?.get(0);
         let rows = self
-            .client
+            .conn()?
             .query(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE $1::TEXT IS NULL OR state = $1 ORDER BY iccid LIMIT $2 OFFSET $3"), &[&state, &limit, &offset])
             .map_err(db)?;
         Ok((rows.iter().map(profile_from_row).collect(), total as u64))
     }
 
     fn profile(&mut self, iccid: &str) -> Result<Option<ProfileRow>> {
-        let rows = self.client.query(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE iccid = $1"), &[&iccid]).map_err(db)?;
+        let rows = self.conn()?.query(&format!("SELECT {PROFILE_COLUMNS} FROM esim_profiles WHERE iccid = $1"), &[&iccid]).map_err(db)?;
         Ok(rows.first().map(profile_from_row))
     }
 
     fn profile_counts(&mut self) -> Result<Vec<ProfileCount>> {
-        let rows = self.client.query("SELECT state, profile_type, COUNT(*) FROM esim_profiles GROUP BY state, profile_type ORDER BY state, profile_type NULLS FIRST", &[]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT state, profile_type, COUNT(*) FROM esim_profiles GROUP BY state, profile_type ORDER BY state, profile_type NULLS FIRST", &[]).map_err(db)?;
         Ok(rows.iter().map(|row| ProfileCount { state: row.get(0), profile_type: row.get(1), count: row.get::<_, i64>(2) as u64 }).collect())
     }
 
     fn create_order(&mut self, row: &OrderRow, profile_type: Option<&str>) -> Result<OrderCreated> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         if let Some(existing) = tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = $1"), &[&row.id]).map_err(db)? {
             return Ok(OrderCreated::Exists(order_from_row(&existing)));
         }
@@ -501,7 +539,7 @@ impl Store for PostgresStore {
     }
 
     fn update_order(&mut self, row: &OrderRow) -> Result<()> {
-        self.client
+        self.conn()?
             .execute(
                 "UPDATE esim_orders SET status = $2, subscription = $3, document = $4, updated_at = $5 WHERE id = $1",
                 &[&row.id, &row.status, &row.subscription, &row.document, &row.updated_at_micros],
@@ -511,27 +549,27 @@ impl Store for PostgresStore {
     }
 
     fn order(&mut self, id: &str) -> Result<Option<OrderRow>> {
-        Ok(self.client.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = $1"), &[&id]).map_err(db)?.map(|row| order_from_row(&row)))
+        Ok(self.conn()?.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE id = $1"), &[&id]).map_err(db)?.map(|row| order_from_row(&row)))
     }
 
     fn order_for_iccid(&mut self, iccid: &str) -> Result<Option<OrderRow>> {
-        let row = self.client.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE iccid = $1 ORDER BY created_at DESC LIMIT 1"), &[&iccid]).map_err(db)?;
+        let row = self.conn()?.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE iccid = $1 ORDER BY created_at DESC LIMIT 1"), &[&iccid]).map_err(db)?;
         Ok(row.map(|row| order_from_row(&row)))
     }
 
     fn clear_iccid(&mut self, subscription: &str) -> Result<()> {
-        self.client.execute("UPDATE subscriptions SET iccid = NULL WHERE id = $1", &[&subscription]).map_err(db)?;
+        self.conn()?.execute("UPDATE subscriptions SET iccid = NULL WHERE id = $1", &[&subscription]).map_err(db)?;
         Ok(())
     }
 
     fn pending_orders(&mut self) -> Result<Vec<OrderRow>> {
-        let rows = self.client.query(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE status = 'pending' ORDER BY created_at"), &[]).map_err(db)?;
+        let rows = self.conn()?.query(&format!("SELECT {ORDER_COLUMNS} FROM esim_orders WHERE status = 'pending' ORDER BY created_at"), &[]).map_err(db)?;
         Ok(rows.iter().map(order_from_row).collect())
     }
 
     fn set_profile_state(&mut self, iccid: &str, state: &str, eid: Option<&str>, updated_at_micros: i64) -> Result<bool> {
         let changed = self
-            .client
+            .conn()?
             .execute("UPDATE esim_profiles SET state = $2, eid = COALESCE($3, eid), updated_at = $4 WHERE iccid = $1", &[&iccid, &state, &eid, &updated_at_micros])
             .map_err(db)?;
         Ok(changed > 0)
@@ -546,10 +584,10 @@ impl Store for PostgresStore {
         // `seq > $1 ORDER BY seq` took 0.6 s to find nothing after a 10M
         // checkpoint (its plan, made for a fraction of a large result, did
         // not start at the index's end); a LIMIT in key order always does.
-        let statement = self.client.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT 10000")).map_err(db)?;
+        let statement = self.conn()?.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT 10000")).map_err(db)?;
         let mut after = seq;
         loop {
-            let rows = self.client.query(&statement, &[&after]).map_err(db)?;
+            let rows = self.conn()?.query(&statement, &[&after]).map_err(db)?;
             for row in &rows {
                 let event = event_from_row(row)?;
                 after = event.seq;
@@ -563,7 +601,7 @@ impl Store for PostgresStore {
 
     fn load_shard(&mut self, shard: u32, floor: &mut dyn FnMut(LedgerMark), visit: &mut dyn FnMut(EventRow)) -> Result<()> {
         let floors = self
-            .client
+            .conn()?
             .query(
                 "SELECT m.subscription, m.seq, m.lines, m.at, m.state FROM subscriptions s JOIN ledger_floors f ON f.subscription = s.id \
                  JOIN ledger_marks m ON m.subscription = f.subscription AND m.seq = f.seq WHERE s.shard = $1 ORDER BY f.seq",
@@ -576,12 +614,12 @@ impl Store for PostgresStore {
         // In seq order, paged by key: one writer at a time holds a shard,
         // so its visible events are always a prefix of its seqs.
         let statement = self
-            .client
+            .conn()?
             .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription IN (SELECT id FROM subscriptions WHERE shard = $1) AND seq > $2 ORDER BY seq LIMIT 10000"))
             .map_err(db)?;
         let mut after = 0i64;
         loop {
-            let rows = self.client.query(&statement, &[&(shard as i32), &after]).map_err(db)?;
+            let rows = self.conn()?.query(&statement, &[&(shard as i32), &after]).map_err(db)?;
             for row in &rows {
                 let event = event_from_row(row)?;
                 after = event.seq;
@@ -594,16 +632,16 @@ impl Store for PostgresStore {
     }
 
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {
-        let row = self.client.query_opt("SELECT seq, applied_at FROM events WHERE seq >= $1 ORDER BY seq LIMIT 1", &[&seq]).map_err(db)?;
+        let row = self.conn()?.query_opt("SELECT seq, applied_at FROM events WHERE seq >= $1 ORDER BY seq LIMIT 1", &[&seq]).map_err(db)?;
         Ok(row.map(|row| (row.get(0), row.get(1))))
     }
 
     fn max_seq(&mut self) -> Result<i64> {
-        Ok(self.client.query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM events", &[]).map_err(db)?.get(0))
+        Ok(self.conn()?.query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM events", &[]).map_err(db)?.get(0))
     }
 
     fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()> {
-        self.client
+        self.conn()?
             .execute(
                 "INSERT INTO checkpoint_parts (upto_seq, part, data) VALUES ($1, $2, $3) ON CONFLICT (upto_seq, part) DO UPDATE SET data = excluded.data",
                 &[&upto_seq, &(part as i64), &data],
@@ -613,7 +651,7 @@ impl Store for PostgresStore {
     }
 
     fn finish_checkpoint(&mut self, meta: &CheckpointMeta) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         tx.execute(
             "INSERT INTO checkpoints (upto_seq, format, parts, digest, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (upto_seq) DO UPDATE SET format = excluded.format, parts = excluded.parts, digest = excluded.digest, created_at = excluded.created_at",
@@ -626,7 +664,7 @@ impl Store for PostgresStore {
     }
 
     fn checkpoints(&mut self) -> Result<Vec<CheckpointMeta>> {
-        let rows = self.client.query("SELECT upto_seq, format, parts, digest, created_at FROM checkpoints ORDER BY upto_seq DESC", &[]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT upto_seq, format, parts, digest, created_at FROM checkpoints ORDER BY upto_seq DESC", &[]).map_err(db)?;
         Ok(rows
             .iter()
             .map(|row| CheckpointMeta { upto_seq: row.get(0), format: row.get::<_, i64>(1) as u32, parts: row.get::<_, i64>(2) as u32, digest: row.get(3), created_at_micros: row.get(4) })
@@ -634,13 +672,13 @@ impl Store for PostgresStore {
     }
 
     fn checkpoint_part(&mut self, upto_seq: i64, part: u32) -> Result<Option<Vec<u8>>> {
-        let row = self.client.query_opt("SELECT data FROM checkpoint_parts WHERE upto_seq = $1 AND part = $2", &[&upto_seq, &(part as i64)]).map_err(db)?;
+        let row = self.conn()?.query_opt("SELECT data FROM checkpoint_parts WHERE upto_seq = $1 AND part = $2", &[&upto_seq, &(part as i64)]).map_err(db)?;
         Ok(row.map(|row| row.get(0)))
     }
 
     fn events_between(&mut self, subscription: &str, after: i64, upto: i64) -> Result<Vec<EventRow>> {
         let rows = self
-            .client
+            .conn()?
             .query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"), &[&subscription, &after, &upto])
             .map_err(db)?;
         rows.iter().map(event_from_row).collect()
@@ -650,7 +688,7 @@ impl Store for PostgresStore {
         let subscriptions: Vec<&str> = wanted.iter().map(|(s, _)| s.as_str()).collect();
         let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
         let rows = self
-            .client
+            .conn()?
             .query(
                 &format!("SELECT {EVENT_COLUMNS} FROM events WHERE (subscription, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) AND seq >= $3"),
                 &[&subscriptions, &keys, &since_seq],
@@ -661,7 +699,7 @@ impl Store for PostgresStore {
 
     fn retention_candidates(&mut self, upto_seq: i64) -> Result<Vec<(String, i64, i64)>> {
         let rows = self
-            .client
+            .conn()?
             .query(
                 "SELECT m.subscription, MAX(m.seq), COALESCE(MAX(f.seq), 0)::int8 FROM ledger_marks m LEFT JOIN ledger_floors f ON f.subscription = m.subscription \
                  WHERE m.seq <= $1 GROUP BY m.subscription HAVING MAX(m.seq) > COALESCE(MAX(f.seq), 0) ORDER BY m.subscription",
@@ -672,7 +710,7 @@ impl Store for PostgresStore {
     }
 
     fn archive(&mut self, archive: &Archive) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         let statement = tx
             .prepare(
                 "INSERT INTO archived_periods (subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -714,20 +752,20 @@ impl Store for PostgresStore {
     }
 
     fn ledger_floor(&mut self, subscription: &str) -> Result<Option<i64>> {
-        let row = self.client.query_opt("SELECT seq FROM ledger_floors WHERE subscription = $1", &[&subscription]).map_err(db)?;
+        let row = self.conn()?.query_opt("SELECT seq FROM ledger_floors WHERE subscription = $1", &[&subscription]).map_err(db)?;
         Ok(row.map(|row| row.get(0)))
     }
 
     fn ledger_floors(&mut self) -> Result<Vec<LedgerMark>> {
         let rows = self
-            .client
+            .conn()?
             .query("SELECT m.subscription, m.seq, m.lines, m.at, m.state FROM ledger_floors f JOIN ledger_marks m ON m.subscription = f.subscription AND m.seq = f.seq ORDER BY f.seq", &[])
             .map_err(db)?;
         Ok(rows.iter().map(|row| LedgerMark { subscription: row.get(0), seq: row.get(1), lines: row.get(2), at_micros: row.get(3), state: row.get(4) }).collect())
     }
 
     fn archived_periods(&mut self, subscription: &str) -> Result<Vec<PeriodTotals>> {
-        let rows = self.client.query("SELECT subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor FROM archived_periods WHERE subscription = $1 ORDER BY starts", &[&subscription]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT subscription, period, starts, ends, lines, used_bytes, throttled_bytes, rejected_bytes, granted_bytes, carried_bytes, forfeited_bytes, fees_minor, charges_minor FROM archived_periods WHERE subscription = $1 ORDER BY starts", &[&subscription]).map_err(db)?;
         Ok(rows
             .iter()
             .map(|row| PeriodTotals {
@@ -757,7 +795,7 @@ impl Store for PostgresStore {
         let lines: Vec<i64> = marks.iter().map(|m| m.lines).collect();
         let at: Vec<i64> = marks.iter().map(|m| m.at_micros).collect();
         let state: Vec<&[u8]> = marks.iter().map(|m| m.state.as_slice()).collect();
-        self.client
+        self.conn()?
             .execute(
                 "INSERT INTO ledger_marks (subscription, seq, lines, at, state) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::bytea[]) \
                  ON CONFLICT (subscription, seq) DO UPDATE SET lines = excluded.lines, at = excluded.at, state = excluded.state",
@@ -768,12 +806,12 @@ impl Store for PostgresStore {
     }
 
     fn ledger_marks(&mut self, subscription: &str) -> Result<Vec<MarkMeta>> {
-        let rows = self.client.query("SELECT seq, lines, at FROM ledger_marks WHERE subscription = $1 ORDER BY seq", &[&subscription]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT seq, lines, at FROM ledger_marks WHERE subscription = $1 ORDER BY seq", &[&subscription]).map_err(db)?;
         Ok(rows.iter().map(|row| MarkMeta { seq: row.get(0), lines: row.get(1), at_micros: row.get(2) }).collect())
     }
 
     fn ledger_mark(&mut self, subscription: &str, seq: i64) -> Result<Option<Vec<u8>>> {
-        let row = self.client.query_opt("SELECT state FROM ledger_marks WHERE subscription = $1 AND seq = $2", &[&subscription, &seq]).map_err(db)?;
+        let row = self.conn()?.query_opt("SELECT state FROM ledger_marks WHERE subscription = $1 AND seq = $2", &[&subscription, &seq]).map_err(db)?;
         Ok(row.map(|row| row.get(0)))
     }
 
@@ -782,7 +820,7 @@ impl Store for PostgresStore {
     }
 
     fn commit_fenced(&mut self, batch: &Batch, fence: &[(u32, i64)]) -> Result<std::result::Result<(), crate::Fenced>> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let mut tx = self.conn()?.transaction().map_err(db)?;
         if !fence.is_empty() {
             // The first statement: the lease rows are read under a share
             // lock, so a takeover's epoch bump waits for this commit, or
@@ -877,25 +915,25 @@ impl Store for PostgresStore {
     }
 
     fn setting(&mut self, name: &str) -> Result<Option<String>> {
-        let rows = self.client.query("SELECT value FROM settings WHERE name = $1", &[&name]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT value FROM settings WHERE name = $1", &[&name]).map_err(db)?;
         Ok(rows.first().map(|row| row.get(0)))
     }
 
     fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
-        self.client
+        self.conn()?
             .execute("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[&name, &value])
             .map(drop)
             .map_err(db)
     }
 
     fn clock(&mut self) -> Result<Option<i64>> {
-        let rows = self.client.query("SELECT value FROM meta WHERE name = 'clock'", &[]).map_err(db)?;
+        let rows = self.conn()?.query("SELECT value FROM meta WHERE name = 'clock'", &[]).map_err(db)?;
         Ok(rows.first().map(|row| row.get(0)))
     }
 
     fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
         let rows = self
-            .client
+            .conn()?
             .query(
                 "SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND endpoint = $3 AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
                 &[&now_micros, &(limit as i64), &endpoint],
@@ -909,7 +947,7 @@ impl Store for PostgresStore {
 
     fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()> {
         let state = if delivered { "delivered" } else if next_attempt_micros.is_some() { "pending" } else { "failed" };
-        self.client
+        self.conn()?
             .execute(
                 "UPDATE outbox SET attempts = attempts + 1, state = $2, next_attempt_at = $3, last_outcome = $4 WHERE id = $1",
                 &[&id, &state, &next_attempt_micros.unwrap_or(i64::MAX), &outcome],
@@ -919,7 +957,7 @@ impl Store for PostgresStore {
     }
 
     fn backlog(&mut self) -> Result<u64> {
-        let row = self.client.query_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[]).map_err(db)?;
+        let row = self.conn()?.query_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[]).map_err(db)?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 }

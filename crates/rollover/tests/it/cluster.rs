@@ -1,8 +1,8 @@
 //! Cluster mode end to end: three `rollover serve` nodes on one PostgreSQL
 //! schema, a three-server NATS cluster on loopback ports (Debian's
 //! `nats-server`), and HTTP usage sent to random nodes with deliberate
-//! repeats while nodes crash, pause and restart and a NATS server dies.
-//! After the load drains, every acknowledged record is in the log exactly
+//! repeats while nodes crash, pause and restart, a NATS server dies, and
+//! PostgreSQL ends every node's sessions. After the load drains, every acknowledged record is in the log exactly
 //! once and every balance equals the plan's allowance less the acknowledged
 //! records, as a replay of them on one node gives.
 
@@ -408,6 +408,14 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     settle(gap(5));
     nats.restart(nats_killed);
     settle(1);
+
+    // PostgreSQL ends every session of the cluster's nodes, as a restart of
+    // it would: they reconnect, reload the shards whose commits failed, and
+    // carry on.
+    let schema = store.schema().expect("a PostgreSQL store").to_string();
+    let ended = store.count(&format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'rollover_{schema}'"));
+    assert!(ended >= 3 * 5, "every node's sessions (writer, reader, loader, leases, status) were ended: {ended}");
+    settle(gap(7));
 
     // A graceful restart: the node hands its shards over as it stops.
     let leaving = nodes[restarted_gracefully].server.take().unwrap();

@@ -68,6 +68,11 @@ impl TestStore {
 }
 
 impl TestStore {
+    /// The PostgreSQL schema, for a store there.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
     /// Runs SQL on the store behind the server's back (to damage it).
     pub fn sql(&self, statements: &str) {
         match (&self.dir, &self.schema) {

@@ -285,7 +285,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
     let _ = nats.me.set(Arc::downgrade(&nats));
     let rendered = nats.clone();
     service.add_metrics(Box::new(move |out| rendered.counters.render(out)));
-    tokio::spawn(keep_stream(nats.clone()));
+    tokio::spawn(keep_stream(nats.clone(), service.clone()));
     let (changes_tx, changes) = mpsc::unbounded_channel();
     service.on_shard_change(Box::new(move |shard, serving| {
         let _ = changes_tx.send((shard, serving));
@@ -297,7 +297,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
 
 /// Creates the usage stream (or finds it), trying again every second while
 /// JetStream cannot be reached; until it exists usage goes as calls.
-async fn keep_stream(nats: Arc<Nats>) {
+async fn keep_stream(nats: Arc<Nats>, service: Service) {
     let config = async_nats::jetstream::stream::Config {
         name: nats.stream_name.clone(),
         subjects: vec![format!("{}.usage.*", nats.prefix)],
@@ -314,7 +314,7 @@ async fn keep_stream(nats: Arc<Nats>) {
             Ok(stream) => {
                 let _ = nats.stream.set(stream);
                 tracing::info!(stream = %nats.stream_name, replicas = nats.replicas, "the usage stream is ready");
-                return;
+                break;
             }
             Err(error) if !warned => {
                 tracing::warn!(%error, "the JetStream usage stream cannot be created yet; usage for other nodes' shards goes as calls until it can");
@@ -324,7 +324,18 @@ async fn keep_stream(nats: Arc<Nats>) {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // The stream's lag: what waits in it (a work queue keeps only what no
+    // owner has acked), read every few seconds for /v1/cluster and /metrics.
+    while let Some(stream) = nats.stream.get() {
+        if let Ok(info) = stream.get_info().await {
+            service.report_stream_lag(info.state.messages);
+        }
+        tokio::time::sleep(LAG_EVERY).await;
+    }
 }
+
+/// How often the stream's lag is read.
+pub const LAG_EVERY: Duration = Duration::from_secs(2);
 
 /// Subscribes to each shard's subject while the service serves the shard.
 async fn follow_shards(nats: Arc<Nats>, service: Service, mut changes: mpsc::UnboundedReceiver<(u32, bool)>) {

@@ -101,6 +101,19 @@ pub struct Dashboard {
     /// Accepted records a second since the previous look at the dashboard,
     /// and over how many seconds.
     pub records_per_second: Option<(f64, f64)>,
+    /// Cluster mode: the cluster as this node sees it.
+    pub cluster: Option<ClusterPanel>,
+}
+
+/// The cluster on the dashboard: this node, every node with the shards it
+/// holds, and what waits in the usage stream.
+pub struct ClusterPanel {
+    pub node: String,
+    /// Each node: its id, whether its heartbeat is current, shards held.
+    pub nodes: Vec<(String, bool, usize)>,
+    /// Shards this node serves now.
+    pub serving: usize,
+    pub stream_lag: Option<u64>,
 }
 
 pub fn dashboard_page(staff: &Staff, figures: &Dashboard) -> String {
@@ -131,6 +144,32 @@ pub fn dashboard_page(staff: &Staff, figures: &Dashboard) -> String {
         row(pick(lang, "webhook deliveries waiting", "待发送的 webhook"), figures.webhook_backlog.to_string());
         row(pick(lang, "webhook attempts failed", "webhook 发送失败次数"), figures.webhook_failed.to_string());
         h.close("tbody").close("table");
+        if let Some(cluster) = &figures.cluster {
+            h.element("h2", &[], pick(lang, "Cluster", "集群"));
+            h.element(
+                "p",
+                &[],
+                &match lang {
+                    Lang::En => format!("This node is {}; it serves {} of the 256 shards.", cluster.node, cluster.serving),
+                    Lang::Zh => format!("本节点为 {}，负责 256 个分片中的 {} 个。", cluster.node, cluster.serving),
+                },
+            );
+            h.open("table", &[]).open("thead", &[]).open("tr", &[]);
+            for heading in [pick(lang, "Node", "节点"), pick(lang, "Heartbeat", "心跳"), pick(lang, "Shards held", "持有的分片")] {
+                h.element("th", &[("scope", "col")], heading);
+            }
+            h.close("tr").close("thead").open("tbody", &[]);
+            for (node, live, shards) in &cluster.nodes {
+                let heartbeat = if *live { pick(lang, "current", "正常") } else { pick(lang, "ran out", "已超时") };
+                h.open("tr", &[]).element("th", &[("scope", "row")], node).element("td", &[], heartbeat).element("td", &[], &shards.to_string()).close("tr");
+            }
+            h.close("tbody").close("table");
+            let lag = match cluster.stream_lag {
+                Some(lag) => lag.to_string(),
+                None => pick(lang, "not known (no stream)", "未知（无消息流）").to_string(),
+            };
+            h.element("p", &[], &format!("{}{lag}", pick(lang, "Usage records waiting in the stream for their owners: ", "消息流中等待处理的用量记录：")));
+        }
         h.open("p", &[]);
         h.text(pick(lang, "The same figures, for monitoring: ", "同样的数据（供监控使用）："));
         h.element("a", &[("href", "/metrics")], "/metrics");
@@ -781,4 +820,33 @@ pub fn preview_page(staff: &Staff, preview: &Preview, previewed: &str) -> String
         }
         h.close("form");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_shows_the_cluster_in_both_languages() {
+        let cluster = ClusterPanel { node: "node-1".into(), nodes: vec![("node-1".into(), true, 128), ("node-2".into(), false, 128)], serving: 128, stream_lag: Some(7) };
+        let figures = Dashboard {
+            statuses: Vec::new(),
+            accepted: 0,
+            duplicate: 0,
+            conflict: 0,
+            rejected: Vec::new(),
+            webhook_backlog: 0,
+            webhook_failed: 0,
+            usage_bytes_today: 0,
+            records_per_second: None,
+            cluster: Some(cluster),
+        };
+        let en = dashboard_page(&Staff { key_id: "ops", can_write: true, csrf: "t", lang: Lang::En }, &figures);
+        assert!(en.contains("This node is node-1; it serves 128 of the 256 shards."), "{en}");
+        assert!(en.contains("<th scope=\"row\">node-2</th><td>ran out</td><td>128</td>"), "{en}");
+        assert!(en.contains("waiting in the stream for their owners: 7"), "{en}");
+        let zh = dashboard_page(&Staff { key_id: "ops", can_write: true, csrf: "t", lang: Lang::Zh }, &figures);
+        assert!(zh.contains("本节点为 node-1，负责 256 个分片中的 128 个。"), "{zh}");
+        assert!(zh.contains("已超时"), "{zh}");
+    }
 }

@@ -64,6 +64,8 @@ pub struct ClusterStatus {
     pub leases: Vec<rollover_store::Lease>,
     /// Shards this node serves now.
     pub serving: usize,
+    /// Usage records waiting in the stream for their owners, as last read.
+    pub stream_lag: Option<u64>,
 }
 
 /// The running cluster membership of a node, held by the service.
@@ -89,6 +91,9 @@ pub struct Stats {
     /// Milliseconds the last shard taken took to load, and the most.
     pub last_load_millis: AtomicU64,
     pub max_load_millis: AtomicU64,
+    /// Usage records in the stream not yet committed by their owners, as
+    /// last read (`u64::MAX`: not known, no stream).
+    pub stream_lag: AtomicU64,
 }
 
 impl Membership {
@@ -103,7 +108,8 @@ impl Membership {
                 read(&mut leases)?
             }
         };
-        Ok(ClusterStatus { node: self.node.clone(), nodes, leases: all, serving: self.ownership.served().len() })
+        let lag = self.stats.stream_lag.load(Ordering::Relaxed);
+        Ok(ClusterStatus { node: self.node.clone(), nodes, leases: all, serving: self.ownership.served().len(), stream_lag: (lag != u64::MAX).then_some(lag) })
     }
 
     /// Gives every shard up and leaves the cluster; returns when done.
@@ -128,6 +134,12 @@ pub(crate) fn render_metrics(membership: &Membership, out: &mut String) {
     counter(out, "rollover_cluster_shards_taken_total", "Shards this node took over and loaded.", stats.taken.load(Ordering::Relaxed));
     counter(out, "rollover_cluster_shards_given_up_total", "Shards this node handed over (a rebalance or a graceful stop).", stats.given_up.load(Ordering::Relaxed));
     counter(out, "rollover_cluster_shards_lost_total", "Shards this node dropped: another node took the lease, a renewal failed for the lease time, or a commit was refused.", stats.lost.load(Ordering::Relaxed));
+    let lag = stats.stream_lag.load(Ordering::Relaxed);
+    if lag != u64::MAX {
+        out.push_str(&format!(
+            "# HELP rollover_cluster_usage_stream_messages Usage records in the stream not yet committed by their owners (the stream's lag), as last read.\n# TYPE rollover_cluster_usage_stream_messages gauge\nrollover_cluster_usage_stream_messages {lag}\n"
+        ));
+    }
     out.push_str(&format!(
         "# HELP rollover_cluster_shard_load_seconds_max The longest a shard took to load here (epoch bump to serving).\n# TYPE rollover_cluster_shard_load_seconds_max gauge\nrollover_cluster_shard_load_seconds_max {}\n",
         stats.max_load_millis.load(Ordering::Relaxed) as f64 / 1000.0
@@ -185,7 +197,7 @@ pub(crate) fn start(
     identifiers: Arc<Mutex<std::collections::HashMap<String, String>>>,
 ) -> Result<Membership, crate::ServiceError> {
     let listeners: Arc<RwLock<Vec<ShardListener>>> = Arc::new(RwLock::new(Vec::new()));
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats { stream_lag: AtomicU64::new(u64::MAX), ..Stats::default() });
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let node = parts.config.node_id.clone();

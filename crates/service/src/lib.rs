@@ -188,6 +188,14 @@ impl Service {
             .map_err(|_| ServiceError::Stopped { what: "the lease reader" })?
     }
 
+    /// Cluster mode: how many usage records wait in the stream for their
+    /// owners (`rollover-cluster` reads it every few seconds).
+    pub fn report_stream_lag(&self, messages: u64) {
+        if let Some(membership) = &self.inner.membership {
+            membership.stats.stream_lag.store(messages, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Cluster mode: the lease manager's counters.
     pub fn cluster_stats(&self) -> Option<&cluster::Stats> {
         self.inner.membership.as_ref().map(|m| &*m.stats)

@@ -53,5 +53,5 @@ pub(super) async fn get_cluster(State(service): State<Service>) -> ApiResult {
     }
     let shards: Vec<serde_json::Value> =
         status.leases.iter().map(|l| serde_json::json!({ "shard": l.shard, "owner": l.owner, "epoch": l.epoch, "expires_in_ms": l.remaining_ms })).collect();
-    Ok(ok(serde_json::json!({ "mode": "cluster", "node": status.node, "nodes": nodes, "shards": shards, "serving": status.serving })))
+    Ok(ok(serde_json::json!({ "mode": "cluster", "node": status.node, "nodes": nodes, "shards": shards, "serving": status.serving, "stream_lag": status.stream_lag })))
 }

@@ -106,15 +106,42 @@ pub(super) async fn home(
         Ok(text) => text,
         Err(error) => return crate::problem::Problem::from(error).into_response(),
     };
-    let figures = dashboard(&text, &sessions);
+    let mut figures = dashboard(&text, &sessions);
+    figures.cluster = match service.cluster_status().await {
+        Ok(Some(status)) => Some(cluster_panel(&status)),
+        Ok(None) => None,
+        Err(error) => return crate::problem::Problem::from(error).into_response(),
+    };
     page(StatusCode::OK, lang, keep, view::dashboard_page(&staff(&session, lang), &figures))
+}
+
+/// The cluster panel: every node that is live or holds a lease, with the
+/// shards whose lease it holds now.
+fn cluster_panel(status: &rollover_service::cluster::ClusterStatus) -> view::ClusterPanel {
+    let mut ids: Vec<&str> = status.nodes.iter().map(String::as_str).collect();
+    for lease in status.leases.iter().filter(|l| l.remaining_ms > 0) {
+        if let Some(owner) = lease.owner.as_deref()
+            && !ids.contains(&owner)
+        {
+            ids.push(owner);
+        }
+    }
+    ids.sort();
+    let nodes = ids
+        .into_iter()
+        .map(|id| {
+            let shards = status.leases.iter().filter(|l| l.remaining_ms > 0 && l.owner.as_deref() == Some(id)).count();
+            (id.to_string(), status.nodes.iter().any(|n| n == id), shards)
+        })
+        .collect();
+    view::ClusterPanel { node: status.node.clone(), nodes, serving: status.serving, stream_lag: status.stream_lag }
 }
 
 /// The dashboard's figures from the `/metrics` text.
 fn dashboard(text: &str, sessions: &Sessions) -> view::Dashboard {
     let number = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
     let label = |line: &str, name: &str| line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).map(str::to_string);
-    let mut figures = view::Dashboard { statuses: Vec::new(), accepted: 0, duplicate: 0, conflict: 0, rejected: Vec::new(), webhook_backlog: 0, webhook_failed: 0, usage_bytes_today: 0, records_per_second: None };
+    let mut figures = view::Dashboard { statuses: Vec::new(), accepted: 0, duplicate: 0, conflict: 0, rejected: Vec::new(), webhook_backlog: 0, webhook_failed: 0, usage_bytes_today: 0, records_per_second: None, cluster: None };
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         if line.starts_with("rollover_subscriptions{") {
             figures.statuses.extend(label(line, "status").map(|s| (s, number(line))));

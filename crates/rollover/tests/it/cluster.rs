@@ -201,6 +201,11 @@ fn send(agent: &ureq::Agent, base: &str, records: &[Record], acked: &Mutex<Acked
     }
 }
 
+/// An HTTP agent that follows no redirects and takes any status.
+fn agent_without_redirects() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).timeout_global(Some(Duration::from_secs(10))).build().into()
+}
+
 /// Starts node `index` again, on the same store, with a log of its own.
 fn restart(node: &mut Node, store: &TestStore, urls: &str, scratch: &Scratch, bases: &Mutex<Vec<String>>, radius_ports: &Mutex<Vec<std::net::SocketAddr>>, index: usize) {
     node.runs += 1;
@@ -499,8 +504,12 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let views: Vec<Value> = nodes.iter().map(|n| n.server.as_ref().unwrap().get("/v1/cluster").body).collect();
+        // The stream's lag is read and shown. It does not always drain to
+        // 0 after these faults: copies whose records were committed another
+        // way can stay in it (docs/cluster.md, "Not yet").
         let settled = views.iter().all(|v| {
             v["mode"] == "cluster"
+                && v["stream_lag"].is_u64()
                 && v["nodes"].as_array().is_some_and(|nodes| nodes.len() == 3 && nodes.iter().all(|n| n["live"] == true))
                 && v["nodes"].as_array().unwrap().iter().map(|n| n["shards"].as_u64().unwrap()).sum::<u64>() == 256
         });
@@ -515,7 +524,18 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
             }
             break;
         }
-        assert!(Instant::now() < deadline, "the cluster did not settle: {views:?}");
+        if Instant::now() > deadline {
+            let summary: Vec<String> = nodes
+                .iter()
+                .zip(&views)
+                .map(|(node, v)| {
+                    let metrics = node.server.as_ref().unwrap().get("/metrics").body.as_str().unwrap_or("").to_string();
+                    let pulling = metrics.lines().find(|l| l.starts_with("rollover_cluster_usage_pulling ")).unwrap_or("").to_string();
+                    format!("{}: serving {} stream_lag {} {pulling}", node.id, v["serving"], v["stream_lag"])
+                })
+                .collect();
+            panic!("the cluster did not settle: {summary:?}");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     // Usage for other nodes' shards went through the JetStream stream, and
@@ -529,6 +549,20 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         pulled += metric(&text, "rollover_cluster_usage_pulled_total");
     }
     assert!(streamed > 0 && pulled > 0, "usage went through the stream: {streamed} streamed, {pulled} pulled, {as_calls} as calls");
+    // The console's dashboard shows the cluster too (no API key: signing in
+    // takes none).
+    let console = agent_without_redirects();
+    let base = &nodes[watcher].server.as_ref().unwrap().base;
+    let signed = console.post(format!("{base}/console/sign-in")).header("content-type", "application/x-www-form-urlencoded").send("key=").expect("the console answers");
+    assert_eq!(signed.status().as_u16(), 303, "signing in");
+    let cookie = signed.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().split(';').next().unwrap().to_string();
+    let dashboard = console.get(format!("{base}/console")).header("cookie", &cookie).call().expect("the dashboard").body_mut().read_to_string().unwrap();
+    assert!(dashboard.contains("<h2>Cluster</h2>"), "{dashboard}");
+    for node in &nodes {
+        assert!(dashboard.contains(&format!("<th scope=\"row\">{}</th>", node.id)), "{} on the dashboard", node.id);
+    }
+    assert!(dashboard.contains("waiting in the stream for their owners: "), "{dashboard}");
+    let stream_lag = nodes[watcher].server.as_ref().unwrap().get("/v1/cluster").body["stream_lag"].clone();
     // The paused node found out, and dropped what it held.
     let paused_log = std::fs::read_to_string(&paused_log).unwrap_or_default();
     assert!(paused_log.contains("ownership_lost") || paused_log.contains("lease could not be renewed"), "the paused node's log says it lost its shards");
@@ -537,7 +571,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     latencies.sort();
     let at = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let _ = writeln!(report, "cluster: {} usage requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", latencies.len(), at(0.5), at(0.99), at(1.0));
-    let _ = writeln!(report, "cluster: records for other nodes' shards since the last restarts: {streamed} through the stream, {as_calls} as calls; {pulled} pulled from it");
+    let _ = writeln!(report, "cluster: records for other nodes' shards since the last restarts: {streamed} through the stream, {as_calls} as calls; {pulled} pulled from it; {stream_lag} left in the stream");
     let _ = writeln!(
         report,
         "cluster (seed {seed}): {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, 3 Gy sessions; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",

@@ -333,6 +333,26 @@ impl PostgresStore {
         Ok(PostgresStore { client, base, setup })
     }
 
+    /// Runs `statement` (`$1` the seq to read after, `$2` the shard when
+    /// given) page by page, visiting every event in `seq` order.
+    fn visit_pages(&mut self, statement: &postgres::Statement, shard: Option<i32>, mut after: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+        loop {
+            let rows = match shard {
+                Some(shard) => self.conn()?.query(statement, &[&after, &shard]),
+                None => self.conn()?.query(statement, &[&after]),
+            }
+            .map_err(db)?;
+            for row in &rows {
+                let event = event_from_row(row)?;
+                after = event.seq;
+                visit(event);
+            }
+            if rows.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
     /// The connection, made again first if it broke: a store outlives a
     /// restart of its server (the call that found it broken failed; the
     /// next one reconnects).
@@ -401,6 +421,9 @@ fn event_from_row(row: &postgres::Row) -> Result<EventRow> {
     };
     Ok(EventRow { seq: row.get(0), subscription: row.get(1), applied_at_micros: row.get(2), at_micros: row.get(3), key: row.get(4), body })
 }
+
+/// Events read in one page of a long read (start-up, a shard's load).
+const PAGE: usize = 10_000;
 
 const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
 
@@ -584,19 +607,8 @@ impl Store for PostgresStore {
         // `seq > $1 ORDER BY seq` took 0.6 s to find nothing after a 10M
         // checkpoint (its plan, made for a fraction of a large result, did
         // not start at the index's end); a LIMIT in key order always does.
-        let statement = self.conn()?.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT 10000")).map_err(db)?;
-        let mut after = seq;
-        loop {
-            let rows = self.conn()?.query(&statement, &[&after]).map_err(db)?;
-            for row in &rows {
-                let event = event_from_row(row)?;
-                after = event.seq;
-                visit(event);
-            }
-            if rows.len() < 10_000 {
-                return Ok(());
-            }
-        }
+        let statement = self.conn()?.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT {PAGE}")).map_err(db)?;
+        self.visit_pages(&statement, None, seq, visit)
     }
 
     fn load_shard(&mut self, shard: u32, floor: &mut dyn FnMut(LedgerMark), visit: &mut dyn FnMut(EventRow)) -> Result<()> {
@@ -615,20 +627,9 @@ impl Store for PostgresStore {
         // so its visible events are always a prefix of its seqs.
         let statement = self
             .conn()?
-            .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription IN (SELECT id FROM subscriptions WHERE shard = $1) AND seq > $2 ORDER BY seq LIMIT 10000"))
+            .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription IN (SELECT id FROM subscriptions WHERE shard = $2) AND seq > $1 ORDER BY seq LIMIT {PAGE}"))
             .map_err(db)?;
-        let mut after = 0i64;
-        loop {
-            let rows = self.conn()?.query(&statement, &[&(shard as i32), &after]).map_err(db)?;
-            for row in &rows {
-                let event = event_from_row(row)?;
-                after = event.seq;
-                visit(event);
-            }
-            if rows.len() < 10_000 {
-                return Ok(());
-            }
-        }
+        self.visit_pages(&statement, Some(shard as i32), 0, visit)
     }
 
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {

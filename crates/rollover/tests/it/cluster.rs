@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::network::{Scratch, free_port, peers_dir, python, radclient, write};
+use crate::network::{Scratch, free_port, radclient};
 use crate::server::{Backend, Server, TestStore};
 
 const PLAN: &str = "[[plan]]\nid = \"big\"\nname = \"Big\"\ncurrency = \"EUR\"\nprice = \"5.00\"\ntimezone = \"UTC\"\nperiod = { kind = \"monthly\" }\nallowance = { data = \"100GiB\" }\n";
@@ -224,21 +224,6 @@ fn radius_packet(kind: &str, n: usize, total: u64) -> String {
         total / 2,
         total - total / 2
     )
-}
-
-/// Runs `gy_client.py` (python-diameter) with `steps` against `port`; one
-/// answer per step.
-fn gy_client(scratch: &Scratch, port: u16, steps: &Value) -> Vec<Value> {
-    let script = write(scratch, &format!("gy-{port}.json"), &steps.to_string());
-    let output = Command::new(python())
-        .arg(peers_dir().join("gy_client.py"))
-        .args(["--port", &port.to_string(), "--peer-host", "ocs.rollover.test", "--peer-realm", "rollover.test", "--dest-realm", "rollover.test", "--timeout", "10", "--script"])
-        .arg(&script)
-        .output()
-        .expect("gy_client.py runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "gy_client.py failed ({}): {stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON answer per line")).collect()
 }
 
 /// FNV-1a mod 256: the service's shard function.
@@ -467,7 +452,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
             {"type": "update", "session": session, "imsi": imsi(sub), "rating_group": 1, "used_octets": 300_000, "requested_octets": 1 << 20},
             {"type": "termination", "session": session, "imsi": imsi(sub), "rating_group": 1, "used_octets": 100_000},
         ]);
-        let answers = gy_client(&scratch, port, &steps);
+        let answers = crate::diameter::gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &steps);
         assert_eq!(answers.iter().map(|a| a["result_code"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2001, 2001, 2001], "Gy through {} for sub-{sub}: {answers:?}", node.id);
         assert_eq!(answers[0]["mscc"][0]["granted_octets"], 1 << 20);
         gy_used.insert(format!("sub-{sub}"), 400_000);

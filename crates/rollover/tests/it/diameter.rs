@@ -34,7 +34,7 @@ fn prepare(server: &Server) {
 }
 
 /// Runs `gy_client.py` with `steps`; one answer per step.
-fn gy_client(port: u16, peer: (&str, &str), destination_realm: &str, steps: &Value) -> Vec<Value> {
+pub(crate) fn gy_client(port: u16, peer: (&str, &str), destination_realm: &str, steps: &Value) -> Vec<Value> {
     let scratch = Scratch::new("gy");
     let script = write(&scratch, "steps.json", &steps.to_string());
     let output = Command::new(python())

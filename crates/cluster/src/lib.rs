@@ -164,7 +164,15 @@ impl Nats {
                 .message_id(message_id(record))
                 .header(REPLY_HEADER, inbox.as_str())
                 .header(INDEX_HEADER, index.to_string().as_str());
-            acks.push(self.jetstream.send_publish(self.usage_subject(shard), message).await.ok()?);
+            match self.jetstream.send_publish(self.usage_subject(shard), message).await {
+                Ok(ack) => acks.push(ack),
+                // Nothing of the call is in the stream: it may go as a call.
+                Err(_) if index == 0 => return None,
+                // Some records may be in the stream: a call now could answer
+                // them `duplicate` though this is their first sending. The
+                // client sends them again instead, a repeat indeed.
+                Err(_) => return Some(Err(ServiceError::ShardMoving { shard })),
+            }
         }
         let mut results: Vec<Option<UsageResult>> = vec![None; records.len()];
         let mut waiting = records.len();
@@ -179,10 +187,10 @@ impl Nats {
                     streamed[index] = false;
                     waiting -= 1;
                 }
-                Ok(_) => {}
-                // Some may have been taken: the owner's keys make a second
-                // copy harmless, so the whole batch goes as a call.
-                Err(_) => return None,
+                // Stored, or perhaps stored (its acknowledgment was lost or
+                // late): either way its result comes to the inbox, or the
+                // wait below runs out and the client sends it again.
+                Ok(_) | Err(_) => {}
             }
         }
         self.counters.streamed.fetch_add((records.len() - duplicates.len()) as u64, Ordering::Relaxed);

@@ -410,12 +410,12 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: (PULL_BATCH * 4) as i64,
-                    // One replica: a consumer of the work queue holds no
-                    // record (the stream does, on every replica), only which
-                    // were handed out, so losing it loses nothing: a new one
-                    // starts from every message not acked. 256 replicated
-                    // consumers would each be a consensus group of their own.
-                    num_replicas: 1,
+                    // As many replicas as the stream: a work queue removes
+                    // a message when its consumer acks it, and a consumer
+                    // with fewer replicas than its stream (nats-server 2.9
+                    // allows it) acks without removing (seen here: acked
+                    // messages stayed in the stream).
+                    num_replicas: nats.replicas,
                     ..Default::default()
                 };
                 // A fresh consumer for each new owner: pull requests the

@@ -489,8 +489,8 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let views: Vec<Value> = nodes.iter().map(|n| n.server.as_ref().unwrap().get("/v1/cluster").body).collect();
-        // The stream's lag is read and shown. It does not always drain to
-        // 0 after these faults: copies whose records were committed another
+        // The stream's lag is read and shown. After some of these faults it
+        // does not drain to 0: copies whose records were committed another
         // way can stay in it (docs/cluster.md, "Not yet").
         let settled = views.iter().all(|v| {
             v["mode"] == "cluster"

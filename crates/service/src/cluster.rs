@@ -68,6 +68,26 @@ pub struct ClusterStatus {
     pub stream_lag: Option<u64>,
 }
 
+impl ClusterStatus {
+    /// Every node that is live or holds an unexpired lease, by id: whether
+    /// its heartbeat is current, and how many shards' leases it holds now.
+    pub fn holders(&self) -> Vec<(String, bool, usize)> {
+        let mut ids: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
+        for owner in self.leases.iter().filter(|l| l.remaining_ms > 0).filter_map(|l| l.owner.as_deref()) {
+            if !ids.contains(&owner) {
+                ids.push(owner);
+            }
+        }
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let shards = self.leases.iter().filter(|l| l.remaining_ms > 0 && l.owner.as_deref() == Some(id)).count();
+                (id.to_string(), self.nodes.iter().any(|n| n == id), shards)
+            })
+            .collect()
+    }
+}
+
 /// The running cluster membership of a node, held by the service.
 pub(crate) struct Membership {
     pub(crate) node: String,

@@ -36,21 +36,7 @@ pub(super) async fn get_cluster(State(service): State<Service>) -> ApiResult {
     let Some(status) = service.cluster_status().await? else {
         return Ok(ok(serde_json::json!({ "mode": "single" })));
     };
-    let mut nodes: Vec<serde_json::Value> = Vec::new();
-    let mut owners: Vec<&str> = status.nodes.iter().map(String::as_str).collect();
-    for lease in &status.leases {
-        if let Some(owner) = lease.owner.as_deref()
-            && lease.remaining_ms > 0
-            && !owners.contains(&owner)
-        {
-            owners.push(owner);
-        }
-    }
-    owners.sort();
-    for id in owners {
-        let shards = status.leases.iter().filter(|l| l.remaining_ms > 0 && l.owner.as_deref() == Some(id)).count();
-        nodes.push(serde_json::json!({ "id": id, "live": status.nodes.iter().any(|n| n == id), "shards": shards }));
-    }
+    let nodes: Vec<serde_json::Value> = status.holders().into_iter().map(|(id, live, shards)| serde_json::json!({ "id": id, "live": live, "shards": shards })).collect();
     let shards: Vec<serde_json::Value> =
         status.leases.iter().map(|l| serde_json::json!({ "shard": l.shard, "owner": l.owner, "epoch": l.epoch, "expires_in_ms": l.remaining_ms })).collect();
     Ok(ok(serde_json::json!({ "mode": "cluster", "node": status.node, "nodes": nodes, "shards": shards, "serving": status.serving, "stream_lag": status.stream_lag })))

@@ -118,23 +118,7 @@ pub(super) async fn home(
 /// The cluster panel: every node that is live or holds a lease, with the
 /// shards whose lease it holds now.
 fn cluster_panel(status: &rollover_service::cluster::ClusterStatus) -> view::ClusterPanel {
-    let mut ids: Vec<&str> = status.nodes.iter().map(String::as_str).collect();
-    for lease in status.leases.iter().filter(|l| l.remaining_ms > 0) {
-        if let Some(owner) = lease.owner.as_deref()
-            && !ids.contains(&owner)
-        {
-            ids.push(owner);
-        }
-    }
-    ids.sort();
-    let nodes = ids
-        .into_iter()
-        .map(|id| {
-            let shards = status.leases.iter().filter(|l| l.remaining_ms > 0 && l.owner.as_deref() == Some(id)).count();
-            (id.to_string(), status.nodes.iter().any(|n| n == id), shards)
-        })
-        .collect();
-    view::ClusterPanel { node: status.node.clone(), nodes, serving: status.serving, stream_lag: status.stream_lag }
+    view::ClusterPanel { node: status.node.clone(), nodes: status.holders(), serving: status.serving, stream_lag: status.stream_lag }
 }
 
 /// The dashboard's figures from the `/metrics` text.

@@ -106,19 +106,8 @@ fn wait_for_port(port: u16) {
 
 /// Now on the wall clock, RFC 3339 in UTC to the second.
 fn now_rfc3339() -> String {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    let seconds = rollover_service::wall_micros() / 1_000_000 * 1_000_000;
+    rollover_core::Instant::from_micros(seconds).to_rfc3339(&rollover_core::Zone::parse("UTC").expect("UTC"))
 }
 
 struct Node {
@@ -226,15 +215,6 @@ fn radius_packet(kind: &str, n: usize, total: u64) -> String {
     )
 }
 
-/// FNV-1a mod 256: the service's shard function.
-fn shard_of(id: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in id.bytes() {
-        hash ^= byte as u32;
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % 256
-}
 
 /// Waits until every subscription's balance is answered through `base`;
 /// how long that took.
@@ -441,7 +421,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
 
     // A Gy session through each node, for a subscription another node serves.
     let view = nodes[0].server.as_ref().unwrap().get("/v1/cluster").body;
-    let owner_of = |sub: usize| view["shards"][shard_of(&format!("sub-{sub}")) as usize]["owner"].as_str().unwrap_or("").to_string();
+    let owner_of = |sub: usize| view["shards"][rollover_service::shard_of(&format!("sub-{sub}")) as usize]["owner"].as_str().unwrap_or("").to_string();
     let mut gy_used: HashMap<String, u64> = HashMap::new();
     for (k, node) in nodes.iter().enumerate() {
         let sub = (RADIUS_SESSIONS..SUBSCRIPTIONS).find(|&n| owner_of(n) != node.id && !gy_used.contains_key(&format!("sub-{n}"))).expect("a subscription served elsewhere");

@@ -627,7 +627,8 @@ impl Config {
         let nats = section.nats_url.as_deref().ok_or("cluster.nats_url is required in cluster mode: the NATS servers requests are routed through")?;
         let nats_urls: Vec<String> = nats.split(',').map(|u| u.trim().to_string()).collect();
         if let Some(bad) = nats_urls.iter().find(|u| !(u.starts_with("nats://") || u.starts_with("tls://")) || u.len() > 256) {
-            return Err(format!("cluster.nats_url: {bad:?} is not a NATS URL (nats://HOST:PORT)"));
+            let shown = bad.rsplit('@').next().unwrap_or(bad);
+            return Err(format!("cluster.nats_url: {shown:?} is not a NATS URL (nats://HOST:PORT)"));
         }
         Ok(Some(ClusterSettings {
             service: rollover_service::cluster::ClusterConfig { node_id: node.clone(), lease_ttl: std::time::Duration::from_millis(section.lease_ttl_ms) },

@@ -158,7 +158,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
     if let Some(cluster) = &cluster {
         let schema = rollover_store::schema_of(&settings.store_url).map_err(|e| e.to_string())?;
         rollover_cluster::connect(&cluster.nats_urls, &schema, service.clone()).await?;
-        tracing::info!(node = %cluster.service.node_id, nats = ?cluster.nats_urls, "cluster mode: taking this node's share of the shards");
+        // A NATS URL may carry a password: the log gets the hosts only.
+        let hosts: Vec<&str> = cluster.nats_urls.iter().map(|url| url.rsplit('@').next().unwrap_or(url)).collect();
+        tracing::info!(node = %cluster.service.node_id, nats = ?hosts, "cluster mode: taking this node's share of the shards");
     } else if settings.demo && service.is_empty() {
         demo::load(&service).await.map_err(|e| format!("loading demo data: {e}"))?;
     }

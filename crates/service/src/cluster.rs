@@ -41,6 +41,12 @@ use crate::writer::Write;
 /// longer than the lease time, see `idle_in_transaction_session_timeout`).
 const IDENTIFIER_LOOKBACK: usize = 20;
 
+/// The audit of fenced commits (`fenced_commits`, see
+/// [`rollover_store::Leases::audit`]) keeps the last hour; each node prunes
+/// it once a minute.
+const AUDIT_KEEP: Duration = Duration::from_secs(3600);
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// What a node of a cluster is started with.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -278,6 +284,7 @@ impl Manager {
     fn run(&mut self) {
         let step = self.ttl / 6;
         let mut last_renew: Option<Monotonic> = None;
+        let mut last_prune = Monotonic::now();
         loop {
             if self.stop.load(Ordering::Acquire) {
                 self.leave();
@@ -305,6 +312,12 @@ impl Manager {
             }
             if let Err(error) = self.rebalance() {
                 tracing::warn!(%error, "sharing the shards out failed; trying again");
+            }
+            if last_prune.elapsed() >= AUDIT_PRUNE_EVERY {
+                last_prune = Monotonic::now();
+                if let Err(error) = self.leases.prune_audit(AUDIT_KEEP) {
+                    tracing::warn!(%error, "forgetting old fenced commits failed; trying again later");
+                }
             }
             std::thread::sleep(step);
         }

@@ -6,6 +6,15 @@
 //! and `Rollover-Delivery` (the notification's key, for the receiver to
 //! drop repeats). A 2xx marks it delivered; anything else is retried with
 //! exponential backoff until `max_attempts`.
+//!
+//! Senders on one store (the nodes of a cluster) never post one delivery at
+//! once: each claims `CLAIM` deliveries at a time, for long enough to try
+//! them all, and the claim ends with the attempt. A sender that stopped
+//! mid-claim leaves its deliveries to the others when the claim runs out,
+//! or to itself at once when it starts again (it gives up its old claims
+//! first). A delivery can thus be posted twice only when a sender stopped
+//! between the receiver's answer and the record of it; the receiver drops
+//! the repeat by `Rollover-Delivery`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +29,10 @@ use crate::metrics::Metrics;
 use crate::notify::NotifyConfig;
 
 const POLL: Duration = Duration::from_millis(100);
+/// How many deliveries a sender claims at once.
+const CLAIM: usize = 10;
+/// Each attempt waits at most this long for the receiver.
+const ATTEMPT: Duration = Duration::from_secs(10);
 
 pub(crate) fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
@@ -27,13 +40,30 @@ pub(crate) fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Delivers what is due for the endpoint numbered `endpoint` in `config`.
-pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, endpoint: usize, metrics: Arc<Metrics>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).build().into();
+/// Delivers what is due for the endpoint numbered `endpoint` in `config`,
+/// claiming deliveries as `claimer` (the node).
+pub(crate) fn run(mut store: Box<dyn Store>, config: Arc<NotifyConfig>, endpoint: usize, claimer: String, metrics: Arc<Metrics>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(ATTEMPT)).http_status_as_error(false).build().into();
     let endpoint = &config.endpoints[endpoint];
+    // The claims of this node's previous run were abandoned with it.
+    loop {
+        match store.release_claims(&claimer) {
+            Ok(0) => break,
+            Ok(released) => {
+                tracing::info!(released, endpoint = %endpoint.id, "webhook deliveries claimed before a restart are due again");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot release the webhook outbox's old claims");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    // Long enough for every claimed attempt to run to its timeout.
+    let claim_micros = (ATTEMPT.as_micros() as i64) * (CLAIM as i64 + 3);
     loop {
         let now = wall_micros();
-        let due = match store.due_deliveries(&endpoint.id, now, 100) {
+        let due = match store.claim_deliveries(&endpoint.id, &claimer, now, CLAIM, now + claim_micros) {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the webhook outbox");

@@ -125,7 +125,8 @@ impl Service {
         if let Some(notify) = &notify {
             for (endpoint, sender) in senders.into_iter().enumerate().take(notify.endpoints.len()) {
                 let (notify, sender_metrics) = (notify.clone(), metrics.clone());
-                spawn(format!("webhook-sender-{endpoint}"), move || sender::run(sender, notify, endpoint, sender_metrics))?;
+                let claimer = cluster.as_ref().map_or_else(|| "(single)".to_string(), |(parts, _)| parts.config.node_id.clone());
+                spawn(format!("webhook-sender-{endpoint}"), move || sender::run(sender, notify, endpoint, claimer, sender_metrics))?;
             }
         }
         if let Some(reader) = checkpointer.filter(|_| config.checkpoint_every_events > 0 && cluster.is_none()) {

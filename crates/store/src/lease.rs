@@ -42,6 +42,15 @@ pub struct Lease {
     pub remaining_ms: i64,
 }
 
+/// What [`Leases::audit`] found among the fenced commits still kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit {
+    pub commits: i64,
+    /// Commits made under an epoch of a shard that had not been granted
+    /// before them, or after a later epoch had been: none, if fencing works.
+    pub stale: i64,
+}
+
 /// The shard leases of one node.
 pub struct Leases {
     store: PostgresStore,
@@ -81,15 +90,19 @@ impl Leases {
     /// Takes `shard` for `ttl` if it is free (expired or released) or this
     /// node's already, and answers its new epoch; `None` while another
     /// node holds it. Taking it again bumps the epoch too, so that a
-    /// restarted node fences what its previous run may still send.
+    /// restarted node fences what its previous run may still send. The row
+    /// is locked `FOR UPDATE` first: a plain `UPDATE` of a non-key column
+    /// would not wait for the commits under way (`FOR KEY SHARE`).
     pub fn acquire(&mut self, shard: u32, ttl: Duration) -> Result<Option<i64>> {
         check(shard)?;
         let row = self
             .store
             .conn()?
             .query_opt(
-                "UPDATE shard_lease SET owner = $1, epoch = epoch + 1, expires_at = clock_timestamp() + $2 * interval '1 millisecond' \
-                 WHERE shard_no = $3 AND (expires_at < clock_timestamp() OR owner = $1) RETURNING epoch",
+                "WITH locked AS (SELECT shard_no FROM shard_lease WHERE shard_no = $3 FOR UPDATE), \
+                 granted AS (UPDATE shard_lease l SET owner = $1, epoch = epoch + 1, expires_at = clock_timestamp() + $2 * interval '1 millisecond' \
+                 FROM locked WHERE l.shard_no = locked.shard_no AND (l.expires_at < clock_timestamp() OR l.owner = $1) RETURNING l.shard_no, l.epoch, l.owner) \
+                 INSERT INTO lease_grants (shard_no, epoch, owner) SELECT * FROM granted RETURNING epoch",
                 &[&self.node, &millis(ttl), &(shard as i32)],
             )
             .map_err(crate::postgres::db)?;
@@ -153,6 +166,33 @@ impl Leases {
     pub fn leave(&mut self) -> Result<()> {
         self.store.conn()?.execute("DELETE FROM cluster_node WHERE node = $1", &[&self.node]).map_err(crate::postgres::db)?;
         Ok(())
+    }
+
+    /// Checks every fenced commit still kept against the epochs granted
+    /// (`lease_grants`; both are numbered from one sequence, each number
+    /// taken while the lease row is locked).
+    pub fn audit(&mut self) -> Result<Audit> {
+        let row = self
+            .store
+            .conn()?
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE stale) FROM (SELECT c.seq, bool_or( \
+                   NOT EXISTS (SELECT 1 FROM lease_grants g WHERE g.shard_no = f.shard AND g.epoch = f.epoch AND g.seq < c.seq) \
+                   OR EXISTS (SELECT 1 FROM lease_grants g WHERE g.shard_no = f.shard AND g.epoch > f.epoch AND g.seq < c.seq)) AS stale \
+                 FROM fenced_commits c, unnest(c.shards, c.epochs) AS f(shard, epoch) GROUP BY c.seq) AS per_commit",
+                &[],
+            )
+            .map_err(crate::postgres::db)?;
+        Ok(Audit { commits: row.get(0), stale: row.get(1) })
+    }
+
+    /// Forgets the fenced commits older than `keep` (by the database's
+    /// clock); answers how many. The grants are kept: a row per takeover.
+    pub fn prune_audit(&mut self, keep: Duration) -> Result<u64> {
+        self.store
+            .conn()?
+            .execute("DELETE FROM fenced_commits WHERE committed_at < clock_timestamp() - $1 * interval '1 millisecond'", &[&millis(keep)])
+            .map_err(crate::postgres::db)
     }
 
     /// Every shard's lease, by shard.

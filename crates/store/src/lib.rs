@@ -13,7 +13,7 @@ mod sqlite;
 
 use std::fmt;
 
-pub use lease::{Fenced, Lease, Leases};
+pub use lease::{Audit, Fenced, Lease, Leases};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -390,10 +390,16 @@ pub trait Store: Send {
     /// of the time-zone database its boundaries were computed with).
     fn setting(&mut self, name: &str) -> Result<Option<String>>;
     fn set_setting(&mut self, name: &str, value: &str) -> Result<()>;
-    /// Deliveries not yet done whose next attempt is due at `now`.
-    fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>>;
-    /// Records an attempt: delivered, or to retry at `next_attempt_micros`
-    /// (`None`: given up).
+    /// Claims up to `limit` deliveries for `endpoint` not yet done, due at
+    /// `now` and claimed by no one (or by a claim that ran out), for
+    /// `claimer` until `claim_until`: no other sender on the store takes
+    /// them before then, or before [`Store::record_attempt`]. Oldest first.
+    fn claim_deliveries(&mut self, endpoint: &str, claimer: &str, now_micros: i64, limit: usize, claim_until_micros: i64) -> Result<Vec<Delivery>>;
+    /// Gives up every claim `claimer` holds (a sender starting again: the
+    /// claims of its previous run were abandoned). Returns how many.
+    fn release_claims(&mut self, claimer: &str) -> Result<u64>;
+    /// Records an attempt, and ends its claim: delivered, or to retry at
+    /// `next_attempt_micros` (`None`: given up).
     fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()>;
     /// Deliveries neither done nor given up.
     fn backlog(&mut self) -> Result<u64>;
@@ -621,14 +627,22 @@ mod tests {
         store.commit(&Batch { notifications: vec![note("n1"), note("n2")], ..Batch::default() }).unwrap();
         store.commit(&Batch { notifications: vec![note("n1")], ..Batch::default() }).unwrap();
         assert_eq!(store.backlog().unwrap(), 2);
-        let due = store.due_deliveries("hook", 100, 10).unwrap();
+        let due = store.claim_deliveries("hook", "a", 100, 10, 1_000).unwrap();
         assert_eq!(due.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+        assert!(store.claim_deliveries("hook", "b", 100, 10, 1_000).unwrap().is_empty(), "claimed by a until 1000");
         store.record_attempt(due[0].id, true, None, "200").unwrap();
         store.record_attempt(due[1].id, false, Some(500), "503").unwrap();
-        assert_eq!(store.due_deliveries("hook", 100, 10).unwrap().len(), 0, "n1 is done, n2 waits until 500");
-        assert!(store.due_deliveries("other", 500, 10).unwrap().is_empty(), "each endpoint reads its own");
-        let retry = store.due_deliveries("hook", 500, 10).unwrap();
-        assert_eq!((retry.len(), retry[0].attempts), (1, 1));
+        assert_eq!(store.claim_deliveries("hook", "b", 100, 10, 1_000).unwrap().len(), 0, "n1 is done, n2 waits until 500");
+        assert!(store.claim_deliveries("other", "b", 500, 10, 1_000).unwrap().is_empty(), "each endpoint reads its own");
+        let claimed = store.claim_deliveries("hook", "a", 500, 10, 2_000).unwrap();
+        assert_eq!((claimed.len(), claimed[0].attempts), (1, 1));
+        assert!(store.claim_deliveries("hook", "b", 1_999, 10, 3_000).unwrap().is_empty());
+        let taken_over = store.claim_deliveries("hook", "b", 2_000, 10, 3_000).unwrap();
+        assert_eq!(taken_over.len(), 1, "a claim that ran out is taken by another sender");
+        assert_eq!(store.release_claims("a").unwrap(), 0, "b holds it now");
+        assert_eq!(store.release_claims("b").unwrap(), 1);
+        let retry = store.claim_deliveries("hook", "a", 500, 10, 1_000).unwrap();
+        assert_eq!(retry.len(), 1, "released: due again at once");
         store.record_attempt(retry[0].id, false, None, "gave up").unwrap();
         assert_eq!(store.backlog().unwrap(), 0);
     }
@@ -740,6 +754,33 @@ mod tests {
         assert!(second.0.contains("in use by another rollover process"), "{second}");
         drop(writer);
         drop(PostgresStore::open_writer(&url).expect("free again once the first writer is gone"));
+        // Senders of two nodes claiming at once never take one delivery both.
+        let mut store = PostgresStore::open(&url).unwrap();
+        let notes: Vec<NotificationRow> =
+            (0..300).map(|n| NotificationRow { key: format!("race-{n}"), endpoint: "race".into(), payload: "{}".into(), created_at_micros: 1 }).collect();
+        store.commit(&Batch { notifications: notes, ..Batch::default() }).unwrap();
+        let claimers: Vec<_> = ["x", "y", "z"]
+            .into_iter()
+            .map(|claimer| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let mut store = PostgresStore::open(&url).unwrap();
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = store.claim_deliveries("race", claimer, 10, 7, i64::MAX).unwrap();
+                        if claimed.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(claimed.into_iter().map(|d| d.key));
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = claimers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+        assert_eq!(all.len(), 300, "each delivery claimed once");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 300);
         admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     }
 
@@ -777,10 +818,14 @@ mod tests {
         // A commit under way holds the lease row: the takeover waits for it.
         assert!(b.release(3, second).unwrap());
         let mut open = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
-        open.batch_execute(&format!("SET search_path TO {schema}; BEGIN; SELECT epoch FROM shard_lease WHERE shard_no = 3 FOR SHARE")).unwrap();
+        let six = b.acquire(6, long).unwrap().expect("a free shard");
+        open.batch_execute(&format!("SET search_path TO {schema}; BEGIN; SELECT epoch FROM shard_lease WHERE shard_no IN (3, 5, 6) FOR KEY SHARE")).unwrap();
+        let five = Leases::open(&url, "d").unwrap().acquire(5, long).err();
+        assert!(five.is_some_and(|e| e.to_string().contains("lock timeout")), "taking a shard waits for the commit under way, and gives up after lock_timeout");
         let taker = std::thread::spawn(move || a.acquire(3, long).unwrap());
         std::thread::sleep(Duration::from_millis(300));
         assert!(!taker.is_finished(), "the bump waits for the commit under way");
+        assert_eq!(b.renew(&[(6, six)], long).unwrap(), Vec::<u32>::new(), "a renewal does not wait for a commit");
         let seen: i64 = open.query_one("SELECT epoch FROM shard_lease WHERE shard_no = 3", &[]).unwrap().get(0);
         assert_eq!(seen, second, "the commit under way still sees its epoch");
         open.batch_execute("COMMIT").unwrap();
@@ -804,6 +849,14 @@ mod tests {
         assert_eq!(b.live_nodes().unwrap(), ["b", "c"], "a node that beats again is live again");
         b.leave().unwrap();
         assert_eq!(c.live_nodes().unwrap(), ["c"], "a node that left is gone at once");
+        // The audit: the one commit that went through was under its epoch;
+        // a commit under an epoch taken over since is found.
+        assert_eq!(c.audit().unwrap(), Audit { commits: 1, stale: 0 }, "fenced commits roll their audit row back with them");
+        admin.execute(&format!("INSERT INTO {schema}.fenced_commits (shards, epochs) VALUES ('{{3}}', '{{{first}}}')"), &[]).unwrap();
+        assert_eq!(c.audit().unwrap(), Audit { commits: 2, stale: 1 });
+        assert_eq!(c.prune_audit(Duration::from_secs(3600)).unwrap(), 0);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.prune_audit(Duration::from_millis(10)).unwrap(), 2);
         admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     }
 }

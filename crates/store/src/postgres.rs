@@ -164,6 +164,30 @@ CREATE INDEX subscriptions_by_shard ON subscriptions (shard, id);
 "#, r#"
 -- Nodes of a cluster read each other's new subscriptions by ordinal.
 CREATE INDEX subscriptions_by_ordinal ON subscriptions (ordinal);
+"#, r#"
+-- A sender claims the deliveries it is about to attempt, so that the
+-- senders of several nodes never post the same one at once.
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;
+"#, r#"
+-- The cluster's audit: every epoch granted, and the epochs each fenced
+-- commit was made under, numbered from one sequence. A commit is stale if
+-- its epoch of a shard was not granted before it, or a later epoch was.
+CREATE SEQUENCE cluster_audit_seq;
+CREATE TABLE lease_grants (
+    seq BIGINT PRIMARY KEY DEFAULT nextval('cluster_audit_seq'),
+    shard_no INTEGER NOT NULL,
+    epoch BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    granted_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX lease_grants_by_shard ON lease_grants (shard_no, epoch);
+CREATE TABLE fenced_commits (
+    seq BIGINT PRIMARY KEY DEFAULT nextval('cluster_audit_seq'),
+    shards INTEGER[] NOT NULL,
+    epochs BIGINT[] NOT NULL,
+    committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -286,7 +310,7 @@ impl PostgresStore {
 
     /// Opens the store as one writer of a cluster: no single-writer lock,
     /// since every commit is fenced by its shards' epochs instead. A commit
-    /// holds its shards' lease rows (`FOR SHARE`) until it ends, so a writer
+    /// holds its shards' lease rows (`FOR KEY SHARE`) until it ends, so a writer
     /// paused inside one (SIGSTOP, a VM stall) would hold up every takeover
     /// of them: the server ends a transaction left idle for `idle`, and the
     /// paused writer finds its connection closed when it wakes.
@@ -823,11 +847,23 @@ impl Store for PostgresStore {
     fn commit_fenced(&mut self, batch: &Batch, fence: &[(u32, i64)]) -> Result<std::result::Result<(), crate::Fenced>> {
         let mut tx = self.conn()?.transaction().map_err(db)?;
         if !fence.is_empty() {
-            // The first statement: the lease rows are read under a share
-            // lock, so a takeover's epoch bump waits for this commit, or
-            // this reads the bumped epoch and writes nothing.
+            // The first statement: the lease rows are read under a key
+            // share lock, so a takeover's epoch bump (which locks its row
+            // FOR UPDATE) waits for this commit, or this reads the bumped
+            // epoch and writes nothing. Renewals, which change only
+            // `expires_at`, take no lock this one conflicts with: they
+            // never wait for commits, nor deadlock with them.
             let shards: Vec<i32> = fence.iter().map(|&(shard, _)| shard as i32).collect();
-            let rows = tx.query("SELECT shard_no, epoch FROM shard_lease WHERE shard_no = ANY($1) FOR SHARE", &[&shards]).map_err(db)?;
+            // The audit row goes with it (its number is taken after any
+            // earlier grant of these shards and before any later one).
+            let epochs: Vec<i64> = fence.iter().map(|&(_, epoch)| epoch).collect();
+            let rows = tx
+                .query(
+                    "WITH audit AS (INSERT INTO fenced_commits (shards, epochs) VALUES ($1, $2)) \
+                     SELECT shard_no, epoch FROM shard_lease WHERE shard_no = ANY($1) FOR KEY SHARE",
+                    &[&shards, &epochs],
+                )
+                .map_err(db)?;
             for &(shard, held) in fence {
                 let current = rows.iter().find(|row| row.get::<_, i32>(0) == shard as i32).map_or(0, |row| row.get::<_, i64>(1));
                 if current != held {
@@ -932,25 +968,35 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|row| row.get(0)))
     }
 
-    fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
+    fn claim_deliveries(&mut self, endpoint: &str, claimer: &str, now_micros: i64, limit: usize, claim_until_micros: i64) -> Result<Vec<Delivery>> {
+        // SKIP LOCKED: a sender of another node claiming at the same moment
+        // takes the next ones instead of waiting for these.
         let rows = self
             .conn()?
             .query(
-                "SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND endpoint = $3 AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
-                &[&now_micros, &(limit as i64), &endpoint],
+                "UPDATE outbox o SET claimed_by = $4, claimed_until = $5 FROM (SELECT id FROM outbox WHERE state = 'pending' AND endpoint = $3 \
+                 AND next_attempt_at <= $1 AND claimed_until <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) c WHERE o.id = c.id \
+                 RETURNING o.id, o.key, o.endpoint, o.payload, o.attempts",
+                &[&now_micros, &(limit as i64), &endpoint, &claimer, &claim_until_micros],
             )
             .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|row| Delivery { id: row.get(0), key: row.get(1), endpoint: row.get(2), payload: row.get(3), attempts: row.get::<_, i32>(4) as u32 })
-            .collect())
+        let mut due: Vec<Delivery> =
+            rows.iter().map(|row| Delivery { id: row.get(0), key: row.get(1), endpoint: row.get(2), payload: row.get(3), attempts: row.get::<_, i32>(4) as u32 }).collect();
+        due.sort_by_key(|d| d.id);
+        Ok(due)
+    }
+
+    fn release_claims(&mut self, claimer: &str) -> Result<u64> {
+        let released =
+            self.conn()?.execute("UPDATE outbox SET claimed_by = NULL, claimed_until = 0 WHERE claimed_by = $1 AND state = 'pending'", &[&claimer]).map_err(db)?;
+        Ok(released)
     }
 
     fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()> {
         let state = if delivered { "delivered" } else if next_attempt_micros.is_some() { "pending" } else { "failed" };
         self.conn()?
             .execute(
-                "UPDATE outbox SET attempts = attempts + 1, state = $2, next_attempt_at = $3, last_outcome = $4 WHERE id = $1",
+                "UPDATE outbox SET attempts = attempts + 1, state = $2, next_attempt_at = $3, last_outcome = $4, claimed_by = NULL, claimed_until = 0 WHERE id = $1",
                 &[&id, &state, &next_attempt_micros.unwrap_or(i64::MAX), &outcome],
             )
             .map_err(db)?;

@@ -176,6 +176,11 @@ CREATE TABLE archived_periods (
     charges_minor INTEGER NOT NULL,
     PRIMARY KEY (subscription, starts)
 );
+"#, r#"
+-- A sender claims the deliveries it is about to attempt, so that two
+-- senders on one store never post the same one at once.
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;
 "#];
 
 /// The subscription index of the event log lives in a second file beside the
@@ -960,24 +965,37 @@ impl Store for SqliteStore {
         self.connection.query_row("SELECT value FROM meta WHERE name = 'clock'", [], |row| row.get(0)).optional().map_err(db)
     }
 
-    fn due_deliveries(&mut self, endpoint: &str, now_micros: i64, limit: usize) -> Result<Vec<Delivery>> {
+    fn claim_deliveries(&mut self, endpoint: &str, claimer: &str, now_micros: i64, limit: usize, claim_until_micros: i64) -> Result<Vec<Delivery>> {
         let mut statement = self
             .connection
-            .prepare_cached("SELECT id, key, endpoint, payload, attempts FROM outbox WHERE state = 'pending' AND endpoint = ?3 AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2")
+            .prepare_cached(
+                "UPDATE outbox SET claimed_by = ?4, claimed_until = ?5 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND endpoint = ?3 \
+                 AND next_attempt_at <= ?1 AND claimed_until <= ?1 ORDER BY id LIMIT ?2) RETURNING id, key, endpoint, payload, attempts",
+            )
             .map_err(db)?;
         let rows = statement
-            .query_map(params![now_micros, limit as i64, endpoint], |row| {
+            .query_map(params![now_micros, limit as i64, endpoint, claimer, claim_until_micros], |row| {
                 Ok(Delivery { id: row.get(0)?, key: row.get(1)?, endpoint: row.get(2)?, payload: row.get(3)?, attempts: row.get(4)? })
             })
             .map_err(db)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+        let mut due = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
+        due.sort_by_key(|d| d.id);
+        Ok(due)
+    }
+
+    fn release_claims(&mut self, claimer: &str) -> Result<u64> {
+        let released = self
+            .connection
+            .execute("UPDATE outbox SET claimed_by = NULL, claimed_until = 0 WHERE claimed_by = ?1 AND state = 'pending'", params![claimer])
+            .map_err(db)?;
+        Ok(released as u64)
     }
 
     fn record_attempt(&mut self, id: i64, delivered: bool, next_attempt_micros: Option<i64>, outcome: &str) -> Result<()> {
         let state = if delivered { "delivered" } else if next_attempt_micros.is_some() { "pending" } else { "failed" };
         self.connection
             .execute(
-                "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3, last_outcome = ?4 WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3, last_outcome = ?4, claimed_by = NULL, claimed_until = 0 WHERE id = ?1",
                 params![id, state, next_attempt_micros.unwrap_or(i64::MAX), outcome],
             )
             .map_err(db)?;

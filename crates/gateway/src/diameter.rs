@@ -441,17 +441,26 @@ impl Server {
 
     /// The Gy session a CCR belongs to: a new one for an Initial or Event
     /// request (sweeping idle ones when the table is large), else the open
-    /// one.
+    /// one. An Update or Termination for a session this gateway does not
+    /// know (opened through another node of a cluster that went away, or
+    /// before a restart) is taken up when it names its subscriber
+    /// (Subscription-Id), with the rating groups it reports; without one it
+    /// gets 5002.
     fn session_of(&self, ccr: &Ccr, request: &Message) -> Result<Arc<tokio::sync::Mutex<GySession>>, Refusal> {
+        let mut groups = Vec::new();
         if !matches!(ccr.kind, RequestType::Initial | RequestType::Event) {
-            return self.session_state(&ccr.session_id).ok_or_else(|| Refusal {
-                code: result::UNKNOWN_SESSION_ID,
-                failed: None,
-                message: format!("no open credit-control session {}", ccr.session_id),
-            });
+            if let Some(state) = self.session_state(&ccr.session_id) {
+                return Ok(state);
+            }
+            if !request.avps.iter().any(|a| a.code == code::SUBSCRIPTION_ID && a.vendor.is_none()) {
+                return Err(Refusal { code: result::UNKNOWN_SESSION_ID, failed: None, message: format!("no open credit-control session {}", ccr.session_id) });
+            }
+            groups = ccr.units.iter().map(|unit| unit.group).collect();
+            groups.sort();
+            groups.dedup();
         }
         let subscription = self.subscriber(request)?;
-        let fresh = GySession { subscription, country: ccr.country, groups: Vec::new(), last: None, ended: false, seen: std::time::Instant::now() };
+        let fresh = GySession { subscription, country: ccr.country, groups, last: None, ended: false, seen: std::time::Instant::now() };
         let mut sessions = self.sessions.lock().expect("gy session lock");
         if sessions.len() >= self.sweep_at.load(std::sync::atomic::Ordering::Relaxed) {
             sessions.retain(|_, s| s.try_lock().map_or(true, |s| s.seen.elapsed() < if s.ended { GY_ENDED_KEEP } else { GY_SESSION_IDLE }));
@@ -468,7 +477,7 @@ impl Server {
     /// Reports a rating group's usage and asks for its next grant.
     async fn report_group(&self, ccr: &Ccr, state: &GySession, unit: &Unit, name: &str) -> Result<SessionAnswer, ServiceError> {
         let op = SessionOp::Update { used_bytes: unit.used, requested_bytes: unit.requested, request_number: ccr.number };
-        self.service.session_in(name, None, op, None, state.country).await
+        self.service.session_in(name, Some(&state.subscription), op, None, state.country).await
     }
 
     /// CCR-Initial: a reservation for each rating group asked for.
@@ -484,21 +493,15 @@ impl Server {
         answered
     }
 
-    /// CCR-Update: each group's usage rated and its next grant reserved; a
-    /// rating group first seen mid-session is opened, then rated.
+    /// CCR-Update: each group's usage rated and its next grant reserved. A
+    /// rating group first seen mid-session (or whose opening got no answer
+    /// here) is reported all the same: the service opens a reservation for
+    /// a report on a session it holds none for.
     async fn update<'c>(&self, ccr: &'c Ccr, state: &mut GySession) -> Answered<'c> {
         let mut answered = Vec::new();
         for unit in &ccr.units {
             let name = unit_session(&ccr.session_id, unit.group);
-            let answer = if state.groups.contains(&unit.group) {
-                self.report_group(ccr, state, unit, &name).await
-            } else {
-                match self.open_group(state, unit, &name).await {
-                    Ok(started) if unit.used == 0 => Ok(started),
-                    Ok(_) => self.report_group(ccr, state, unit, &name).await,
-                    Err(error) => Err(error),
-                }
-            };
+            let answer = self.report_group(ccr, state, unit, &name).await;
             if answer.is_ok() && !state.groups.contains(&unit.group) {
                 state.groups.push(unit.group);
             }
@@ -507,18 +510,17 @@ impl Server {
         answered
     }
 
-    /// CCR-Termination: every open rating group ends, reported or not. Only
-    /// an outage is an error; the answer carries no groups.
+    /// CCR-Termination: every rating group it reports, and every other one
+    /// open, ends; what it reports is rated, whether or not this gateway
+    /// saw the group opened. Only an outage is an error; the answer carries
+    /// no groups.
     async fn terminate<'c>(&self, ccr: &'c Ccr, state: &mut GySession) -> Result<Answered<'c>, Refusal> {
         let unreported = state.groups.iter().filter(|group| !ccr.units.iter().any(|unit| unit.group == **group));
         let ending: Vec<(Option<u32>, u64)> = ccr.units.iter().map(|unit| (unit.group, unit.used)).chain(unreported.map(|group| (*group, 0))).collect();
         for (group, used_bytes) in ending {
-            if !state.groups.contains(&group) {
-                continue;
-            }
             let name = unit_session(&ccr.session_id, group);
             let op = SessionOp::End { used_bytes, request_number: ccr.number };
-            match self.service.session_in(&name, None, op, None, state.country).await {
+            match self.service.session_in(&name, Some(&state.subscription), op, None, state.country).await {
                 Err(ServiceError::UnknownSession { .. }) => tracing::warn!(session = %name, "diameter: reservation already gone at termination"),
                 Err(error) if is_outage(&error) => return Err(Refusal::from_service(&error)),
                 _ => {}

@@ -63,7 +63,7 @@ codes! {
     UnknownPlan = "unknown_plan", NOT_FOUND, "No plan has this id.";
     UnknownProfile = "unknown_profile", NOT_FOUND, "No eSIM profile in the inventory has this ICCID (or the ICCID cannot exist: `detail` says why).";
     UnknownOrder = "unknown_order", NOT_FOUND, "No eSIM order has this id.";
-    UnknownSession = "unknown_session", NOT_FOUND, "No session with this id is open (or its reservation expired).";
+    UnknownSession = "unknown_session", NOT_FOUND, "No session with this id was opened through this node, or it has ended.";
     NoSuchEndpoint = "no_such_endpoint", NOT_FOUND, "No endpoint has this path.";
     ClockNotSimulated = "clock_not_simulated", NOT_FOUND, "The clock can be moved only when serving with `--clock simulated`.";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "The endpoint does not take this method; `Allow` lists those it takes.";

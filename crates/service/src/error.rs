@@ -112,7 +112,7 @@ impl fmt::Display for ServiceError {
         match self {
             ServiceError::UnknownSubscription { id } => write!(f, "unknown subscription \"{id}\""),
             ServiceError::UnknownReference { field, message } => write!(f, "{field}: {message}"),
-            ServiceError::UnknownSession { id } => write!(f, "no open session \"{id}\" (or its reservation expired)"),
+            ServiceError::UnknownSession { id } => write!(f, "no open session \"{id}\" known to this node"),
             ServiceError::SubscriptionExists { id } => write!(f, "subscription \"{id}\" already exists"),
             ServiceError::IdentifierTaken { field, owner } => write!(f, "{field}: already belongs to subscription \"{owner}\""),
             ServiceError::SessionOpen { id } => write!(f, "session \"{id}\" is already open"),

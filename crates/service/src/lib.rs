@@ -755,10 +755,11 @@ impl Service {
 
     async fn session_at(&self, session: &str, subscription: Option<&str>, op: SessionOp, at: Option<Instant>, country: Option<Country>, may_forward: bool) -> Result<SessionAnswer, ServiceError> {
         let owner = match (op, subscription) {
-            // A later step forwarded by the node that knows the session.
-            (SessionOp::Update { .. } | SessionOp::End { .. }, Some(subscription)) if !may_forward => {
-                self.inner.sessions.lock().expect("session lock").insert(session.to_string(), subscription.to_string());
-                subscription.to_string()
+            // A later step that names its subscription: forwarded by the
+            // node that knows the session, or from a Gy peer that moved to
+            // this node when its own went away.
+            (SessionOp::Update { .. } | SessionOp::End { .. }, Some(subscription)) => {
+                self.inner.sessions.lock().expect("session lock").entry(session.to_string()).or_insert_with(|| subscription.to_string()).clone()
             }
             _ => self.session_owner(session, subscription, op)?,
         };

@@ -296,8 +296,25 @@ async fn cluster_nodes_answer_for_each_others_shards() {
     let ended = a.session("gy-1", None, crate::SessionOp::End { used_bytes: 1000, request_number: 2 }, None).await.unwrap();
     assert!(matches!(ended.used, Some(UsageResult::Accepted { drawn_bytes: 1000, .. })));
     assert_eq!(b.balance(id).await.unwrap().total_bytes, (1 << 30) - 7000);
+    // A session whose reservation went with its node: b leaves, a takes its
+    // shards, and the session's next report, naming its subscription, is
+    // rated there and opens the reservation again.
+    let on_b = ids.iter().find(|id| *id != &ids[3] && b.ownership().unwrap().serving(crate::shard_of(id))).unwrap().clone();
+    assert_eq!(a.session("gy-2", Some(&on_b), crate::SessionOp::Start { requested_bytes: Some(10_000) }, None).await.unwrap().granted_bytes, 10_000);
+    let leaving = b.clone();
+    tokio::task::spawn_blocking(move || leaving.leave_cluster()).await.unwrap();
+    wait_for_shares(&[&a, &b], &[256, 0]).await;
+    let update = crate::SessionOp::Update { used_bytes: 3000, requested_bytes: Some(10_000), request_number: 1 };
+    let step = a.session("gy-2", Some(&on_b), update, None).await.unwrap();
+    assert!(matches!(step.used, Some(UsageResult::Accepted { drawn_bytes: 3000, .. })), "{step:?}");
+    assert_eq!(step.granted_bytes, 10_000, "the reservation is open again");
+    assert_eq!(a.session("gy-2", Some(&on_b), update, None).await.unwrap(), step, "a repeat gets the same answer");
+    assert_eq!(a.balance(&on_b).await.unwrap().total_bytes, (1 << 30) - 5000);
+    // Every commit of both nodes was made under the epoch it held.
+    let audit_url = url.clone();
+    let audit = tokio::task::spawn_blocking(move || rollover_store::Leases::open(&audit_url, "audit").unwrap().audit().unwrap()).await.unwrap();
+    assert!(audit.commits > 30 && audit.stale == 0, "{audit:?}");
     tokio::task::spawn_blocking(move || {
-        b.leave_cluster();
         a.leave_cluster();
         direct.0.lock().unwrap().clear();
         drop((a, b));

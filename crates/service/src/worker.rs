@@ -911,8 +911,10 @@ impl Worker {
             return Ok((repeated, None));
         }
         self.scratch.clear();
-        // An attach starts a plan that starts at first use.
-        if matches!(op, SessionOp::Start { .. }) && live.subscription.first_use_pending(catalog, now) {
+        // An attach starts a plan that starts at first use (as does a
+        // session's report where no reservation was opened here).
+        let opening = matches!(op, SessionOp::Start { .. }) || !sessions.contains_key(session);
+        if opening && live.subscription.first_use_pending(catalog, now) {
             live.subscription.apply(catalog, Event::FirstUse, at, &mut self.scratch);
             rows.push(EventRow { seq: 0, subscription: id.to_string(), applied_at_micros: now.micros(), at_micros: at.micros(), key: None, body: EventBody::FirstUse });
         }
@@ -1105,16 +1107,15 @@ fn boundary_between(subscription: &Subscription, plans: &Plans, at: Instant, now
     }
 }
 
-/// Refuses a start on an open session, and a report on a session that is
-/// not open; a report whose number was answered last gets that answer again.
+/// Refuses a start on an open session; a report whose number was answered
+/// last gets that answer again. A report on a session with no reservation
+/// here (it expired, or went with the node that held it) is rated under its
+/// key like any other, and an update opens the reservation again.
 fn repeated_or_refused(sessions: &HashMap<String, Reservation>, session: &str, op: SessionOp) -> Result<Option<SessionAnswer>, ServiceError> {
     let number = match op {
         SessionOp::Start { .. } if sessions.contains_key(session) => return Err(ServiceError::SessionOpen { id: session.to_string() }),
         SessionOp::Start { .. } => return Ok(None),
         SessionOp::Update { request_number, .. } | SessionOp::End { request_number, .. } => request_number,
     };
-    let Some(reservation) = sessions.get(session) else {
-        return Err(ServiceError::UnknownSession { id: session.to_string() });
-    };
-    Ok(reservation.last.as_ref().filter(|(last, _)| *last == number).map(|(_, answer)| answer.clone()))
+    Ok(sessions.get(session).and_then(|reservation| reservation.last.as_ref()).filter(|(last, _)| *last == number).map(|(_, answer)| answer.clone()))
 }

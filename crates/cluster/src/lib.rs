@@ -6,7 +6,10 @@
 //! replicas as NATS servers were named, up to 3): a message per record on
 //! `rollover.{schema}.usage.{shard}`, its `Nats-Msg-Id` a digest of the
 //! subscription and the record's idempotency key, its headers naming an
-//! inbox for the result. The owner pulls each shard's durable consumer
+//! inbox for the result (one wildcard subscription per node receives every
+//! result: a fresh subscription per call would race its own interest
+//! across the routes of a NATS cluster, and lose the answer when the owner
+//! is connected to another server). The owner pulls each shard's durable consumer
 //! (`usage-{shard}`) while it serves the shard, rates a batch, commits it
 //! (fenced), and only then acks the messages and sends each result to its
 //! inbox. A copy the stream drops as a duplicate (within its two-minute
@@ -64,6 +67,11 @@ pub const STREAM_RETRY: Duration = Duration::from_secs(2);
 
 /// Messages the owner pulls from a shard's consumer at once.
 pub const PULL_BATCH: usize = 500;
+/// How long each pull request of an owner waits at the server, and how
+/// often the server says it still holds one while no usage comes: a pull
+/// that hears nothing for two heartbeats is made again.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
+pub const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// How long the stream keeps a record nobody took (a shard no node serves).
 pub const STREAM_MAX_AGE: Duration = Duration::from_secs(86_400);
@@ -85,6 +93,49 @@ pub struct Nats {
     /// When the stream last failed: until [`STREAM_RETRY`] after it, usage
     /// goes as calls without waiting on JetStream.
     failed_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Streamed usage waiting for its results.
+    results: Arc<Results>,
+}
+
+/// The results owners send for streamed usage: all to `{inbox}.{token}`,
+/// one subscription, handed to whichever call registered the token.
+struct Results {
+    inbox: String,
+    next: AtomicU64,
+    waiting: std::sync::Mutex<HashMap<u64, mpsc::UnboundedSender<async_nats::Message>>>,
+}
+
+/// One call's place in [`Results`]; dropping it (the call done, or
+/// stopped at an await) frees the token.
+struct Awaiting {
+    results: Arc<Results>,
+    token: u64,
+    incoming: mpsc::UnboundedReceiver<async_nats::Message>,
+}
+
+impl Results {
+    fn register(results: &Arc<Results>) -> (String, Awaiting) {
+        let token = results.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, incoming) = mpsc::unbounded_channel();
+        results.waiting.lock().expect("results lock").insert(token, tx);
+        (format!("{}.{token}", results.inbox), Awaiting { results: results.clone(), token, incoming })
+    }
+
+    /// Hands each result to its call; one whose call is gone is dropped.
+    async fn dispatch(results: Arc<Results>, mut subscriber: async_nats::Subscriber) {
+        while let Some(message) = subscriber.next().await {
+            let Some(token) = message.subject.rsplit('.').next().and_then(|t| t.parse::<u64>().ok()) else { continue };
+            if let Some(call) = results.waiting.lock().expect("results lock").get(&token) {
+                let _ = call.send(message);
+            }
+        }
+    }
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        self.results.waiting.lock().expect("results lock").remove(&self.token);
+    }
 }
 
 /// What went which way, for `/metrics`.
@@ -97,6 +148,8 @@ struct Counters {
     pulled: AtomicU64,
     /// Shards whose usage this node is pulling now (consumer made).
     pulling: AtomicU64,
+    /// Pulls made anew after the server's heartbeats stopped.
+    pull_restarts: AtomicU64,
 }
 
 impl Counters {
@@ -112,6 +165,10 @@ impl Counters {
         out.push_str(&format!(
             "# HELP rollover_cluster_usage_pulled_total Usage records this node pulled from the stream for shards it serves, rated and committed.\n# TYPE rollover_cluster_usage_pulled_total counter\nrollover_cluster_usage_pulled_total {}\n",
             self.pulled.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP rollover_cluster_usage_pull_restarts_total Pulls made anew because the server's heartbeats stopped (it no longer held the pull request).\n# TYPE rollover_cluster_usage_pull_restarts_total counter\nrollover_cluster_usage_pull_restarts_total {}\n",
+            self.pull_restarts.load(Ordering::Relaxed)
         ));
     }
 }
@@ -154,8 +211,7 @@ impl Nats {
 
     async fn publish_usage(&self, shard: u32, records: Vec<UsageRecord>) -> Option<Result<Vec<Option<UsageResult>>, ServiceError>> {
         self.stream().await?;
-        let inbox = self.client.new_inbox();
-        let mut results_in = self.client.subscribe(inbox.clone()).await.ok()?;
+        let (inbox, mut results_in) = Results::register(&self.results);
         let mut acks = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             let payload = serde_json::to_vec(record).ok()?;
@@ -197,7 +253,7 @@ impl Nats {
         self.counters.stream_duplicates.fetch_add(duplicates.len() as u64, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
         while waiting > 0 {
-            let Ok(Some(message)) = tokio::time::timeout_at(deadline, results_in.next()).await else {
+            let Ok(Some(message)) = tokio::time::timeout_at(deadline, results_in.incoming.recv()).await else {
                 tracing::warn!(shard, waiting, "the owner did not answer streamed usage in time; the client retries");
                 return Some(Err(ServiceError::ShardMoving { shard }));
             };
@@ -279,6 +335,13 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         .await
         .map_err(|e| format!("cluster.nats_url: cannot connect: {e}"))?;
     let jetstream = async_nats::jetstream::context::ContextBuilder::new().timeout(JETSTREAM_API_TIMEOUT).ack_timeout(JETSTREAM_TIMEOUT).build(client.clone());
+    // One subscription for every result of this node's streamed usage,
+    // made before any usage is sent: its interest reaches every server of
+    // the NATS cluster long before the first result does.
+    let inbox = client.new_inbox();
+    let results = Arc::new(Results { inbox: inbox.clone(), next: AtomicU64::new(0), waiting: std::sync::Mutex::new(HashMap::new()) });
+    let subscriber = client.subscribe(format!("{inbox}.*")).await.map_err(|e| format!("cluster.nats_url: cannot subscribe for results: {e}"))?;
+    tokio::spawn(Results::dispatch(results.clone(), subscriber));
     let nats = Arc::new(Nats {
         client,
         prefix: format!("rollover.{schema}"),
@@ -289,6 +352,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         counters: Counters::default(),
         me: std::sync::OnceLock::new(),
         failed_at: std::sync::Mutex::new(None),
+        results,
     });
     let _ = nats.me.set(Arc::downgrade(&nats));
     let rendered = nats.clone();
@@ -435,81 +499,95 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
         let _pulling = Pulling::new(&nats.counters.pulling);
-        let mut incoming = loop {
-            match consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(5)).heartbeat(Duration::from_secs(2)).messages().await {
-                Ok(incoming) => break incoming,
-                Err(error) => {
-                    tracing::debug!(shard, %error, "pulling the shard's usage failed; again shortly");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        };
-        loop {
-            // Waits for the first message, then takes what else is there now.
-            let mut messages = Vec::new();
-            match incoming.next().await {
-                Some(Ok(message)) => messages.push(message),
-                Some(Err(error)) => {
-                    tracing::debug!(shard, %error, "pulling the shard's usage: an error; going on");
-                    continue;
-                }
-                None => {
-                    tracing::warn!(shard, "the shard's usage pull ended; pulling again from a new consumer");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    first_pull = true;
-                    continue 'pulling;
-                }
-            }
-            while messages.len() < PULL_BATCH {
-                match futures_util::FutureExt::now_or_never(incoming.next()) {
-                    Some(Some(Ok(message))) => messages.push(message),
-                    _ => break,
-                }
-            }
-            let mut records = Vec::with_capacity(messages.len());
-            let mut rated = Vec::with_capacity(messages.len());
-            for message in messages {
-                match serde_json::from_slice::<UsageRecord>(&message.payload) {
-                    Ok(record) if rollover_service::shard_of(&record.subscription) == shard => {
-                        records.push(record);
-                        rated.push(message);
-                    }
-                    _ => {
-                        // Not a record of this shard: nothing could ever rate it.
-                        tracing::warn!(shard, "a message on the shard's usage subject is not one of its usage records; dropped");
-                        let _ = message.ack_with(AckKind::Term).await;
+        'streaming: loop {
+            let mut incoming = loop {
+                match consumer.stream().max_messages_per_batch(PULL_BATCH).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await {
+                    Ok(incoming) => break incoming,
+                    Err(error) => {
+                        tracing::debug!(shard, %error, "pulling the shard's usage failed; again shortly");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
-            }
-            match service.record_usage_here(records).await {
-                Ok(results) => {
-                    nats.counters.pulled.fetch_add(results.len() as u64, Ordering::Relaxed);
-                    let mut replies: HashMap<String, Vec<(usize, UsageResult)>> = HashMap::new();
-                    for (message, result) in rated.iter().zip(results) {
-                        let _ = message.ack().await;
-                        let headers = message.headers.as_ref();
-                        let reply = headers.and_then(|h| h.get(REPLY_HEADER)).map(|v| v.to_string());
-                        let index = headers.and_then(|h| h.get(INDEX_HEADER)).and_then(|v| v.as_str().parse::<usize>().ok());
-                        if let (Some(reply), Some(index)) = (reply, index) {
-                            replies.entry(reply).or_default().push((index, result));
+            };
+            loop {
+                // Waits for the first message, then takes what else is there now.
+                let mut messages = Vec::new();
+                match incoming.next().await {
+                    Some(Ok(message)) => messages.push(message),
+                    Some(Err(error)) if error.kind() == async_nats::jetstream::consumer::pull::MessagesErrorKind::MissingHeartbeat => {
+                        // The server holds no pull request of ours any more,
+                        // though the client counts one outstanding (seen here:
+                        // records waited 5 s for their owner). Pull anew.
+                        tracing::debug!(shard, "no heartbeat from the shard's pull: pulling anew");
+                        nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
+                        continue 'streaming;
+                    }
+                    Some(Err(error)) => {
+                        tracing::debug!(shard, %error, "pulling the shard's usage: an error; going on");
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(shard, "the shard's usage pull ended; pulling again from a new consumer");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        first_pull = true;
+                        continue 'pulling;
+                    }
+                }
+                while messages.len() < PULL_BATCH {
+                    match futures_util::FutureExt::now_or_never(incoming.next()) {
+                        Some(Some(Ok(message))) => messages.push(message),
+                        _ => break,
+                    }
+                }
+                let mut records = Vec::with_capacity(messages.len());
+                let mut rated = Vec::with_capacity(messages.len());
+                let redelivered = messages.iter().filter(|m| m.info().is_ok_and(|info| info.delivered > 1)).count();
+                if redelivered > 0 {
+                    tracing::debug!(shard, redelivered, of = messages.len(), "usage records handed out again (not acked in time, or refused)");
+                }
+                for message in messages {
+                    match serde_json::from_slice::<UsageRecord>(&message.payload) {
+                        Ok(record) if rollover_service::shard_of(&record.subscription) == shard => {
+                            records.push(record);
+                            rated.push(message);
                         }
-                    }
-                    for (reply, answered) in replies {
-                        if let Ok(body) = serde_json::to_vec(&answered) {
-                            let _ = nats.client.publish(reply, body.into()).await;
+                        _ => {
+                            // Not a record of this shard: nothing could ever rate it.
+                            tracing::warn!(shard, "a message on the shard's usage subject is not one of its usage records; dropped");
+                            let _ = message.ack_with(AckKind::Term).await;
                         }
                     }
                 }
-                Err(error) => {
-                    // Handed out again at once (to whichever node serves the
-                    // shard by then); nothing of the batch was acknowledged.
-                    for message in &rated {
-                        let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
+                match service.record_usage_here(records).await {
+                    Ok(results) => {
+                        nats.counters.pulled.fetch_add(results.len() as u64, Ordering::Relaxed);
+                        let mut replies: HashMap<String, Vec<(usize, UsageResult)>> = HashMap::new();
+                        for (message, result) in rated.iter().zip(results) {
+                            let _ = message.ack().await;
+                            let headers = message.headers.as_ref();
+                            let reply = headers.and_then(|h| h.get(REPLY_HEADER)).map(|v| v.to_string());
+                            let index = headers.and_then(|h| h.get(INDEX_HEADER)).and_then(|v| v.as_str().parse::<usize>().ok());
+                            if let (Some(reply), Some(index)) = (reply, index) {
+                                replies.entry(reply).or_default().push((index, result));
+                            }
+                        }
+                        for (reply, answered) in replies {
+                            if let Ok(body) = serde_json::to_vec(&answered) {
+                                let _ = nats.client.publish(reply, body.into()).await;
+                            }
+                        }
                     }
-                    if matches!(error, ServiceError::ShardMoving { .. }) {
-                        return;
+                    Err(error) => {
+                        // Handed out again at once (to whichever node serves the
+                        // shard by then); nothing of the batch was acknowledged.
+                        for message in &rated {
+                            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
+                        }
+                        if matches!(error, ServiceError::ShardMoving { .. }) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }

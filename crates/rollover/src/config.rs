@@ -550,7 +550,7 @@ impl Config {
                 "ROLLOVER_CLUSTER_LEASE_TTL_MS" => config.cluster.lease_ttl_ms = parse_env(&name, &value)?,
                 "ROLLOVER_DIAMETER_ORIGIN_HOST" => config.diameter.origin_host = value,
                 "ROLLOVER_DIAMETER_ORIGIN_REALM" => config.diameter.origin_realm = value,
-                _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG" | "ROLLOVER_FAILPOINT") => {
+                _ if name.starts_with("ROLLOVER_") && !matches!(name.as_str(), "ROLLOVER_SEED" | "ROLLOVER_LOG" | "ROLLOVER_FAILPOINT" | "ROLLOVER_BENCH_LOG") => {
                     return Err(format!("{name}: unknown setting"));
                 }
                 _ => {}

@@ -127,7 +127,9 @@ fn start_server(url: &str, clock: &str, cleanup: Option<String>) -> Result<Serve
 pub(crate) fn start_server_with(url: &str, clock: &str, cleanup: Option<String>, env: &[(&str, &str)]) -> Result<ServerProcess, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);
-    command.env("ROLLOVER_LOG", "warn");
+    // The servers a bench starts log warnings only, unless
+    // ROLLOVER_BENCH_LOG says otherwise (a filter as ROLLOVER_LOG takes).
+    command.env("ROLLOVER_LOG", std::env::var("ROLLOVER_BENCH_LOG").unwrap_or_else(|_| "warn".into()));
     for (name, value) in env {
         command.env(name, value);
     }

@@ -196,12 +196,41 @@ fn agent_without_redirects() -> ureq::Agent {
 }
 
 /// Starts node `index` again, on the same store, with a log of its own.
-fn restart(node: &mut Node, store: &TestStore, urls: &str, scratch: &Scratch, bases: &Mutex<Vec<String>>, radius_ports: &Mutex<Vec<std::net::SocketAddr>>, index: usize) {
+/// Gy sessions the load keeps opening, on subscriptions after the RADIUS
+/// sessions' (and not used by the Gy check after the faults).
+const GY_SUBSCRIPTIONS: usize = 4;
+
+/// What the Gy load sent, by subscription: octets in steps answered 2001,
+/// and octets in steps that got no such answer in three tries (committed or
+/// not: each may be in the log once at most).
+#[derive(Default)]
+struct GyTally {
+    acked: HashMap<String, u64>,
+    maybe: HashMap<String, u64>,
+    sessions: u64,
+    steps_acked: u64,
+    steps_unanswered: u64,
+    /// Steps sent again to another node after no answer, or a wrong one.
+    failed_over: u64,
+    /// The log key of each step answered 2001 with octets, the Diameter
+    /// port it went to, and the answer.
+    acked_keys: Vec<(String, u16, String)>,
+}
+
+/// Where the load reaches each node: HTTP, RADIUS and Diameter.
+struct Endpoints {
+    bases: Mutex<Vec<String>>,
+    radius: Mutex<Vec<std::net::SocketAddr>>,
+    diameter: Mutex<Vec<u16>>,
+}
+
+fn restart(node: &mut Node, store: &TestStore, urls: &str, scratch: &Scratch, endpoints: &Endpoints, index: usize) {
     node.runs += 1;
     node.log = scratch.0.join(format!("{}-run{}.log", node.id, node.runs));
     let server = start_node(store, urls, &node.id, &node.log);
-    bases.lock().unwrap()[index] = server.base.clone();
-    radius_ports.lock().unwrap()[index] = server.radius.expect("RADIUS is on");
+    endpoints.bases.lock().unwrap()[index] = server.base.clone();
+    endpoints.radius.lock().unwrap()[index] = server.radius.expect("RADIUS is on");
+    endpoints.diameter.lock().unwrap()[index] = server.diameter.expect("Diameter is on").port();
     node.server = Some(server);
 }
 
@@ -288,11 +317,19 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     std::thread::sleep(Duration::from_millis(1100));
 
     // The load: batches of usage to random nodes, one in ten a repeat.
-    let bases = Arc::new(Mutex::new(nodes.iter().map(|n| n.server.as_ref().unwrap().base.clone()).collect::<Vec<_>>()));
+    let server = |n: &Node| {
+        let s = n.server.as_ref().unwrap();
+        (s.base.clone(), s.radius.expect("RADIUS is on"), s.diameter.expect("Diameter is on").port())
+    };
+    let endpoints = Arc::new(Endpoints {
+        bases: Mutex::new(nodes.iter().map(|n| server(n).0).collect()),
+        radius: Mutex::new(nodes.iter().map(|n| server(n).1).collect()),
+        diameter: Mutex::new(nodes.iter().map(|n| server(n).2).collect()),
+    });
     let acked = Arc::new(Mutex::new(Acked::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
-        let (bases, acked, stop, agent) = (bases.clone(), acked.clone(), stop.clone(), agent.clone());
+        let (endpoints, acked, stop, agent) = (endpoints.clone(), acked.clone(), stop.clone(), agent.clone());
         std::thread::spawn(move || {
             let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let mut next = move || {
@@ -315,7 +352,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
                 batch.sort_by(|a, b| a.0.cmp(&b.0));
                 batch.dedup_by(|a, b| a.0 == b.0);
                 let base = {
-                    let bases = bases.lock().unwrap();
+                    let bases = endpoints.bases.lock().unwrap();
                     bases[(next() % bases.len() as u64) as usize].clone()
                 };
                 send(&agent, &base, &batch, &acked);
@@ -324,15 +361,14 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     };
     // RADIUS accounting to random nodes: each session's cumulative counter
     // grows; a report nobody answered is covered by the next one.
-    let radius_ports = Arc::new(Mutex::new(nodes.iter().map(|n| n.server.as_ref().unwrap().radius.expect("RADIUS is on")).collect::<Vec<_>>()));
     let counters = Arc::new(Mutex::new(vec![(0u64, 0u64); RADIUS_SESSIONS]));
     let radius_load = {
-        let (ports, counters, stop) = (radius_ports.clone(), counters.clone(), stop.clone());
+        let (endpoints, counters, stop) = (endpoints.clone(), counters.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut step = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let session = step % RADIUS_SESSIONS;
-                let port = ports.lock().unwrap()[(step / RADIUS_SESSIONS) % 3];
+                let port = endpoints.radius.lock().unwrap()[(step / RADIUS_SESSIONS) % 3];
                 step += 1;
                 let total = counters.lock().unwrap()[session].0 + 1000 + (step as u64 * 7919) % 500_000;
                 let kind = if total < 600_000 && counters.lock().unwrap()[session].1 == 0 { "Start" } else { "Interim-Update" };
@@ -341,6 +377,71 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
                 counters[session].0 = total;
                 if sent.stdout.contains("Received Accounting-Response") {
                     counters[session].1 = total;
+                }
+            }
+        })
+    };
+    // Gy sessions to random nodes: each step answered 2001 is acknowledged;
+    // a step with no answer, or another one, is sent again (the same
+    // Session-Id and CC-Request-Number) to another node, as a gateway fails
+    // over, until one answers 2001 or three tries are spent.
+    let gy = Arc::new(Mutex::new(GyTally::default()));
+    let gy_load = {
+        let (endpoints, gy, stop) = (endpoints.clone(), gy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                let sub = format!("sub-{}", RADIUS_SESSIONS + k % GY_SUBSCRIPTIONS);
+                let n = RADIUS_SESSIONS + k % GY_SUBSCRIPTIONS;
+                let session_id = format!("pgw.cluster;{seed};{k}");
+                let used = |step: usize| 1000 + ((k * 31 + step) as u64 * 7919) % 90_000;
+                let steps: Vec<(Value, u64)> = (0..4)
+                    .map(|step| {
+                        let kind = ["initial", "update", "update", "termination"][step];
+                        let mut ccr = json!({"type": kind, "session": "s", "session_id": session_id, "request_number": step, "imsi": imsi(n), "rating_group": 1, "requested_octets": 1 << 20});
+                        let bytes = if step == 0 { 0 } else { used(step) };
+                        if step > 0 {
+                            ccr["used_octets"] = json!(bytes);
+                        }
+                        (ccr, bytes)
+                    })
+                    .collect();
+                let mut left: Vec<usize> = (0..steps.len()).collect();
+                for attempt in 0..3 {
+                    let port = {
+                        let ports = endpoints.diameter.lock().unwrap();
+                        ports[(k + attempt) % ports.len()]
+                    };
+                    let script: Vec<Value> = left.iter().map(|&i| steps[i].0.clone()).collect();
+                    let answers = crate::diameter::gy_client_partial(port, &json!(script), 5);
+                    let mut tally = gy.lock().unwrap();
+                    if attempt > 0 {
+                        tally.failed_over += left.len() as u64;
+                    }
+                    let mut still = Vec::new();
+                    for (position, &i) in left.iter().enumerate() {
+                        let answered = answers.get(position).is_some_and(|a| a["result_code"] == 2001 && a["mscc"].as_array().is_none_or(|m| m.iter().all(|m| m["result_code"].is_null() || m["result_code"] == 2001)));
+                        if answered {
+                            *tally.acked.entry(sub.clone()).or_default() += steps[i].1;
+                            tally.steps_acked += 1;
+                            if steps[i].1 > 0 {
+                                tally.acked_keys.push((format!("#session:{i}:{session_id}#1"), port, answers[position].to_string()));
+                            }
+                        } else {
+                            still.push(i);
+                        }
+                    }
+                    left = still;
+                    if left.is_empty() {
+                        break;
+                    }
+                }
+                let mut tally = gy.lock().unwrap();
+                tally.sessions += 1;
+                for i in left {
+                    *tally.maybe.entry(sub.clone()).or_default() += steps[i].1;
+                    tally.steps_unanswered += 1;
                 }
             }
         })
@@ -360,7 +461,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let logs: Vec<PathBuf> = nodes.iter().map(|n| n.log.clone()).collect();
     let observer = nodes[watcher].server.as_ref().unwrap().base.clone();
     let takeover_kill = wait_all_served(&agent, &observer, killed_at, &logs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
-    restart(&mut nodes[killed], &store, &urls, &scratch, &bases, &radius_ports, killed);
+    restart(&mut nodes[killed], &store, &urls, &scratch, &endpoints, killed);
     settle(gap(2));
 
     // SIGSTOP a node past its lease, then SIGCONT: it drops its shards.
@@ -390,11 +491,12 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     // A graceful restart: the node hands its shards over as it stops.
     let leaving = nodes[restarted_gracefully].server.take().unwrap();
     assert!(leaving.stop_gracefully(20), "{} stops within 20 s of SIGTERM", nodes[restarted_gracefully].id);
-    restart(&mut nodes[restarted_gracefully], &store, &urls, &scratch, &bases, &radius_ports, restarted_gracefully);
+    restart(&mut nodes[restarted_gracefully], &store, &urls, &scratch, &endpoints, restarted_gracefully);
     settle(gap(6));
     stop.store(true, Ordering::Relaxed);
     load.join().expect("the load ran without a wrong answer");
     radius_load.join().expect("the RADIUS load ran");
+    gy_load.join().expect("the Gy load ran");
     // Each session's last report is sent until a node answers it.
     let radius = nodes[watcher].server.as_ref().unwrap().radius.unwrap();
     for (session, (total, _)) in counters.lock().unwrap().iter_mut().enumerate() {
@@ -424,7 +526,7 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let owner_of = |sub: usize| view["shards"][rollover_service::shard_of(&format!("sub-{sub}")) as usize]["owner"].as_str().unwrap_or("").to_string();
     let mut gy_used: HashMap<String, u64> = HashMap::new();
     for (k, node) in nodes.iter().enumerate() {
-        let sub = (RADIUS_SESSIONS..SUBSCRIPTIONS).find(|&n| owner_of(n) != node.id && !gy_used.contains_key(&format!("sub-{n}"))).expect("a subscription served elsewhere");
+        let sub = (RADIUS_SESSIONS + GY_SUBSCRIPTIONS..SUBSCRIPTIONS).find(|&n| owner_of(n) != node.id && !gy_used.contains_key(&format!("sub-{n}"))).expect("a subscription served elsewhere");
         let port = node.server.as_ref().unwrap().diameter.expect("Diameter is on").port();
         let session = format!("gy-{k}");
         let steps = json!([
@@ -444,8 +546,32 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     assert_eq!(logged, acked.records.len() as i64, "usage events in the log, against records acknowledged");
     let distinct = store.count("SELECT count(DISTINCT (subscription, key)) FROM events WHERE kind = 'usage' AND key NOT LIKE '#%'");
     assert_eq!(distinct, logged, "no record twice");
-    // Each balance, asked of any node, is the allowance less what was acknowledged.
-    let mut used: HashMap<String, u64> = HashMap::new();
+    // No commit was made under a stale epoch: each fenced commit's epochs
+    // against the grants before it (the store's audit).
+    let audit = rollover_store::Leases::open(&store.url, "audit").expect("the store").audit().expect("the audit");
+    assert!(audit.commits >= 10, "the nodes' fenced commits are audited: {audit:?}");
+    assert_eq!(audit.stale, 0, "a commit under an epoch taken over: {audit:?}");
+    // No keyed report of any kind (HTTP, RADIUS, Gy) is in the log twice.
+    let keyed = store.count("SELECT count(*) FROM events WHERE key IS NOT NULL");
+    assert_eq!(store.count("SELECT count(DISTINCT (subscription, key)) FROM events WHERE key IS NOT NULL"), keyed, "a report in the log twice");
+    // The Gy load: every step answered 2001 is in the log; a step never
+    // answered may be, once.
+    let gy = gy.lock().unwrap();
+    assert!(gy.steps_acked > 0, "Gy steps were answered during the faults");
+    let mut gy_logged: HashMap<String, u64> = HashMap::new();
+    for n in RADIUS_SESSIONS..RADIUS_SESSIONS + GY_SUBSCRIPTIONS {
+        let sub = format!("sub-{n}");
+        let logged = store.count(&format!("SELECT COALESCE(SUM(bytes), 0)::int8 FROM events WHERE kind = 'usage' AND subscription = '{sub}' AND key LIKE '#session:%'")) as u64;
+        let (acked, maybe) = (gy.acked.get(&sub).copied().unwrap_or(0), gy.maybe.get(&sub).copied().unwrap_or(0));
+        if !(acked <= logged && logged <= acked + maybe) {
+            let missing: Vec<_> = gy.acked_keys.iter().filter(|(key, _, _)| store.count(&format!("SELECT count(*) FROM events WHERE key = '{key}'")) == 0).collect();
+            panic!("{sub}: Gy octets acknowledged {acked}, unanswered {maybe}, in the log {logged}; acknowledged and not in the log: {missing:#?}");
+        }
+        gy_logged.insert(sub, logged);
+    }
+    // Each balance, asked of any node, is the allowance less what was
+    // acknowledged (and the Gy octets the log holds, checked above).
+    let mut used: HashMap<String, u64> = gy_logged.clone();
     for (_, sub, bytes, _) in acked.records.values() {
         *used.entry(sub.clone()).or_default() += bytes;
     }
@@ -539,11 +665,16 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let _ = writeln!(report, "cluster: records for other nodes' shards since the last restarts: {streamed} through the stream, {as_calls} as calls; {pulled} pulled from it; {stream_lag} left in the stream");
     let _ = writeln!(
         report,
-        "cluster (seed {seed}): {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, 3 Gy sessions; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
+        "cluster (seed {seed}): {} HTTP records acknowledged ({} accepted, {} duplicates, {} requests refused and retried), {RADIUS_SESSIONS} RADIUS sessions, {} Gy sessions in the faults ({} steps answered, {} sent again to another node, {} never answered) and 3 after; {} fenced commits audited, none stale; every shard served again {:.2} s after kill -9 and {:.2} s after SIGSTOP (lease {LEASE_TTL_MS} ms)",
         acked.records.len(),
         acked.accepted,
         acked.duplicates,
         acked.refused,
+        gy.sessions,
+        gy.steps_acked,
+        gy.failed_over,
+        gy.steps_unanswered,
+        audit.commits,
         takeover_kill.as_secs_f64(),
         takeover_pause.as_secs_f64()
     );

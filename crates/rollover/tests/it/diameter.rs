@@ -48,6 +48,22 @@ pub(crate) fn gy_client(port: u16, peer: (&str, &str), destination_realm: &str, 
     stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON answer per line")).collect()
 }
 
+/// Runs `gy_client.py` with `steps` against a peer that may die or fall
+/// silent: the answers it got before it stopped, one per step from the
+/// first; never fails by itself.
+pub(crate) fn gy_client_partial(port: u16, steps: &Value, timeout_seconds: u32) -> Vec<Value> {
+    let scratch = Scratch::new("gy");
+    let script = write(&scratch, "steps.json", &steps.to_string());
+    let output = Command::new(python())
+        .arg(peers_dir().join("gy_client.py"))
+        .args(["--port", &port.to_string(), "--peer-host", "ocs.rollover.test", "--peer-realm", "rollover.test", "--dest-realm", "rollover.test"])
+        .args(["--timeout", &timeout_seconds.to_string(), "--allow-no-dpa", "--script"])
+        .arg(&script)
+        .output()
+        .expect("gy_client.py runs");
+    String::from_utf8_lossy(&output.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+}
+
 fn mscc(answer: &Value) -> &Value {
     &answer["mscc"][0]
 }
@@ -118,6 +134,42 @@ fn grants_validity_final_units_and_4012(backend: Backend) {
     let metrics = server.get("/metrics").body.as_str().unwrap().to_string();
     assert!(metrics.contains("rollover_diameter_messages_total{outcome=\"ccr_repeated\"} 2"), "{metrics}");
     assert!(metrics.contains("rollover_diameter_messages_total{outcome=\"dpr\"} 3"), "each client said goodbye: {metrics}");
+}
+
+/// A Gy session outlives a restart of the node: its next CCR-Update names
+/// the subscriber, so the gateway takes it up and the service opens the
+/// reservation again; a report made before the restart and sent again is
+/// not rated twice; the termination's usage is rated.
+fn a_session_outlives_a_restart(backend: Backend) {
+    let server = Server::start_configured(backend, CONFIG, &[]);
+    let port = server.diameter.unwrap().port();
+    prepare(&server);
+    let imsi = "262010000000001";
+    let full = server.get("/v1/subscriptions/block/balance").body["total_bytes"].as_u64().unwrap();
+    let id = "pgw.test;restart;1";
+    let step = |kind: &str, number: u32, used: u64| {
+        json!({"type": kind, "session": "r", "session_id": id, "request_number": number, "imsi": imsi, "rating_group": 10, "used_octets": used, "requested_octets": MIB})
+    };
+    let mut initial = step("initial", 0, 0);
+    initial.as_object_mut().unwrap().remove("used_octets");
+    let answers = gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &json!([initial, step("update", 1, MIB)]));
+    assert_eq!((answers[0]["result_code"].as_u64(), answers[1]["result_code"].as_u64()), (Some(2001), Some(2001)), "{answers:?}");
+    let store = server.kill().expect("the server owned its store");
+    let server = Server::start_on_configured(&store, CONFIG, &[]);
+    let port = server.diameter.unwrap().port();
+    let answers = gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &json!([step("update", 1, MIB), step("update", 2, 2 * MIB), step("termination", 3, 3 * MIB)]));
+    for answer in &answers {
+        assert_eq!(answer["result_code"], 2001, "{answers:?}");
+    }
+    assert_eq!(mscc(&answers[1])["granted_octets"], MIB, "the reservation is open again");
+    assert_eq!(server.get("/v1/subscriptions/block/balance").body["total_bytes"], full - 6 * MIB, "1 MiB once, 2 MiB and 3 MiB");
+    // Without a Subscription-Id, a session nobody here knows is refused.
+    let mut bare = step("update", 4, MIB);
+    bare.as_object_mut().unwrap().remove("imsi");
+    bare["session_id"] = json!("pgw.test;restart;2");
+    let answers = gy_client(port, ("ocs.rollover.test", "rollover.test"), "rollover.test", &json!([bare]));
+    assert_eq!(answers[0]["result_code"], 5002, "{answers:?}");
+    assert_eq!(server.get("/v1/subscriptions/block/balance").body["total_bytes"], full - 6 * MIB);
 }
 
 /// Several rating groups in one session, a one-shot event, and a
@@ -341,6 +393,7 @@ impl Drop for Kill {
 
 on_both_stores!(
     grants_validity_final_units_and_4012,
+    a_session_outlives_a_restart,
     rating_groups_events_and_denied_service,
     malformed_requests_get_protocol_answers,
     freediameter_relays_credit_control,

@@ -64,7 +64,7 @@ STEP_KEYS = {
     "type", "session", "request_number", "imsi", "msisdn", "sgsn_mcc_mnc",
     "rating_group", "requested_octets", "used_octets", "used_input_octets",
     "used_output_octets", "reporting_reason", "mscc", "termination_cause",
-    "requested_action", "repeat", "retransmit_flag", "comment",
+    "requested_action", "repeat", "retransmit_flag", "comment", "session_id",
 }
 MSCC_KEYS = {
     "rating_group", "requested_octets", "used_octets", "used_input_octets",
@@ -249,8 +249,10 @@ class Client:
         name = step["session"]
         sess = self.sessions.get(name)
         if sess is None:
-            sess = {"id": self.node.session_generator.next_id(), "next": 0,
-                    "dest_host": None}
+            # "session_id" continues a session another run of this client
+            # (another connection, perhaps to another node) began.
+            sess = {"id": step.get("session_id") or self.node.session_generator.next_id(),
+                    "next": 0, "dest_host": None}
             self.sessions[name] = sess
         number = step.get("request_number", sess["next"])
         sess["next"] = number + 1

@@ -30,6 +30,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // KEEP_SCRATCH=1 keeps the folders (the nodes' logs) to read after a failure.
+        if std::env::var_os("KEEP_SCRATCH").is_some() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

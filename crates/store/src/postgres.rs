@@ -1,8 +1,11 @@
 //! The scale-out store: PostgreSQL, with its own migrations. Commits are
 //! durable when they return (`synchronous_commit` as the server has it, on by
-//! default). Each batch's events go in with one `INSERT ... SELECT FROM
-//! UNNEST(...)`, not one statement per row.
+//! default). Each batch's events go in by binary `COPY` (their seqs taken
+//! first), not one statement per row; the other tables' rows with one
+//! `INSERT ... SELECT FROM UNNEST(...)` each.
 
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use postgres::{Client, NoTls};
 
 use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, Archive, LedgerMark, MarkMeta, OrderCreated, PeriodTotals, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
@@ -188,6 +191,19 @@ CREATE TABLE fenced_commits (
     epochs BIGINT[] NOT NULL,
     committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
+"#, r#"
+-- The log's subscription index is built behind the log (see
+-- `EventIndexer`): a commit appends its events' (subscription, seq) to
+-- event_queue, a heap without indexes, and the indexer moves them into
+-- event_index in large sorted batches. Two random-order indexes kept row by
+-- row in the commit path cost most of each commit. Keys are checked by the
+-- engine (and, for old ones, through the index), not by a unique index.
+CREATE TABLE event_queue (subscription TEXT NOT NULL, seq BIGINT NOT NULL);
+ALTER TABLE event_queue SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000);
+CREATE TABLE event_index (subscription TEXT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (subscription, seq));
+INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events ORDER BY subscription, seq;
+DROP INDEX events_by_subscription_key;
+DROP INDEX events_by_subscription_seq;
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -235,6 +251,70 @@ pub struct PostgresStore {
     /// statements that set a session up (the schema, timeouts).
     base: String,
     setup: String,
+    /// The writer's indexer, stopped when the writer is dropped.
+    indexer: Option<EventIndexer>,
+}
+
+/// Events (subscription, seq) the indexer moves from `event_queue` into
+/// `event_index` at once, sorted.
+const INDEX_BATCH: i64 = 200_000;
+
+/// Builds the log's subscription index behind the commits, on a thread and
+/// a connection of its own: moves what `event_queue` holds into
+/// `event_index` (one statement, so each row is always in exactly one of
+/// them), in batches of up to [`INDEX_BATCH`]. Caught up, it looks every
+/// 250 ms; behind by less than a batch, it pauses as long as the step took
+/// (at most half a core of PostgreSQL's); further behind, it does not
+/// pause. Several writers (the nodes of a cluster) each run one: they take
+/// disjoint rows (`SKIP LOCKED`). Reads look at both tables.
+struct EventIndexer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Rows waiting in the queue, as the indexer last saw.
+    lag: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventIndexer {
+    fn start(base: String, setup: String) -> Result<EventIndexer> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lag = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut store = PostgresStore { client: Client::connect(&base, NoTls).map_err(db)?, base, setup, indexer: None };
+        store.client.batch_execute(&store.setup.clone()).map_err(db)?;
+        let (stopped, behind) = (stop.clone(), lag.clone());
+        std::thread::Builder::new()
+            .name("event-indexer".into())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = std::time::Instant::now();
+                    match store.index_step() {
+                        Ok(moved) => {
+                            let pause = if moved == 0 {
+                                behind.store(0, std::sync::atomic::Ordering::Relaxed);
+                                std::time::Duration::from_millis(250)
+                            } else if moved < INDEX_BATCH as u64 {
+                                behind.store(moved, std::sync::atomic::Ordering::Relaxed);
+                                started.elapsed().max(std::time::Duration::from_millis(50))
+                            } else {
+                                behind.store(store.queued().unwrap_or(moved), std::sync::atomic::Ordering::Relaxed);
+                                std::time::Duration::ZERO
+                            };
+                            std::thread::sleep(pause);
+                        }
+                        Err(error) => {
+                            eprintln!("rollover: the event indexer failed a step: {error}; retrying");
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError(format!("cannot start the event indexer: {e}")))?;
+        Ok(EventIndexer { stop, lag })
+    }
+}
+
+impl Drop for EventIndexer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The URL with an `application_name` naming the schema, unless it names
@@ -287,7 +367,7 @@ impl PostgresStore {
                 "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate {schema}', 0)); CREATE SCHEMA IF NOT EXISTS {schema}; COMMIT; SET search_path TO {schema};"
             ))
             .map_err(db)?;
-        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};") };
+        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};"), indexer: None };
         store.migrate()?;
         store.fill_shards()?;
         Ok(store)
@@ -317,6 +397,7 @@ impl PostgresStore {
     pub fn open_cluster_writer(url: &str, idle: std::time::Duration) -> Result<PostgresStore> {
         let mut store = PostgresStore::open(url)?;
         store.set_up(&format!("SET idle_in_transaction_session_timeout = {}", idle.as_millis().max(1)))?;
+        store.indexer = Some(EventIndexer::start(store.base.clone(), store.setup.clone())?);
         Ok(store)
     }
 
@@ -345,6 +426,7 @@ impl PostgresStore {
                 "schema {schema} is in use by another rollover process (it holds the advisory lock \"{key}\"); stop it first, or give this one another schema"
             )));
         }
+        store.indexer = Some(EventIndexer::start(store.base.clone(), store.setup.clone())?);
         Ok(store)
     }
 
@@ -354,18 +436,14 @@ impl PostgresStore {
         let (base, setup) = (named(&url, &schema), format!("SET search_path TO {schema};"));
         let mut client = Client::connect(&base, NoTls).map_err(db)?;
         client.batch_execute(&setup).map_err(db)?;
-        Ok(PostgresStore { client, base, setup })
+        Ok(PostgresStore { client, base, setup, indexer: None })
     }
 
-    /// Runs `statement` (`$1` the seq to read after, `$2` the shard when
-    /// given) page by page, visiting every event in `seq` order.
-    fn visit_pages(&mut self, statement: &postgres::Statement, shard: Option<i32>, mut after: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
+    /// Runs `statement` (`$1` the seq to read after) page by page, visiting
+    /// every event in `seq` order.
+    fn visit_pages(&mut self, statement: &postgres::Statement, mut after: i64, visit: &mut dyn FnMut(EventRow)) -> Result<()> {
         loop {
-            let rows = match shard {
-                Some(shard) => self.conn()?.query(statement, &[&after, &shard]),
-                None => self.conn()?.query(statement, &[&after]),
-            }
-            .map_err(db)?;
+            let rows = self.conn()?.query(statement, &[&after]).map_err(db)?;
             for row in &rows {
                 let event = event_from_row(row)?;
                 after = event.seq;
@@ -387,6 +465,24 @@ impl PostgresStore {
             self.client = client;
         }
         Ok(&mut self.client)
+    }
+
+    /// Moves up to [`INDEX_BATCH`] rows of `event_queue` into `event_index`;
+    /// answers how many.
+    fn index_step(&mut self) -> Result<u64> {
+        self.conn()?
+            .execute(
+                "WITH moved AS (DELETE FROM event_queue WHERE ctid IN (SELECT ctid FROM event_queue LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING subscription, seq) \
+                 INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM moved ORDER BY subscription, seq ON CONFLICT DO NOTHING",
+                &[&INDEX_BATCH],
+            )
+            .map_err(db)
+    }
+
+    /// About how many rows wait in `event_queue` (the planner's count).
+    fn queued(&mut self) -> Result<u64> {
+        let row = self.conn()?.query_one("SELECT GREATEST(reltuples, 0)::int8 FROM pg_class WHERE oid = 'event_queue'::regclass", &[]).map_err(db)?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     /// Runs `sql` to set this session up, now and after every reconnection.
@@ -452,6 +548,10 @@ const PAGE: usize = 10_000;
 const EVENT_COLUMNS: &str = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
 
 impl Store for PostgresStore {
+    fn index_lag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        self.indexer.as_ref().map(|indexer| indexer.lag.clone())
+    }
+
     fn plan_count(&mut self) -> Result<usize> {
         Ok(self.conn()?.query_one("SELECT count(*) FROM plans", &[]).map_err(db)?.get::<_, i64>(0) as usize)
     }
@@ -632,7 +732,7 @@ impl Store for PostgresStore {
         // checkpoint (its plan, made for a fraction of a large result, did
         // not start at the index's end); a LIMIT in key order always does.
         let statement = self.conn()?.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT {PAGE}")).map_err(db)?;
-        self.visit_pages(&statement, None, seq, visit)
+        self.visit_pages(&statement, seq, visit)
     }
 
     fn load_shard(&mut self, shard: u32, floor: &mut dyn FnMut(LedgerMark), visit: &mut dyn FnMut(EventRow)) -> Result<()> {
@@ -647,13 +747,26 @@ impl Store for PostgresStore {
         for row in &floors {
             floor(LedgerMark { subscription: row.get(0), seq: row.get(1), lines: row.get(2), at_micros: row.get(3), state: row.get(4) });
         }
-        // In seq order, paged by key: one writer at a time holds a shard,
-        // so its visible events are always a prefix of its seqs.
-        let statement = self
+        // The shard's seqs from the index and the queue (one snapshot), then
+        // its events in seq order, a page of seqs at a time.
+        let rows = self
             .conn()?
-            .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription IN (SELECT id FROM subscriptions WHERE shard = $2) AND seq > $1 ORDER BY seq LIMIT {PAGE}"))
+            .query(
+                "WITH subs AS (SELECT id FROM subscriptions WHERE shard = $1) \
+                 SELECT seq FROM event_index WHERE subscription IN (SELECT id FROM subs) \
+                 UNION ALL SELECT seq FROM event_queue WHERE subscription IN (SELECT id FROM subs) ORDER BY 1",
+                &[&(shard as i32)],
+            )
             .map_err(db)?;
-        self.visit_pages(&statement, Some(shard as i32), 0, visit)
+        let seqs: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+        let statement = self.conn()?.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1) ORDER BY seq")).map_err(db)?;
+        for page in seqs.chunks(PAGE) {
+            let rows = self.conn()?.query(&statement, &[&page]).map_err(db)?;
+            for row in &rows {
+                visit(event_from_row(row)?);
+            }
+        }
+        Ok(())
     }
 
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>> {
@@ -704,7 +817,13 @@ impl Store for PostgresStore {
     fn events_between(&mut self, subscription: &str, after: i64, upto: i64) -> Result<Vec<EventRow>> {
         let rows = self
             .conn()?
-            .query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE subscription = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"), &[&subscription, &after, &upto])
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = $1 AND seq > $2 AND seq <= $3 \
+                     UNION ALL SELECT seq FROM event_queue WHERE subscription = $1 AND seq > $2 AND seq <= $3) ORDER BY seq"
+                ),
+                &[&subscription, &after, &upto],
+            )
             .map_err(db)?;
         rows.iter().map(event_from_row).collect()
     }
@@ -715,7 +834,11 @@ impl Store for PostgresStore {
         let rows = self
             .conn()?
             .query(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE (subscription, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[])) AND seq >= $3"),
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = ANY($1) AND seq >= $3 \
+                     UNION ALL SELECT seq FROM event_queue WHERE subscription = ANY($1) AND seq >= $3) \
+                     AND (subscription, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+                ),
                 &[&subscriptions, &keys, &since_seq],
             )
             .map_err(db)?;
@@ -773,6 +896,9 @@ impl Store for PostgresStore {
             tx.execute("DELETE FROM ledger_marks WHERE subscription = $1 AND seq < $2", &[subscription, seq]).map_err(db)?;
         }
         tx.execute("DELETE FROM events WHERE seq = ANY($1)", &[&archive.seqs]).map_err(db)?;
+        let subscriptions: Vec<&str> = archive.floors.iter().map(|(subscription, _)| subscription.as_str()).collect();
+        tx.execute("DELETE FROM event_index WHERE subscription = ANY($1) AND seq = ANY($2)", &[&subscriptions, &archive.seqs]).map_err(db)?;
+        tx.execute("DELETE FROM event_queue WHERE seq = ANY($1)", &[&archive.seqs]).map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -930,12 +1056,26 @@ impl Store for PostgresStore {
                 grant_kind.push(g);
                 expires.push(x);
             }
-            tx.execute(
-                "INSERT INTO events (subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount) \
-                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[], $11::int8[], $12::int8[])",
-                &[&subscription, &applied_at, &at, &key, &kind, &plan_id, &plan_version, &bytes, &country, &grant_kind, &expires, &amount],
-            )
-            .map_err(db)?;
+            // The batch's seqs first, in order; then its rows and their
+            // queue rows by binary COPY, the cheapest way in.
+            let mut seqs: Vec<i64> =
+                tx.query("SELECT nextval('events_seq_seq') FROM generate_series(1, $1::int8)", &[&(n as i64)]).map_err(db)?.iter().map(|row| row.get(0)).collect();
+            seqs.sort_unstable();
+            let columns = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
+            let sink = tx.copy_in(&format!("COPY events ({columns}) FROM STDIN BINARY")).map_err(db)?;
+            let types = [Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8];
+            let mut rows = BinaryCopyInWriter::new(sink, &types);
+            for i in 0..n {
+                rows.write(&[&seqs[i], &subscription[i], &applied_at[i], &at[i], &key[i], &kind[i], &plan_id[i], &plan_version[i], &bytes[i], &country[i], &grant_kind[i], &expires[i], &amount[i]])
+                    .map_err(db)?;
+            }
+            rows.finish().map_err(db)?;
+            let sink = tx.copy_in("COPY event_queue (subscription, seq) FROM STDIN BINARY").map_err(db)?;
+            let mut queued = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8]);
+            for i in 0..n {
+                queued.write(&[&subscription[i], &seqs[i]]).map_err(db)?;
+            }
+            queued.finish().map_err(db)?;
         }
         for n in &batch.notifications {
             tx.execute(

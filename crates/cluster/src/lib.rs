@@ -583,7 +583,10 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                         for message in &rated {
                             let _ = message.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
                         }
-                        if matches!(error, ServiceError::ShardMoving { .. }) {
+                        // Given up or lost: the task is stopped, or a new one
+                        // starts when the shard is taken again. Still served
+                        // (a reload under way): pull on.
+                        if matches!(error, ServiceError::ShardMoving { .. }) && !service.ownership().is_some_and(|o| o.serving(shard)) {
                             return;
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -174,7 +174,7 @@ impl Service {
                 if behind == u64::MAX {
                     return;
                 }
-                out.push_str("# HELP rollover_store_index_lag_events Events of the log the subscription index (SQLite, built behind the log) has not indexed yet; ledger reads scan that many at most.\n# TYPE rollover_store_index_lag_events gauge\n");
+                out.push_str("# HELP rollover_store_index_lag_events Events of the log the subscription index (built behind the log) has not indexed yet; ledger reads scan that many at most (PostgreSQL: about, as its indexer last saw).\n# TYPE rollover_store_index_lag_events gauge\n");
                 out.push_str(&format!("rollover_store_index_lag_events {behind}\n"));
             }));
         }

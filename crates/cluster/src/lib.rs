@@ -72,6 +72,9 @@ pub const PULL_BATCH: usize = 500;
 /// that hears nothing for two heartbeats is made again.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
 pub const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
+/// A pull that got nothing for this long asks the server whether records
+/// wait for it; if so, it pulls anew.
+pub const PULL_CHECK: Duration = Duration::from_secs(2);
 
 /// How long the stream keeps a record nobody took (a shard no node serves).
 pub const STREAM_MAX_AGE: Duration = Duration::from_secs(86_400);
@@ -148,7 +151,8 @@ struct Counters {
     pulled: AtomicU64,
     /// Shards whose usage this node is pulling now (consumer made).
     pulling: AtomicU64,
-    /// Pulls made anew after the server's heartbeats stopped.
+    /// Pulls made anew after the server's heartbeats stopped, or while
+    /// records waited that the pull did not get.
     pull_restarts: AtomicU64,
 }
 
@@ -167,7 +171,7 @@ impl Counters {
             self.pulled.load(Ordering::Relaxed)
         ));
         out.push_str(&format!(
-            "# HELP rollover_cluster_usage_pull_restarts_total Pulls made anew because the server's heartbeats stopped (it no longer held the pull request).\n# TYPE rollover_cluster_usage_pull_restarts_total counter\nrollover_cluster_usage_pull_restarts_total {}\n",
+            "# HELP rollover_cluster_usage_pull_restarts_total Pulls made anew: the server's heartbeats stopped (it no longer held the pull request), or records waited that the pull did not get.\n# TYPE rollover_cluster_usage_pull_restarts_total counter\nrollover_cluster_usage_pull_restarts_total {}\n",
             self.pull_restarts.load(Ordering::Relaxed)
         ));
     }
@@ -512,7 +516,27 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
             loop {
                 // Waits for the first message, then takes what else is there now.
                 let mut messages = Vec::new();
-                match incoming.next().await {
+                let Ok(next) = tokio::time::timeout(PULL_CHECK, incoming.next()).await else {
+                    // Nothing came for a while: do records wait that this
+                    // pull does not get (its consumer deleted and made
+                    // again, a request the server dropped)? Seen after a
+                    // NATS server restarted: records waited a minute.
+                    match consumer.get_info().await {
+                        Ok(info) if info.num_pending > 0 => {
+                            tracing::debug!(shard, pending = info.num_pending, "records wait and none come: pulling anew");
+                            nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
+                            continue 'streaming;
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::debug!(shard, %error, "the shard's consumer cannot be read: making it again");
+                            nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
+                            continue 'pulling;
+                        }
+                    }
+                    continue;
+                };
+                match next {
                     Some(Ok(message)) => messages.push(message),
                     Some(Err(error)) if error.kind() == async_nats::jetstream::consumer::pull::MessagesErrorKind::MissingHeartbeat => {
                         // The server holds no pull request of ours any more,

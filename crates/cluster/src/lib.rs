@@ -128,10 +128,14 @@ impl Results {
     async fn dispatch(results: Arc<Results>, mut subscriber: async_nats::Subscriber) {
         while let Some(message) = subscriber.next().await {
             let Some(token) = message.subject.rsplit('.').next().and_then(|t| t.parse::<u64>().ok()) else { continue };
-            if let Some(call) = results.waiting.lock().expect("results lock").get(&token) {
-                let _ = call.send(message);
+            match results.waiting.lock().expect("results lock").get(&token) {
+                Some(call) => {
+                    let _ = call.send(message);
+                }
+                None => tracing::debug!(token, "a streamed usage result came after its call gave up"),
             }
         }
+        tracing::warn!("the results subscription ended; streamed usage gets no results until the node restarts");
     }
 }
 
@@ -238,8 +242,11 @@ impl Nats {
         let mut waiting = records.len();
         let mut streamed = vec![true; records.len()];
         let mut duplicates = Vec::new();
-        for (index, ack) in acks.into_iter().enumerate() {
-            match ack.await {
+        // All at once: each acknowledgment has its own 1 s timeout, and
+        // awaited one after another a slow stream would cost a second per
+        // record before the wait for results even began.
+        for (index, ack) in futures_util::future::join_all(acks.into_iter().map(|ack| ack.into_future())).await.into_iter().enumerate() {
+            match ack {
                 Ok(ack) if ack.duplicate => {
                     // The stream took this copy before: its result went to
                     // whoever sent it then. The owner's keys know.

@@ -367,18 +367,22 @@ impl Service {
         }
         let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownReference { field: "plan", message: format!("no plan \"{}\" in the catalog", new.plan) })?;
         let keys = identifier_keys(&new.identifiers);
+        // The same purchase again (a retry after an answer was lost): the
+        // owner says whether the first is committed; its identifiers stay.
+        let mut again = false;
         {
             let mut taken = self.inner.identifiers.lock().expect("identifier lock");
             for (field, key) in &keys {
                 match taken.get(key) {
-                    // The same purchase again (a retry after an answer was lost).
-                    Some(owner) if *owner == new.id => return Err(ServiceError::SubscriptionExists { id: new.id.clone() }),
+                    Some(owner) if *owner == new.id => again = true,
                     Some(owner) => return Err(ServiceError::IdentifierTaken { field, owner: owner.clone() }),
                     None => {}
                 }
             }
-            for (_, key) in &keys {
-                taken.insert(key.clone(), new.id.clone());
+            if !again {
+                for (_, key) in &keys {
+                    taken.insert(key.clone(), new.id.clone());
+                }
             }
         }
         let created = match self.remote_shard(&new.id) {
@@ -398,9 +402,13 @@ impl Service {
                 Ok(new.id)
             }
             Err(e) => {
-                let mut taken = self.inner.identifiers.lock().expect("identifier lock");
-                for (_, key) in &keys {
-                    taken.remove(key);
+                // Not bought: the identifiers are free again, unless they
+                // are an existing purchase's.
+                if !again && !matches!(e, ServiceError::SubscriptionExists { .. }) {
+                    let mut taken = self.inner.identifiers.lock().expect("identifier lock");
+                    for (_, key) in &keys {
+                        taken.remove(key);
+                    }
                 }
                 Err(e)
             }

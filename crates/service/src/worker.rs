@@ -514,6 +514,17 @@ impl Worker {
 
     fn create(&mut self, row: SubscriptionRow, plan: PlanVersion, at: Option<Instant>) -> Result<Committed, ServiceError> {
         if self.index.contains_key(&row.id) {
+            // A retry while the first purchase may still be on its way to
+            // the store: say it exists only once what was queued before is
+            // committed. In a cluster that commit may be refused, and then
+            // the shard is not served here any more.
+            if let Some(ownership) = &self.ownership {
+                let (tx, rx) = oneshot::channel();
+                let committed = self.writer.send(Write::Batch { batch: Batch::default(), done: tx, fence: Vec::new() }).is_ok() && matches!(rx.blocking_recv(), Ok(Ok(())));
+                if !committed || !ownership.serving(crate::shard_of(&row.id)) {
+                    return Err(ServiceError::ShardMoving { shard: crate::shard_of(&row.id) });
+                }
+            }
             return Err(ServiceError::SubscriptionExists { id: row.id });
         }
         let (now, at) = self.now_and(at, self.config.max_backdate_micros)?;

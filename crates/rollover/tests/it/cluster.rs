@@ -119,9 +119,11 @@ struct Node {
 }
 
 fn start_node(store: &TestStore, nats: &str, id: &str, log: &Path) -> Server {
+    // CLUSTER_TEST_LOG: the nodes' log filter (e.g. info,rollover_cluster=debug).
+    let filter = std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".into());
     let env = [
         ("ROLLOVER_CLOCK", "wall"),
-        ("ROLLOVER_LOG", "info"),
+        ("ROLLOVER_LOG", filter.as_str()),
         ("ROLLOVER_CLUSTER_NODE_ID", id),
         ("ROLLOVER_CLUSTER_NATS_URL", nats),
         ("ROLLOVER_CLUSTER_LEASE_TTL_MS", &LEASE_TTL_MS.to_string()),
@@ -329,7 +331,11 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     let acked = Arc::new(Mutex::new(Acked::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
-        let (endpoints, acked, stop, agent) = (endpoints.clone(), acked.clone(), stop.clone(), agent.clone());
+        // A request to the paused node waits until the node wakes: the load
+        // gives up after 4 s (past the 3 s a node waits for an owner) and
+        // sends its records again later, so that it goes on meanwhile.
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(4))).build().into();
+        let (endpoints, acked, stop) = (endpoints.clone(), acked.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let mut next = move || {

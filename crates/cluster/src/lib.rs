@@ -70,11 +70,17 @@ pub const PULL_BATCH: usize = 500;
 /// How long each pull request of an owner waits at the server, and how
 /// often the server says it still holds one while no usage comes: a pull
 /// that hears nothing for two heartbeats is made again.
-pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
-pub const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
-/// A pull that got nothing for this long asks the server whether records
-/// wait for it; if so, it pulls anew.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(10);
+pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// A pull that got nothing for this long looks at the records the stream
+/// held for its shard when last read (every [`LAG_EVERY`], one request per
+/// node for all shards): records that were there and did not come within
+/// [`PULL_STUCK`] mean the pull is stuck, and it pulls anew; stuck again
+/// right after, it makes its consumer anew.
 pub const PULL_CHECK: Duration = Duration::from_secs(2);
+/// How long records the stream held for a shard may go undelivered to its
+/// owner's pull before the pull counts as stuck.
+pub const PULL_STUCK: Duration = Duration::from_secs(1);
 
 /// How long the stream keeps a record nobody took (a shard no node serves).
 pub const STREAM_MAX_AGE: Duration = Duration::from_secs(86_400);
@@ -98,6 +104,14 @@ pub struct Nats {
     failed_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Streamed usage waiting for its results.
     results: Arc<Results>,
+    /// What the stream held for each shard when last read.
+    held: std::sync::Mutex<Arc<Held>>,
+}
+
+/// The records the stream held, by shard, when it was read at `at`.
+struct Held {
+    at: tokio::time::Instant,
+    by_shard: HashMap<u32, u64>,
 }
 
 /// The results owners send for streamed usage: all to `{inbox}.{token}`,
@@ -364,6 +378,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         me: std::sync::OnceLock::new(),
         failed_at: std::sync::Mutex::new(None),
         results,
+        held: std::sync::Mutex::new(Arc::new(Held { at: tokio::time::Instant::now(), by_shard: HashMap::new() })),
     });
     let _ = nats.me.set(Arc::downgrade(&nats));
     let rendered = nats.clone();
@@ -408,13 +423,36 @@ async fn keep_stream(nats: Arc<Nats>, service: Service) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // The stream's lag: what waits in it (a work queue keeps only what no
-    // owner has acked), read every few seconds for /v1/cluster and /metrics.
+    // owner has acked), read every few seconds for /v1/cluster and /metrics,
+    // and by shard for the pulls' check (one request for every shard).
+    let filter = format!("{}.usage.*", nats.prefix);
     while let Some(stream) = nats.stream.get() {
-        if let Ok(info) = stream.get_info().await {
-            service.report_stream_lag(info.state.messages);
+        let at = tokio::time::Instant::now();
+        if let Some((total, by_shard)) = held_by_shard(stream, &filter).await {
+            service.report_stream_lag(total);
+            *nats.held.lock().expect("held lock") = Arc::new(Held { at, by_shard });
         }
         tokio::time::sleep(LAG_EVERY).await;
     }
+}
+
+/// The records the stream holds, in all and by shard; `None` when it
+/// cannot be read now.
+async fn held_by_shard(stream: &async_nats::jetstream::stream::Stream, filter: &str) -> Option<(u64, HashMap<u32, u64>)> {
+    let mut subjects = stream.info_with_subjects(filter).await.ok()?;
+    let total = subjects.info.state.messages;
+    let mut by_shard = HashMap::new();
+    let mut counted = 0u64;
+    // Only as many pages as hold the records: the stream would otherwise
+    // ask once more for a page past the last.
+    while counted < total {
+        let (subject, count) = subjects.next().await?.ok()?;
+        counted += count as u64;
+        if let Some(shard) = subject.rsplit('.').next().and_then(|s| s.parse::<u32>().ok()) {
+            by_shard.insert(shard, count as u64);
+        }
+    }
+    Some((total, by_shard))
 }
 
 /// How often the stream's lag is read.
@@ -475,7 +513,11 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
     use async_nats::jetstream::AckKind;
     use async_nats::jetstream::consumer::{AckPolicy, pull::Config};
     let name = format!("usage-{shard}");
-    let mut first_pull = true;
+    let mut remake = false;
+    // Checks in a row that found the pull stuck, and heartbeats missed in a
+    // row.
+    let mut stuck = 0u32;
+    let mut misses = 0u32;
     'pulling: loop {
         let consumer = loop {
             if let Some(stream) = nats.stream().await {
@@ -493,14 +535,20 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                     num_replicas: nats.replicas,
                     ..Default::default()
                 };
-                // A fresh consumer for each new owner: pull requests the
-                // previous owner left waiting, and what they were handed
-                // and never acked, would otherwise hold messages until
-                // `ack_wait` runs out. Work-queue retention keeps every
-                // message not acked, and the new consumer starts from them.
-                if first_pull {
+                // Each new owner takes the shard's consumer as it is: the
+                // pulls of an owner that died or gave the shard up go with
+                // its connection or its subscription (the server drops a
+                // pull nobody listens to), and what a paused owner was
+                // handed comes again after `ack_wait`. Deleting and making
+                // it anew on each takeover cost two cluster-wide JetStream
+                // changes per shard moved, slow enough on a busy NATS
+                // cluster (seen here: over 5 s) to leave records waiting.
+                // A consumer is made anew only when its pull is stuck
+                // (below); work-queue retention keeps every message not
+                // acked, and the new consumer starts from them.
+                if remake {
                     let _ = stream.delete_consumer(&name).await;
-                    first_pull = false;
+                    remake = false;
                 }
                 match stream.get_or_create_consumer::<Config>(&name, config).await {
                     Ok(consumer) => break consumer,
@@ -511,6 +559,9 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
         };
         let _pulling = Pulling::new(&nats.counters.pulling);
         'streaming: loop {
+            // Since when this pull has had nothing: records the stream held
+            // before it say nothing about it.
+            let mut quiet_since = tokio::time::Instant::now();
             let mut incoming = loop {
                 match consumer.stream().max_messages_per_batch(PULL_BATCH).expires(PULL_EXPIRES).heartbeat(PULL_HEARTBEAT).messages().await {
                     Ok(incoming) => break incoming,
@@ -528,29 +579,38 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                     // pull does not get (its consumer deleted and made
                     // again, a request the server dropped)? Seen after a
                     // NATS server restarted: records waited a minute.
-                    match consumer.get_info().await {
-                        Ok(info) if info.num_pending > 0 => {
-                            tracing::debug!(shard, pending = info.num_pending, "records wait and none come: pulling anew");
-                            nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
+                    let held = nats.held.lock().expect("held lock").clone();
+                    if held.at > quiet_since && held.at.elapsed() >= PULL_STUCK && held.by_shard.get(&shard).is_some_and(|&n| n > 0) {
+                        stuck += 1;
+                        nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
+                        if stuck == 1 {
+                            tracing::debug!(shard, held = held.by_shard[&shard], "records wait and none come: pulling anew");
                             continue 'streaming;
                         }
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::debug!(shard, %error, "the shard's consumer cannot be read: making it again");
-                            nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
-                            continue 'pulling;
-                        }
+                        tracing::debug!(shard, held = held.by_shard[&shard], "records still wait after pulling anew: making the consumer anew");
+                        remake = true;
+                        continue 'pulling;
                     }
                     continue;
                 };
                 match next {
-                    Some(Ok(message)) => messages.push(message),
+                    Some(Ok(message)) => {
+                        messages.push(message);
+                        stuck = 0;
+                        misses = 0;
+                    }
                     Some(Err(error)) if error.kind() == async_nats::jetstream::consumer::pull::MessagesErrorKind::MissingHeartbeat => {
                         // The server holds no pull request of ours any more,
                         // though the client counts one outstanding (seen here:
                         // records waited 5 s for their owner). Pull anew.
-                        tracing::debug!(shard, "no heartbeat from the shard's pull: pulling anew");
+                        // Misses in a row wait longer each time before
+                        // pulling again: a NATS cluster too busy to send
+                        // heartbeats in time is not sent more pulls at once.
+                        misses += 1;
+                        let pause = PULL_HEARTBEAT * (misses - 1).min(2);
+                        tracing::debug!(shard, misses, pause_ms = pause.as_millis() as u64, "no heartbeat from the shard's pull: pulling anew");
                         nats.counters.pull_restarts.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(pause).await;
                         continue 'streaming;
                     }
                     Some(Err(error)) => {
@@ -560,7 +620,7 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                     None => {
                         tracing::warn!(shard, "the shard's usage pull ended; pulling again from a new consumer");
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        first_pull = true;
+                        remake = true;
                         continue 'pulling;
                     }
                 }
@@ -623,6 +683,7 @@ async fn pull(nats: Arc<Nats>, service: Service, shard: u32) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
+                quiet_since = tokio::time::Instant::now();
             }
         }
     }

@@ -25,6 +25,8 @@ const ALLOWANCE: i64 = 100 << 30;
 const LEASE_TTL_MS: u64 = 1500;
 const SUBSCRIPTIONS: usize = 48;
 const RADIUS_SECRET: &str = "cluster-radius-secret";
+/// Threads sending HTTP usage at once.
+const HTTP_SENDERS: usize = 3;
 /// RADIUS sessions the load keeps reporting, each on its own subscription.
 const RADIUS_SESSIONS: usize = 4;
 
@@ -330,41 +332,47 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     });
     let acked = Arc::new(Mutex::new(Acked::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        // A request to the paused node waits until the node wakes: the load
-        // gives up after 4 s (past the 3 s a node waits for an owner) and
-        // sends its records again later, so that it goes on meanwhile.
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(4))).build().into();
-        let (endpoints, acked, stop) = (endpoints.clone(), acked.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut next = move || {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed
-            };
-            let mut counter = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let mut batch = Vec::new();
-                for _ in 0..4 {
-                    let repeat = next() % 10 == 0;
-                    let earlier = if repeat { acked.lock().unwrap().records.values().next().cloned() } else { None };
-                    batch.push(earlier.unwrap_or_else(|| {
-                        counter += 1;
-                        (format!("r{counter}"), format!("sub-{}", next() % SUBSCRIPTIONS as u64), 1 + next() % 100_000, now_rfc3339())
-                    }));
-                }
-                batch.sort_by(|a, b| a.0.cmp(&b.0));
-                batch.dedup_by(|a, b| a.0 == b.0);
-                let base = {
-                    let bases = endpoints.bases.lock().unwrap();
-                    bases[(next() % bases.len() as u64) as usize].clone()
+    // Several senders at once: a request whose records wait for a shard in
+    // takeover holds its sender up to 3 s, and one sender alone would send
+    // little else while faults go on.
+    let loads: Vec<_> = (0..HTTP_SENDERS as u64)
+        .map(|sender| {
+            // A request to the paused node waits until the node wakes: the
+            // load gives up after 4 s (past the 3 s a node waits for an
+            // owner) and sends its records again later, so that it goes on
+            // meanwhile.
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(4))).build().into();
+            let (endpoints, acked, stop) = (endpoints.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seed: u64 = 0x2545_f491_4f6c_dd1d ^ (seed + sender).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut next = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
                 };
-                send(&agent, &base, &batch, &acked);
-            }
+                let mut counter = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut batch = Vec::new();
+                    for _ in 0..4 {
+                        let repeat = next() % 10 == 0;
+                        let earlier = if repeat { acked.lock().unwrap().records.values().next().cloned() } else { None };
+                        batch.push(earlier.unwrap_or_else(|| {
+                            counter += 1;
+                            (format!("r{sender}-{counter}"), format!("sub-{}", next() % SUBSCRIPTIONS as u64), 1 + next() % 100_000, now_rfc3339())
+                        }));
+                    }
+                    batch.sort_by(|a, b| a.0.cmp(&b.0));
+                    batch.dedup_by(|a, b| a.0 == b.0);
+                    let base = {
+                        let bases = endpoints.bases.lock().unwrap();
+                        bases[(next() % bases.len() as u64) as usize].clone()
+                    };
+                    send(&agent, &base, &batch, &acked);
+                }
+            })
         })
-    };
+        .collect();
     // RADIUS accounting to random nodes: each session's cumulative counter
     // grows; a report nobody answered is covered by the next one.
     let counters = Arc::new(Mutex::new(vec![(0u64, 0u64); RADIUS_SESSIONS]));
@@ -500,7 +508,9 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     restart(&mut nodes[restarted_gracefully], &store, &urls, &scratch, &endpoints, restarted_gracefully);
     settle(gap(6));
     stop.store(true, Ordering::Relaxed);
-    load.join().expect("the load ran without a wrong answer");
+    for load in loads {
+        load.join().expect("the load ran without a wrong answer");
+    }
     radius_load.join().expect("the RADIUS load ran");
     gy_load.join().expect("the Gy load ran");
     // Each session's last report is sent until a node answers it.

@@ -50,8 +50,9 @@ impl NatsCluster {
         for n in 0..3 {
             let store = scratch.0.join(format!("jetstream-{n}"));
             let text = format!(
-                "server_name: n{n}\nlisten: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n}}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
+                "server_name: n{n}\nlisten: 127.0.0.1:{}\nlog_file: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
                 ports[n],
+                scratch.0.join(format!("nats-{n}.log")).display(),
                 store.display(),
                 routes[n]
             );

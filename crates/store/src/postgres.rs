@@ -4,8 +4,6 @@
 //! first), not one statement per row; the other tables' rows with one
 //! `INSERT ... SELECT FROM UNNEST(...)` each.
 
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
 use postgres::{Client, NoTls};
 
 use crate::{Batch, CheckpointMeta, Delivery, EventBody, EventRow, Identifiers, Archive, LedgerMark, MarkMeta, OrderCreated, PeriodTotals, OrderRow, PlanRow, ProfileCount, ProfileRow, Result, Store, StoreError, SubscriptionRow};
@@ -232,6 +230,58 @@ fn order_from_row(row: &postgres::Row) -> OrderRow {
         document: row.get(4),
         created_at_micros: row.get(5),
         updated_at_micros: row.get(6),
+    }
+}
+
+/// Rows in PostgreSQL's binary `COPY` format, encoded straight into one
+/// buffer: a generic row writer's per-value type checks and dispatch cost
+/// more than the copy itself.
+struct CopyRows {
+    buf: Vec<u8>,
+}
+
+impl CopyRows {
+    fn with_capacity(bytes: usize) -> CopyRows {
+        let mut buf = Vec::with_capacity(bytes + 32);
+        // Signature, flags (no OIDs), header extension length.
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        CopyRows { buf }
+    }
+
+    fn row(&mut self, fields: i16) {
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn int8(&mut self, value: Option<i64>) {
+        match value {
+            Some(v) => {
+                self.buf.extend_from_slice(&8i32.to_be_bytes());
+                self.buf.extend_from_slice(&v.to_be_bytes());
+            }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+
+    fn text(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                self.buf.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                self.buf.extend_from_slice(v.as_bytes());
+            }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+
+    /// Ends the rows and sends them with `statement` (a `COPY ... FROM
+    /// STDIN BINARY`).
+    fn send(mut self, tx: &mut postgres::Transaction<'_>, statement: &str) -> Result<u64> {
+        use std::io::Write as _;
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        let mut sink = tx.copy_in(statement).map_err(db)?;
+        sink.write_all(&self.buf).map_err(|e| StoreError(format!("postgres: sending rows: {e}")))?;
+        sink.finish().map_err(db)
     }
 }
 
@@ -1015,25 +1065,22 @@ impl Store for PostgresStore {
         }
         if !batch.events.is_empty() {
             let n = batch.events.len();
-            let mut subscription = Vec::with_capacity(n);
-            let mut applied_at = Vec::with_capacity(n);
-            let mut at = Vec::with_capacity(n);
-            let mut key = Vec::with_capacity(n);
-            let mut kind = Vec::with_capacity(n);
-            let mut plan_id: Vec<Option<&str>> = Vec::with_capacity(n);
-            let mut plan_version: Vec<Option<i64>> = Vec::with_capacity(n);
-            let mut bytes: Vec<Option<i64>> = Vec::with_capacity(n);
-            let mut country: Vec<Option<&str>> = Vec::with_capacity(n);
-            let mut grant_kind: Vec<Option<&str>> = Vec::with_capacity(n);
-            let mut expires: Vec<Option<i64>> = Vec::with_capacity(n);
-            let mut amount: Vec<Option<i64>> = Vec::with_capacity(n);
-            for e in &batch.events {
-                subscription.push(e.subscription.as_str());
-                applied_at.push(e.applied_at_micros);
-                at.push(e.at_micros);
-                key.push(e.key.as_deref());
-                kind.push(e.body.name());
-                let (p, v, b, c, g, x) = match &e.body {
+            // The batch's seqs first, in one row (an array: a row per seq
+            // cost more to send and decode than taking them), in order.
+            let mut seqs: Vec<i64> = tx
+                .query_one("SELECT array_agg(nextval('events_seq_seq')) FROM generate_series(1, $1::int8)", &[&(n as i64)])
+                .map_err(db)?
+                .get(0);
+            if seqs.len() != n {
+                return Err(StoreError(format!("postgres: asked for {n} event seqs, got {}", seqs.len())));
+            }
+            seqs.sort_unstable();
+            // Then the rows and their queue rows by binary COPY, the
+            // cheapest way in, each encoded here in one buffer.
+            let mut rows = CopyRows::with_capacity(n * 160);
+            let mut queued = CopyRows::with_capacity(n * 48);
+            for (e, &seq) in batch.events.iter().zip(&seqs) {
+                let (plan_id, plan_version, bytes, country, grant_kind, expires) = match &e.body {
                     EventBody::Purchase { plan_id, plan_version } | EventBody::ChangePlan { plan_id, plan_version } => {
                         (Some(plan_id.as_str()), Some(*plan_version as i64), None, None, None, None)
                     }
@@ -1045,37 +1092,31 @@ impl Store for PostgresStore {
                     EventBody::Network { note } | EventBody::Refund { reason: note, .. } => (None, None, None, None, Some(note.as_str()), None),
                     _ => (None, None, None, None, None, None),
                 };
-                amount.push(match &e.body {
+                let amount = match &e.body {
                     EventBody::Addon { price_minor: minor, .. } | EventBody::Refund { minor, .. } => Some(*minor),
                     _ => None,
-                });
-                plan_id.push(p);
-                plan_version.push(v);
-                bytes.push(b);
-                country.push(c);
-                grant_kind.push(g);
-                expires.push(x);
+                };
+                rows.row(13);
+                rows.int8(Some(seq));
+                rows.text(Some(&e.subscription));
+                rows.int8(Some(e.applied_at_micros));
+                rows.int8(Some(e.at_micros));
+                rows.text(e.key.as_deref());
+                rows.text(Some(e.body.name()));
+                rows.text(plan_id);
+                rows.int8(plan_version);
+                rows.int8(bytes);
+                rows.text(country);
+                rows.text(grant_kind);
+                rows.int8(expires);
+                rows.int8(amount);
+                queued.row(2);
+                queued.text(Some(&e.subscription));
+                queued.int8(Some(seq));
             }
-            // The batch's seqs first, in order; then its rows and their
-            // queue rows by binary COPY, the cheapest way in.
-            let mut seqs: Vec<i64> =
-                tx.query("SELECT nextval('events_seq_seq') FROM generate_series(1, $1::int8)", &[&(n as i64)]).map_err(db)?.iter().map(|row| row.get(0)).collect();
-            seqs.sort_unstable();
             let columns = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
-            let sink = tx.copy_in(&format!("COPY events ({columns}) FROM STDIN BINARY")).map_err(db)?;
-            let types = [Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8];
-            let mut rows = BinaryCopyInWriter::new(sink, &types);
-            for i in 0..n {
-                rows.write(&[&seqs[i], &subscription[i], &applied_at[i], &at[i], &key[i], &kind[i], &plan_id[i], &plan_version[i], &bytes[i], &country[i], &grant_kind[i], &expires[i], &amount[i]])
-                    .map_err(db)?;
-            }
-            rows.finish().map_err(db)?;
-            let sink = tx.copy_in("COPY event_queue (subscription, seq) FROM STDIN BINARY").map_err(db)?;
-            let mut queued = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8]);
-            for i in 0..n {
-                queued.write(&[&subscription[i], &seqs[i]]).map_err(db)?;
-            }
-            queued.finish().map_err(db)?;
+            rows.send(&mut tx, &format!("COPY events ({columns}) FROM STDIN BINARY"))?;
+            queued.send(&mut tx, "COPY event_queue (subscription, seq) FROM STDIN BINARY")?;
         }
         for n in &batch.notifications {
             tx.execute(

@@ -429,7 +429,7 @@ async fn keep_stream(nats: Arc<Nats>, service: Service) {
     while let Some(stream) = nats.stream.get() {
         let at = tokio::time::Instant::now();
         if let Some((total, by_shard)) = held_by_shard(stream, &filter).await {
-            service.report_stream_lag(total);
+            service.report_stream_lag(total, by_shard.clone());
             *nats.held.lock().expect("held lock") = Arc::new(Held { at, by_shard });
         }
         tokio::time::sleep(LAG_EVERY).await;

@@ -72,6 +72,8 @@ pub struct ClusterStatus {
     pub serving: usize,
     /// Usage records waiting in the stream for their owners, as last read.
     pub stream_lag: Option<u64>,
+    /// The same by shard, as last read (a shard not named holds none).
+    pub shard_lag: Option<std::collections::HashMap<u32, u64>>,
 }
 
 impl ClusterStatus {
@@ -120,6 +122,8 @@ pub struct Stats {
     /// Usage records in the stream not yet committed by their owners, as
     /// last read (`u64::MAX`: not known, no stream).
     pub stream_lag: AtomicU64,
+    /// The same by shard (a shard not named holds none); empty until read.
+    pub shard_lag: Mutex<Option<std::collections::HashMap<u32, u64>>>,
 }
 
 impl Membership {
@@ -135,7 +139,8 @@ impl Membership {
             }
         };
         let lag = self.stats.stream_lag.load(Ordering::Relaxed);
-        Ok(ClusterStatus { node: self.node.clone(), nodes, leases: all, serving: self.ownership.served().len(), stream_lag: (lag != u64::MAX).then_some(lag) })
+        let shard_lag = self.stats.shard_lag.lock().expect("shard lag lock").clone();
+        Ok(ClusterStatus { node: self.node.clone(), nodes, leases: all, serving: self.ownership.served().len(), stream_lag: (lag != u64::MAX).then_some(lag), shard_lag })
     }
 
     /// Gives every shard up and leaves the cluster; returns when done.
@@ -164,6 +169,13 @@ pub(crate) fn render_metrics(membership: &Membership, out: &mut String) {
     if lag != u64::MAX {
         out.push_str(&format!(
             "# HELP rollover_cluster_usage_stream_messages Usage records in the stream not yet committed by their owners (the stream's lag), as last read.\n# TYPE rollover_cluster_usage_stream_messages gauge\nrollover_cluster_usage_stream_messages {lag}\n"
+        ));
+    }
+    if let Some(by_shard) = stats.shard_lag.lock().expect("shard lag lock").as_ref() {
+        // One series, not 256: which shard lags is in `GET /v1/cluster`.
+        out.push_str(&format!(
+            "# HELP rollover_cluster_usage_stream_shard_messages_max The most usage records any one shard has waiting in the stream, as last read.\n# TYPE rollover_cluster_usage_stream_shard_messages_max gauge\nrollover_cluster_usage_stream_shard_messages_max {}\n",
+            by_shard.values().copied().max().unwrap_or(0)
         ));
     }
     out.push_str(&format!(

@@ -189,10 +189,12 @@ impl Service {
     }
 
     /// Cluster mode: how many usage records wait in the stream for their
-    /// owners (`rollover-cluster` reads it every few seconds).
-    pub fn report_stream_lag(&self, messages: u64) {
+    /// owners, in all and by shard (`rollover-cluster` reads it every few
+    /// seconds).
+    pub fn report_stream_lag(&self, messages: u64, by_shard: std::collections::HashMap<u32, u64>) {
         if let Some(membership) = &self.inner.membership {
             membership.stats.stream_lag.store(messages, std::sync::atomic::Ordering::Relaxed);
+            *membership.stats.shard_lag.lock().expect("shard lag lock") = Some(by_shard);
         }
     }
 

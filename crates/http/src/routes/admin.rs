@@ -38,6 +38,10 @@ pub(super) async fn get_cluster(State(service): State<Service>) -> ApiResult {
     };
     let nodes: Vec<serde_json::Value> = status.holders().into_iter().map(|(id, live, shards)| serde_json::json!({ "id": id, "live": live, "shards": shards })).collect();
     let shards: Vec<serde_json::Value> =
-        status.leases.iter().map(|l| serde_json::json!({ "shard": l.shard, "owner": l.owner, "epoch": l.epoch, "expires_in_ms": l.remaining_ms })).collect();
+        status.leases.iter().map(|l| {
+            // Records waiting in the stream for this shard, as last read.
+            let lag = status.shard_lag.as_ref().map(|by_shard| by_shard.get(&l.shard).copied().unwrap_or(0));
+            serde_json::json!({ "shard": l.shard, "owner": l.owner, "epoch": l.epoch, "expires_in_ms": l.remaining_ms, "stream_lag": lag })
+        }).collect();
     Ok(ok(serde_json::json!({ "mode": "cluster", "node": status.node, "nodes": nodes, "shards": shards, "serving": status.serving, "stream_lag": status.stream_lag })))
 }

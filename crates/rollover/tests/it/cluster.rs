@@ -625,6 +625,9 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
             for (node, view) in nodes.iter().zip(&views) {
                 assert_eq!(view["node"], json!(node.id));
                 assert_eq!(view["shards"].as_array().unwrap().len(), 256);
+                // The lag by shard comes from the same read as the whole.
+                let by_shard: u64 = view["shards"].as_array().unwrap().iter().map(|s| s["stream_lag"].as_u64().expect("each shard's lag")).sum();
+                assert_eq!(json!(by_shard), view["stream_lag"], "{}: the shards' lags add up to the stream's", node.id);
                 let mine = view["nodes"].as_array().unwrap().iter().find(|n| n["id"] == json!(node.id)).unwrap()["shards"].clone();
                 assert_eq!(view["serving"], mine, "{}: serving what it leases", node.id);
                 let metrics = node.server.as_ref().unwrap().get("/metrics").body;

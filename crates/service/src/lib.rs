@@ -57,6 +57,11 @@ pub use ledger::{Archived, LedgerPage, LedgerQuery, Line, LineFilter};
 pub use retention::Retention;
 pub use rollover_store::PeriodTotals;
 pub use error::ServiceError;
+
+/// Cluster mode: the deepest a list of subscriptions reaches (`offset +
+/// limit`). Each node sends the first this many of its own, so an answer
+/// stays well under a NATS message (1 MiB) whatever the ids.
+pub const CLUSTER_LIST_DEPTH: usize = 2000;
 pub use ownership::Ownership;
 pub use plans::{PlanVersion, Plans, SharedPlans};
 pub use rollover_store::Identifiers as SubscriptionIdentifiers;
@@ -825,13 +830,46 @@ impl Service {
 
     /// Subscriptions that pass `filter`, sorted by id: `limit` of them from
     /// `offset`, and how many pass in all. Every worker is asked, so this
-    /// costs a pass over all subscriptions.
+    /// costs a pass over all subscriptions. In cluster mode, every node is
+    /// asked for its shards' (see [`Service::list_cluster`]), and a list
+    /// reaches at most [`CLUSTER_LIST_DEPTH`] deep (`offset + limit`).
     pub async fn subscriptions(&self, filter: SubscriptionFilter, offset: usize, limit: usize) -> Result<(Vec<SubscriptionSummary>, usize), ServiceError> {
+        if self.lists_cluster() {
+            let depth = offset.saturating_add(limit);
+            if depth > CLUSTER_LIST_DEPTH {
+                return Err(ServiceError::Invalid { field: "offset", message: format!("offset + limit is {depth}; in cluster mode a list reaches at most {CLUSTER_LIST_DEPTH} deep: narrow it by status or plan") });
+            }
+            let (found, whole) = self.list_cluster(&filter, depth).await?;
+            return Ok((found.into_iter().skip(offset).collect(), whole.total));
+        }
         let lists = self.ask_every_worker(|reply| Command::List { filter: filter.clone(), reply }).await?;
         let total = lists.iter().map(Vec::len).sum();
         let mut all: Vec<SubscriptionSummary> = lists.into_iter().flatten().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((all.into_iter().skip(offset).take(limit).collect(), total))
+    }
+
+    /// How many subscriptions are on each plan version (of the whole
+    /// cluster, in cluster mode).
+    pub async fn plan_counts(&self) -> Result<HashMap<(String, u32), usize>, ServiceError> {
+        let mut counts = HashMap::new();
+        if self.lists_cluster() {
+            let (_, whole) = self.list_cluster(&SubscriptionFilter::default(), 0).await?;
+            counts.extend(whole.by_version.into_iter().map(|(plan, version, n)| ((plan, version), n)));
+        } else {
+            for list in self.ask_every_worker(|reply| Command::List { filter: SubscriptionFilter::default(), reply }).await? {
+                for summary in list {
+                    *counts.entry((summary.plan.id, summary.plan.version)).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Whether lists are of the whole cluster: cluster mode, with a way to
+    /// reach the other nodes.
+    pub fn lists_cluster(&self) -> bool {
+        self.inner.membership.is_some() && self.inner.transport.get().is_some()
     }
 
     /// A subscription's identifiers and when it was created, read from the

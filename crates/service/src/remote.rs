@@ -59,6 +59,10 @@ pub(crate) enum Call {
     Projection { subscription: String, daily_bytes: u64 },
     Create { id: String, plan: String, at: Option<Instant>, identifiers: [Option<String>; 4] },
     Note { subscription: String, note: String, webhook: Option<(String, String, serde_json::Value)> },
+    /// The subscriptions of `shards` that pass the filter (a status name, a
+    /// plan id): the first `depth` by id, how many in all, and (when
+    /// `depth` is 0) how many on each plan version.
+    List { status: Option<String>, plan: Option<String>, shards: Vec<u32>, depth: usize },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,8 +72,23 @@ pub(crate) enum Answer {
     Event(EventOutcome),
     Balance(Balance),
     Projection(Option<rollover_core::Projection>),
+    List(ListPart),
     Done,
     Error(WireError),
+}
+
+/// One node's part of a list of the cluster's subscriptions.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ListPart {
+    /// The first `depth` that pass, by id: id, plan, version, status.
+    pub(crate) found: Vec<(String, String, u32, String)>,
+    /// How many pass.
+    pub(crate) total: usize,
+    /// How many pass on each plan version (asked with `depth` 0).
+    pub(crate) by_version: Vec<(String, u32, usize)>,
+    /// Shards asked for that the node does not serve now: its part lacks
+    /// them.
+    pub(crate) missing: Vec<u32>,
 }
 
 /// A [`ServiceError`] as it crosses between nodes.
@@ -215,7 +234,97 @@ impl Service {
                 self.note_here(&subscription, note, webhook).await?;
                 Answer::Done
             }
+            Call::List { status, plan, shards, depth } => {
+                let status = match status {
+                    Some(name) => Some(rollover_core::Status::parse(&name).ok_or(ServiceError::Invalid { field: "body", message: format!("no status {name:?}") })?),
+                    None => None,
+                };
+                Answer::List(self.list_part(crate::SubscriptionFilter { status, plan }, &shards, depth.min(crate::CLUSTER_LIST_DEPTH)).await?)
+            }
         })
+    }
+
+    /// This node's part of a cluster-wide list: the subscriptions of those
+    /// of `shards` it serves, before and after asking its workers under the
+    /// same epoch (a shard that moved meanwhile is missing, not half there).
+    pub(crate) async fn list_part(&self, filter: crate::SubscriptionFilter, shards: &[u32], depth: usize) -> Result<ListPart, ServiceError> {
+        let ownership = self.ownership().ok_or(ServiceError::Stopped { what: "the cluster membership" })?;
+        let before: std::collections::HashMap<u32, i64> = ownership.served().into_iter().filter(|(shard, _)| shards.contains(shard)).collect();
+        let lists = self.ask_every_worker(|reply| crate::worker::Command::List { filter: filter.clone(), reply }).await?;
+        let after: std::collections::HashMap<u32, i64> = ownership.served().into_iter().collect();
+        let held = |shard: u32| before.get(&shard).is_some_and(|epoch| after.get(&shard) == Some(epoch));
+        let mut part = ListPart { missing: shards.iter().copied().filter(|&s| !held(s)).collect(), ..ListPart::default() };
+        let mut found: Vec<crate::SubscriptionSummary> = lists.into_iter().flatten().filter(|s| held(crate::shard_of(&s.id))).collect();
+        part.total = found.len();
+        if depth == 0 {
+            let mut counts: std::collections::BTreeMap<(String, u32), usize> = std::collections::BTreeMap::new();
+            for summary in &found {
+                *counts.entry((summary.plan.id.clone(), summary.plan.version)).or_insert(0) += 1;
+            }
+            part.by_version = counts.into_iter().map(|((plan, version), n)| (plan, version, n)).collect();
+        }
+        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found.truncate(depth);
+        part.found = found.into_iter().map(|s| (s.id, s.plan.id, s.plan.version, s.status.name().to_string())).collect();
+        Ok(part)
+    }
+
+    /// The subscriptions of the whole cluster that pass `filter`: each node
+    /// asked at once for the shards its lease holds (this one asks its own
+    /// workers). A shard without a live lease, or not served by the node
+    /// holding it (taking it over), makes the answer
+    /// [`ServiceError::ShardMoving`]: retry, rather than a list that
+    /// quietly lacks it.
+    pub(crate) async fn list_cluster(&self, filter: &crate::SubscriptionFilter, depth: usize) -> Result<(Vec<crate::SubscriptionSummary>, ListPart), ServiceError> {
+        let status = self.cluster_status().await?.ok_or(ServiceError::Stopped { what: "the cluster membership" })?;
+        let mut groups: std::collections::BTreeMap<String, Vec<u32>> = std::collections::BTreeMap::new();
+        for lease in &status.leases {
+            match &lease.owner {
+                Some(owner) if lease.remaining_ms > 0 => groups.entry(owner.clone()).or_default().push(lease.shard),
+                _ => return Err(ServiceError::ShardMoving { shard: lease.shard }),
+            }
+        }
+        let mut asks = tokio::task::JoinSet::new();
+        for (owner, shards) in groups {
+            let (service, filter) = (self.clone(), filter.clone());
+            let here = owner == status.node;
+            asks.spawn(async move {
+                if here {
+                    return service.list_part(filter, &shards, depth).await;
+                }
+                let call = Call::List { status: filter.status.map(|s| s.name().to_string()), plan: filter.plan, shards: shards.clone(), depth };
+                match service.forward(shards[0], call).await? {
+                    Answer::List(part) => Ok(part),
+                    _ => Err(unexpected(shards[0])),
+                }
+            });
+        }
+        let mut whole = ListPart::default();
+        let mut by_version: std::collections::BTreeMap<(String, u32), usize> = std::collections::BTreeMap::new();
+        while let Some(part) = asks.join_next().await {
+            let part = part.map_err(|_| ServiceError::Stopped { what: "a list of the cluster" })??;
+            if let Some(&shard) = part.missing.first() {
+                return Err(ServiceError::ShardMoving { shard });
+            }
+            whole.total += part.total;
+            whole.found.extend(part.found);
+            for (plan, version, n) in part.by_version {
+                *by_version.entry((plan, version)).or_insert(0) += n;
+            }
+        }
+        whole.by_version = by_version.into_iter().map(|((plan, version), n)| (plan, version, n)).collect();
+        whole.found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        whole.found.truncate(depth);
+        let plans = self.plans();
+        let mut summaries = Vec::with_capacity(whole.found.len());
+        for (id, plan, version, status) in std::mem::take(&mut whole.found) {
+            // A plan uploaded at another node a moment ago: not known here yet.
+            let shard = crate::shard_of(&id);
+            let ix = plans.get(&plan, version).ok_or(ServiceError::ShardMoving { shard })?;
+            let status = rollover_core::Status::parse(&status).ok_or_else(|| unexpected(shard))?;
+            summaries.push(crate::SubscriptionSummary { id, plan: crate::PlanVersion { id: plan, version, ix }, status });
+        }
+        Ok((summaries, whole))
     }
 
     /// A balance from another node: its plan's index is this node's.

@@ -287,6 +287,24 @@ async fn cluster_nodes_answer_for_each_others_shards() {
         assert_eq!(a.apply_event(id, crate::LifecycleEvent::Suspend, None).await.unwrap(), crate::EventOutcome::Applied);
         assert_eq!(b.apply_event(id, crate::LifecycleEvent::Resume, None).await.unwrap(), crate::EventOutcome::Applied);
     }
+    // Lists are of the whole cluster, whichever node is asked, in id order.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    a.apply_event(&ids[5], crate::LifecycleEvent::Suspend, None).await.unwrap();
+    for node in [&a, &b] {
+        let all = crate::SubscriptionFilter::default();
+        let (page, total) = node.subscriptions(all.clone(), 0, 100).await.unwrap();
+        assert_eq!((page.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), total), (sorted.clone(), 30));
+        let (page, total) = node.subscriptions(all.clone(), 10, 5).await.unwrap();
+        assert_eq!((page.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), total), (sorted[10..15].iter().map(String::as_str).collect(), 30));
+        let suspended = crate::SubscriptionFilter { status: Some(rollover_core::Status::Suspended), plan: None };
+        let (page, total) = node.subscriptions(suspended, 0, 100).await.unwrap();
+        assert_eq!((page.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), total), (vec![ids[5].as_str()], 1));
+        assert_eq!(node.plan_counts().await.unwrap(), std::collections::HashMap::from([(("m".to_string(), 1), 30)]));
+        let too_deep = node.subscriptions(all, crate::CLUSTER_LIST_DEPTH - 5, 10).await.unwrap_err();
+        assert!(matches!(too_deep, ServiceError::Invalid { field: "offset", .. }), "{too_deep:?}");
+    }
+    b.apply_event(&ids[5], crate::LifecycleEvent::Resume, None).await.unwrap();
     // A session opened through a continues through b and ends through a.
     let id = &ids[3];
     let started = a.session("gy-1", Some(id), crate::SessionOp::Start { requested_bytes: Some(10_000) }, None).await.unwrap();

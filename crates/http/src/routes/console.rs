@@ -213,7 +213,9 @@ pub(super) async fn search(State(service): State<Service>, axum::Extension(sessi
     let q = query_value(query.as_deref(), "q").unwrap_or_default().trim().to_string();
     let status_text = query_value(query.as_deref(), "status").unwrap_or_default();
     let plan = query_value(query.as_deref(), "plan").unwrap_or_default();
-    let offset: usize = query_value(query.as_deref(), "offset").and_then(|o| o.parse().ok()).unwrap_or(0).min(1 << 40);
+    // In cluster mode a list reaches only so deep (the last page there).
+    let deepest = if service.lists_cluster() { rollover_service::CLUSTER_LIST_DEPTH - SEARCH_PAGE } else { 1 << 40 };
+    let offset: usize = query_value(query.as_deref(), "offset").and_then(|o| o.parse().ok()).unwrap_or(0).min(deepest);
     let status = Status::parse(&status_text);
     let (results, total) = if q.is_empty() {
         let filter = SubscriptionFilter { status, plan: (!plan.is_empty()).then(|| plan.clone()) };
@@ -229,7 +231,7 @@ pub(super) async fn search(State(service): State<Service>, axum::Extension(sessi
             Err(_) => (Vec::new(), 0),
         }
     };
-    let next = (q.is_empty() && offset + results.len() < total).then(|| {
+    let next = (q.is_empty() && offset + results.len() < total && offset + results.len() <= deepest).then(|| {
         let encode = |text: &str| text.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
         format!("/console/subscriptions?status={}&plan={}&offset={}", encode(&status_text), encode(&plan), offset + results.len())
     });
@@ -451,12 +453,7 @@ pub(super) async fn plans(State(service): State<Service>, axum::Extension(sessio
 }
 
 async fn subscribers_by_version(service: &Service) -> Result<std::collections::HashMap<(String, u32), usize>, ServiceError> {
-    let (all, _) = service.subscriptions(SubscriptionFilter::default(), 0, usize::MAX).await?;
-    let mut counts = std::collections::HashMap::new();
-    for summary in all {
-        *counts.entry((summary.plan.id, summary.plan.version)).or_insert(0) += 1;
-    }
-    Ok(counts)
+    service.plan_counts().await
 }
 
 /// `POST /console/plans`: a preview of the upload, or (confirmed) the upload.

@@ -223,6 +223,10 @@ pub const LIST_PAGE_MAX: usize = 1000;
 pub(super) async fn list_subscriptions(State(service): State<Service>, query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult {
     let axum::extract::Query(query) = query.map_err(|e| Problem::new(Code::InvalidQuery, format!("bad query: {e}"), None))?;
     let (limit, offset) = super::page(query.limit, query.offset, LIST_PAGE_MAX)?;
+    if service.lists_cluster() && offset.saturating_add(limit) > rollover_service::CLUSTER_LIST_DEPTH {
+        let depth = rollover_service::CLUSTER_LIST_DEPTH;
+        return Err(Problem::about(Code::InvalidQuery, "offset", format!("offset + limit must be at most {depth} in cluster mode; narrow the list by status or plan")));
+    }
     let identifiers = [("iccid", &query.iccid), ("imsi", &query.imsi), ("msisdn", &query.msisdn), ("external_id", &query.external_id)];
     for (field, value) in identifiers.iter().copied().chain([("plan", &query.plan)]) {
         if let Some(value) = value

@@ -633,6 +633,15 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
                 let metrics = node.server.as_ref().unwrap().get("/metrics").body;
                 assert!(metrics.as_str().unwrap().contains(&format!("rollover_cluster_shards_served {mine}")), "{}", node.id);
             }
+            // Every node lists the whole cluster's subscriptions, in id order.
+            let mut ids: Vec<String> = (0..SUBSCRIPTIONS).map(|n| format!("sub-{n}")).collect();
+            ids.sort();
+            for node in &nodes {
+                let list = node.server.as_ref().unwrap().get(&format!("/v1/subscriptions?limit={SUBSCRIPTIONS}"));
+                assert_eq!(list.status, 200, "{}: {}", node.id, list.body);
+                let listed: Vec<&str> = list.body["subscriptions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+                assert_eq!((listed, list.body["total"].as_u64()), (ids.iter().map(String::as_str).collect(), Some(SUBSCRIPTIONS as u64)), "{}", node.id);
+            }
             break;
         }
         if Instant::now() > deadline {

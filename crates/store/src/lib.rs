@@ -747,12 +747,12 @@ mod tests {
         let mut store = PostgresStore::open(&url).unwrap();
         let wanted = [("s1".to_string(), "r1".to_string()), ("s2".to_string(), "r9".to_string())];
         let before = (store.events_of("s1").unwrap(), store.events_of("s2").unwrap(), store.find_keys(&wanted, 0).unwrap());
-        let queued = |admin: &mut ::postgres::Client| admin.query_one(&format!("SELECT count(*) FROM {schema}.event_queue"), &[]).unwrap().get::<_, i64>(0);
-        assert!(queued(&mut admin) > 0, "what the contract committed waits in the queue");
+        let queued = |admin: &mut ::postgres::Client| admin.query_one(&format!("SELECT count(*) FROM {schema}.event_pending"), &[]).unwrap().get::<_, i64>(0);
+        assert!(queued(&mut admin) > 0, "what the contract committed waits for the index");
         let writer = PostgresStore::open_writer(&url).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while queued(&mut admin) > 0 {
-            assert!(std::time::Instant::now() < deadline, "the indexer empties the queue");
+            assert!(std::time::Instant::now() < deadline, "the indexer indexes every pending range");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         drop(writer);

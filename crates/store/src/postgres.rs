@@ -202,6 +202,16 @@ CREATE TABLE event_index (subscription TEXT NOT NULL, seq BIGINT NOT NULL, PRIMA
 INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events ORDER BY subscription, seq;
 DROP INDEX events_by_subscription_key;
 DROP INDEX events_by_subscription_seq;
+"#, r#"
+-- A commit names its events to the indexer by one row, the least and the
+-- greatest seq it wrote, rather than a queue row per event: the indexer
+-- reads the events of each range by their key. Ranges of two nodes' commits
+-- may overlap (their seqs interleave); a row is indexed once whichever
+-- range brings it (ON CONFLICT DO NOTHING), and reads take each seq once.
+CREATE TABLE event_pending (lo BIGINT PRIMARY KEY, hi BIGINT NOT NULL);
+ALTER TABLE event_pending SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM event_queue ORDER BY subscription, seq ON CONFLICT DO NOTHING;
+DROP TABLE event_queue;
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -303,23 +313,31 @@ pub struct PostgresStore {
     setup: String,
     /// The writer's indexer, stopped when the writer is dropped.
     indexer: Option<EventIndexer>,
+    /// A cluster writer: the most any statement of a fenced commit may run
+    /// (0: no limit), see [`PostgresStore::open_cluster_writer`].
+    fence_timeout_ms: u64,
 }
 
-/// Events (subscription, seq) the indexer moves from `event_queue` into
-/// `event_index` at once, sorted.
+/// Events the indexer brings into `event_index` at once (the seqs its
+/// commit ranges span; one range, however large, at the least), sorted.
 const INDEX_BATCH: i64 = 200_000;
 
+/// Commit ranges the indexer looks at in one step.
+const INDEX_RANGES: i64 = 4096;
+
 /// Builds the log's subscription index behind the commits, on a thread and
-/// a connection of its own: moves what `event_queue` holds into
-/// `event_index` (one statement, so each row is always in exactly one of
-/// them), in batches of up to [`INDEX_BATCH`]. Caught up, it looks every
-/// 250 ms; behind by less than a batch, it pauses as long as the step took
-/// (at most half a core of PostgreSQL's); further behind, it does not
-/// pause. Several writers (the nodes of a cluster) each run one: they take
-/// disjoint rows (`SKIP LOCKED`). Reads look at both tables.
+/// a connection of its own: each commit leaves a row in `event_pending`
+/// (its least and greatest seq), and the indexer brings those ranges'
+/// events into `event_index` and deletes the rows (one transaction, so each
+/// event is always found through the one or the other), up to
+/// [`INDEX_BATCH`] seqs at a time. Caught up, it looks every 250 ms; behind
+/// by less than a batch, it pauses as long as the step took (at most half a
+/// core of PostgreSQL's); further behind, it does not pause. Several writers
+/// (the nodes of a cluster) each run one: they take disjoint ranges (`SKIP
+/// LOCKED`). Reads look at both.
 struct EventIndexer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Rows waiting in the queue, as the indexer last saw.
+    /// Seqs waiting in pending ranges, as the indexer last saw.
     lag: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -327,7 +345,7 @@ impl EventIndexer {
     fn start(base: String, setup: String) -> Result<EventIndexer> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let lag = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut store = PostgresStore { client: Client::connect(&base, NoTls).map_err(db)?, base, setup, indexer: None };
+        let mut store = PostgresStore { client: Client::connect(&base, NoTls).map_err(db)?, base, setup, indexer: None, fence_timeout_ms: 0 };
         store.client.batch_execute(&store.setup.clone()).map_err(db)?;
         let (stopped, behind) = (stop.clone(), lag.clone());
         std::thread::Builder::new()
@@ -417,7 +435,7 @@ impl PostgresStore {
                 "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate {schema}', 0)); CREATE SCHEMA IF NOT EXISTS {schema}; COMMIT; SET search_path TO {schema};"
             ))
             .map_err(db)?;
-        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};"), indexer: None };
+        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};"), indexer: None, fence_timeout_ms: 0 };
         store.migrate()?;
         store.fill_shards()?;
         Ok(store)
@@ -443,10 +461,14 @@ impl PostgresStore {
     /// holds its shards' lease rows (`FOR KEY SHARE`) until it ends, so a writer
     /// paused inside one (SIGSTOP, a VM stall) would hold up every takeover
     /// of them: the server ends a transaction left idle for `idle`, and the
-    /// paused writer finds its connection closed when it wakes.
+    /// paused writer finds its connection closed when it wakes. A writer
+    /// paused in the middle of a statement (a `COPY` half sent) leaves its
+    /// transaction active, not idle: each statement of a fenced commit may
+    /// run for `idle` at most (`statement_timeout`, in that transaction only).
     pub fn open_cluster_writer(url: &str, idle: std::time::Duration) -> Result<PostgresStore> {
         let mut store = PostgresStore::open(url)?;
         store.set_up(&format!("SET idle_in_transaction_session_timeout = {}", idle.as_millis().max(1)))?;
+        store.fence_timeout_ms = idle.as_millis().max(1) as u64;
         store.indexer = Some(EventIndexer::start(store.base.clone(), store.setup.clone())?);
         Ok(store)
     }
@@ -486,7 +508,7 @@ impl PostgresStore {
         let (base, setup) = (named(&url, &schema), format!("SET search_path TO {schema};"));
         let mut client = Client::connect(&base, NoTls).map_err(db)?;
         client.batch_execute(&setup).map_err(db)?;
-        Ok(PostgresStore { client, base, setup, indexer: None })
+        Ok(PostgresStore { client, base, setup, indexer: None, fence_timeout_ms: 0 })
     }
 
     /// Runs `statement` (`$1` the seq to read after) page by page, visiting
@@ -517,21 +539,40 @@ impl PostgresStore {
         Ok(&mut self.client)
     }
 
-    /// Moves up to [`INDEX_BATCH`] rows of `event_queue` into `event_index`;
-    /// answers how many.
+    /// Indexes the events of pending commit ranges, oldest first, up to
+    /// [`INDEX_BATCH`] seqs (at least one range), and deletes those ranges;
+    /// answers how many seqs they spanned.
     fn index_step(&mut self) -> Result<u64> {
-        self.conn()?
-            .execute(
-                "WITH moved AS (DELETE FROM event_queue WHERE ctid IN (SELECT ctid FROM event_queue LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING subscription, seq) \
-                 INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM moved ORDER BY subscription, seq ON CONFLICT DO NOTHING",
-                &[&INDEX_BATCH],
-            )
-            .map_err(db)
+        let mut tx = self.conn()?.transaction().map_err(db)?;
+        let rows = tx.query("SELECT lo, hi FROM event_pending ORDER BY lo LIMIT $1 FOR UPDATE SKIP LOCKED", &[&INDEX_RANGES]).map_err(db)?;
+        let (mut lo, mut hi, mut spanned) = (Vec::new(), Vec::new(), 0i64);
+        for row in &rows {
+            let (from, to): (i64, i64) = (row.get(0), row.get(1));
+            if !lo.is_empty() && spanned + (to - from + 1) > INDEX_BATCH {
+                break;
+            }
+            spanned += to - from + 1;
+            lo.push(from);
+            hi.push(to);
+        }
+        if lo.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            "INSERT INTO event_index (subscription, seq) SELECT e.subscription, e.seq FROM UNNEST($1::int8[], $2::int8[]) AS r (lo, hi) \
+             JOIN events e ON e.seq BETWEEN r.lo AND r.hi ORDER BY 1, 2 ON CONFLICT DO NOTHING",
+            &[&lo, &hi],
+        )
+        .map_err(db)?;
+        tx.execute("DELETE FROM event_pending WHERE lo = ANY($1)", &[&lo]).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(spanned as u64)
     }
 
-    /// About how many rows wait in `event_queue` (the planner's count).
+    /// How many seqs the pending commit ranges span (a bound on the events
+    /// waiting for the index).
     fn queued(&mut self) -> Result<u64> {
-        let row = self.conn()?.query_one("SELECT GREATEST(reltuples, 0)::int8 FROM pg_class WHERE oid = 'event_queue'::regclass", &[]).map_err(db)?;
+        let row = self.conn()?.query_one("SELECT COALESCE(sum(hi - lo + 1), 0)::int8 FROM event_pending", &[]).map_err(db)?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
@@ -797,14 +838,15 @@ impl Store for PostgresStore {
         for row in &floors {
             floor(LedgerMark { subscription: row.get(0), seq: row.get(1), lines: row.get(2), at_micros: row.get(3), state: row.get(4) });
         }
-        // The shard's seqs from the index and the queue (one snapshot), then
+        // The shard's seqs from the index and the pending ranges (one
+        // snapshot; a seq may be in both for a moment), then
         // its events in seq order, a page of seqs at a time.
         let rows = self
             .conn()?
             .query(
                 "WITH subs AS (SELECT id FROM subscriptions WHERE shard = $1) \
                  SELECT seq FROM event_index WHERE subscription IN (SELECT id FROM subs) \
-                 UNION ALL SELECT seq FROM event_queue WHERE subscription IN (SELECT id FROM subs) ORDER BY 1",
+                 UNION SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription IN (SELECT id FROM subs) ORDER BY 1",
                 &[&(shard as i32)],
             )
             .map_err(db)?;
@@ -870,7 +912,7 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = $1 AND seq > $2 AND seq <= $3 \
-                     UNION ALL SELECT seq FROM event_queue WHERE subscription = $1 AND seq > $2 AND seq <= $3) ORDER BY seq"
+                     UNION ALL SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription = $1 AND e.seq > $2 AND e.seq <= $3) ORDER BY seq"
                 ),
                 &[&subscription, &after, &upto],
             )
@@ -886,7 +928,7 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = ANY($1) AND seq >= $3 \
-                     UNION ALL SELECT seq FROM event_queue WHERE subscription = ANY($1) AND seq >= $3) \
+                     UNION ALL SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription = ANY($1) AND e.seq >= $3) \
                      AND (subscription, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
                 ),
                 &[&subscriptions, &keys, &since_seq],
@@ -948,7 +990,6 @@ impl Store for PostgresStore {
         tx.execute("DELETE FROM events WHERE seq = ANY($1)", &[&archive.seqs]).map_err(db)?;
         let subscriptions: Vec<&str> = archive.floors.iter().map(|(subscription, _)| subscription.as_str()).collect();
         tx.execute("DELETE FROM event_index WHERE subscription = ANY($1) AND seq = ANY($2)", &[&subscriptions, &archive.seqs]).map_err(db)?;
-        tx.execute("DELETE FROM event_queue WHERE seq = ANY($1)", &[&archive.seqs]).map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -1021,8 +1062,12 @@ impl Store for PostgresStore {
     }
 
     fn commit_fenced(&mut self, batch: &Batch, fence: &[(u32, i64)]) -> Result<std::result::Result<(), crate::Fenced>> {
+        let timeout = self.fence_timeout_ms;
         let mut tx = self.conn()?.transaction().map_err(db)?;
         if !fence.is_empty() {
+            if timeout > 0 {
+                tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}")).map_err(db)?;
+            }
             // The first statement: the lease rows are read under a key
             // share lock, so a takeover's epoch bump (which locks its row
             // FOR UPDATE) waits for this commit, or this reads the bumped
@@ -1075,10 +1120,9 @@ impl Store for PostgresStore {
                 return Err(StoreError(format!("postgres: asked for {n} event seqs, got {}", seqs.len())));
             }
             seqs.sort_unstable();
-            // Then the rows and their queue rows by binary COPY, the
-            // cheapest way in, each encoded here in one buffer.
+            // Then the rows by binary COPY, the cheapest way in, encoded
+            // here in one buffer, and their range for the indexer.
             let mut rows = CopyRows::with_capacity(n * 160);
-            let mut queued = CopyRows::with_capacity(n * 48);
             for (e, &seq) in batch.events.iter().zip(&seqs) {
                 let (plan_id, plan_version, bytes, country, grant_kind, expires) = match &e.body {
                     EventBody::Purchase { plan_id, plan_version } | EventBody::ChangePlan { plan_id, plan_version } => {
@@ -1110,13 +1154,10 @@ impl Store for PostgresStore {
                 rows.text(grant_kind);
                 rows.int8(expires);
                 rows.int8(amount);
-                queued.row(2);
-                queued.text(Some(&e.subscription));
-                queued.int8(Some(seq));
             }
             let columns = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
             rows.send(&mut tx, &format!("COPY events ({columns}) FROM STDIN BINARY"))?;
-            queued.send(&mut tx, "COPY event_queue (subscription, seq) FROM STDIN BINARY")?;
+            tx.execute("INSERT INTO event_pending (lo, hi) VALUES ($1, $2)", &[&seqs[0], &seqs[n - 1]]).map_err(db)?;
         }
         for n in &batch.notifications {
             tx.execute(

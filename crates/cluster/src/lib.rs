@@ -67,6 +67,11 @@ pub const STREAM_RETRY: Duration = Duration::from_secs(2);
 
 /// Messages the owner pulls from a shard's consumer at once.
 pub const PULL_BATCH: usize = 500;
+
+/// The longest a shard's usage goes as calls after its streamed usage went
+/// unanswered (`STREAM_RETRY` the first time, twice that the second time in
+/// a row, and so on).
+pub const SLOW_SHARD_MAX: Duration = Duration::from_secs(16);
 /// How long each pull request of an owner waits at the server, and how
 /// often the server says it still holds one while no usage comes: a pull
 /// that hears nothing for two heartbeats is made again.
@@ -102,6 +107,9 @@ pub struct Nats {
     /// When the stream last failed: until [`STREAM_RETRY`] after it, usage
     /// goes as calls without waiting on JetStream.
     failed_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Shards whose streamed usage their owner did not answer in time: until
+    /// when their usage goes as calls, and how many times in a row.
+    slow: std::sync::Mutex<HashMap<u32, (tokio::time::Instant, u32)>>,
     /// Streamed usage waiting for its results.
     results: Arc<Results>,
     /// What the stream held for each shard when last read.
@@ -220,7 +228,7 @@ impl Nats {
     /// result of each; `None` when the stream cannot take them now (no
     /// request waits for JetStream to come back: they go as calls).
     async fn stream_usage(&self, shard: u32, records: Vec<UsageRecord>) -> Option<Result<Vec<Option<UsageResult>>, ServiceError>> {
-        if !self.stream_ready() {
+        if !self.stream_ready() || self.slow.lock().expect("slow shards lock").get(&shard).is_some_and(|(until, _)| tokio::time::Instant::now() < *until) {
             return None;
         }
         let streamed = self.publish_usage(shard, records).await;
@@ -279,7 +287,15 @@ impl Nats {
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
         while waiting > 0 {
             let Ok(Some(message)) = tokio::time::timeout_at(deadline, results_in.incoming.recv()).await else {
-                tracing::warn!(shard, waiting, "the owner did not answer streamed usage in time; the client retries");
+                // The client sends them again: as calls for a while, as the
+                // stream may not reach the owner now (its consumer is moving
+                // between servers, or the stream's cluster state is being
+                // rebuilt), each time longer, up to [`SLOW_SHARD_MAX`].
+                let mut slow = self.slow.lock().expect("slow shards lock");
+                let times = slow.get(&shard).map_or(0, |(_, times)| *times) + 1;
+                let wait = (STREAM_RETRY * times).min(SLOW_SHARD_MAX);
+                slow.insert(shard, (tokio::time::Instant::now() + wait, times));
+                tracing::warn!(shard, waiting, calls_for_ms = wait.as_millis() as u64, "the owner did not answer streamed usage in time; the client retries, and the shard's usage goes as calls for a while");
                 return Some(Err(ServiceError::ShardMoving { shard }));
             };
             let Ok(answered) = serde_json::from_slice::<Vec<(usize, UsageResult)>>(&message.payload) else { continue };
@@ -293,6 +309,7 @@ impl Nats {
                 }
             }
         }
+        self.slow.lock().expect("slow shards lock").remove(&shard);
         // The duplicates are left `None`: the service asks the owner.
         Some(Ok(results))
     }
@@ -377,6 +394,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         counters: Counters::default(),
         me: std::sync::OnceLock::new(),
         failed_at: std::sync::Mutex::new(None),
+        slow: std::sync::Mutex::new(HashMap::new()),
         results,
         held: std::sync::Mutex::new(Arc::new(Held { at: tokio::time::Instant::now(), by_shard: HashMap::new() })),
     });

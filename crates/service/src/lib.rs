@@ -374,6 +374,7 @@ impl Service {
         }
         let plan = self.plans().latest(&new.plan).ok_or_else(|| ServiceError::UnknownReference { field: "plan", message: format!("no plan \"{}\" in the catalog", new.plan) })?;
         let keys = identifier_keys(&new.identifiers);
+        self.forget_released(&keys, &new.id).await?;
         // The same purchase again (a retry after an answer was lost): the
         // owner says whether the first is committed; its identifiers stay.
         let mut again = false;
@@ -972,6 +973,34 @@ impl Service {
         let id = subscription.to_string();
         self.write_store(move |store| store.clear_iccid(&id)).await?;
         self.inner.identifiers.lock().expect("identifier lock").retain(|key, owner| !(owner == subscription && key.starts_with("identifiers.iccid=")));
+        Ok(())
+    }
+
+    /// Cluster mode: of `keys` (see [`identifier_keys`]), forgets those this
+    /// node's index gives to a subscription other than `except` that no
+    /// longer holds them in the store: an ICCID released at another node (a
+    /// cancelled order), which this node would otherwise refuse to sell
+    /// again until it restarts. The store is asked only about such keys.
+    pub(crate) async fn forget_released(&self, keys: &[(&'static str, String)], except: &str) -> Result<(), ServiceError> {
+        if self.inner.membership.is_none() {
+            return Ok(());
+        }
+        let held: Vec<(String, String)> = {
+            let taken = self.inner.identifiers.lock().expect("identifier lock");
+            keys.iter().filter_map(|(_, key)| taken.get(key).filter(|owner| *owner != except).map(|owner| (key.clone(), owner.clone()))).collect()
+        };
+        for (key, owner) in held {
+            let id = owner.clone();
+            let row = self.read_store(move |store| Ok(store.subscription(&id)?)).await?;
+            // No row: a purchase on its way to the store, which holds it.
+            let still = row.is_none_or(|row| identifier_keys(&row.identifiers).iter().any(|(_, k)| *k == key));
+            if !still {
+                let mut taken = self.inner.identifiers.lock().expect("identifier lock");
+                if taken.get(&key) == Some(&owner) {
+                    taken.remove(&key);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -272,6 +272,8 @@ impl Orders {
                 order.iccid = profile.iccid.clone();
                 order.imsi = order.imsi.or(profile.imsi.clone());
                 order.msisdn = order.msisdn.or(profile.msisdn.clone());
+                let wanted = Identifiers { iccid: Some(order.iccid.clone()), imsi: order.imsi.clone(), msisdn: order.msisdn.clone(), external_id: order.external_id.clone() };
+                self.inner.service.forget_released(&crate::identifier_keys(&wanted), &order.id).await?;
                 if let Some(taken) = self.taken_identifier(&order) {
                     let (field, owner) = taken;
                     self.fail(&mut order, None, &format!("{field} already belongs to subscription {owner}"), ProfileState::Available).await?;

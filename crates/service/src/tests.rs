@@ -305,6 +305,22 @@ async fn cluster_nodes_answer_for_each_others_shards() {
         assert!(matches!(too_deep, ServiceError::Invalid { field: "offset", .. }), "{too_deep:?}");
     }
     b.apply_event(&ids[5], crate::LifecycleEvent::Resume, None).await.unwrap();
+    // An ICCID released at one node (its order cancelled) can be sold again
+    // at the other, which had learnt it from the store.
+    let iccid = "8988247000000000017";
+    let holder = SubscriptionIdentifiers { iccid: Some(iccid.into()), ..SubscriptionIdentifiers::default() };
+    a.create_subscription(NewSubscription { id: "first-owner".into(), plan: "m".into(), at: None, identifiers: holder.clone() }).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.subscription_by("iccid", iccid).is_none() {
+        assert!(std::time::Instant::now() < deadline, "b learns the purchase's ICCID");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let refused = b.create_subscription(NewSubscription { id: "second-owner".into(), plan: "m".into(), at: None, identifiers: holder.clone() }).await;
+    assert_eq!(refused.unwrap_err(), ServiceError::IdentifierTaken { field: "identifiers.iccid", owner: "first-owner".into() }, "held: refused");
+    a.release_iccid("first-owner").await.unwrap();
+    assert_eq!(b.subscription_by("iccid", iccid).as_deref(), Some("first-owner"), "b has not heard of the release");
+    b.create_subscription(NewSubscription { id: "second-owner".into(), plan: "m".into(), at: None, identifiers: holder }).await.unwrap();
+    assert_eq!(b.subscription_by("iccid", iccid).as_deref(), Some("second-owner"));
     // A session opened through a continues through b and ends through a.
     let id = &ids[3];
     let started = a.session("gy-1", Some(id), crate::SessionOp::Start { requested_bytes: Some(10_000) }, None).await.unwrap();

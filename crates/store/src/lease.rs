@@ -93,6 +93,15 @@ impl Leases {
     /// restarted node fences what its previous run may still send. The row
     /// is locked `FOR UPDATE` first: a plain `UPDATE` of a non-key column
     /// would not wait for the commits under way (`FOR KEY SHARE`).
+    ///
+    /// When the row stays locked past `lock_timeout`, a stalled node may
+    /// hold it: one paused (SIGSTOP, a VM stall) in the middle of a commit's
+    /// statement, whose transaction PostgreSQL sees as active, waiting for
+    /// its client, and so neither idle (`idle_in_transaction_session_timeout`)
+    /// nor cancellable (`statement_timeout` is not acted on while a backend
+    /// waits for its client). Such sessions of this store, active and
+    /// waiting for their client for longer than `ttl`, are ended
+    /// ([`Leases::end_stalled`]); the next try finds the row free.
     pub fn acquire(&mut self, shard: u32, ttl: Duration) -> Result<Option<i64>> {
         check(shard)?;
         let row = self
@@ -104,9 +113,36 @@ impl Leases {
                  FROM locked WHERE l.shard_no = locked.shard_no AND (l.expires_at < clock_timestamp() OR l.owner = $1) RETURNING l.shard_no, l.epoch, l.owner) \
                  INSERT INTO lease_grants (shard_no, epoch, owner) SELECT * FROM granted RETURNING epoch",
                 &[&self.node, &millis(ttl), &(shard as i32)],
+            );
+        match row {
+            Ok(row) => Ok(row.map(|row| row.get(0))),
+            Err(error) if error.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                let ended = self.end_stalled(ttl).map_or_else(|e| format!("; looking for stalled sessions failed: {e}"), |n| format!("; {n} stalled session(s) of this store ended"));
+                Err(StoreError(format!("{}{ended}", crate::postgres::db(error))))
+            }
+            Err(error) => Err(crate::postgres::db(error)),
+        }
+    }
+
+    /// Ends the sessions of this store (its `application_name`) that have
+    /// been in the middle of a statement, waiting for their client, for
+    /// longer than `ttl`: a client sends a statement's data in one go, so
+    /// such a client has stalled, and its transaction holds locks that would
+    /// hold up takeovers for as long as the stall lasts. Answers how many.
+    /// (Needs the right to end them: the nodes connect as one role.)
+    pub fn end_stalled(&mut self, ttl: Duration) -> Result<u64> {
+        let row = self
+            .store
+            .conn()?
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid))::int8 FROM pg_stat_activity \
+                 WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid() \
+                 AND state = 'active' AND wait_event = 'ClientRead' AND xact_start IS NOT NULL \
+                 AND state_change < clock_timestamp() - $1 * interval '1 millisecond'",
+                &[&millis(ttl)],
             )
             .map_err(crate::postgres::db)?;
-        Ok(row.map(|row| row.get(0)))
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     /// Extends the leases this node holds at the given epochs by `ttl`, in

@@ -868,6 +868,25 @@ mod tests {
         assert_eq!(c.prune_audit(Duration::from_secs(3600)).unwrap(), 0);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(c.prune_audit(Duration::from_millis(10)).unwrap(), 2);
+        // A node stalled in the middle of a commit's statement (a COPY half
+        // sent: its transaction active, waiting for its client) holds its
+        // lease rows; a takeover that times out on one ends that session,
+        // and the next try takes the shard. An idle transaction of another
+        // client is left alone.
+        let mut stalled = PostgresStore::open(&url).unwrap();
+        let client = stalled.conn().unwrap();
+        client.batch_execute("BEGIN; SELECT epoch FROM shard_lease WHERE shard_no = 9 FOR KEY SHARE").unwrap();
+        let copy = client.copy_in("COPY event_pending (lo, hi) FROM STDIN BINARY").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let refused = c.acquire(9, Duration::from_millis(200)).unwrap_err().to_string();
+        assert!(refused.contains("lock timeout") && refused.contains("1 stalled session(s) of this store ended"), "{refused}");
+        assert!(c.acquire(9, long).unwrap().is_some(), "taken once the stalled session is gone");
+        drop(copy);
+        assert!(stalled.conn().unwrap().is_closed() || stalled.conn().unwrap().batch_execute("SELECT 1").is_err(), "the stalled session was ended");
+        open.batch_execute("BEGIN; SELECT epoch FROM shard_lease WHERE shard_no = 10 FOR KEY SHARE").unwrap();
+        let refused = c.acquire(10, Duration::from_millis(200)).unwrap_err().to_string();
+        assert!(refused.contains("0 stalled session(s)"), "{refused}");
+        open.batch_execute("ROLLBACK").unwrap();
         admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     }
 }

@@ -313,9 +313,6 @@ pub struct PostgresStore {
     setup: String,
     /// The writer's indexer, stopped when the writer is dropped.
     indexer: Option<EventIndexer>,
-    /// A cluster writer: the most any statement of a fenced commit may run
-    /// (0: no limit), see [`PostgresStore::open_cluster_writer`].
-    fence_timeout_ms: u64,
 }
 
 /// Events the indexer brings into `event_index` at once (the seqs its
@@ -345,7 +342,7 @@ impl EventIndexer {
     fn start(base: String, setup: String) -> Result<EventIndexer> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let lag = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut store = PostgresStore { client: Client::connect(&base, NoTls).map_err(db)?, base, setup, indexer: None, fence_timeout_ms: 0 };
+        let mut store = PostgresStore { client: Client::connect(&base, NoTls).map_err(db)?, base, setup, indexer: None };
         store.client.batch_execute(&store.setup.clone()).map_err(db)?;
         let (stopped, behind) = (stop.clone(), lag.clone());
         std::thread::Builder::new()
@@ -435,7 +432,7 @@ impl PostgresStore {
                 "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('rollover migrate {schema}', 0)); CREATE SCHEMA IF NOT EXISTS {schema}; COMMIT; SET search_path TO {schema};"
             ))
             .map_err(db)?;
-        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};"), indexer: None, fence_timeout_ms: 0 };
+        let mut store = PostgresStore { client, base: url, setup: format!("SET search_path TO {schema};"), indexer: None };
         store.migrate()?;
         store.fill_shards()?;
         Ok(store)
@@ -461,14 +458,12 @@ impl PostgresStore {
     /// holds its shards' lease rows (`FOR KEY SHARE`) until it ends, so a writer
     /// paused inside one (SIGSTOP, a VM stall) would hold up every takeover
     /// of them: the server ends a transaction left idle for `idle`, and the
-    /// paused writer finds its connection closed when it wakes. A writer
-    /// paused in the middle of a statement (a `COPY` half sent) leaves its
-    /// transaction active, not idle: each statement of a fenced commit may
-    /// run for `idle` at most (`statement_timeout`, in that transaction only).
+    /// paused writer finds its connection closed when it wakes. (Paused in
+    /// the middle of a statement, its transaction is active, not idle: see
+    /// [`crate::Leases::acquire`].)
     pub fn open_cluster_writer(url: &str, idle: std::time::Duration) -> Result<PostgresStore> {
         let mut store = PostgresStore::open(url)?;
         store.set_up(&format!("SET idle_in_transaction_session_timeout = {}", idle.as_millis().max(1)))?;
-        store.fence_timeout_ms = idle.as_millis().max(1) as u64;
         store.indexer = Some(EventIndexer::start(store.base.clone(), store.setup.clone())?);
         Ok(store)
     }
@@ -508,7 +503,7 @@ impl PostgresStore {
         let (base, setup) = (named(&url, &schema), format!("SET search_path TO {schema};"));
         let mut client = Client::connect(&base, NoTls).map_err(db)?;
         client.batch_execute(&setup).map_err(db)?;
-        Ok(PostgresStore { client, base, setup, indexer: None, fence_timeout_ms: 0 })
+        Ok(PostgresStore { client, base, setup, indexer: None })
     }
 
     /// Runs `statement` (`$1` the seq to read after) page by page, visiting
@@ -1062,12 +1057,8 @@ impl Store for PostgresStore {
     }
 
     fn commit_fenced(&mut self, batch: &Batch, fence: &[(u32, i64)]) -> Result<std::result::Result<(), crate::Fenced>> {
-        let timeout = self.fence_timeout_ms;
         let mut tx = self.conn()?.transaction().map_err(db)?;
         if !fence.is_empty() {
-            if timeout > 0 {
-                tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}")).map_err(db)?;
-            }
             // The first statement: the lease rows are read under a key
             // share lock, so a takeover's epoch bump (which locks its row
             // FOR UPDATE) waits for this commit, or this reads the bumped

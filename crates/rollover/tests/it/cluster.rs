@@ -601,7 +601,13 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
     for n in 0..SUBSCRIPTIONS {
         let sub = format!("sub-{n}");
         let node = nodes[n % 3].server.as_ref().unwrap();
-        let balance = node.get(&format!("/v1/subscriptions/{sub}/balance"));
+        // A shard still moving after the last restart answers 503: retry.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut balance = node.get(&format!("/v1/subscriptions/{sub}/balance"));
+        while balance.status == 503 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            balance = node.get(&format!("/v1/subscriptions/{sub}/balance"));
+        }
         assert_eq!(balance.status, 200, "{sub}: {}", balance.body);
         let expected = ALLOWANCE - *used.get(&sub).unwrap_or(&0) as i64;
         assert_eq!(balance.body["total_bytes"], json!(expected), "{sub} through {}", nodes[n % 3].id);
@@ -637,7 +643,12 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
             let mut ids: Vec<String> = (0..SUBSCRIPTIONS).map(|n| format!("sub-{n}")).collect();
             ids.sort();
             for node in &nodes {
-                let list = node.server.as_ref().unwrap().get(&format!("/v1/subscriptions?limit={SUBSCRIPTIONS}"));
+                let ask = || node.server.as_ref().unwrap().get(&format!("/v1/subscriptions?limit={SUBSCRIPTIONS}"));
+                let (mut list, retry_until) = (ask(), Instant::now() + Duration::from_secs(20));
+                while list.status == 503 && Instant::now() < retry_until {
+                    std::thread::sleep(Duration::from_millis(100));
+                    list = ask();
+                }
                 assert_eq!(list.status, 200, "{}: {}", node.id, list.body);
                 let listed: Vec<&str> = list.body["subscriptions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
                 assert_eq!((listed, list.body["total"].as_u64()), (ids.iter().map(String::as_str).collect(), Some(SUBSCRIPTIONS as u64)), "{}", node.id);

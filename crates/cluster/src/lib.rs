@@ -368,7 +368,12 @@ impl Transport for Nats {
 /// shards the service serves, subscribing as it takes them.
 pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<Arc<Nats>, String> {
     let node = service.node_id().ok_or("the service is not a node of a cluster")?.to_string();
-    let client = async_nats::ConnectOptions::new()
+    let options = match credentials(urls)? {
+        Some(Credentials::UserPassword(user, password)) => async_nats::ConnectOptions::with_user_and_password(user, password),
+        Some(Credentials::Token(token)) => async_nats::ConnectOptions::with_token(token),
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options
         .name(format!("rollover {node}"))
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -409,6 +414,34 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
     tokio::spawn(follow_shards(nats.clone(), service.clone(), changes));
     service.set_transport(nats.clone());
     Ok(nats)
+}
+
+/// What a NATS server is told to let a node in.
+#[derive(Debug, PartialEq)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// The credentials `nats_url` carries (`nats://USER:PASSWORD@HOST:PORT`, or
+/// `nats://TOKEN@HOST:PORT`), which async-nats does not take from the URL
+/// itself: every URL that carries some must carry the same.
+fn credentials(urls: &[String]) -> Result<Option<Credentials>, String> {
+    let mut found: Option<Credentials> = None;
+    for url in urls {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let Some((userinfo, _)) = authority.rsplit_once('@') else { continue };
+        let these = match userinfo.split_once(':') {
+            Some((user, password)) => Credentials::UserPassword(user.to_string(), password.to_string()),
+            None => Credentials::Token(userinfo.to_string()),
+        };
+        match &found {
+            Some(earlier) if *earlier != these => return Err("cluster.nats_url: the URLs carry different credentials; give every URL the same, or only the first".into()),
+            _ => found = Some(these),
+        }
+    }
+    Ok(found)
 }
 
 /// Creates the usage stream (or finds it), trying again every second while
@@ -721,5 +754,19 @@ impl<'a> Pulling<'a> {
 impl Drop for Pulling<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Credentials, credentials};
+
+    #[test]
+    fn credentials_come_from_the_urls() {
+        let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        assert_eq!(credentials(&urls(&["nats://127.0.0.1:4222"])), Ok(None));
+        assert_eq!(credentials(&urls(&["nats://a:b@h1:4222", "nats://h2:4222"])), Ok(Some(Credentials::UserPassword("a".into(), "b".into()))));
+        assert_eq!(credentials(&urls(&["tls://s3cret@h1:4222"])), Ok(Some(Credentials::Token("s3cret".into()))));
+        assert!(credentials(&urls(&["nats://a:b@h1:4222", "nats://a:c@h2:4222"])).is_err(), "two different ones are refused");
     }
 }

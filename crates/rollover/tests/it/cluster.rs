@@ -24,6 +24,8 @@ const PLAN: &str = "[[plan]]\nid = \"big\"\nname = \"Big\"\ncurrency = \"EUR\"\n
 const ALLOWANCE: i64 = 100 << 30;
 const LEASE_TTL_MS: u64 = 1500;
 const SUBSCRIPTIONS: usize = 48;
+const NATS_USER: &str = "rollover";
+const NATS_PASSWORD: &str = "cluster-test-secret";
 const RADIUS_SECRET: &str = "cluster-radius-secret";
 /// Threads sending HTTP usage at once.
 const HTTP_SENDERS: usize = 3;
@@ -50,7 +52,7 @@ impl NatsCluster {
         for n in 0..3 {
             let store = scratch.0.join(format!("jetstream-{n}"));
             let text = format!(
-                "server_name: n{n}\nlisten: 127.0.0.1:{}\nlog_file: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n}}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
+                "server_name: n{n}\nlisten: 127.0.0.1:{}\nlog_file: \"{}\"\nauthorization {{\n  user: {NATS_USER}\n  password: {NATS_PASSWORD}\n}}\njetstream {{\n  store_dir: \"{}\"\n}}\ncluster {{\n  name: rollover_test\n  listen: 127.0.0.1:{}\n  routes: [{route_list}]\n}}\n",
                 ports[n],
                 scratch.0.join(format!("nats-{n}.log")).display(),
                 store.display(),
@@ -75,7 +77,9 @@ impl NatsCluster {
     }
 
     fn urls(&self) -> String {
-        self.ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+        // The servers let in only clients that log in: the nodes take the
+        // user and password from the URLs.
+        self.ports.iter().map(|p| format!("nats://{NATS_USER}:{NATS_PASSWORD}@127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
     }
 
     fn kill(&mut self, n: usize) {

@@ -72,6 +72,14 @@ pub const PULL_BATCH: usize = 500;
 /// unanswered (`STREAM_RETRY` the first time, twice that the second time in
 /// a row, and so on).
 pub const SLOW_SHARD_MAX: Duration = Duration::from_secs(16);
+
+/// Streamed usage of this many shards unanswered within
+/// [`STREAM_SICK_WINDOW`] means the stream is not reaching the owners (a
+/// NATS cluster rebuilding the stream's state): then all usage goes as
+/// calls for [`STREAM_SICK_CALLS`].
+pub const STREAM_SICK_SHARDS: usize = 4;
+pub const STREAM_SICK_WINDOW: Duration = Duration::from_secs(10);
+pub const STREAM_SICK_CALLS: Duration = Duration::from_secs(10);
 /// How long each pull request of an owner waits at the server, and how
 /// often the server says it still holds one while no usage comes: a pull
 /// that hears nothing for two heartbeats is made again.
@@ -110,6 +118,9 @@ pub struct Nats {
     /// Shards whose streamed usage their owner did not answer in time: until
     /// when their usage goes as calls, and how many times in a row.
     slow: std::sync::Mutex<HashMap<u32, (tokio::time::Instant, u32)>>,
+    /// Shards whose streamed usage went unanswered lately, and when; and
+    /// until when all usage goes as calls (see [`STREAM_SICK_SHARDS`]).
+    unanswered: std::sync::Mutex<(std::collections::VecDeque<(tokio::time::Instant, u32)>, Option<tokio::time::Instant>)>,
     /// Streamed usage waiting for its results.
     results: Arc<Results>,
     /// What the stream held for each shard when last read.
@@ -180,6 +191,9 @@ struct Counters {
     /// Pulls made anew after the server's heartbeats stopped, or while
     /// records waited that the pull did not get.
     pull_restarts: AtomicU64,
+    /// Times all usage went as calls for a while, the stream not reaching
+    /// the owners.
+    stream_sick: AtomicU64,
 }
 
 impl Counters {
@@ -199,6 +213,10 @@ impl Counters {
         out.push_str(&format!(
             "# HELP rollover_cluster_usage_pull_restarts_total Pulls made anew: the server's heartbeats stopped (it no longer held the pull request), or records waited that the pull did not get.\n# TYPE rollover_cluster_usage_pull_restarts_total counter\nrollover_cluster_usage_pull_restarts_total {}\n",
             self.pull_restarts.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP rollover_cluster_usage_stream_sick_total Times this node sent all usage as calls for a while: streamed usage of several shards went unanswered.\n# TYPE rollover_cluster_usage_stream_sick_total counter\nrollover_cluster_usage_stream_sick_total {}\n",
+            self.stream_sick.load(Ordering::Relaxed)
         ));
     }
 }
@@ -221,7 +239,25 @@ impl Nats {
     /// Whether the stream takes records now: set by [`keep_stream`], cleared
     /// by a publish that failed.
     fn stream_ready(&self) -> bool {
-        self.stream.get().is_some() && self.failed_at.lock().expect("stream failure lock").is_none_or(|t| t.elapsed() >= STREAM_RETRY)
+        self.stream.get().is_some()
+            && self.failed_at.lock().expect("stream failure lock").is_none_or(|t| t.elapsed() >= STREAM_RETRY)
+            && self.unanswered.lock().expect("unanswered lock").1.is_none_or(|until| tokio::time::Instant::now() >= until)
+    }
+
+    /// Notes that `shard`'s streamed usage went unanswered; when enough
+    /// shards' did lately, sends all usage as calls for a while.
+    fn note_unanswered(&self, shard: u32) {
+        let now = tokio::time::Instant::now();
+        let mut unanswered = self.unanswered.lock().expect("unanswered lock");
+        let (recent, sick_until) = &mut *unanswered;
+        recent.retain(|(at, s)| now.duration_since(*at) < STREAM_SICK_WINDOW && *s != shard);
+        recent.push_back((now, shard));
+        if recent.len() >= STREAM_SICK_SHARDS {
+            recent.clear();
+            *sick_until = Some(now + STREAM_SICK_CALLS);
+            self.counters.stream_sick.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(shards = STREAM_SICK_SHARDS, window_s = STREAM_SICK_WINDOW.as_secs(), calls_for_s = STREAM_SICK_CALLS.as_secs(), "streamed usage of several shards went unanswered: the stream is not reaching their owners; all usage goes as calls for a while");
+        }
     }
 
     /// Publishes `records` to the shard's subject and waits for the owner's
@@ -295,6 +331,8 @@ impl Nats {
                 let times = slow.get(&shard).map_or(0, |(_, times)| *times) + 1;
                 let wait = (STREAM_RETRY * times).min(SLOW_SHARD_MAX);
                 slow.insert(shard, (tokio::time::Instant::now() + wait, times));
+                drop(slow);
+                self.note_unanswered(shard);
                 tracing::warn!(shard, waiting, calls_for_ms = wait.as_millis() as u64, "the owner did not answer streamed usage in time; the client retries, and the shard's usage goes as calls for a while");
                 return Some(Err(ServiceError::ShardMoving { shard }));
             };
@@ -400,6 +438,7 @@ pub async fn connect(urls: &[String], schema: &str, service: Service) -> Result<
         me: std::sync::OnceLock::new(),
         failed_at: std::sync::Mutex::new(None),
         slow: std::sync::Mutex::new(HashMap::new()),
+        unanswered: std::sync::Mutex::new((std::collections::VecDeque::new(), None)),
         results,
         held: std::sync::Mutex::new(Arc::new(Held { at: tokio::time::Instant::now(), by_shard: HashMap::new() })),
     });

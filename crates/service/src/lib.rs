@@ -142,6 +142,15 @@ struct Inner {
 /// Appends metrics in the Prometheus text format.
 pub type MetricSource = Box<dyn Fn(&mut String) + Send + Sync>;
 
+/// How many of `summaries` are on each plan version.
+pub(crate) fn count_by_version(summaries: &[SubscriptionSummary]) -> std::collections::BTreeMap<(String, u32), usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for summary in summaries {
+        *counts.entry((summary.plan.id.clone(), summary.plan.version)).or_insert(0) += 1;
+    }
+    counts
+}
+
 pub(crate) fn identifier_keys(identifiers: &Identifiers) -> Vec<(&'static str, String)> {
     let mut keys = Vec::new();
     for (name, value) in [
@@ -853,18 +862,12 @@ impl Service {
     /// How many subscriptions are on each plan version (of the whole
     /// cluster, in cluster mode).
     pub async fn plan_counts(&self) -> Result<HashMap<(String, u32), usize>, ServiceError> {
-        let mut counts = HashMap::new();
         if self.lists_cluster() {
             let (_, whole) = self.list_cluster(&SubscriptionFilter::default(), 0).await?;
-            counts.extend(whole.by_version.into_iter().map(|(plan, version, n)| ((plan, version), n)));
-        } else {
-            for list in self.ask_every_worker(|reply| Command::List { filter: SubscriptionFilter::default(), reply }).await? {
-                for summary in list {
-                    *counts.entry((summary.plan.id, summary.plan.version)).or_insert(0) += 1;
-                }
-            }
+            return Ok(whole.by_version.into_iter().map(|(plan, version, n)| ((plan, version), n)).collect());
         }
-        Ok(counts)
+        let lists = self.ask_every_worker(|reply| Command::List { filter: SubscriptionFilter::default(), reply }).await?;
+        Ok(count_by_version(&lists.concat()).into_iter().collect())
     }
 
     /// Whether lists are of the whole cluster: cluster mode, with a way to

@@ -257,11 +257,7 @@ impl Service {
         let mut found: Vec<crate::SubscriptionSummary> = lists.into_iter().flatten().filter(|s| held(crate::shard_of(&s.id))).collect();
         part.total = found.len();
         if depth == 0 {
-            let mut counts: std::collections::BTreeMap<(String, u32), usize> = std::collections::BTreeMap::new();
-            for summary in &found {
-                *counts.entry((summary.plan.id.clone(), summary.plan.version)).or_insert(0) += 1;
-            }
-            part.by_version = counts.into_iter().map(|((plan, version), n)| (plan, version, n)).collect();
+            part.by_version = crate::count_by_version(&found).into_iter().map(|((plan, version), n)| (plan, version, n)).collect();
         }
         found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         found.truncate(depth);

@@ -759,6 +759,43 @@ mod tests {
         let after = (store.events_of("s1").unwrap(), store.events_of("s2").unwrap(), store.find_keys(&wanted, 0).unwrap());
         assert_eq!(before, after);
         assert!(!after.0.is_empty() && !after.2.is_empty());
+        // The index is keyed by a hash of the id; two ids may share one. An
+        // index row that points s1's hash at s2's events (as a shared hash
+        // would) changes no read: each checks the event's subscription.
+        let s1_hash: i64 = admin.query_one("SELECT hashtextextended('s1', 0)", &[]).unwrap().get(0);
+        for event in &after.1 {
+            admin.execute(&format!("INSERT INTO {schema}.event_index (subscription_hash, seq) VALUES ($1, $2)"), &[&s1_hash, &event.seq]).unwrap();
+        }
+        let wanted_s2_key_as_s1 = [("s1".to_string(), after.1[0].key.clone().unwrap_or_default())];
+        assert_eq!((store.events_of("s1").unwrap(), store.find_keys(&wanted, 0).unwrap()), (after.0.clone(), after.2.clone()));
+        assert!(store.find_keys(&wanted_s2_key_as_s1, 0).unwrap().iter().all(|e| e.subscription == "s1"));
+        let shard = crate::shard_of("s1");
+        let mut loaded = Vec::new();
+        store.load_shard(shard, &mut |_| {}, &mut |e| loaded.push(e)).unwrap();
+        assert!(loaded.iter().all(|e| crate::shard_of(&e.subscription) == shard), "another shard's events are not loaded");
+        assert_eq!(loaded.iter().filter(|e| e.subscription == "s1").cloned().collect::<Vec<_>>(), after.0);
+        // A range indexed already (as ranges written before the seq blocks
+        // could overlap) is indexed again without a fault, and changes
+        // nothing.
+        let (first, last) = (after.0[0].seq, after.0[after.0.len() - 1].seq);
+        admin.execute(&format!("INSERT INTO {schema}.event_pending (lo, hi) VALUES ($1, $2)"), &[&first, &last]).unwrap();
+        let writer = PostgresStore::open_writer(&url).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while queued(&mut admin) > 0 {
+            assert!(std::time::Instant::now() < deadline, "an overlapping range is indexed all the same");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(writer);
+        assert_eq!((store.events_of("s1").unwrap(), store.find_keys(&wanted, 0).unwrap()), (after.0.clone(), after.2.clone()));
+        // Seqs come in blocks of 64: a commit's events in their order, and
+        // a later commit's after all of an earlier one's, across blocks.
+        for n in [1, 70, 64] {
+            let events = (0..n).map(|k| usage(&format!("block-{n}-{k}"), "s3")).collect();
+            store.commit(&Batch { events, ..Batch::default() }).unwrap();
+        }
+        let keys: Vec<String> = store.events_of("s3").unwrap().into_iter().map(|e| e.key.unwrap()).collect();
+        let expected: Vec<String> = [1, 70, 64].into_iter().flat_map(|n| (0..n).map(move |k| format!("block-{n}-{k}"))).collect();
+        assert_eq!(keys, expected, "in commit order, each commit's in its own order");
         // One writer per schema at a time.
         let writer = PostgresStore::open_writer(&url).unwrap();
         let second = PostgresStore::open_writer(&url).err().expect("a second writer is refused");

@@ -212,6 +212,26 @@ CREATE TABLE event_pending (lo BIGINT PRIMARY KEY, hi BIGINT NOT NULL);
 ALTER TABLE event_pending SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM event_queue ORDER BY subscription, seq ON CONFLICT DO NOTHING;
 DROP TABLE event_queue;
+"#, r#"
+-- The index is keyed by a 64-bit hash of the subscription id
+-- (hashtextextended(id, 0), the hash PostgreSQL's hash partitioning keeps
+-- stable) rather than by the text: comparing two integers is cheaper than
+-- comparing two strings, and the indexer's inserts are most of its work.
+-- Two ids may share a hash; every read checks the event's subscription.
+CREATE TABLE event_index_hashed (subscription_hash BIGINT NOT NULL, seq BIGINT NOT NULL, PRIMARY KEY (subscription_hash, seq));
+INSERT INTO event_index_hashed (subscription_hash, seq) SELECT hashtextextended(subscription, 0), seq FROM event_index ORDER BY 1, 2;
+DROP TABLE event_index;
+ALTER TABLE event_index_hashed RENAME TO event_index;
+ALTER INDEX event_index_hashed_pkey RENAME TO event_index_pkey;
+"#, r#"
+-- A commit takes its events' seqs in blocks of 64 (see SEQ_BLOCK): one
+-- nextval a block rather than one an event. Each value the sequence gives
+-- starts a block no one else is given, so seqs stay unique and grow with
+-- the time they are taken; a commit leaves the rest of its last block
+-- unused (seqs have gaps, as rolled-back commits always left).
+-- A commit's event_pending rows are now the runs of its blocks, so no two
+-- commits' ranges overlap and the indexer inserts without ON CONFLICT.
+ALTER SEQUENCE events_seq_seq INCREMENT BY 64;
 "#];
 
 const PROFILE_COLUMNS: &str = "iccid, profile_type, imsi, msisdn, state, eid, matching_id, updated_at";
@@ -314,6 +334,10 @@ pub struct PostgresStore {
     /// The writer's indexer, stopped when the writer is dropped.
     indexer: Option<EventIndexer>,
 }
+
+/// Event seqs a commit takes with one `nextval` (the sequence's increment,
+/// set by a migration): a commit of n events takes n / 64 rounded up.
+const SEQ_BLOCK: i64 = 64;
 
 /// Events the indexer brings into `event_index` at once (the seqs its
 /// commit ranges span; one range, however large, at the least), sorted.
@@ -536,32 +560,17 @@ impl PostgresStore {
 
     /// Indexes the events of pending commit ranges, oldest first, up to
     /// [`INDEX_BATCH`] seqs (at least one range), and deletes those ranges;
-    /// answers how many seqs they spanned.
+    /// answers how many seqs they spanned. Ranges do not overlap (each is
+    /// a run of one commit's seq blocks), so each event comes once and a
+    /// plain insert does: `ON CONFLICT` costs a probe, a lock and a WAL
+    /// record an event. Should a seq come twice all the same (ranges that
+    /// a version before the blocks wrote could overlap), the step is done
+    /// again with `ON CONFLICT DO NOTHING`.
     fn index_step(&mut self) -> Result<u64> {
-        let mut tx = self.conn()?.transaction().map_err(db)?;
-        let rows = tx.query("SELECT lo, hi FROM event_pending ORDER BY lo LIMIT $1 FOR UPDATE SKIP LOCKED", &[&INDEX_RANGES]).map_err(db)?;
-        let (mut lo, mut hi, mut spanned) = (Vec::new(), Vec::new(), 0i64);
-        for row in &rows {
-            let (from, to): (i64, i64) = (row.get(0), row.get(1));
-            if !lo.is_empty() && spanned + (to - from + 1) > INDEX_BATCH {
-                break;
-            }
-            spanned += to - from + 1;
-            lo.push(from);
-            hi.push(to);
+        match index_ranges(self.conn()?, false) {
+            Err(error) if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => index_ranges(self.conn()?, true).map_err(db),
+            other => other.map_err(db),
         }
-        if lo.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(
-            "INSERT INTO event_index (subscription, seq) SELECT e.subscription, e.seq FROM UNNEST($1::int8[], $2::int8[]) AS r (lo, hi) \
-             JOIN events e ON e.seq BETWEEN r.lo AND r.hi ORDER BY 1, 2 ON CONFLICT DO NOTHING",
-            &[&lo, &hi],
-        )
-        .map_err(db)?;
-        tx.execute("DELETE FROM event_pending WHERE lo = ANY($1)", &[&lo]).map_err(db)?;
-        tx.commit().map_err(db)?;
-        Ok(spanned as u64)
     }
 
     /// How many seqs the pending commit ranges span (a bound on the events
@@ -591,6 +600,37 @@ impl PostgresStore {
         }
         tx.commit().map_err(db)
     }
+}
+
+/// One indexer step on `client` (see `PostgresStore::index_step`);
+/// `overlapping` tolerates a seq that is indexed already.
+fn index_ranges(client: &mut Client, overlapping: bool) -> std::result::Result<u64, postgres::Error> {
+    let mut tx = client.transaction()?;
+    let rows = tx.query("SELECT lo, hi FROM event_pending ORDER BY lo LIMIT $1 FOR UPDATE SKIP LOCKED", &[&INDEX_RANGES])?;
+    let (mut lo, mut hi, mut spanned) = (Vec::new(), Vec::new(), 0i64);
+    for row in &rows {
+        let (from, to): (i64, i64) = (row.get(0), row.get(1));
+        if !lo.is_empty() && spanned + (to - from + 1) > INDEX_BATCH {
+            break;
+        }
+        spanned += to - from + 1;
+        lo.push(from);
+        hi.push(to);
+    }
+    if lo.is_empty() {
+        return Ok(0);
+    }
+    let conflicts = if overlapping { " ON CONFLICT DO NOTHING" } else { "" };
+    tx.execute(
+        &format!(
+            "INSERT INTO event_index (subscription_hash, seq) SELECT hashtextextended(e.subscription, 0), e.seq FROM UNNEST($1::int8[], $2::int8[]) AS r (lo, hi) \
+             JOIN events e ON e.seq BETWEEN r.lo AND r.hi ORDER BY 1, 2{conflicts}"
+        ),
+        &[&lo, &hi],
+    )?;
+    tx.execute("DELETE FROM event_pending WHERE lo = ANY($1)", &[&lo])?;
+    tx.commit()?;
+    Ok(spanned as u64)
 }
 
 fn event_from_row(row: &postgres::Row) -> Result<EventRow> {
@@ -840,7 +880,7 @@ impl Store for PostgresStore {
             .conn()?
             .query(
                 "WITH subs AS (SELECT id FROM subscriptions WHERE shard = $1) \
-                 SELECT seq FROM event_index WHERE subscription IN (SELECT id FROM subs) \
+                 SELECT seq FROM event_index WHERE subscription_hash IN (SELECT hashtextextended(id, 0) FROM subs) \
                  UNION SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription IN (SELECT id FROM subs) ORDER BY 1",
                 &[&(shard as i32)],
             )
@@ -850,7 +890,11 @@ impl Store for PostgresStore {
         for page in seqs.chunks(PAGE) {
             let rows = self.conn()?.query(&statement, &[&page]).map_err(db)?;
             for row in &rows {
-                visit(event_from_row(row)?);
+                let event = event_from_row(row)?;
+                // The index's hash may be shared by another shard's id.
+                if crate::shard_of(&event.subscription) == shard {
+                    visit(event);
+                }
             }
         }
         Ok(())
@@ -906,8 +950,9 @@ impl Store for PostgresStore {
             .conn()?
             .query(
                 &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = $1 AND seq > $2 AND seq <= $3 \
-                     UNION ALL SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription = $1 AND e.seq > $2 AND e.seq <= $3) ORDER BY seq"
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription_hash = hashtextextended($1, 0) AND seq > $2 AND seq <= $3 \
+                     UNION ALL SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription = $1 AND e.seq > $2 AND e.seq <= $3) \
+                     AND subscription = $1 ORDER BY seq"
                 ),
                 &[&subscription, &after, &upto],
             )
@@ -922,7 +967,7 @@ impl Store for PostgresStore {
             .conn()?
             .query(
                 &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription = ANY($1) AND seq >= $3 \
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM event_index WHERE subscription_hash IN (SELECT hashtextextended(id, 0) FROM UNNEST($1::text[]) AS id) AND seq >= $3 \
                      UNION ALL SELECT e.seq FROM event_pending p JOIN events e ON e.seq BETWEEN p.lo AND p.hi WHERE e.subscription = ANY($1) AND e.seq >= $3) \
                      AND (subscription, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
                 ),
@@ -984,7 +1029,11 @@ impl Store for PostgresStore {
         }
         tx.execute("DELETE FROM events WHERE seq = ANY($1)", &[&archive.seqs]).map_err(db)?;
         let subscriptions: Vec<&str> = archive.floors.iter().map(|(subscription, _)| subscription.as_str()).collect();
-        tx.execute("DELETE FROM event_index WHERE subscription = ANY($1) AND seq = ANY($2)", &[&subscriptions, &archive.seqs]).map_err(db)?;
+        tx.execute(
+            "DELETE FROM event_index WHERE subscription_hash IN (SELECT hashtextextended(id, 0) FROM UNNEST($1::text[]) AS id) AND seq = ANY($2)",
+            &[&subscriptions, &archive.seqs],
+        )
+        .map_err(db)?;
         tx.commit().map_err(db)
     }
 
@@ -1101,16 +1150,19 @@ impl Store for PostgresStore {
         }
         if !batch.events.is_empty() {
             let n = batch.events.len();
-            // The batch's seqs first, in one row (an array: a row per seq
-            // cost more to send and decode than taking them), in order.
-            let mut seqs: Vec<i64> = tx
-                .query_one("SELECT array_agg(nextval('events_seq_seq')) FROM generate_series(1, $1::int8)", &[&(n as i64)])
+            // The batch's seqs first: blocks of SEQ_BLOCK, their starts in
+            // one row (an array: a row each cost more to send and decode
+            // than taking them), the seqs in order.
+            let blocks = n.div_ceil(SEQ_BLOCK as usize);
+            let mut starts: Vec<i64> = tx
+                .query_one("SELECT array_agg(nextval('events_seq_seq')) FROM generate_series(1, $1::int8)", &[&(blocks as i64)])
                 .map_err(db)?
                 .get(0);
-            if seqs.len() != n {
-                return Err(StoreError(format!("postgres: asked for {n} event seqs, got {}", seqs.len())));
+            if starts.len() != blocks {
+                return Err(StoreError(format!("postgres: asked for {blocks} blocks of event seqs, got {}", starts.len())));
             }
-            seqs.sort_unstable();
+            starts.sort_unstable();
+            let seqs: Vec<i64> = starts.iter().flat_map(|&start| start..start + SEQ_BLOCK).take(n).collect();
             // Then the rows by binary COPY, the cheapest way in, encoded
             // here in one buffer, and their range for the indexer.
             let mut rows = CopyRows::with_capacity(n * 160);
@@ -1148,7 +1200,20 @@ impl Store for PostgresStore {
             }
             let columns = "seq, subscription, applied_at, at, key, kind, plan_id, plan_version, bytes, country, grant_kind, expires, amount";
             rows.send(&mut tx, &format!("COPY events ({columns}) FROM STDIN BINARY"))?;
-            tx.execute("INSERT INTO event_pending (lo, hi) VALUES ($1, $2)", &[&seqs[0], &seqs[n - 1]]).map_err(db)?;
+            // The runs of consecutive seqs (one, unless another node took
+            // blocks between this one's), for the indexer: no two commits'
+            // runs overlap.
+            let (mut lo, mut hi) = (vec![seqs[0]], vec![seqs[0]]);
+            for &seq in &seqs[1..] {
+                match hi.last_mut() {
+                    Some(last) if *last + 1 == seq => *last = seq,
+                    _ => {
+                        lo.push(seq);
+                        hi.push(seq);
+                    }
+                }
+            }
+            tx.execute("INSERT INTO event_pending (lo, hi) SELECT * FROM UNNEST($1::int8[], $2::int8[])", &[&lo, &hi]).map_err(db)?;
         }
         for n in &batch.notifications {
             tx.execute(

@@ -79,7 +79,9 @@ pub(crate) fn key_hash(key: &str) -> u64 {
 /// `max_age`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
-    stamped: HashMap<u64, Stamp>,
+    /// Hashed with foldhash, seeded per process: the keys are hashes
+    /// already, but of ids a client chose.
+    stamped: HashMap<u64, Stamp, foldhash::fast::RandomState>,
     /// Sweep when the map grows past this.
     sweep_at: usize,
 }

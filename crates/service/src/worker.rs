@@ -3,7 +3,7 @@
 //! keys, runs boundaries from an index of next-boundary instants (never by
 //! scanning), and hands rows to the writer.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,7 +158,9 @@ pub(crate) struct Worker {
     /// Notifications found by the current command, committed with its rows.
     outbox: Vec<NotificationRow>,
     subscriptions: Vec<Live>,
-    index: HashMap<String, usize>,
+    /// Slots by subscription id (foldhash, seeded per process: faster than
+    /// the standard SipHash on the hot path, and ids are the operator's).
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     timers: BTreeSet<(Instant, usize)>,
     /// Ledger entries of the current command; the store keeps events, and the
     /// ledger is recomputed from them, so these are scratch.
@@ -189,7 +191,7 @@ impl Worker {
             notify,
             outbox: Vec::new(),
             subscriptions: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             timers: BTreeSet::new(),
             scratch: Vec::with_capacity(256),
         }
@@ -607,20 +609,23 @@ impl Worker {
 
     fn usage(&mut self, records: Vec<(usize, UsageRecord)>) -> (Vec<(usize, UsageResult)>, Option<Committed>) {
         let now = self.clock.now();
-        // Boundaries first, so that what they change is named by them.
-        let mut seen = HashSet::new();
-        for (_, record) in &records {
-            if let Some(&slot) = self.index.get(&record.subscription)
-                && seen.insert(slot)
-            {
-                self.bring_up(slot, now);
-            }
+        // Each record's slot, looked up once.
+        let slots: Vec<Option<usize>> = records.iter().map(|(_, record)| self.index.get(&record.subscription).copied()).collect();
+        // Boundaries first, so that what they change is named by them: each
+        // subscription's once, in the order they first come.
+        let mut firsts: Vec<(usize, usize)> = slots.iter().enumerate().filter_map(|(at, slot)| slot.map(|slot| (slot, at))).collect();
+        firsts.sort_unstable();
+        firsts.dedup_by_key(|(slot, _)| *slot);
+        firsts.sort_unstable_by_key(|&(_, at)| at);
+        for (slot, _) in firsts {
+            self.bring_up(slot, now);
         }
         // Record ids whose hashes memory holds: asked of the store at once.
         let suspects: Vec<(usize, String)> = records
             .iter()
-            .filter(|(_, record)| record.counter.is_none())
-            .filter_map(|(_, record)| self.index.get(&record.subscription).map(|&slot| (slot, record)))
+            .zip(&slots)
+            .filter(|((_, record), _)| record.counter.is_none())
+            .filter_map(|((_, record), slot)| slot.map(|slot| (slot, record)))
             .filter(|(slot, record)| self.subscriptions[*slot].keys.contains(key_hash(&record.id)))
             .map(|(slot, record)| (slot, Key::Record(&record.id).encode()))
             .collect();
@@ -635,8 +640,8 @@ impl Worker {
             status_changes: Vec::new(),
             keys: HashMap::new(),
         };
-        for (index, record) in records {
-            let result = match self.admit(&record, now, &batch.keys, &confirmed) {
+        for ((index, record), slot) in records.into_iter().zip(slots) {
+            let result = match self.admit(&record, slot, now, &batch.keys, &confirmed) {
                 Ok(admitted) => self.rate(&plans, record, admitted, &mut batch),
                 Err(result) => result,
             };
@@ -717,8 +722,8 @@ impl Worker {
     /// is a repeat when this batch rated it, or when its hash is held and
     /// the store has it (`confirmed`); a counter's report when the counter
     /// has passed it and its hash is held.
-    fn admit(&mut self, record: &UsageRecord, now: Instant, in_batch: &HashMap<(usize, String), Stamp>, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
-        let Some(&slot) = self.index.get(&record.subscription) else {
+    fn admit(&mut self, record: &UsageRecord, slot: Option<usize>, now: Instant, in_batch: &HashMap<(usize, String), Stamp>, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
+        let Some(slot) = slot else {
             self.metrics.reject(RejectReason::UnknownSubscription);
             return Err(UsageResult::Rejected(UsageRejection::UnknownSubscription(record.subscription.clone())));
         };
@@ -728,10 +733,13 @@ impl Worker {
         let (key, bytes) = match &record.counter {
             None => {
                 let key = Key::Record(&record.id).encode();
-                let earlier = match in_batch.get(&(slot, key.clone())) {
-                    Some(stamp) => Some(*stamp),
-                    None if live.keys.contains(key_hash(&key)) => confirmed.get(&(slot, key.clone())).copied().flatten(),
-                    None => None,
+                // A key rated in this batch has its hash held too (rate
+                // keeps both), so a hash not held is a new key.
+                let earlier = if live.keys.contains(key_hash(&key)) {
+                    let wanted = (slot, key.clone());
+                    in_batch.get(&wanted).copied().or_else(|| confirmed.get(&wanted).copied().flatten())
+                } else {
+                    None
                 };
                 if let Some(earlier) = earlier {
                     if earlier != stamp {

@@ -749,13 +749,17 @@ mod tests {
         let before = (store.events_of("s1").unwrap(), store.events_of("s2").unwrap(), store.find_keys(&wanted, 0).unwrap());
         let queued = |admin: &mut ::postgres::Client| admin.query_one(&format!("SELECT count(*) FROM {schema}.event_pending"), &[]).unwrap().get::<_, i64>(0);
         assert!(queued(&mut admin) > 0, "what the contract committed waits for the index");
-        let writer = PostgresStore::open_writer(&url).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while queued(&mut admin) > 0 {
-            assert!(std::time::Instant::now() < deadline, "the indexer indexes every pending range");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        drop(writer);
+        // A writer runs its indexer until nothing is pending.
+        let index_all = |admin: &mut ::postgres::Client, what: &str| {
+            let writer = PostgresStore::open_writer(&url).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while queued(admin) > 0 {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            drop(writer);
+        };
+        index_all(&mut admin, "the indexer indexes every pending range");
         let after = (store.events_of("s1").unwrap(), store.events_of("s2").unwrap(), store.find_keys(&wanted, 0).unwrap());
         assert_eq!(before, after);
         assert!(!after.0.is_empty() && !after.2.is_empty());
@@ -779,13 +783,7 @@ mod tests {
         // nothing.
         let (first, last) = (after.0[0].seq, after.0[after.0.len() - 1].seq);
         admin.execute(&format!("INSERT INTO {schema}.event_pending (lo, hi) VALUES ($1, $2)"), &[&first, &last]).unwrap();
-        let writer = PostgresStore::open_writer(&url).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while queued(&mut admin) > 0 {
-            assert!(std::time::Instant::now() < deadline, "an overlapping range is indexed all the same");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        drop(writer);
+        index_all(&mut admin, "an overlapping range is indexed all the same");
         assert_eq!((store.events_of("s1").unwrap(), store.find_keys(&wanted, 0).unwrap()), (after.0.clone(), after.2.clone()));
         // Seqs come in blocks of 64: a commit's events in their order, and
         // a later commit's after all of an earlier one's, across blocks.

@@ -1297,4 +1297,63 @@ mod tests {
         assert_eq!(split_schema("postgres://u@h/db?schema=t1&sslmode=disable").unwrap(), ("postgres://u@h/db?sslmode=disable".into(), "t1".into()));
         assert!(split_schema("postgres://u@h/db?schema=x;drop").is_err());
     }
+
+    /// A store written by the version before the hashed index and the seq
+    /// blocks (events indexed by id, commit ranges that may overlap) reads
+    /// the same after its migrations, and its indexer brings in what was
+    /// pending, overlap and all.
+    #[test]
+    fn a_store_of_the_previous_version_reads_the_same_after_migrating() {
+        let schema = format!("store_upgrade_{}", std::process::id());
+        let base = std::env::var("ROLLOVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let url = format!("{base}?schema={schema}");
+        let mut old = Client::connect(&base, NoTls).expect("the local PostgreSQL is running (127.0.0.1:5432, database test)");
+        old.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path TO {schema}; CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);"
+        ))
+        .unwrap();
+        let previous = MIGRATIONS.len() - 2;
+        for (index, migration) in MIGRATIONS[..previous].iter().enumerate() {
+            old.batch_execute(migration).unwrap();
+            old.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(index as i64 + 1)]).unwrap();
+        }
+        // Ten events a seq each, as that version took them; the first six
+        // indexed by id, the rest pending, with a range over both (as two
+        // nodes' commits could leave).
+        let mut seqs = Vec::new();
+        for k in 0..10i64 {
+            let subscription = if k % 2 == 0 { "a" } else { "b" };
+            let row = old
+                .query_one(
+                    "INSERT INTO events (subscription, applied_at, at, key, kind, bytes) VALUES ($1, $2, $2, $3, 'usage', $4) RETURNING seq",
+                    &[&subscription, &(k + 1), &format!("r{k}"), &(100 + k)],
+                )
+                .unwrap();
+            seqs.push(row.get::<_, i64>(0));
+        }
+        old.execute("INSERT INTO event_index (subscription, seq) SELECT subscription, seq FROM events WHERE seq <= $1", &[&seqs[5]]).unwrap();
+        old.execute("INSERT INTO event_pending (lo, hi) VALUES ($1, $2), ($3, $4)", &[&seqs[6], &seqs[9], &seqs[4], &seqs[7]]).unwrap();
+        let keys = |store: &mut PostgresStore, id: &str| store.events_of(id).unwrap().into_iter().map(|e| e.key.unwrap()).collect::<Vec<_>>();
+        let mut store = PostgresStore::open(&url).unwrap();
+        assert_eq!(keys(&mut store, "a"), ["r0", "r2", "r4", "r6", "r8"]);
+        assert_eq!(keys(&mut store, "b"), ["r1", "r3", "r5", "r7", "r9"]);
+        let wanted = [("a".to_string(), "r8".to_string()), ("b".to_string(), "r3".to_string()), ("a".to_string(), "r3".to_string())];
+        assert_eq!(store.find_keys(&wanted, 0).unwrap().len(), 2);
+        let writer = PostgresStore::open_writer(&url).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while old.query_one("SELECT count(*) FROM event_pending", &[]).unwrap().get::<_, i64>(0) > 0 {
+            assert!(std::time::Instant::now() < deadline, "the pending ranges, one overlapping the other, are indexed");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(writer);
+        assert_eq!(old.query_one("SELECT count(*) FROM event_index", &[]).unwrap().get::<_, i64>(0), 10, "each event indexed once");
+        assert_eq!(keys(&mut store, "a"), ["r0", "r2", "r4", "r6", "r8"]);
+        assert_eq!(store.find_keys(&wanted, 0).unwrap().len(), 2);
+        // New commits come after the old seqs, in blocks.
+        let usage = |key: &str| EventRow { seq: 0, subscription: "a".into(), applied_at_micros: 20, at_micros: 20, key: Some(key.into()), body: EventBody::Usage { bytes: 1, country: None } };
+        store.commit(&Batch { events: vec![usage("n1"), usage("n2")], ..Batch::default() }).unwrap();
+        let fresh: Vec<i64> = store.events_of("a").unwrap().iter().filter(|e| e.key.as_deref().is_some_and(|k| k.starts_with('n'))).map(|e| e.seq).collect();
+        assert_eq!(fresh, [seqs[9] + SEQ_BLOCK, seqs[9] + SEQ_BLOCK + 1]);
+        old.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+    }
 }

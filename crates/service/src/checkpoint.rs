@@ -440,7 +440,10 @@ fn read(store: &mut dyn Store, meta: &CheckpointMeta, plans: &Plans) -> Result<S
 pub(crate) fn build(store: &mut dyn Store, shared: &crate::plans::SharedPlans, max_age_micros: i64, min_events: i64) -> Result<Option<(State, Vec<u8>)>, ServiceError> {
     let newest = store.max_seq()?;
     let last = store.checkpoints()?.first().map_or(0, |m| m.upto_seq);
-    if newest - last < min_events.max(1) {
+    // Seqs come in blocks on PostgreSQL, so their difference bounds the
+    // events from above; only past it are they counted.
+    let min_events = min_events.max(1);
+    if newest - last < min_events || store.events_after(last, min_events)? < min_events {
         return Ok(None);
     }
     // After the log's end is read: every plan an event up to it names was

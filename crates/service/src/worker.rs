@@ -733,13 +733,10 @@ impl Worker {
         let (key, bytes) = match &record.counter {
             None => {
                 let key = Key::Record(&record.id).encode();
-                // A key rated in this batch has its hash held too (rate
-                // keeps both), so a hash not held is a new key.
-                let earlier = if live.keys.contains(key_hash(&key)) {
-                    let wanted = (slot, key.clone());
-                    in_batch.get(&wanted).copied().or_else(|| confirmed.get(&wanted).copied().flatten())
-                } else {
-                    None
+                let earlier = match in_batch.get(&(slot, key.clone())) {
+                    Some(stamp) => Some(*stamp),
+                    None if live.keys.contains(key_hash(&key)) => confirmed.get(&(slot, key.clone())).copied().flatten(),
+                    None => None,
                 };
                 if let Some(earlier) = earlier {
                     if earlier != stamp {

@@ -223,6 +223,7 @@ INSERT INTO event_index_hashed (subscription_hash, seq) SELECT hashtextextended(
 DROP TABLE event_index;
 ALTER TABLE event_index_hashed RENAME TO event_index;
 ALTER INDEX event_index_hashed_pkey RENAME TO event_index_pkey;
+ANALYZE event_index;
 "#, r#"
 -- A commit takes its events' seqs in blocks of 64 (see SEQ_BLOCK): one
 -- nextval a block rather than one an event. Each value the sequence gives
@@ -907,6 +908,11 @@ impl Store for PostgresStore {
 
     fn max_seq(&mut self) -> Result<i64> {
         Ok(self.conn()?.query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM events", &[]).map_err(db)?.get(0))
+    }
+
+    fn events_after(&mut self, seq: i64, at_most: i64) -> Result<i64> {
+        let row = self.conn()?.query_one("SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > $1 ORDER BY seq LIMIT $2) AS counted", &[&seq, &at_most]).map_err(db)?;
+        Ok(row.get(0))
     }
 
     fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()> {

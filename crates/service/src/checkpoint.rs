@@ -434,16 +434,35 @@ fn read(store: &mut dyn Store, meta: &CheckpointMeta, plans: &Plans) -> Result<S
     Ok(state)
 }
 
+/// The events counted since the last checkpoint (`after`), up to `upto`:
+/// the checkpointer asks every second, and counts only what is new.
+#[derive(Debug, Default)]
+pub(crate) struct Counted {
+    after: i64,
+    upto: i64,
+    events: i64,
+}
+
 /// Builds the next checkpoint: the last one that checks (or nothing) and the
 /// events after it, read on `store`. `None` when fewer than `min_events`
 /// events came after the last one.
-pub(crate) fn build(store: &mut dyn Store, shared: &crate::plans::SharedPlans, max_age_micros: i64, min_events: i64) -> Result<Option<(State, Vec<u8>)>, ServiceError> {
+pub(crate) fn build(store: &mut dyn Store, shared: &crate::plans::SharedPlans, max_age_micros: i64, min_events: i64, counted: &mut Counted) -> Result<Option<(State, Vec<u8>)>, ServiceError> {
     let newest = store.max_seq()?;
     let last = store.checkpoints()?.first().map_or(0, |m| m.upto_seq);
-    // Seqs come in blocks on PostgreSQL, so their difference bounds the
-    // events from above; only past it are they counted.
+    // Seqs come in blocks on PostgreSQL, so their difference only bounds
+    // the events; past it they are counted.
     let min_events = min_events.max(1);
-    if newest - last < min_events || store.events_after(last, min_events)? < min_events {
+    if newest - last < min_events {
+        return Ok(None);
+    }
+    if counted.after != last {
+        *counted = Counted { after: last, upto: last, events: 0 };
+    }
+    if newest > counted.upto {
+        counted.events += store.count_events(counted.upto, newest)?;
+        counted.upto = newest;
+    }
+    if counted.events < min_events {
         return Ok(None);
     }
     // After the log's end is read: every plan an event up to it names was

@@ -198,12 +198,13 @@ fn run_checkpointer(
     metrics: Arc<metrics::Metrics>,
 ) {
     let mut last_retention: Option<std::time::Instant> = None;
+    let mut counted = checkpoint::Counted::default();
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
         let mut checkpointed = false;
         'write: {
             let started = std::time::Instant::now();
-            let built = match checkpoint::build(store.as_mut(), &plans, max_age_micros, every) {
+            let built = match checkpoint::build(store.as_mut(), &plans, max_age_micros, every, &mut counted) {
                 Ok(Some(built)) => built,
                 Ok(None) => break 'write,
                 Err(error) => {

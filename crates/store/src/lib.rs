@@ -364,9 +364,9 @@ pub trait Store: Send {
     fn event_at_or_after(&mut self, seq: i64) -> Result<Option<(i64, i64)>>;
     /// The newest event's seq (0 for an empty log).
     fn max_seq(&mut self) -> Result<i64>;
-    /// How many events come after `seq`, counted up to `at_most` (seqs may
+    /// How many events have a seq after `after` and up to `upto` (seqs may
     /// have gaps, so their difference says only how many at most).
-    fn events_after(&mut self, seq: i64, at_most: i64) -> Result<i64>;
+    fn count_events(&mut self, after: i64, upto: i64) -> Result<i64>;
     /// Stores one part of the checkpoint taken after event `upto_seq`.
     fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()>;
     /// Marks the checkpoint after `upto_seq` complete (its parts are all
@@ -654,8 +654,8 @@ mod tests {
     /// the log's tail after one.
     fn check_checkpoints(store: &mut dyn Store, seqs: &[i64]) {
         assert_eq!(store.max_seq().unwrap(), *seqs.last().unwrap());
-        assert_eq!(store.events_after(seqs[5], 100).unwrap(), (seqs.len() - 6) as i64);
-        assert_eq!(store.events_after(seqs[5], 2).unwrap(), 2, "counted no further");
+        assert_eq!(store.count_events(seqs[5], i64::MAX).unwrap(), (seqs.len() - 6) as i64);
+        assert_eq!(store.count_events(seqs[5], seqs[7]).unwrap(), 2, "none after upto");
         let mut tail = Vec::new();
         store.load_events_after(seqs[5], &mut |e| tail.push(e.seq)).unwrap();
         assert_eq!(tail, seqs[6..], "the events after one");

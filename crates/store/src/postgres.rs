@@ -910,9 +910,8 @@ impl Store for PostgresStore {
         Ok(self.conn()?.query_one("SELECT COALESCE(MAX(seq), 0)::int8 FROM events", &[]).map_err(db)?.get(0))
     }
 
-    fn events_after(&mut self, seq: i64, at_most: i64) -> Result<i64> {
-        let row = self.conn()?.query_one("SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > $1 ORDER BY seq LIMIT $2) AS counted", &[&seq, &at_most]).map_err(db)?;
-        Ok(row.get(0))
+    fn count_events(&mut self, after: i64, upto: i64) -> Result<i64> {
+        Ok(self.conn()?.query_one("SELECT count(*) FROM events WHERE seq > $1 AND seq <= $2", &[&after, &upto]).map_err(db)?.get(0))
     }
 
     fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()> {

@@ -679,10 +679,8 @@ impl Store for SqliteStore {
         self.connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(db)
     }
 
-    fn events_after(&mut self, seq: i64, at_most: i64) -> Result<i64> {
-        self.connection
-            .query_row("SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)", rusqlite::params![seq, at_most], |row| row.get(0))
-            .map_err(db)
+    fn count_events(&mut self, after: i64, upto: i64) -> Result<i64> {
+        self.connection.query_row("SELECT count(*) FROM events WHERE seq > ?1 AND seq <= ?2", params![after, upto], |row| row.get(0)).map_err(db)
     }
 
     fn put_checkpoint_part(&mut self, upto_seq: i64, part: u32, data: &[u8]) -> Result<()> {

@@ -3,7 +3,7 @@
 //! keys, runs boundaries from an index of next-boundary instants (never by
 //! scanning), and hands rows to the writer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -611,14 +611,12 @@ impl Worker {
         let now = self.clock.now();
         // Each record's slot, looked up once.
         let slots: Vec<Option<usize>> = records.iter().map(|(_, record)| self.index.get(&record.subscription).copied()).collect();
-        // Boundaries first, so that what they change is named by them: each
-        // subscription's once, in the order they first come.
-        let mut firsts: Vec<(usize, usize)> = slots.iter().enumerate().filter_map(|(at, slot)| slot.map(|slot| (slot, at))).collect();
-        firsts.sort_unstable();
-        firsts.dedup_by_key(|(slot, _)| *slot);
-        firsts.sort_unstable_by_key(|&(_, at)| at);
-        for (slot, _) in firsts {
-            self.bring_up(slot, now);
+        // Boundaries first, so that what they change is named by them.
+        let mut seen = HashSet::new();
+        for &slot in slots.iter().flatten() {
+            if seen.insert(slot) {
+                self.bring_up(slot, now);
+            }
         }
         // Record ids whose hashes memory holds: asked of the store at once.
         let suspects: Vec<(usize, String)> = records

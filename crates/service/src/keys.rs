@@ -131,10 +131,20 @@ impl Keys {
         self.stamped.iter().map(|(h, s)| (*h, *s))
     }
 
-    /// Keeps `hash`; a hash already there keeps its first stamp (another key
-    /// with the same hash is told apart by the store).
+    /// Keeps `hash`. When another key already holds it (the store tells the
+    /// two apart), the hash keeps the later of the two stamps: a sweep must
+    /// not drop it while the newer record's retries can still arrive. (When
+    /// the store cannot be asked, a retry of the older record then meets the
+    /// newer stamp and is refused as a conflict: refused, never rated twice.)
     pub(crate) fn insert(&mut self, hash: u64, stamp: Stamp, now: Instant, max_age_micros: i64) {
-        self.stamped.entry(hash).or_insert(stamp);
+        self.stamped
+            .entry(hash)
+            .and_modify(|held| {
+                if stamp.at_micros > held.at_micros {
+                    *held = stamp;
+                }
+            })
+            .or_insert(stamp);
         if self.stamped.len() > self.sweep_at {
             let oldest = now.micros() - max_age_micros;
             self.stamped.retain(|_, stamp| stamp.at_micros >= oldest);
@@ -175,6 +185,28 @@ mod tests {
         assert_ne!(Key::Record("session:1:g1").encode(), Key::Session { session: "g1", number: 1 }.encode());
         // Keys stored before the prefix still read as counters.
         assert_eq!(Key::decode("acct-stop:0:s"), Key::Counter { session: "s", total: 0, stop: true });
+    }
+
+    #[test]
+    fn a_shared_hash_is_kept_while_the_later_record_can_be_retried() {
+        let day = 86_400_000_000;
+        let mut keys = Keys::default();
+        let (older, newer) = (Stamp { at_micros: 0, fingerprint: 1 }, Stamp { at_micros: 2 * day, fingerprint: 2 });
+        // Two keys with one hash: the first stamped at day 0, the second
+        // (told apart by the store and accepted) at day 2.
+        keys.insert(7, older, Instant::from_micros(0), day);
+        keys.insert(7, newer, Instant::from_micros(2 * day), day);
+        assert_eq!(keys.get(7), Some(newer));
+        // A record that came late keeps the later stamp in place.
+        keys.insert(7, older, Instant::from_micros(2 * day), day);
+        assert_eq!(keys.get(7), Some(newer));
+        // Sweeps at day 2.5 drop what the first record alone would have
+        // kept no longer, but not the hash the second one still needs.
+        for other in 100..300 {
+            keys.insert(other, older, Instant::from_micros(2 * day + day / 2), day);
+        }
+        assert_eq!(keys.get(7), Some(newer), "the hash outlives the first record's stamp");
+        assert!(keys.len() < 200, "the sweep ran and dropped the expired keys: {}", keys.len());
     }
 
     #[test]

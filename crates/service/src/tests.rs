@@ -140,6 +140,26 @@ async fn a_shared_hash_never_makes_a_duplicate() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_hash_outlives_the_older_of_its_records() {
+    use crate::keys::{Stamp, fingerprint};
+    let (service, dir) = service("hash-sweep").await;
+    // Another key held this record's hash first (the store has no record
+    // "later"), stamped six days back.
+    let older = Stamp { at_micros: at("2026-02-23T00:00:00Z").micros(), fingerprint: fingerprint(99, None) };
+    service.ask("s1", |reply| crate::worker::Command::HoldHash { subscription: "s1".into(), key: "later".into(), stamp: older, reply }).await.unwrap();
+    let first = service.record_usage(vec![record("later", 10, None)]).await.unwrap();
+    assert!(matches!(first[0], UsageResult::Accepted { drawn_bytes: 10, .. }), "{first:?}");
+    // Two days on, the older stamp is past the maximum age, the record is
+    // not, and enough new keys come for memory to sweep the old ones.
+    service.set_clock(at("2026-03-03T00:00:00Z")).await.unwrap();
+    let fill: Vec<UsageRecord> = (0..100).map(|n| UsageRecord { at: at("2026-03-03T00:00:00Z"), ..record(&format!("fill-{n}"), 1, None) }).collect();
+    assert!(service.record_usage(fill).await.unwrap().iter().all(|r| matches!(r, UsageResult::Accepted { .. })));
+    assert_eq!(service.record_usage(vec![record("later", 10, None)]).await.unwrap(), [UsageResult::Duplicate], "the retry is still known");
+    assert_eq!(service.balance("s1").await.unwrap().total_bytes, (1 << 30) - 10 - 100, "rated once");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A PostgreSQL schema of its own for one cluster test.
 fn cluster_url(name: &str) -> String {
     let schema = format!("cluster_{name}_{}", std::process::id());

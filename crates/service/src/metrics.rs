@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A histogram with fixed upper bounds (seconds or counts).
+/// A histogram with fixed upper bounds (seconds or counts). Each
+/// observation is counted in its own bucket (the exposition sums them up), so
+/// that observing is one increment, not one for every bound above it.
 pub struct Histogram {
     bounds: &'static [f64],
     counts: Vec<AtomicU64>,
@@ -12,27 +14,81 @@ pub struct Histogram {
     count: AtomicU64,
 }
 
+/// Observations gathered apart (one worker's batch), added to a histogram
+/// at once: the workers then do not contend for its counters record by record.
+pub struct Tally {
+    bounds: &'static [f64],
+    counts: [u64; MAX_BOUNDS],
+    sum_micro: u64,
+    count: u64,
+}
+
+/// Most bounds a histogram has.
+const MAX_BOUNDS: usize = 12;
+
+/// The bucket `value` is counted in: the first bound at or above it
+/// (`bounds.len()` for none: only the `+Inf` bucket holds it).
+fn bucket(bounds: &[f64], value: f64) -> usize {
+    bounds.iter().position(|bound| value <= *bound).unwrap_or(bounds.len())
+}
+
+impl Tally {
+    /// Observations gathered.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        if let Some(count) = self.counts.get_mut(bucket(self.bounds, value)) {
+            *count += 1;
+        }
+        self.sum_micro = self.sum_micro.wrapping_add((value * 1e6) as u64);
+        self.count += 1;
+    }
+}
+
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Histogram {
+        assert!(bounds.len() <= MAX_BOUNDS, "a histogram has at most {MAX_BOUNDS} bounds");
         Histogram { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_micro: AtomicU64::new(0), count: AtomicU64::new(0) }
     }
 
     pub fn observe(&self, value: f64) {
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            if value <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(count) = self.counts.get(bucket(self.bounds, value)) {
+            count.fetch_add(1, Ordering::Relaxed);
         }
         self.sum_micro.fetch_add((value * 1e6) as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An empty tally with this histogram's bounds.
+    pub fn tally(&self) -> Tally {
+        Tally { bounds: self.bounds, counts: [0; MAX_BOUNDS], sum_micro: 0, count: 0 }
+    }
+
+    /// Adds what `tally` gathered.
+    pub fn add(&self, tally: &Tally) {
+        if tally.count == 0 {
+            return;
+        }
+        for (count, &n) in self.counts.iter().zip(&tally.counts) {
+            if n > 0 {
+                count.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.sum_micro.fetch_add(tally.sum_micro, Ordering::Relaxed);
+        self.count.fetch_add(tally.count, Ordering::Relaxed);
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut below = 0;
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+            below += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {below}");
         }
-        let total = self.count.load(Ordering::Relaxed);
+        // Read apart from the buckets: never fewer than they add up to.
+        let total = self.count.load(Ordering::Relaxed).max(below);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
         let _ = writeln!(out, "{name}_sum {}", self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {total}");
@@ -200,5 +256,29 @@ impl Metrics {
             let _ = writeln!(out, "rollover_subscriptions{{status=\"{status}\"}} {count}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_however_observed() {
+        let direct = Histogram::new(LATENCY_SECONDS);
+        let gathered = Histogram::new(LATENCY_SECONDS);
+        let mut tally = gathered.tally();
+        for value in [5e-8, 3e-7, 3e-7, 2e-3, 5.0] {
+            direct.observe(value);
+            tally.observe(value);
+        }
+        gathered.add(&tally);
+        let (mut a, mut b) = (String::new(), String::new());
+        direct.render(&mut a, "x", "h");
+        gathered.render(&mut b, "x", "h");
+        assert_eq!(a, b);
+        for line in ["x_bucket{le=\"0.0000001\"} 1", "x_bucket{le=\"0.0000005\"} 3", "x_bucket{le=\"0.001\"} 3", "x_bucket{le=\"0.01\"} 4", "x_bucket{le=\"1\"} 4", "x_bucket{le=\"+Inf\"} 5", "x_count 5"] {
+            assert!(a.lines().any(|l| l == line), "{line} in\n{a}");
+        }
     }
 }

@@ -612,7 +612,7 @@ impl Worker {
         // Each record's slot, looked up once.
         let slots: Vec<Option<usize>> = records.iter().map(|(_, record)| self.index.get(&record.subscription).copied()).collect();
         // Boundaries first, so that what they change is named by them.
-        let mut seen = HashSet::new();
+        let mut seen: HashSet<usize, foldhash::fast::RandomState> = HashSet::with_capacity_and_hasher(records.len(), Default::default());
         for &slot in slots.iter().flatten() {
             if seen.insert(slot) {
                 self.bring_up(slot, now);
@@ -636,7 +636,9 @@ impl Worker {
             found: Vec::new(),
             touched: Vec::new(),
             status_changes: Vec::new(),
-            keys: HashMap::new(),
+            keys: HashMap::with_capacity_and_hasher(records.len(), Default::default()),
+            rating: self.metrics.rating_seconds.tally(),
+            rated_bytes: 0,
         };
         for ((index, record), slot) in records.into_iter().zip(slots) {
             let result = match self.admit(&record, slot, now, &batch.keys, &confirmed) {
@@ -644,6 +646,12 @@ impl Worker {
                 Err(result) => result,
             };
             batch.results.push((index, result));
+        }
+        // The batch's figures, added at once.
+        if batch.rating.count() > 0 {
+            self.metrics.rating_seconds.add(&batch.rating);
+            self.metrics.accepted.fetch_add(batch.rating.count(), Relaxed);
+            self.metrics.usage(batch.rated_bytes, now.micros());
         }
         if let Some(watch) = &self.config.status_changes {
             for change in batch.status_changes.drain(..) {
@@ -671,7 +679,7 @@ impl Worker {
     /// committed, so a record rated a moment ago is found. Should the store
     /// not answer, the stamps in memory decide, as they would have alone.
     fn confirm(&mut self, suspects: Vec<(usize, String)>, now: Instant) -> Confirmed {
-        let mut confirmed = Confirmed::new();
+        let mut confirmed = Confirmed::default();
         if suspects.is_empty() {
             return confirmed;
         }
@@ -720,7 +728,7 @@ impl Worker {
     /// is a repeat when this batch rated it, or when its hash is held and
     /// the store has it (`confirmed`); a counter's report when the counter
     /// has passed it and its hash is held.
-    fn admit(&mut self, record: &UsageRecord, slot: Option<usize>, now: Instant, in_batch: &HashMap<(usize, String), Stamp>, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
+    fn admit(&mut self, record: &UsageRecord, slot: Option<usize>, now: Instant, in_batch: &HashMap<(usize, String), Stamp, foldhash::fast::RandomState>, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
         let Some(slot) = slot else {
             self.metrics.reject(RejectReason::UnknownSubscription);
             return Err(UsageResult::Rejected(UsageRejection::UnknownSubscription(record.subscription.clone())));
@@ -829,9 +837,8 @@ impl Worker {
             }
         }
         let Outcome::Rated(rating) = outcome else { unreachable!("usage is always rated") };
-        self.metrics.rating_seconds.observe(rating_started.elapsed().as_secs_f64());
-        self.metrics.accepted.fetch_add(1, Relaxed);
-        self.metrics.usage(bytes, now.micros());
+        batch.rating.observe(rating_started.elapsed().as_secs_f64());
+        batch.rated_bytes += bytes;
         live.keys.insert(key_hash(&key), stamp, now, max_age_micros);
         batch.keys.insert((slot, key.clone()), stamp);
         let body = EventBody::Usage { bytes, country: record.country.map(|c| c.as_str().to_string()) };
@@ -990,12 +997,15 @@ struct UsageBatch {
     status_changes: Vec<StatusChange>,
     /// Keys rated in this batch, exactly (a repeat inside one batch is
     /// told without the store).
-    keys: HashMap<(usize, String), Stamp>,
+    keys: HashMap<(usize, String), Stamp, foldhash::fast::RandomState>,
+    /// Each rated record's time to rate, and their bytes.
+    rating: crate::metrics::Tally,
+    rated_bytes: u64,
 }
 
 /// What the store said of keys whose hashes memory holds (see
 /// `Worker::confirm`).
-type Confirmed = HashMap<(usize, String), Option<Stamp>>;
+type Confirmed = HashMap<(usize, String), Option<Stamp>, foldhash::fast::RandomState>;
 
 fn accepted(rating: &Rating, late: bool) -> UsageResult {
     UsageResult::Accepted {

@@ -202,6 +202,60 @@ pub(crate) fn resident_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU time (Linux `/proc`, in clock ticks of 1/100 s) of the server, of
+/// PostgreSQL's processes and of the whole machine, to tell work from waiting
+/// when a figure moves from run to run.
+pub(crate) struct CpuSample {
+    server: u64,
+    postgres: u64,
+    /// Busy, all (idle and iowait included) and stolen by the hypervisor.
+    busy: u64,
+    all: u64,
+    steal: u64,
+}
+
+/// utime + stime of a `/proc/PID/stat` text, and the process's name.
+fn process_ticks(stat: &str) -> Option<(&str, u64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((name, fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?))
+}
+
+impl CpuSample {
+    pub(crate) fn take(server: u32) -> CpuSample {
+        let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+        let server = process_ticks(&read(format!("/proc/{server}/stat"))).map_or(0, |(_, ticks)| ticks);
+        let mut postgres = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())) {
+                if let Some(("postgres", ticks)) = process_ticks(&read(format!("/proc/{}/stat", entry.file_name().to_string_lossy()))) {
+                    postgres += ticks;
+                }
+            }
+        }
+        let stat = read("/proc/stat".into());
+        let cpu: Vec<u64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+        let field = |i: usize| cpu.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal
+        let all: u64 = cpu.iter().take(8).sum();
+        CpuSample { server, postgres, busy: all - field(3) - field(4), all, steal: field(7) }
+    }
+
+    /// "CPU during ingestion: ..." over `records` records since `self`.
+    pub(crate) fn summary(&self, after: &CpuSample, records: u64) -> String {
+        let per_record = |from: u64, to: u64| to.saturating_sub(from) as f64 * 10_000.0 / records.max(1) as f64;
+        let share = |part: u64| 100.0 * part as f64 / after.all.saturating_sub(self.all).max(1) as f64;
+        format!(
+            "CPU during ingestion: server {:.2} µs a record, PostgreSQL processes {:.2} µs a record; machine {:.0}% busy, {:.0}% stolen by the hypervisor",
+            per_record(self.server, after.server),
+            per_record(self.postgres, after.postgres),
+            share(after.busy.saturating_sub(self.busy)),
+            share(after.steal.saturating_sub(self.steal)),
+        )
+    }
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -402,7 +456,9 @@ fn run_http(o: HttpBench) -> Result<(), String> {
     // A short warm-up, then the measured run.
     ingest(&server.base, o.subscriptions, (o.batch * o.clients * 4).min(o.records), o.batch, o.clients, &at, 1)?;
     let before = commit_totals(&agent, &server.base);
+    let cpu_before = CpuSample::take(server.child.id());
     let run = ingest(&server.base, o.subscriptions, o.records, o.batch, o.clients, &at, 2)?;
+    let cpu_after = CpuSample::take(server.child.id());
     let after = commit_totals(&agent, &server.base);
     println!(
         "  durable ingestion: {} records in batches of {} from {} clients: {:.0} records/s ({:.2} s); batch latency p50 {:.1} ms, p99 {:.1} ms; accepted {}",
@@ -419,6 +475,7 @@ fn run_http(o: HttpBench) -> Result<(), String> {
         return Err(format!("only {} of {} records were accepted", run.accepted, run.records));
     }
     println!("  {}", commit_summary(before, after));
+    println!("  {}", cpu_before.summary(&cpu_after, run.records));
     let report = |when: &str, latencies: &[Duration]| {
         println!(
             "  balance reads at {}/s {when}: {} reads, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

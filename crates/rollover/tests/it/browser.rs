@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::server::{Backend, Server};
 
 /// One browser session, ended (and chromedriver stopped) when dropped.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     session: String,
@@ -21,7 +21,7 @@ struct Browser {
 
 impl Browser {
     /// Chromium at a phone's width: 412 by 915 CSS pixels.
-    fn phone() -> Browser {
+    pub(crate) fn phone() -> Browser {
         Browser::start(&[])
     }
 
@@ -85,7 +85,7 @@ impl Browser {
         reply["value"].clone()
     }
 
-    fn open(&self, url: &str) {
+    pub(crate) fn open(&self, url: &str) {
         let reply = self.call("POST", &format!("/session/{}/url", self.session), &json!({"url": url}));
         assert!(reply.is_null(), "navigation failed: {reply}");
     }
@@ -102,7 +102,7 @@ impl Browser {
 
     /// Runs axe-core (installed by `.ci/run` under `target/npm-tools`) on
     /// the page: its violations, each with its rule, help and node count.
-    fn axe(&self) -> Value {
+    pub(crate) fn axe(&self) -> Value {
         let source = std::fs::read_to_string(npm_tool("node_modules/axe-core/axe.min.js")).expect("axe-core is installed (.ci/run puts it in target/npm-tools)");
         self.run(&format!("{source}\n;return typeof axe;"));
         self.call(
@@ -114,7 +114,7 @@ impl Browser {
 
     /// Sets form fields by id, submits the form of the first, and waits for
     /// the next page.
-    fn submit(&self, fields: &[(&str, &str)], button: &str) {
+    pub(crate) fn submit(&self, fields: &[(&str, &str)], button: &str) {
         let before = self.run("return document.documentElement.dataset.page ?? (document.documentElement.dataset.page = String(Math.random()));");
         let mut script = String::new();
         for (id, value) in fields {
@@ -133,7 +133,7 @@ impl Browser {
     }
 
     /// Runs `script` (a function body) in the page; its return value.
-    fn run(&self, script: &str) -> Value {
+    pub(crate) fn run(&self, script: &str) -> Value {
         self.call("POST", &format!("/session/{}/execute/sync", self.session), &json!({"script": script, "args": []}))
     }
 }
@@ -151,7 +151,7 @@ fn lighthouse(url: &str, name: &str) -> (f64, f64, f64) {
 }
 
 /// [`lighthouse`] with extra request headers (a console session's cookie).
-fn lighthouse_with(url: &str, name: &str, headers: &[(&str, &str)]) -> (f64, f64, f64) {
+pub(crate) fn lighthouse_with(url: &str, name: &str, headers: &[(&str, &str)]) -> (f64, f64, f64) {
     let dir = crate::common::repo_root().join("target/lighthouse");
     std::fs::create_dir_all(&dir).unwrap();
     let report = dir.join(format!("{name}.json"));

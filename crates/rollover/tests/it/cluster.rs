@@ -697,6 +697,21 @@ fn a_cluster_keeps_every_acknowledged_record_once_through_crashes_pauses_and_res
         assert!(dashboard.contains(&format!("<th scope=\"row\">{}</th>", node.id)), "{} on the dashboard", node.id);
     }
     assert!(dashboard.contains("waiting in the stream for their owners: "), "{dashboard}");
+    // And it passes what the other console pages pass, in headless Chromium:
+    // Lighthouse and axe-core, with the cluster panel on it.
+    let url = format!("{base}/console");
+    let (accessibility, best_practices, _) = crate::browser::lighthouse_with(&url, "console-cluster", &[("Cookie", &cookie)]);
+    assert_eq!(accessibility, 1.0, "Lighthouse accessibility of the cluster dashboard");
+    assert!(best_practices >= 0.95, "Lighthouse best practices of the cluster dashboard: {best_practices}");
+    let browser = crate::browser::Browser::phone();
+    browser.open(&url);
+    if browser.run("return document.title;") == "Sign in · rollover" {
+        browser.submit(&[("key", "")], "Sign in");
+    }
+    browser.open(&url);
+    assert_eq!(browser.run("return document.querySelectorAll('h2').length > 0 && [...document.querySelectorAll('h2')].some(h => h.textContent === 'Cluster');"), json!(true), "the browser shows the cluster panel");
+    assert_eq!(browser.axe(), json!([]), "the cluster dashboard: axe-core violations");
+    drop(browser);
     let stream_lag = nodes[watcher].server.as_ref().unwrap().get("/v1/cluster").body["stream_lag"].clone();
     // The paused node found out, and dropped what it held.
     let paused_log = std::fs::read_to_string(&paused_log).unwrap_or_default();

@@ -98,6 +98,10 @@ pub const PULL_STUCK: Duration = Duration::from_secs(1);
 /// How long the stream keeps a record nobody took (a shard no node serves).
 pub const STREAM_MAX_AGE: Duration = Duration::from_secs(86_400);
 
+/// Streamed calls that went unanswered lately (when, and their shard), and
+/// until when all usage goes as calls.
+type Unanswered = (std::collections::VecDeque<(tokio::time::Instant, u32)>, Option<tokio::time::Instant>);
+
 /// The NATS side of one node: it sends calls for shards served elsewhere
 /// and answers calls for the shards it serves.
 pub struct Nats {
@@ -120,7 +124,7 @@ pub struct Nats {
     slow: std::sync::Mutex<HashMap<u32, (tokio::time::Instant, u32)>>,
     /// Shards whose streamed usage went unanswered lately, and when; and
     /// until when all usage goes as calls (see [`STREAM_SICK_SHARDS`]).
-    unanswered: std::sync::Mutex<(std::collections::VecDeque<(tokio::time::Instant, u32)>, Option<tokio::time::Instant>)>,
+    unanswered: std::sync::Mutex<Unanswered>,
     /// Streamed usage waiting for its results.
     results: Arc<Results>,
     /// What the stream held for each shard when last read.

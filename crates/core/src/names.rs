@@ -121,7 +121,7 @@ impl Kind {
         let mut value = self.0;
         let mut n = 0;
         while value > 0 {
-            if value % 39 == 0 || n == KIND_MAX_LEN {
+            if value.is_multiple_of(39) || n == KIND_MAX_LEN {
                 return None;
             }
             value /= 39;

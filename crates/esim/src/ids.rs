@@ -158,7 +158,7 @@ mod tests {
     fn eids() {
         // 31 digits, then the two check digits that make the whole 1 mod 97.
         let body = "890490320000000000000000000012";
-        let check = 98 - (u128::from_str_radix(&format!("{body}00"), 10).unwrap() % 97) as u32;
+        let check = 98 - (format!("{body}00").parse::<u128>().unwrap() % 97) as u32;
         let eid = format!("{body}{check:02}");
         assert_eq!(eid.len(), 32);
         assert!(Eid::parse(&eid).is_ok(), "{eid}");

@@ -120,7 +120,6 @@ pub fn required_string<'a>(fields: &'a Fields, path: &str, key: &str) -> Result<
 /// `. _ : ; @ + = -`, starting with a letter or digit. So `.`, `..`, ids
 /// that differ only by an invisible or right-to-left character, and ids
 /// that would need escaping in a URL path or a log line cannot exist.
-
 pub fn is_valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     let allowed = |b: &u8| b.is_ascii_alphanumeric() || b".-_:;@+=".contains(b);

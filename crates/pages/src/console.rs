@@ -760,8 +760,12 @@ pub struct Preview<'a> {
     /// Per plan: id, the new version (none: unchanged), the changed fields
     /// (field, current, new), and the subscribers who stay on the current
     /// version.
-    pub plans: Vec<(String, Option<u32>, Vec<(String, String, String)>, usize)>,
+    pub plans: Vec<PlanChange>,
 }
+
+/// One plan of a preview: id, new version, changed fields (field, current,
+/// new), subscribers who stay on the current version.
+pub type PlanChange = (String, Option<u32>, Vec<(String, String, String)>, usize);
 
 pub fn preview_page(staff: &Staff, preview: &Preview, previewed: &str) -> String {
     let lang = staff.lang;

@@ -237,7 +237,8 @@ fn status_words(status: Status, lang: Lang) -> &'static str {
 /// suspended, and anything expiring soon.
 fn banners(h: &mut Html, w: &Words, page: &CustomerPage) {
     let (lang, plan, balance) = (page.lang, page.plan, page.balance);
-    let mut notices: Vec<Box<dyn Fn(&mut Html)>> = Vec::new();
+    type Notice<'a> = Box<dyn Fn(&mut Html) + 'a>;
+    let mut notices: Vec<Notice<'_>> = Vec::new();
     let period_end = balance.period_end.map(|p| p.at);
     match balance.status {
         Status::Throttled if balance.daily_remaining_bytes == Some(0) => {

@@ -228,10 +228,10 @@ impl CpuSample {
         let server = process_ticks(&read(format!("/proc/{server}/stat"))).map_or(0, |(_, ticks)| ticks);
         let mut postgres = 0;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())) {
-                if let Some(("postgres", ticks)) = process_ticks(&read(format!("/proc/{}/stat", entry.file_name().to_string_lossy()))) {
-                    postgres += ticks;
-                }
+            if entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                && let Some(("postgres", ticks)) = process_ticks(&read(format!("/proc/{}/stat", entry.file_name().to_string_lossy())))
+            {
+                postgres += ticks;
             }
         }
         let stat = read("/proc/stat".into());

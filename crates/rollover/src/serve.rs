@@ -119,15 +119,6 @@ fn escape_line(text: &[u8]) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn log_lines_cannot_be_forged() {
-        let line = super::escape_line(b"WARN radius: session=\"a\nINFO forged\r\x1b[31m\" done\n");
-        assert_eq!(String::from_utf8(line).unwrap(), "WARN radius: session=\"a\\nINFO forged\\r\\x1b[31m\" done\n");
-    }
-}
-
 async fn serve(settings: Settings) -> Result<(), String> {
     let listen = settings.listen;
     let url = settings.store_url.clone();
@@ -301,4 +292,13 @@ async fn shutdown() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_cannot_be_forged() {
+        let line = super::escape_line(b"WARN radius: session=\"a\nINFO forged\r\x1b[31m\" done\n");
+        assert_eq!(String::from_utf8(line).unwrap(), "WARN radius: session=\"a\\nINFO forged\\r\\x1b[31m\" done\n");
+    }
 }

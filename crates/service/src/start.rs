@@ -227,7 +227,8 @@ fn run_checkpointer(
                 parts.push(Vec::new());
             }
             let upto = meta.upto_seq;
-            let mut writes: Vec<Box<dyn FnOnce(&mut dyn Store) -> rollover_store::Result<()> + Send>> = Vec::new();
+            type StoreWrite = Box<dyn FnOnce(&mut dyn Store) -> rollover_store::Result<()> + Send>;
+            let mut writes: Vec<StoreWrite> = Vec::new();
             // The ledger marks first: they are right whether or not the
             // checkpoint after them is ever finished.
             for chunk in marks.chunks(4096) {

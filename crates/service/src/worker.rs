@@ -168,6 +168,8 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    // Each is a part of the service the worker is wired to at start.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         number: usize,
         plans: Arc<SharedPlans>,
@@ -365,7 +367,7 @@ impl Worker {
         self.scratch.clear();
         match self.index.get(&row.subscription) {
             None => {
-                let subscription = replay::purchase(&plans, row, &mut self.scratch)?;
+                let subscription = replay::purchase(plans, row, &mut self.scratch)?;
                 let advanced_to = Instant::from_micros(row.applied_at_micros.max(row.at_micros));
                 let slot = self.subscriptions.len();
                 self.subscriptions.push(Live { id: row.subscription.clone(), subscription, keys: Keys::default(), timer: Instant::NEVER, advanced_to, sessions: None, counters: None });
@@ -374,7 +376,7 @@ impl Worker {
             }
             Some(&slot) => {
                 let live = &mut self.subscriptions[slot];
-                replay::apply_row(&plans, &mut live.subscription, row, &mut self.scratch)?;
+                replay::apply_row(plans, &mut live.subscription, row, &mut self.scratch)?;
                 live.advanced_to = live.advanced_to.max(Instant::from_micros(row.applied_at_micros.max(row.at_micros)));
                 checkpoint::replay_counter(&mut live.counters, row, self.config.max_age_micros);
                 live.keys.replay(row, self.config.max_age_micros);

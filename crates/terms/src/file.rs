@@ -669,7 +669,7 @@ fn expect_of(ctx: &Ctx, index: usize, raw_expect: &S<RawExpect>, purchased_at: I
         throttled: amount_field(&x.throttled, "throttled")?,
         rejected: amount_field(&x.rejected, "rejected")?,
         daily_remaining: amount_field(&x.daily_remaining, "daily_remaining")?,
-        expires: x.expires.as_ref().map(|v| instant(&ctx, v, &format!("{label} expires"))).transpose()?,
+        expires: x.expires.as_ref().map(|v| instant(ctx, v, &format!("{label} expires"))).transpose()?,
     })
 }
 

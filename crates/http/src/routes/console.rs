@@ -64,6 +64,8 @@ fn trouble(status: StatusCode, lang: Lang, session: Option<&Session>, title: &st
 
 /// A signed-in session whose form carries its CSRF token: the one check
 /// every console POST passes.
+// The error is the page to answer, built once per refused request.
+#[allow(clippy::result_large_err)]
 fn checked(sessions: &Sessions, headers: &HeaderMap, form: &Form, lang: Lang) -> Result<Session, Response> {
     let Some(session) = session(sessions, headers) else {
         return Err(trouble(StatusCode::UNAUTHORIZED, lang, None, "", pick(lang, "Sign in first.", "请先登录。")));
@@ -76,6 +78,8 @@ fn checked(sessions: &Sessions, headers: &HeaderMap, form: &Form, lang: Lang) ->
 
 /// A form that may change something: read, from a live session with its
 /// CSRF token, and that session's key read-write.
+// The error is the page to answer, built once per refused request.
+#[allow(clippy::result_large_err)]
 fn writer_form(sessions: &Sessions, headers: &HeaderMap, body: &Bytes, lang: Lang) -> Result<(Form, Session), Response> {
     let form = read_form(body, lang)?;
     let session = checked(sessions, headers, &form, lang)?;
@@ -86,6 +90,8 @@ fn writer_form(sessions: &Sessions, headers: &HeaderMap, body: &Bytes, lang: Lan
     Ok((form, session))
 }
 
+// The error is the page to answer, built once per refused request.
+#[allow(clippy::result_large_err)]
 fn read_form(body: &Bytes, lang: Lang) -> Result<Form, Response> {
     parse_form(body).ok_or_else(|| trouble(StatusCode::BAD_REQUEST, lang, None, "", pick(lang, "The form could not be read.", "无法读取表单。")))
 }

@@ -730,7 +730,7 @@ impl Worker {
     /// is a repeat when this batch rated it, or when its hash is held and
     /// the store has it (`confirmed`); a counter's report when the counter
     /// has passed it and its hash is held.
-    fn admit(&mut self, record: &UsageRecord, slot: Option<usize>, now: Instant, in_batch: &HashMap<(usize, String), Stamp, foldhash::fast::RandomState>, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
+    fn admit(&mut self, record: &UsageRecord, slot: Option<usize>, now: Instant, in_batch: &InBatch, confirmed: &Confirmed) -> Result<Admitted, UsageResult> {
         let Some(slot) = slot else {
             self.metrics.reject(RejectReason::UnknownSubscription);
             return Err(UsageResult::Rejected(UsageRejection::UnknownSubscription(record.subscription.clone())));
@@ -999,11 +999,14 @@ struct UsageBatch {
     status_changes: Vec<StatusChange>,
     /// Keys rated in this batch, exactly (a repeat inside one batch is
     /// told without the store).
-    keys: HashMap<(usize, String), Stamp, foldhash::fast::RandomState>,
+    keys: InBatch,
     /// Each rated record's time to rate, and their bytes.
     rating: crate::metrics::Tally,
     rated_bytes: u64,
 }
+
+/// The keys one usage batch rated, by slot, with their stamps.
+type InBatch = HashMap<(usize, String), Stamp, foldhash::fast::RandomState>;
 
 /// What the store said of keys whose hashes memory holds (see
 /// `Worker::confirm`).
